@@ -1,0 +1,149 @@
+"""A merchant's side of the protocol: answer the server's requests with DP statistics.
+
+The node holds one feature vector per customer and never returns anything derived from
+them except through a ``GaussianMechanism`` whose cost its own ledger has accepted
+first. The server only declares noise parameters; the node computes the sensitivity
+itself from its own clipping, so a server cannot talk it into releasing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fedseg.client.statistics import cluster_statistics, feature_histograms
+from fedseg.privacy.accounting import Release
+from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.mechanisms import GaussianMechanism
+from fedseg.privacy.scaling import FeatureScaling
+
+
+class BadRequest(ValueError):
+    """The server asked for something malformed; nothing was computed or released."""
+
+
+class MerchantNode:
+    """Answers ``describe``, ``feature_histograms`` and ``cluster_stats`` requests."""
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        *,
+        names: Sequence[str],
+        log: Sequence[bool],
+        lower: Sequence[float],
+        upper: Sequence[float],
+        ledger: PrivacyLedger,
+        rng_for: Callable[[int], np.random.Generator],
+    ) -> None:
+        self.features = np.asarray(features, dtype=np.float64)
+        self.names = tuple(names)
+        self.log = tuple(bool(v) for v in log)
+        self.lower = np.asarray(lower, dtype=np.float64)
+        self.upper = np.asarray(upper, dtype=np.float64)
+        self.ledger = ledger
+        self.rng_for = rng_for
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], dict]] = {
+            "describe": self._describe,
+            "feature_histograms": self._histograms,
+            "cluster_stats": self._cluster_stats,
+        }
+
+    def handle(self, task: str, payload: Mapping[str, Any]) -> dict:
+        if task not in self._handlers:
+            raise BadRequest(f"unknown task {task!r}")
+        return self._handlers[task](payload)
+
+    def _describe(self, payload: Mapping[str, Any]) -> dict:
+        """Public feature declaration: names, log flags and histogram ranges (model space)."""
+        log = np.asarray(self.log)
+        lower = np.where(log, np.log1p(np.maximum(self.lower, 0)), self.lower)
+        upper = np.where(log, np.log1p(np.maximum(self.upper, 0)), self.upper)
+        return {"names": list(self.names), "log": log.astype(np.float64), "lower": lower, "upper": upper}
+
+    def _model_space(self) -> np.ndarray:
+        x = self.features.copy()
+        log = np.asarray(self.log)
+        x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
+        return x
+
+    def _histograms(self, payload: Mapping[str, Any]) -> dict:
+        edges = _array(payload, "edges", ndim=2)
+        if edges.shape[0] != len(self.names) or edges.shape[1] < 2:
+            raise BadRequest(f"'edges' has shape {edges.shape}, expected ({len(self.names)}, bins+1)")
+        if np.any(np.diff(edges, axis=1) <= 0):
+            raise BadRequest("'edges' must increase along each feature")
+        # One customer adds one count to one bin of each of the d histograms.
+        mechanism = GaussianMechanism(
+            noise_multiplier=_noise_multiplier(payload),
+            sensitivities={"counts": float(np.sqrt(len(self.names)))},
+        )
+        counts = feature_histograms(self._model_space(), edges)
+        return self._release(payload, mechanism, {"counts": counts})
+
+    def _cluster_stats(self, payload: Mapping[str, Any]) -> dict:
+        scaling = FeatureScaling(
+            names=self.names,
+            log=self.log,
+            lower=tuple(_array(payload, "lower", ndim=1)),
+            upper=tuple(_array(payload, "upper", ndim=1)),
+            mean=tuple(_array(payload, "mean", ndim=1)),
+            scale=tuple(_array(payload, "scale", ndim=1)),
+            radius=float(payload["radius"]),
+        )
+        centres = _array(payload, "centres", ndim=2)
+        if centres.shape[1] != scaling.dim:
+            raise BadRequest(f"'centres' has {centres.shape[1]} columns for {scaling.dim} features")
+        # Every transformed vector has norm ≤ radius and joins exactly one cluster.
+        radius = min(scaling.radius, scaling.box_radius())
+        share = float(payload["sums_share"])
+        if not 0 < share < 1:
+            raise BadRequest(f"'sums_share' must be in (0, 1), got {share}")
+        mechanism = GaussianMechanism(
+            noise_multiplier=_noise_multiplier(payload),
+            sensitivities={"sums": radius, "counts": 1.0},
+            shares={"sums": share, "counts": 1.0 - share},
+        )
+        sums, counts = cluster_statistics(scaling.transform(self.features), centres)
+        return self._release(payload, mechanism, {"sums": sums, "counts": counts})
+
+    def _release(self, payload: Mapping[str, Any], mechanism: GaussianMechanism, values: dict) -> dict:
+        """Charge the ledger first; draw noise only once the charge is accepted."""
+        sensitivity = float(np.sqrt(sum(s**2 for s in mechanism.sensitivities.values())))
+        self.ledger.charge(
+            Release(
+                name=str(payload["release"]),
+                noise_multiplier=mechanism.noise_multiplier,
+                l2_sensitivity=sensitivity,
+            )
+        )
+        # Distributed noise: this node adds a 1/n share of the variance; the secure sum
+        # of n shares carries the full σ. Local noise: noise_share = 1.
+        noise_share = float(payload.get("noise_share", 1.0))
+        if not 0 < noise_share <= 1:
+            raise BadRequest(f"'noise_share' must be in (0, 1], got {noise_share}")
+        rng = self.rng_for(int(payload["request_id"]))
+        scaled = GaussianMechanism(
+            noise_multiplier=mechanism.noise_multiplier * np.sqrt(noise_share),
+            sensitivities=mechanism.sensitivities,
+            shares=mechanism.shares,
+        )
+        return scaled.release(values, rng)
+
+
+def _noise_multiplier(payload: Mapping[str, Any]) -> float:
+    z = float(payload["noise_multiplier"])
+    if not (z >= 0 and np.isfinite(z)):
+        raise BadRequest(f"'noise_multiplier' must be finite and ≥ 0, got {z}")
+    return z
+
+
+def _array(payload: Mapping[str, Any], name: str, *, ndim: int) -> np.ndarray:
+    value = payload.get(name)
+    if not isinstance(value, np.ndarray) or value.ndim != ndim:
+        raise BadRequest(f"field {name!r} must be a {ndim}-d array")
+    if not np.all(np.isfinite(value)):
+        raise BadRequest(f"field {name!r} has non-finite values")
+    return value.astype(np.float64)

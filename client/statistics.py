@@ -1,0 +1,45 @@
+"""Local statistics a merchant computes on its own customers (before any noise).
+
+Each customer contributes one vector, so a customer changes a feature histogram by one
+count per feature and a cluster-statistics release by one vector in one cluster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK = 65_536  # rows per distance block: bounds memory at chunk × k floats
+
+
+def feature_histograms(x_model: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin, one row per feature; values outside the edges land in the end bins.
+
+    ``x_model`` is (n, d) in model space (log1p applied, unclipped); ``edges`` is
+    (d, B + 1), increasing along each row.
+    """
+    n_features, n_edges = edges.shape
+    counts = np.zeros((n_features, n_edges - 1))
+    for j in range(n_features):
+        bins = np.searchsorted(edges[j, 1:-1], x_model[:, j], side="right")
+        counts[j] = np.bincount(bins, minlength=n_edges - 1)
+    return counts
+
+
+def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre (squared Euclidean) for every row of ``z``."""
+    labels = np.empty(len(z), dtype=np.int64)
+    centre_sq = np.einsum("ij,ij->i", centres, centres)
+    for start in range(0, len(z), _CHUNK):
+        block = z[start : start + _CHUNK]
+        # ‖x−c‖² = ‖x‖² − 2x·c + ‖c‖²; ‖x‖² is the same for every centre.
+        labels[start : start + _CHUNK] = np.argmin(centre_sq - 2.0 * block @ centres.T, axis=1)
+    return labels
+
+
+def cluster_statistics(z: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums (k, d) and counts (k,) of the rows of ``z`` assigned to ``centres``."""
+    k, d = centres.shape
+    labels = nearest_centre(z, centres)
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.stack([np.bincount(labels, weights=z[:, j], minlength=k) for j in range(d)], axis=1)
+    return sums.reshape(k, d), counts

@@ -1,0 +1,86 @@
+"""Run configuration, parsed once from Flower's run_config into a frozen dataclass."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+NOISE_PLACEMENTS = ("local", "distributed")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Everything the server needs to run one segmentation.
+
+    Budget shares split the run's total ε: feature histograms, initialization and the
+    Lloyd rounds (the recommender takes ``recommender_share`` when it is on).
+    """
+
+    k: int = 5
+    epsilon: float = 1.0
+    delta: float = 1e-6
+    rounds: int = 6
+    init_rounds: int = 2
+    candidates: int = 0  # initial candidate centres; 0 = 20·k
+    bins: int = 64
+    noise: str = "local"
+    secure_agg: bool = False
+    min_clients: int = 1
+    round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
+    histogram_share: float = 0.1
+    init_share: float = 0.3
+    recommender_share: float = 0.0
+    seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
+    warm_start: str = ""  # path of an earlier model.json
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if not (self.epsilon > 0):
+            raise ValueError(f"epsilon must be positive (or inf), got {self.epsilon}")
+        if not (0 < self.delta < 1):
+            raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+        if self.rounds < 1 or self.init_rounds < 1:
+            raise ValueError("rounds and init-rounds must be at least 1")
+        if self.noise not in NOISE_PLACEMENTS:
+            raise ValueError(f"noise must be one of {NOISE_PLACEMENTS}, got {self.noise!r}")
+        if self.noise == "distributed" and not self.secure_agg:
+            raise ValueError("noise 'distributed' needs secure aggregation (--secure-agg)")
+        shares = (self.histogram_share, self.init_share, self.recommender_share)
+        if min(shares) < 0 or sum(shares) >= 1:
+            raise ValueError("budget shares must be ≥ 0 and leave a positive share for Lloyd rounds")
+        if self.min_clients < 1:
+            raise ValueError("min-clients must be at least 1")
+
+    @property
+    def lloyd_share(self) -> float:
+        return 1.0 - self.histogram_share - self.init_share - self.recommender_share
+
+    @property
+    def n_candidates(self) -> int:
+        return self.candidates or 20 * self.k
+
+    @property
+    def private(self) -> bool:
+        return math.isfinite(self.epsilon)
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, object]) -> SegmentationConfig:
+        """Read Flower's run_config (kebab-case keys); unknown keys are ignored."""
+        values = {}
+        for f in fields(cls):
+            key = f.name.replace("_", "-")
+            if key in run_config:
+                values[f.name] = _coerce(run_config[key], f.default)
+        return cls(**values)
+
+
+def _coerce(value: object, default: object) -> object:
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value)

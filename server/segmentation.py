@@ -1,0 +1,199 @@
+"""The server's segmentation loop: statistics → private initialization → DP Lloyd rounds.
+
+Written against ``Transport`` only, so the same loop runs under every Flower runtime
+and in tests without one. Every noisy request is charged to the server's ledger before
+it is sent; each merchant charges its own ledger before it answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
+from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server import kmeans
+from fedseg.server.aggregation import Aggregate, ReplySpec, RoundFailed, aggregate_plain
+from fedseg.server.config import SegmentationConfig
+from fedseg.server.transport import Payload, Reply, Transport
+
+# An aggregator turns (task, payload, spec, nodes) into summed statistics; plain
+# summation by default, secure aggregation when configured.
+Aggregator = Callable[[str, Payload, ReplySpec, Sequence[int]], Aggregate]
+
+RELEASES = ("feature_histograms", "init_cluster_stats", "cluster_stats")
+
+
+def noise_plan(cfg: SegmentationConfig, *, warm: bool = False) -> dict[str, float]:
+    """Noise multiplier per release kind, calibrated before anything is released."""
+    if warm:  # statistics and initialization come from the earlier model
+        plan = [PlannedRelease("cluster_stats", share=1.0 - cfg.recommender_share, count=cfg.rounds)]
+    else:
+        plan = [
+            PlannedRelease("feature_histograms", share=cfg.histogram_share, count=1),
+            PlannedRelease("init_cluster_stats", share=cfg.init_share, count=cfg.init_rounds),
+            PlannedRelease("cluster_stats", share=cfg.lloyd_share, count=cfg.rounds),
+        ]
+    if cfg.recommender_share > 0:
+        plan.append(PlannedRelease("recommender_reserved", share=cfg.recommender_share, count=1))
+    return calibrate(plan, epsilon=cfg.epsilon, delta=cfg.delta)
+
+
+@dataclass
+class SegmentationRun:
+    """One federated DP K-means fit: the inputs, and what the fit produced."""
+
+    transport: Transport
+    cfg: SegmentationConfig
+    ledger: PrivacyLedger
+    rng: np.random.Generator
+    aggregate: Aggregator | None = None
+    warm_start: Mapping[str, Any] | None = None  # an earlier model.json, parsed
+    history: list[dict] = field(default_factory=list)
+    _request_ids: itertools.count = field(default_factory=itertools.count)
+
+    def fit(self) -> dict[str, Any]:
+        """Run every round; returns the fitted state (see ``server.model``)."""
+        nodes = sorted(self.transport.node_ids())
+        declaration = self._describe(nodes)
+        z = noise_plan(self.cfg, warm=self.warm_start is not None)
+        if self.warm_start is not None:
+            scaling = FeatureScaling.from_dict(self.warm_start["scaler"])
+            if list(scaling.names) != declaration["names"]:
+                raise RoundFailed("warm start: the earlier model's features differ from the merchants'")
+            centres = np.asarray(self.warm_start["centroids_standardized"], dtype=np.float64)
+        else:
+            scaling = self._feature_scaling(nodes, declaration, z["feature_histograms"])
+            centres = self._initial_centres(nodes, scaling, z["init_cluster_stats"])
+        centres, sizes = self._lloyd(nodes, scaling, centres, z["cluster_stats"])
+        return {"scaling": scaling, "centres": centres, "sizes": sizes, "history": self.history}
+
+    # -- rounds ---------------------------------------------------------------------------
+
+    def _describe(self, nodes: Sequence[int]) -> dict:
+        """Public feature declarations; merchants that disagree with the majority are left out."""
+        replies = self.transport.request("describe", {}, nodes)
+        votes: dict[tuple, list[Reply]] = {}
+        for r in replies:
+            if r.error is None and r.payload and isinstance(r.payload.get("names"), list):
+                votes.setdefault(tuple(r.payload["names"]), []).append(r)
+        if not votes:
+            raise RoundFailed("describe: no merchant declared its features")
+        majority = max(votes.values(), key=len)[0].payload
+        names = list(majority["names"])
+        return {
+            "names": names,
+            "log": tuple(bool(v) for v in np.asarray(majority["log"])),
+            "lower": np.asarray(majority["lower"], dtype=np.float64),
+            "upper": np.asarray(majority["upper"], dtype=np.float64),
+        }
+
+    def _feature_scaling(self, nodes, declaration: dict, z: float) -> FeatureScaling:
+        edges = kmeans.histogram_edges(declaration["lower"], declaration["upper"], self.cfg.bins)
+        d = len(declaration["names"])
+        sigma = z * math.sqrt(d)
+        spec = ReplySpec(shapes={"counts": edges[:, 1:].shape}, sigmas={"counts": sigma})
+        agg = self._noisy_round("feature_histograms", "feature_histograms", {"edges": edges}, z, spec, nodes)
+        quantiles = (0.001, 0.999) if self.cfg.private else (0.0, 1.0)
+        scaling = kmeans.scaling_from_histograms(
+            agg.sums["counts"],
+            edges,
+            names=tuple(declaration["names"]),
+            log=declaration["log"],
+            quantiles=quantiles,
+        )
+        self._histograms = (agg.sums["counts"], edges)
+        return _with_radius(scaling)
+
+    def _initial_centres(self, nodes, scaling: FeatureScaling, z: float) -> np.ndarray:
+        counts, edges = self._histograms
+        candidates = kmeans.sample_candidates(counts, edges, scaling, self.cfg.n_candidates, self.rng)
+        for _ in range(self.cfg.init_rounds):
+            agg, min_count = self._cluster_round("init_cluster_stats", scaling, candidates, z, nodes)
+            sums, cell_counts = agg.sums["sums"], agg.sums["counts"]
+            populated = cell_counts >= min_count
+            candidates = np.where(
+                populated[:, None], sums / np.maximum(cell_counts, 1e-12)[:, None], candidates
+            )
+        return kmeans.seed_centres(sums, cell_counts, self.cfg.k, min_count=min_count, rng=self.rng)
+
+    def _lloyd(self, nodes, scaling: FeatureScaling, centres: np.ndarray, z: float):
+        box = scaling.box()
+        sizes = np.zeros(len(centres))
+        for round_no in range(1, self.cfg.rounds + 1):
+            agg, min_count = self._cluster_round("cluster_stats", scaling, centres, z, nodes)
+            new, kept = kmeans.update_centres(
+                centres, agg.sums["sums"], agg.sums["counts"], min_count=min_count, box=box
+            )
+            movement = float(np.max(np.linalg.norm(new - centres, axis=1)))
+            centres, sizes = new, agg.sums["counts"]
+            self.history[-1].update(round=round_no, movement=movement, empty=int((~kept).sum()))
+            # Stop once centres move less than the noise in a centre estimate.
+            if movement < self._centre_noise(agg, scaling, z):
+                break
+        return centres, sizes
+
+    def _centre_noise(self, agg: Aggregate, scaling: FeatureScaling, z: float) -> float:
+        if z == 0:
+            return 1e-9
+        sigma_sums = self._aggregate_sigmas(z, scaling, len(agg.log.contributors))["sums"]
+        return sigma_sums * math.sqrt(scaling.dim) / max(float(np.min(agg.sums["counts"])), 1.0)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _cluster_round(self, release: str, scaling: FeatureScaling, centres, z: float, nodes):
+        payload = {
+            "lower": np.asarray(scaling.lower),
+            "upper": np.asarray(scaling.upper),
+            "mean": np.asarray(scaling.mean),
+            "scale": np.asarray(scaling.scale),
+            "radius": float(scaling.radius),
+            "centres": np.asarray(centres, dtype=np.float64),
+            "sums_share": kmeans.sums_share(scaling.dim),
+        }
+        k, d = centres.shape
+        per_client = self._aggregate_sigmas(z, scaling, 1)
+        spec = ReplySpec(
+            shapes={"sums": (k, d), "counts": (k,)},
+            sigmas=per_client,
+            max_norm=scaling.radius,
+        )
+        agg = self._noisy_round("cluster_stats", release, payload, z, spec, nodes)
+        total_sigma = self._aggregate_sigmas(z, scaling, len(agg.log.contributors))["counts"]
+        return agg, max(3.0 * total_sigma, 1.0)
+
+    def _aggregate_sigmas(self, z: float, scaling: FeatureScaling, n_clients: int) -> dict:
+        """Noise std of each part in the aggregate over ``n_clients`` (per client if 1)."""
+        share = kmeans.sums_share(scaling.dim)
+        copies = 1 if self.cfg.noise == "distributed" else n_clients
+        root = math.sqrt(copies)
+        return {
+            "sums": z * scaling.radius / math.sqrt(share) * root,
+            "counts": z / math.sqrt(1 - share) * root,
+        }
+
+    def _noisy_round(
+        self, task: str, release: str, payload: dict, z: float, spec: ReplySpec, nodes
+    ) -> Aggregate:
+        self.ledger.charge(Release(name=release, noise_multiplier=z))
+        request = dict(payload, release=release, noise_multiplier=z, request_id=next(self._request_ids))
+        if self.aggregate is not None:
+            agg = self.aggregate(task, request, spec, nodes)
+        else:
+            replies = self.transport.request(task, request, nodes)
+            agg = aggregate_plain(release, nodes, replies, spec, min_clients=self.cfg.min_clients)
+        self.history.append(agg.log.to_dict())
+        return agg
+
+
+def _with_radius(scaling: FeatureScaling) -> FeatureScaling:
+    """Use the box bound as the L2 radius: box clipping already enforces it, so no bias."""
+    from dataclasses import replace
+
+    return replace(scaling, radius=scaling.box_radius())
