@@ -1,0 +1,152 @@
+"""Client half of the secure-aggregation round as a four-stage state machine.
+
+Stages (each a function of the server's broadcast, returning the reply payload):
+``advertise_keys`` -> ``share_keys`` -> ``masked_input`` -> ``unmask``. A broadcast that
+breaks the rules raises :class:`SecAggProtocolError`; the client then takes no further part.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from fedseg.privacy.secagg import crypto, shamir
+from fedseg.privacy.secagg.config import SecAggConfig
+from fedseg.privacy.secagg.encoding import encode
+from fedseg.privacy.secagg.errors import SecAggProtocolError
+from fedseg.privacy.secagg.graph import NeighbourGraph, roster_digest
+from fedseg.privacy.secagg.masking import pair_mask, self_mask
+from fedseg.privacy.secagg.messages import (
+    SHARE_PLAINTEXT_BYTES,
+    has_round,
+    is_node_id,
+    key_entry,
+    node_id_list,
+    parse_key_entry,
+    share_associated_data,
+)
+
+
+class SecAggClient:
+    """One merchant's side of one round; fresh keys and self-mask seed per instance."""
+
+    def __init__(self, node_id: int, config: SecAggConfig, *, round_id: int) -> None:
+        if not is_node_id(node_id):
+            raise SecAggProtocolError(f"node_id must be an int in [0, 2^64), got {node_id!r}")
+        self.node_id, self.config, self.round_id = node_id, config, round_id
+        self._context = crypto.round_context(round_id)
+        self._stage = "advertise"
+
+    def _enter(self, stage: str, following: str) -> None:
+        if self._stage != stage:
+            raise SecAggProtocolError(f"client {self.node_id}: {stage} called during {self._stage}")
+        self._stage = following
+
+    def advertise_keys(self) -> dict[str, Any]:
+        """Stage 0: two fresh X25519 public keys and a commitment to the self-mask seed."""
+        self._enter("advertise", "share")
+        self._mask_sk, mask_pk = crypto.new_key_pair()
+        self._enc_sk, enc_pk = crypto.new_key_pair()
+        self._self_seed = os.urandom(32)
+        commitment = crypto.commitment(self._context, self.node_id, self._self_seed)
+        return {"round": self.round_id, "node_id": self.node_id,
+                **key_entry(mask_pk, enc_pk, commitment)}  # fmt: skip
+
+    def share_keys(self, broadcast: dict[str, Any]) -> dict[str, Any]:
+        """Stage 1: Shamir-share the self-mask seed and mask key, encrypted per neighbour."""
+        self._enter("share", "masked")
+        self._roster = self._parse_roster(broadcast)
+        digest = roster_digest(self._context, self._roster)
+        graph = NeighbourGraph(list(self._roster), self.config.neighbours, digest)
+        self._neighbours = graph.neighbours_of(self.node_id)
+        if len(self._neighbours) < self.config.threshold:
+            raise SecAggProtocolError(f"only {len(self._neighbours)} neighbours, threshold is "
+                                      f"{self.config.threshold}")  # fmt: skip
+        secrets = np.concatenate([shamir.secret_to_chunks(self._self_seed),
+                                  shamir.secret_to_chunks(crypto.private_bytes(self._mask_sk))])  # fmt: skip
+        points = np.array([graph.share_point[j] for j in self._neighbours], dtype=np.int64)
+        shares = shamir.share(secrets, points, self.config.threshold)
+        self._receive_keys, ciphertexts = {}, {}
+        for row, peer in zip(shares, self._neighbours, strict=True):
+            shared = crypto.exchange(self._enc_sk, self._roster[peer][1])
+            send_key = crypto.derive(
+                shared, self._context, crypto.pair_info(b"enc", self.node_id, peer)
+            )
+            self._receive_keys[peer] = crypto.derive(
+                shared, self._context, crypto.pair_info(b"enc", peer, self.node_id)
+            )
+            plaintext = shamir.share_to_bytes(row[: shamir.CHUNKS]) + shamir.share_to_bytes(
+                row[shamir.CHUNKS :]
+            )
+            aad = share_associated_data(self._context, self.node_id, peer)
+            ciphertexts[peer] = crypto.encrypt(send_key, plaintext, aad)
+        return {"round": self.round_id, "node_id": self.node_id, "shares": ciphertexts}
+
+    def masked_input(
+        self, values: dict[str, np.ndarray], broadcast: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Stage 2: keep the shares addressed to us; send input + self mask + pair masks."""
+        encoded = encode(values, self.config)  # range errors surface before any state change
+        self._enter("masked", "unmask")
+        inbox = broadcast.get("inbox") if has_round(broadcast, self.round_id) else None
+        if not isinstance(inbox, dict):
+            raise SecAggProtocolError(f"client {self.node_id}: malformed share inbox")
+        neighbours = set(self._neighbours)
+        self._partners = sorted(peer for peer in inbox if peer in neighbours)
+        if len(self._partners) < self.config.threshold:
+            raise SecAggProtocolError(f"client {self.node_id}: {len(self._partners)} neighbours "
+                                      f"shared keys, threshold is {self.config.threshold}")  # fmt: skip
+        self._held = {}
+        for peer in self._partners:
+            shares = self._open_share(peer, inbox[peer])
+            if shares is not None:  # an unauthentic share is ignored, never revealed
+                self._held[peer] = shares
+        masked = encoded + self_mask(self._self_seed, encoded.size)
+        for peer in self._partners:
+            mask = pair_mask(self._mask_sk, self.node_id, peer, self._roster[peer][0],
+                             self._context, encoded.size)  # fmt: skip
+            masked = masked + mask if self.node_id < peer else masked - mask
+        return {"round": self.round_id, "node_id": self.node_id, "masked": masked}
+
+    def unmask(self, broadcast: dict[str, Any]) -> dict[str, Any]:
+        """Stage 3: reveal self-mask shares of survivors XOR key shares of dropped clients."""
+        self._enter("unmask", "done")
+        ok = has_round(broadcast, self.round_id)
+        survivors = node_id_list(broadcast.get("survivors")) if ok else None
+        dropped = node_id_list(broadcast.get("dropped")) if ok else None
+        if survivors is None or dropped is None or set(survivors) & set(dropped):
+            raise SecAggProtocolError(f"client {self.node_id}: malformed survivor/dropped lists")
+        if self.node_id not in survivors or len(survivors) < self.config.threshold:
+            raise SecAggProtocolError(f"client {self.node_id}: survivor list is inconsistent")
+        self_mask_shares = {p: self._held[p][0] for p in survivors if p in self._held}
+        key_shares = {p: self._held[p][1] for p in dropped if p in self._held}
+        return {"round": self.round_id, "node_id": self.node_id,
+                "self_mask_shares": self_mask_shares, "key_shares": key_shares}  # fmt: skip
+
+    def _parse_roster(self, broadcast: dict[str, Any]) -> dict[int, tuple[bytes, bytes]]:
+        raw = broadcast.get("roster") if has_round(broadcast, self.round_id) else None
+        if not isinstance(raw, dict):
+            raise SecAggProtocolError(f"client {self.node_id}: malformed roster")
+        roster = {}
+        for node_id, entry in raw.items():
+            keys = parse_key_entry(entry)
+            if not is_node_id(node_id) or keys is None:
+                raise SecAggProtocolError(f"client {self.node_id}: bad roster entry {node_id!r}")
+            roster[node_id] = keys[:2]
+        mine = (crypto.public_of(self._mask_sk), crypto.public_of(self._enc_sk))
+        if roster.get(self.node_id) != mine:
+            raise SecAggProtocolError(f"client {self.node_id}: roster misstates our own keys")
+        all_keys = [key for pair in roster.values() for key in pair]
+        if len(set(all_keys)) != len(all_keys):
+            raise SecAggProtocolError(f"client {self.node_id}: roster repeats a public key")
+        return roster
+
+    def _open_share(self, peer: int, blob: Any) -> tuple[bytes, bytes] | None:
+        aad = share_associated_data(self._context, peer, self.node_id)
+        plaintext = crypto.decrypt(self._receive_keys[peer], blob, aad)
+        if plaintext is None or len(plaintext) != SHARE_PLAINTEXT_BYTES:
+            return None
+        half = shamir.SHARE_BYTES
+        return plaintext[:half], plaintext[half:]
