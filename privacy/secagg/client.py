@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 import numpy as np
-
 from fedseg.privacy.secagg import crypto, shamir
 from fedseg.privacy.secagg.config import SecAggConfig
 from fedseg.privacy.secagg.encoding import encode
@@ -51,8 +50,11 @@ class SecAggClient:
         self._enc_sk, enc_pk = crypto.new_key_pair()
         self._self_seed = os.urandom(32)
         commitment = crypto.commitment(self._context, self.node_id, self._self_seed)
-        return {"round": self.round_id, "node_id": self.node_id,
-                **key_entry(mask_pk, enc_pk, commitment)}  # fmt: skip
+        return {
+            "round": self.round_id,
+            "node_id": self.node_id,
+            **key_entry(mask_pk, enc_pk, commitment),
+        }
 
     def share_keys(self, broadcast: dict[str, Any]) -> dict[str, Any]:
         """Stage 1: Shamir-share the self-mask seed and mask key, encrypted per neighbour."""
@@ -62,10 +64,15 @@ class SecAggClient:
         graph = NeighbourGraph(list(self._roster), self.config.neighbours, digest)
         self._neighbours = graph.neighbours_of(self.node_id)
         if len(self._neighbours) < self.config.threshold:
-            raise SecAggProtocolError(f"only {len(self._neighbours)} neighbours, threshold is "
-                                      f"{self.config.threshold}")  # fmt: skip
-        secrets = np.concatenate([shamir.secret_to_chunks(self._self_seed),
-                                  shamir.secret_to_chunks(crypto.private_bytes(self._mask_sk))])  # fmt: skip
+            raise SecAggProtocolError(
+                f"only {len(self._neighbours)} neighbours, threshold is {self.config.threshold}"
+            )
+        secrets = np.concatenate(
+            [
+                shamir.secret_to_chunks(self._self_seed),
+                shamir.secret_to_chunks(crypto.private_bytes(self._mask_sk)),
+            ]
+        )
         points = np.array([graph.share_point[j] for j in self._neighbours], dtype=np.int64)
         shares = shamir.share(secrets, points, self.config.threshold)
         self._receive_keys, ciphertexts = {}, {}
@@ -96,8 +103,10 @@ class SecAggClient:
         neighbours = set(self._neighbours)
         self._partners = sorted(peer for peer in inbox if peer in neighbours)
         if len(self._partners) < self.config.threshold:
-            raise SecAggProtocolError(f"client {self.node_id}: {len(self._partners)} neighbours "
-                                      f"shared keys, threshold is {self.config.threshold}")  # fmt: skip
+            raise SecAggProtocolError(
+                f"client {self.node_id}: {len(self._partners)} neighbours "
+                f"shared keys, threshold is {self.config.threshold}"
+            )
         self._held = {}
         for peer in self._partners:
             shares = self._open_share(peer, inbox[peer])
@@ -105,8 +114,14 @@ class SecAggClient:
                 self._held[peer] = shares
         masked = encoded + self_mask(self._self_seed, encoded.size)
         for peer in self._partners:
-            mask = pair_mask(self._mask_sk, self.node_id, peer, self._roster[peer][0],
-                             self._context, encoded.size)  # fmt: skip
+            mask = pair_mask(
+                self._mask_sk,
+                self.node_id,
+                peer,
+                self._roster[peer][0],
+                self._context,
+                encoded.size,
+            )
             masked = masked + mask if self.node_id < peer else masked - mask
         return {"round": self.round_id, "node_id": self.node_id, "masked": masked}
 
@@ -122,8 +137,12 @@ class SecAggClient:
             raise SecAggProtocolError(f"client {self.node_id}: survivor list is inconsistent")
         self_mask_shares = {p: self._held[p][0] for p in survivors if p in self._held}
         key_shares = {p: self._held[p][1] for p in dropped if p in self._held}
-        return {"round": self.round_id, "node_id": self.node_id,
-                "self_mask_shares": self_mask_shares, "key_shares": key_shares}  # fmt: skip
+        return {
+            "round": self.round_id,
+            "node_id": self.node_id,
+            "self_mask_shares": self_mask_shares,
+            "key_shares": key_shares,
+        }
 
     def _parse_roster(self, broadcast: dict[str, Any]) -> dict[int, tuple[bytes, bytes]]:
         raw = broadcast.get("roster") if has_round(broadcast, self.round_id) else None

@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy.stats import hypergeom
-
 from fedseg.privacy.secagg.errors import SecAggConfigError
+from scipy.stats import hypergeom
 
 VectorSpec = tuple[tuple[str, tuple[int, ...]], ...]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from fedseg.privacy.secagg.config import SecAggConfig
 from fedseg.privacy.secagg.errors import EncodingRangeError
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from fedseg.privacy.secagg import crypto
 
 
@@ -19,9 +18,13 @@ def self_mask(seed: bytes, length: int) -> np.ndarray:
 
 
 def pair_mask(
-    private: X25519PrivateKey, own_id: int, peer_id: int, peer_public: bytes, context: bytes,
+    private: X25519PrivateKey,
+    own_id: int,
+    peer_id: int,
+    peer_public: bytes,
+    context: bytes,
     length: int,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """Mask shared by ``own_id`` and ``peer_id`` (same for both sides)."""
     low, high = sorted((own_id, peer_id))
     seed = crypto.agree(private, peer_public, context, crypto.pair_info(b"mask", low, high))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from fedseg.privacy.secagg import crypto
 from fedseg.privacy.secagg.config import SecAggConfig
 from fedseg.privacy.secagg.encoding import decode_sum
@@ -68,27 +67,40 @@ class SecAggServer:
         digest = roster_digest(self._context, roster)
         self._graph = NeighbourGraph(list(roster), self.config.neighbours, digest)
         self._require(self._graph.degree, f"neighbour each client ({len(entries)} sent keys)")
-        return {"round": self.round_id,
-                "roster": {node: key_entry(*keys) for node, keys in entries.items()}}  # fmt: skip
+        return {
+            "round": self.round_id,
+            "roster": {node: key_entry(*keys) for node, keys in entries.items()},
+        }
 
     def collect_shares(self, replies: dict[int, Any]) -> dict[int, dict[str, Any]]:
         """Stage 1 -> per-client inbox of the share ciphertexts addressed to it."""
         self._enter("shares", "masked")
         self._neighbours = {node: set(self._graph.neighbours_of(node)) for node in self._keys}
-        sent = {node: payload["shares"] for node, payload in replies.items()
-                if node in self._keys and self._valid_shares(node, payload)}  # fmt: skip
+        sent = {
+            node: payload["shares"]
+            for node, payload in replies.items()
+            if node in self._keys and self._valid_shares(node, payload)
+        }
         self._partners = {node: sorted(set(sent) & self._neighbours[node]) for node in sent}
-        return {node: {"round": self.round_id,
-                       "inbox": {peer: sent[peer][node] for peer in self._partners[node]}}
-                for node in sent}  # fmt: skip
+        return {
+            node: {
+                "round": self.round_id,
+                "inbox": {peer: sent[peer][node] for peer in self._partners[node]},
+            }
+            for node in sent
+        }
 
     def collect_masked(self, replies: dict[int, Any]) -> dict[int, dict[str, Any]]:
         """Stage 2 -> survivor / dropped lists for the clients whose masked input arrived."""
         self._enter("masked", "unmask")
         size = self.config.vector_length
-        self._masked = {node: payload["masked"] for node, payload in replies.items()
-                        if node in self._partners and has_round(payload, self.round_id)
-                        and _is_word_vector(payload.get("masked"), size)}  # fmt: skip
+        self._masked = {
+            node: payload["masked"]
+            for node, payload in replies.items()
+            if node in self._partners
+            and has_round(payload, self.round_id)
+            and _is_word_vector(payload.get("masked"), size)
+        }
         self._require(len(self._masked), "sent masked inputs")
         survivors = sorted(self._masked)
         dropped = sorted(set(self._partners) - set(self._masked))
@@ -99,8 +111,11 @@ class SecAggServer:
         """Stage 3 -> the decoded sums of the survivors' inputs, or :class:`SecAggAborted`."""
         self._enter("unmask", "done")
         unmasker = Unmasker(self._context, self._graph, self._keys, self._partners, self.config)
-        answered = {node: payload for node, payload in replies.items()
-                    if node in self._masked and has_round(payload, self.round_id)}  # fmt: skip
+        answered = {
+            node: payload
+            for node, payload in replies.items()
+            if node in self._masked and has_round(payload, self.round_id)
+        }
         try:
             total = unmasker.unmask(self._masked, answered)
         except SecAggAborted:
@@ -111,9 +126,12 @@ class SecAggServer:
 
     def _valid_shares(self, node: int, payload: Any) -> bool:
         shares = payload.get("shares") if has_round(payload, self.round_id) else None
-        return (payload.get("node_id") == node and isinstance(shares, dict)
-                and set(shares) == self._neighbours[node]
-                and all(is_blob(blob, SHARE_CIPHERTEXT_BYTES) for blob in shares.values()))  # fmt: skip
+        return (
+            payload.get("node_id") == node
+            and isinstance(shares, dict)
+            and set(shares) == self._neighbours[node]
+            and all(is_blob(blob, SHARE_CIPHERTEXT_BYTES) for blob in shares.values())
+        )
 
 
 def _without_repeated_keys(entries: dict[int, tuple[bytes, ...]]) -> dict[int, tuple[bytes, ...]]:

@@ -6,7 +6,6 @@ Used by the tests and the benchmark; the Flower apps call the same stage methods
 from __future__ import annotations
 
 import numpy as np
-
 from fedseg.privacy.secagg.client import SecAggClient
 from fedseg.privacy.secagg.config import SecAggConfig
 from fedseg.privacy.secagg.server import SecAggServer

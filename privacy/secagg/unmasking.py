@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from fedseg.privacy.secagg import crypto, shamir
 from fedseg.privacy.secagg.config import SecAggConfig
 from fedseg.privacy.secagg.errors import SecAggAborted
@@ -26,9 +25,13 @@ class Unmasker:
     """Turns the survivors' masked inputs and revealed shares into the plain uint64 sum."""
 
     def __init__(
-        self, context: bytes, graph: NeighbourGraph, keys: dict[int, tuple[bytes, bytes, bytes]],
-        partners: dict[int, list[int]], config: SecAggConfig,
-    ) -> None:  # fmt: skip
+        self,
+        context: bytes,
+        graph: NeighbourGraph,
+        keys: dict[int, tuple[bytes, bytes, bytes]],
+        partners: dict[int, list[int]],
+        config: SecAggConfig,
+    ) -> None:
         self.context, self.graph, self.keys, self.config = context, graph, keys, config
         self.partners = {node: set(peers) for node, peers in partners.items()}
 
