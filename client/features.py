@@ -1,0 +1,163 @@
+"""Customer features: one row per customer, from an events table or a features table.
+
+All of a customer's events collapse into one vector here, before any statistic leaves
+the merchant, so the privacy unit downstream is one customer at one merchant. Values are
+in original units and *not* clipped: the specs' public bounds are applied by the code
+that releases statistics (:meth:`FeatureSpec.clip`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from fedseg.client.customer_events import (
+    CART,
+    NS_PER_DAY,
+    REVIEW,
+    VIEW,
+    CustomerEvents,
+)
+from fedseg.client.errors import DataError
+from fedseg.client.feature_specs import (
+    DEFAULT_CATEGORIES,
+    KNOWN_SPECS,
+    SHARE_PREFIX,
+    SPEND_SHARE_PREFIX,
+    FeatureSpec,
+    default_feature_specs,
+    feature_spec,
+    generic_spec,
+)
+from fedseg.client.loading import LoadReport, load_merchant_table
+from fedseg.privacy.pseudonyms import Pseudonymizer
+
+__all__ = [
+    "DEFAULT_CATEGORIES",
+    "FeatureSpec",
+    "build_features",
+    "customer_features",
+    "default_feature_specs",
+    "feature_spec",
+    "feature_specs_for_table",
+]
+
+
+def _days(ns: np.ndarray) -> np.ndarray:
+    return ns / NS_PER_DAY
+
+
+def _avg_order_value(log: CustomerEvents) -> np.ndarray:
+    return np.divide(log.spend, log.orders, out=np.zeros(log.n_users), where=log.orders > 0)
+
+
+def _recency_days(log: CustomerEvents) -> np.ndarray:
+    bought = log.last_purchase_time > np.iinfo(np.int64).min
+    days = _days(log.as_of - np.where(bought, log.last_purchase_time, log.as_of))
+    return np.where(bought, days, KNOWN_SPECS["recency_days"].upper)
+
+
+_FORMULAS: dict[str, Callable[[CustomerEvents], np.ndarray]] = {
+    "browse_minutes": lambda log: (
+        log.per_user_sum(np.where(log.event == VIEW, log.duration_s, 0)) / 60.0
+    ),
+    "orders": lambda log: log.orders,
+    "spend": lambda log: log.spend,
+    "pages_viewed": lambda log: log.count(VIEW),
+    "reviews": lambda log: log.count(REVIEW),
+    "avg_order_value": _avg_order_value,
+    "recency_days": _recency_days,
+    "tenure_days": lambda log: _days(log.last_time - log.first_time),
+    "sessions": lambda log: log.sessions,
+    "last_event_days": lambda log: _days(log.as_of - log.last_time),
+    "purchases": lambda log: log.per_user_sum(np.where(log.is_purchase, log.quantity, 0)),
+    "carts": lambda log: log.count(CART),
+}
+
+
+def build_features(
+    events: pd.DataFrame,
+    *,
+    specs: Sequence[FeatureSpec] | None = None,
+    as_of: object = None,
+) -> pd.DataFrame:
+    """One float64 row per customer (index ``user_id``), columns in the order of ``specs``.
+
+    ``as_of`` (default: the latest event) anchors recency; events after it are an error.
+    Default specs include ``share_<category>`` only if the events have a category column.
+    Rows follow the customers' first appearance in ``events``."""
+    if len(events) == 0:
+        raise ValueError("no events to build features from")
+    specs = tuple(specs) if specs is not None else _default_specs_for(events)
+    log = CustomerEvents(events, as_of=as_of)
+    columns = _share_columns(log, specs)
+    for spec in specs:
+        if spec.name in columns:
+            continue
+        if spec.name not in _FORMULAS:
+            raise ValueError(f"no formula for feature {spec.name!r}; known: {sorted(_FORMULAS)}")
+        columns[spec.name] = np.asarray(_FORMULAS[spec.name](log), dtype=np.float64)
+    index = pd.Index(log.users.astype("str"), name="user_id")
+    table = pd.DataFrame({s.name: columns[s.name] for s in specs}, index=index)
+    if not np.isfinite(table.to_numpy()).all():
+        raise ValueError("feature building produced non-finite values")  # a bug, not bad data
+    return table
+
+
+def _default_specs_for(events: pd.DataFrame) -> tuple[FeatureSpec, ...]:
+    return default_feature_specs(DEFAULT_CATEGORIES if "category" in events.columns else ())
+
+
+def _share_columns(log: CustomerEvents, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+    """All ``share_<c>`` and ``spend_share_<c>`` columns, one bincount per kind."""
+    columns: dict[str, np.ndarray] = {}
+    for prefix, weights, totals in (
+        (SPEND_SHARE_PREFIX, lambda: log.amount, lambda: log.spend),
+        (SHARE_PREFIX, lambda: np.ones(len(log.user)), lambda: log.per_user_sum(None)),
+    ):
+        wanted = [s.name for s in specs if s.name.startswith(prefix) and s.name not in columns]
+        if not wanted:
+            continue
+        categories = tuple(name.removeprefix(prefix) for name in wanted)
+        sums = log.category_matrix(categories, weights())
+        total = totals()[:, None]
+        shares = np.divide(sums, total, out=np.zeros_like(sums), where=total > 0)
+        columns.update(zip(wanted, shares.T, strict=True))
+    return columns
+
+
+def feature_specs_for_table(features: pd.DataFrame) -> tuple[FeatureSpec, ...]:
+    """Specs for a features table: the declared spec for known names, else a generic one."""
+    names = [c for c in features.columns if c != "user_id"]
+    specs = []
+    for name in names:
+        try:
+            specs.append(feature_spec(str(name)))
+        except KeyError:
+            specs.append(generic_spec(str(name)))
+    return tuple(specs)
+
+
+def customer_features(
+    source: str | Path | pd.DataFrame,
+    *,
+    pseudonymizer: Pseudonymizer,
+    specs: Sequence[FeatureSpec] | None = None,
+    as_of: object = None,
+    source_name: str | None = None,
+) -> tuple[pd.DataFrame, tuple[FeatureSpec, ...], LoadReport]:
+    """Load a merchant table of either kind and return (features, specs, load report)."""
+    clean, report = load_merchant_table(
+        source, pseudonymizer=pseudonymizer, source_name=source_name
+    )
+    if report.kind == "events":
+        specs = tuple(specs) if specs is not None else _default_specs_for(clean)
+        return build_features(clean, specs=specs, as_of=as_of), specs, report
+    table = clean.set_index("user_id")
+    specs = tuple(specs) if specs is not None else feature_specs_for_table(table)
+    absent = [s.name for s in specs if s.name not in table.columns]
+    if absent:
+        raise DataError(f"{report.source}: missing feature column {absent[0]!r}")
+    return table[[s.name for s in specs]].astype(np.float64), specs, report
