@@ -1,0 +1,121 @@
+"""Ledger: refuse before noise, monotone spending, survives restarts, report."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from fedseg.privacy.accounting import Release, epsilon_spent
+from fedseg.privacy.cluster_release import cluster_mechanism
+from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError, PrivacyLedger
+from fedseg.privacy.mechanisms import GaussianMechanism
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def test_request_over_cap_is_refused_before_any_noise_is_drawn(tmp_path):
+    path = tmp_path / "ledger.json"
+    ledger = PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    mech = cluster_mechanism(noise_multiplier=5.0, radius=1.0)
+    values = {"sums": np.zeros((2, 3)), "counts": np.zeros(2)}
+    rng = np.random.default_rng(9)
+    ledger.release(mech, values, name="round", rng=rng)
+    before_file, before_rng = path.read_bytes(), rng.bit_generator.state
+    greedy = cluster_mechanism(noise_multiplier=1.0, radius=1.0)
+    with pytest.raises(BudgetExceeded) as err:
+        ledger.release(greedy, values, name="round", rng=rng)
+    assert rng.bit_generator.state == before_rng  # no noise drawn
+    assert path.read_bytes() == before_file  # nothing recorded
+    assert [r.noise_multiplier for r in ledger.releases] == [5.0]
+    message = str(err.value)
+    assert "cap epsilon=1" in message and "spent" in message and "'round'" in message
+    assert f"{ledger.cost_if(greedy.as_release('round')):.4f}" in message
+
+
+def test_would_exceed_and_cost_if_agree_with_accounting():
+    ledger = PrivacyLedger(None, epsilon_cap=2.0, delta=1e-5)
+    ledger.charge(Release("init", 4.0))
+    request = Release("round", 3.0, count=4)
+    expected = epsilon_spent([Release("init", 4.0), request], delta=1e-5)
+    assert ledger.cost_if(request) == pytest.approx(expected)
+    assert ledger.would_exceed(request) == (expected > 2.0)
+
+
+def test_charging_exactly_the_cap_is_allowed():
+    release = Release("g", 3.7306)
+    cap = epsilon_spent([release], delta=1e-5)
+    ledger = PrivacyLedger(None, epsilon_cap=cap, delta=1e-5)
+    ledger.charge(release)
+    assert ledger.spent() == cap
+    with pytest.raises(BudgetExceeded):
+        ledger.charge(Release("g", 1000.0))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.5, 50.0), st.integers(1, 20)), min_size=1, max_size=12))
+def test_epsilon_spent_never_decreases(requests):
+    ledger = PrivacyLedger(None, epsilon_cap=5.0, delta=1e-6)
+    history = [ledger.spent()]
+    for z, count in requests:
+        try:
+            ledger.charge(Release("round", z, count=count))
+        except BudgetExceeded:
+            pass
+        history.append(ledger.spent())
+    assert all(b >= a for a, b in zip(history, history[1:], strict=False))
+    assert history[-1] <= 5.0
+
+
+def test_ledger_survives_restart(tmp_path):
+    path = tmp_path / "state" / "ledger.json"
+    first = PrivacyLedger(path, epsilon_cap=3.0, delta=1e-6)
+    first.charge(Release("init", 6.0, l2_sensitivity=1.0, sigma=6.0))
+    first.charge(Release("sgd", 1.2, count=50, sampling_rate=0.05))
+    spent = first.spent()
+    del first
+    second = PrivacyLedger(path, epsilon_cap=3.0, delta=1e-6)
+    assert second.spent() == spent > 0
+    assert [r.name for r in second.releases] == ["init", "sgd"]
+    assert second.releases[1].sampling_rate == 0.05
+    assert not list(path.parent.glob("*.tmp"))  # atomic write left no temporaries
+
+
+def test_corrupt_ledger_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "ledger.json"
+    path.write_text("{not json")
+    with pytest.raises(LedgerFileError, match="ledger.json"):
+        PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    path.write_text(json.dumps({"version": 1, "releases": [{"name": "a", "noise_multiplier": -1}]}))
+    with pytest.raises(LedgerFileError, match="ledger.json"):
+        PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+
+
+def test_report_merges_kinds_and_lists_everything_needed_to_recompute():
+    ledger = PrivacyLedger(None, epsilon_cap=math.inf, delta=1e-6)
+    mech = GaussianMechanism(8.0, {"counts": 1.0})
+    for _ in range(3):
+        ledger.charge(mech.as_release("sizes"))
+    ledger.charge(Release("sgd", 1.1, count=100, sampling_rate=0.02))
+    ledger.charge(Release("sgd", 1.1, count=20, sampling_rate=0.02))
+    report = ledger.report()
+    assert report["accountant"] == "pld" and report["delta"] == 1e-6
+    sizes, sgd = report["releases"]
+    assert (sizes["name"], sizes["mechanism"], sizes["count"]) == ("sizes", "gaussian", 3)
+    assert sizes["l2_sensitivity"] == 1.0 and sizes["sigma"] == 8.0
+    assert "sampling_rate" not in sizes
+    assert (sgd["mechanism"], sgd["count"], sgd["sampling_rate"]) == (
+        "subsampled_gaussian",
+        120,
+        0.02,
+    )
+    recomputed = epsilon_spent(
+        [
+            Release(e["name"], e["noise_multiplier"], e["count"], e.get("sampling_rate"))
+            for e in report["releases"]
+        ],
+        delta=report["delta"],
+    )
+    assert report["epsilon"] == pytest.approx(recomputed)
+    assert sizes["epsilon_alone"] == pytest.approx(
+        epsilon_spent([Release("s", 8.0, count=3)], delta=1e-6)
+    )
