@@ -111,14 +111,7 @@ class MerchantNode:
 
     def _release(self, payload: Mapping[str, Any], mechanism: GaussianMechanism, values: dict) -> dict:
         """Charge the ledger first; draw noise only once the charge is accepted."""
-        sensitivity = float(np.sqrt(sum(s**2 for s in mechanism.sensitivities.values())))
-        self.ledger.charge(
-            Release(
-                name=str(payload["release"]),
-                noise_multiplier=mechanism.noise_multiplier,
-                l2_sensitivity=sensitivity,
-            )
-        )
+        self.ledger.charge(mechanism.as_release(str(payload["release"])))
         # Distributed noise: this node adds a 1/n share of the variance; the secure sum
         # of n shares carries the full σ. Local noise: noise_share = 1.
         noise_share = float(payload.get("noise_share", 1.0))

@@ -27,21 +27,25 @@ from fedseg.server.transport import Payload, Reply, Transport
 # summation by default, secure aggregation when configured.
 Aggregator = Callable[[str, Payload, ReplySpec, Sequence[int]], Aggregate]
 
-RELEASES = ("feature_histograms", "init_cluster_stats", "cluster_stats")
+MIN_ROUNDS = 3  # Lloyd rounds before early stopping may apply
 
 
 def noise_plan(cfg: SegmentationConfig, *, warm: bool = False) -> dict[str, float]:
     """Noise multiplier per release kind, calibrated before anything is released."""
-    if warm:  # statistics and initialization come from the earlier model
-        plan = [PlannedRelease("cluster_stats", share=1.0 - cfg.recommender_share, count=cfg.rounds)]
-    else:
-        plan = [
-            PlannedRelease("feature_histograms", share=cfg.histogram_share, count=1),
-            PlannedRelease("init_cluster_stats", share=cfg.init_share, count=cfg.init_rounds),
-            PlannedRelease("cluster_stats", share=cfg.lloyd_share, count=cfg.rounds),
+    # A kind's share covers all its repetitions: per release it is share / count.
+    kinds = [("cluster_stats", 1.0 - cfg.recommender_share, cfg.rounds)]
+    if not warm:  # a warm start reuses the earlier model's statistics and centres
+        kinds = [
+            ("feature_histograms", cfg.histogram_share, 1),
+            ("init_cluster_stats", cfg.init_share, cfg.init_rounds),
+            ("cluster_stats", cfg.lloyd_share, cfg.rounds),
         ]
     if cfg.recommender_share > 0:
-        plan.append(PlannedRelease("recommender_reserved", share=cfg.recommender_share, count=1))
+        kinds.append(("recommender", cfg.recommender_share, 1))
+    # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
+    per_release = {name: share / count for name, share, count in kinds}
+    total = sum(per_release.values())
+    plan = [PlannedRelease(name, share=per_release[name] / total, count=c) for name, _, c in kinds]
     return calibrate(plan, epsilon=cfg.epsilon, delta=cfg.delta)
 
 
@@ -134,8 +138,9 @@ class SegmentationRun:
             movement = float(np.max(np.linalg.norm(new - centres, axis=1)))
             centres, sizes = new, agg.sums["counts"]
             self.history[-1].update(round=round_no, movement=movement, empty=int((~kept).sum()))
-            # Stop once centres move less than the noise in a centre estimate.
-            if movement < self._centre_noise(agg, scaling, z):
+            # Stop once centres move less than the noise in a centre estimate (after the
+            # first rounds, which move far from any initialization).
+            if round_no >= MIN_ROUNDS and movement < self._centre_noise(agg, scaling, z):
                 break
         return centres, sizes
 

@@ -1,17 +1,137 @@
-"""The `fedseg` command line."""
+"""The `fedseg` command line: generate, simulate, sweep, assign."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+
+Opt = typer.Option
 
 
 @app.command()
-def version() -> None:
-    """Print the fedseg version."""
-    from importlib.metadata import version as dist_version
+def generate(
+    out: Annotated[Path, Opt(help="Directory to write the federation to")],
+    users: Annotated[int, Opt(help="Customers in total")] = 20_000,
+    merchants: Annotated[int, Opt(help="Merchants (client nodes)")] = 10,
+    segments: Annotated[int, Opt(help="Planted personas")] = 5,
+    alpha: Annotated[float, Opt(help="Dirichlet α of each merchant's persona mix (small = non-IID)")] = 1.0,
+    kind: Annotated[str, Opt(help="events or features")] = "events",
+    seed: Annotated[int, Opt(help="Random seed")] = 0,
+) -> None:
+    """Write a synthetic federation (merchants/, items.csv, truth.csv)."""
+    from fedseg.simulations.federation import write_federation
+    from fedseg.simulations.synthetic import generate_federation
 
-    typer.echo(dist_version("fedseg"))
+    fed = generate_federation(users=users, merchants=merchants, segments=segments, alpha=alpha, kind=kind, seed=seed)
+    path = write_federation(fed, out)
+    typer.echo(f"wrote {len(fed.merchants)} merchants, {fed.n_users} customers to {path}")
+
+
+def _parse_epsilon(text: str) -> float:
+    value = float(text)
+    if not (value > 0):
+        raise ValueError(f"--epsilon must be positive or inf, got {text}")
+    return value
+
+
+@app.command()
+def simulate(
+    data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
+    dataset: Annotated[str | None, Opt(help="synthetic, cdnow or ml-100k")] = None,
+    k: Annotated[int, Opt(help="Number of segments")] = 5,
+    epsilon: Annotated[str, Opt(help="Total user-level ε of the run, or inf")] = "1",
+    delta: Annotated[float, Opt(help="δ of the run")] = 1e-6,
+    rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 6,
+    noise: Annotated[str, Opt(help="local or distributed")] = "local",
+    secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
+    dropout: Annotated[float, Opt(help="Probability a merchant drops each round")] = 0.0,
+    backend: Annotated[str, Opt(help="inprocess or ray")] = "inprocess",
+    seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
+    trace: Annotated[Path | None, Opt(help="Write every message clients send to this directory")] = None,
+    warm_start: Annotated[Path | None, Opt(help="Start from an earlier model.json")] = None,
+    out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
+) -> None:
+    """Run a federated segmentation simulation and print the segments and privacy report."""
+    from fedseg.simulations.runner import simulate as run, write_report
+
+    run_config = {
+        "k": k,
+        "epsilon": _parse_epsilon(epsilon),
+        "delta": delta,
+        "rounds": rounds,
+        "noise": noise,
+        "secure-agg": secure_agg,
+        "dropout": dropout,
+        "seed": seed,
+        "warm-start": str(warm_start or ""),
+    }
+    with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
+        data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
+        result = run(data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace)
+    typer.echo(write_report(result))
+    typer.echo(json.dumps(result.metrics, indent=2))
+    typer.echo(f"wrote {out / 'model.json'}, {out / 'metrics.json'}, {out / 'report.md'}")
+
+
+def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, seed: int) -> Path:
+    if data is not None and dataset is not None:
+        raise ValueError("give --data or --dataset, not both")
+    if data is not None:
+        if not data.is_dir():
+            raise ValueError(f"{data}: no such federation directory")
+        return data
+    from fedseg.simulations.datasets import load_dataset
+    from fedseg.simulations.federation import write_federation
+
+    name = dataset or "synthetic"
+    typer.echo(f"preparing the {name} federation…", err=True)
+    fed = load_dataset(name, seed=seed) if name == "synthetic" else load_dataset(name)
+    return write_federation(fed, scratch / name)
+
+
+@app.command()
+def assign(
+    model: Annotated[Path, Opt(help="model.json published by the server")],
+    data: Annotated[Path, Opt(help="This merchant's events or features file")],
+    out: Annotated[Path, Opt(help="CSV to write: user_id, segment, segment_name")] = Path("assignments.csv"),
+) -> None:
+    """Label this merchant's own customers with the published segments, locally."""
+    from fedseg.client.assign import assign_segments
+
+    table = assign_segments(model, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    typer.echo(f"wrote {len(table)} customers to {out}")
 
 
 def main() -> None:
-    app()
+    """Entry point: bad input ends with one line on stderr and exit code 2, no traceback."""
+    from fedseg.privacy.ledger import BudgetExceeded
+    from fedseg.server.aggregation import RoundFailed
+
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (ValueError, OSError, RoundFailed, BudgetExceeded) as exc:
+        typer.echo(f"fedseg: error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
+

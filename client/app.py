@@ -1,0 +1,91 @@
+"""The fedseg Flower ClientApp: a merchant's node, answering the server's requests.
+
+Thin adapter over ``MerchantNode``. Settings come from the node config in deployments
+(``data-path``, ``key-file``, ``epsilon-cap``, ``state-dir``) and from the run config
+in simulations (``sim-data-dir``, ``sim-state-dir``, ``seed``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
+from fedseg.client.node import MerchantNode
+
+app = ClientApp()
+_nodes: dict[tuple[int, int], MerchantNode] = {}
+
+
+def settings_from_context(context: Context) -> MerchantSettings:
+    node, run = context.node_config, context.run_config
+    epsilon = float(run.get("epsilon", 1.0))
+    delta = float(node.get("delta", run.get("delta", 1e-6)))
+    if "sim-data-dir" in run:  # simulation: data and state laid out by the runner
+        pid = int(node["partition-id"])
+        source = simulation_source(str(run["sim-data-dir"]), pid)
+        state_root = str(run.get("sim-state-dir", ""))
+        return MerchantSettings(
+            data_path=str(source),
+            merchant_id=source.stem,
+            epsilon_cap=float(run.get("sim-epsilon-cap", epsilon)),
+            delta=delta,
+            state_dir=str(Path(state_root) / source.stem) if state_root else "",
+            simulation_seed=max(int(run.get("seed", 0)), 0),
+        )
+    data_path = str(node.get("data-path", ""))
+    return MerchantSettings(
+        data_path=data_path,
+        merchant_id=str(node.get("merchant-id", Path(data_path).stem)),
+        epsilon_cap=float(node.get("epsilon-cap", epsilon)),
+        delta=delta,
+        key_file=str(node.get("key-file", "")),
+        state_dir=str(node.get("state-dir", "")),
+    )
+
+
+def _node(context: Context) -> MerchantNode:
+    key = (context.run_id, context.node_id)
+    if key not in _nodes:
+        _nodes[key] = build_node(settings_from_context(context))
+    return _nodes[key]
+
+
+def _answer(task: str, message: Message, context: Context) -> Message:
+    reply = _node(context).handle(task, from_records(message.content))
+    return Message(to_records(reply), reply_to=message)
+
+
+@app.query("describe")
+def describe(message: Message, context: Context) -> Message:
+    return _answer("describe", message, context)
+
+
+@app.query("feature_histograms")
+def feature_histograms(message: Message, context: Context) -> Message:
+    return _answer("feature_histograms", message, context)
+
+
+@app.train("cluster_stats")
+def cluster_stats(message: Message, context: Context) -> Message:
+    return _answer("cluster_stats", message, context)
+
+
+def to_records(payload: dict[str, Any]) -> RecordDict:
+    arrays = {k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
+    config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
+    return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
+
+
+def from_records(records: RecordDict) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for record in records.values():
+        if isinstance(record, ArrayRecord):
+            payload.update({k: a.numpy() for k, a in record.items()})
+        elif isinstance(record, ConfigRecord):
+            payload.update(dict(record))
+    return payload

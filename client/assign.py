@@ -1,0 +1,57 @@
+"""``fedseg assign``: a merchant labels its own customers from the published model.
+
+Runs entirely at the merchant: the output keeps the merchant's own customer ids, since
+nothing here leaves the merchant. Pseudonyms are computed with a throw-away key only
+to reuse the validated loading path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedseg.client.errors import DataError
+from fedseg.client.features import customer_features
+from fedseg.client.tables import read_table
+from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.scaling import FeatureScaling
+
+
+def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
+    """One row per customer: user_id (the merchant's own), segment (1-based), segment_name."""
+    model = _read_model(Path(model_path))
+    scaling = FeatureScaling.from_dict(model["scaler"])
+    centres = np.asarray(model["centroids_standardized"], dtype=np.float64)
+    pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
+    features, specs, _ = customer_features(data, pseudonymizer=pseudonymizer)
+    missing = [n for n in scaling.names if n not in features.columns]
+    if missing:
+        raise DataError(f"{data}: the model needs feature {missing[0]!r}, which this data does not give")
+    z = scaling.transform(features[list(scaling.names)].to_numpy(dtype=np.float64))
+    labels = np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    raw_ids = read_table(data)["user_id"].astype(str).unique()
+    own_id = dict(zip(pseudonymizer.pseudonymize(raw_ids), raw_ids, strict=True))
+    names = model.get("segment_names") or [f"segment {i + 1}" for i in range(len(centres))]
+    return pd.DataFrame(
+        {
+            "user_id": [own_id[p] for p in features.index],
+            "segment": labels + 1,
+            "segment_name": [names[i] for i in labels],
+        }
+    )
+
+
+def _read_model(path: Path) -> dict:
+    import json
+
+    try:
+        model = json.loads(path.read_text())
+        model["scaler"], model["centroids_standardized"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: model file not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a fedseg model.json ({exc})") from None
+    return model

@@ -1,0 +1,128 @@
+"""The published segmentation model: centres, scaling, noisy sizes, profiles, privacy.
+
+Everything in it is post-processing of DP releases, so it can be shared with every
+merchant; each merchant then assigns (and recommends to) its own customers locally.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server.naming import segment_names
+
+
+@dataclass(frozen=True)
+class SegmentModel:
+    scaling: FeatureScaling
+    centres_standardized: np.ndarray  # (k, d)
+    segment_sizes: np.ndarray  # noisy customer counts from the last round
+    privacy: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    extras: dict = field(default_factory=dict)  # e.g. the recommender
+
+    @property
+    def k(self) -> int:
+        return len(self.centres_standardized)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.scaling.names
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """Centres in original units (log features mapped back through expm1)."""
+        return self.scaling.inverse(self.centres_standardized)
+
+    @property
+    def names(self) -> list[str]:
+        return segment_names(self.features, self.centres_standardized)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Segment of each customer (rows in original units), computed where the data is."""
+        z = self.scaling.transform(features)
+        d2 = ((z[:, None, :] - self.centres_standardized[None, :, :]) ** 2).sum(axis=2)
+        return np.argmin(d2, axis=1)
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """One readable row per segment: name, noisy size, centre in original units."""
+        rows = []
+        for i, (name, centre) in enumerate(zip(self.names, self.centroids, strict=True)):
+            row = {"segment": i + 1, "name": name, "size": int(max(round(self.segment_sizes[i]), 0))}
+            row.update({f: float(v) for f, v in zip(self.features, centre, strict=True)})
+            rows.append(row)
+        return rows
+
+    def to_sklearn(self):
+        """A fitted scikit-learn pipeline (scaling → KMeans) whose ``predict`` matches ours."""
+        from sklearn.cluster import KMeans
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        kmeans = KMeans(n_clusters=self.k, n_init=1)
+        kmeans.cluster_centers_ = self.centres_standardized.copy()
+        kmeans.n_features_in_ = self.scaling.dim
+        kmeans._n_threads = 1
+        kmeans.labels_ = np.arange(self.k)
+        kmeans.inertia_ = float("nan")
+        kmeans.n_iter_ = len(self.history)
+        scale = FunctionTransformer(self.scaling.transform, validate=True)
+        return make_pipeline(scale.fit(np.zeros((1, self.scaling.dim))), kmeans)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "features": list(self.features),
+            "centroids": self.centroids.tolist(),
+            "centroids_standardized": self.centres_standardized.tolist(),
+            "scaler": self.scaling.to_dict(),
+            "segment_sizes": [float(s) for s in self.segment_sizes],
+            "segment_names": self.names,
+            "profiles": self.profiles(),
+            "privacy": self.privacy,
+            "history": self.history,
+            **self.extras,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentModel:
+        known = {"k", "features", "centroids", "centroids_standardized", "scaler",
+                 "segment_sizes", "segment_names", "profiles", "privacy", "history"}
+        return cls(
+            scaling=FeatureScaling.from_dict(data["scaler"]),
+            centres_standardized=np.asarray(data["centroids_standardized"], dtype=np.float64),
+            segment_sizes=np.asarray(data["segment_sizes"], dtype=np.float64),
+            privacy=data.get("privacy", {}),
+            history=data.get("history", []),
+            extras={k: v for k, v in data.items() if k not in known},
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> SegmentModel:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls.from_dict(data)
+        except FileNotFoundError:
+            raise ValueError(f"{path}: model file not found") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a fedseg model.json ({exc})") from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,65 @@
+"""``report.md``: the segment profile table (like the seed paper's) and the privacy report."""
+
+from __future__ import annotations
+
+from fedseg.server.model import SegmentModel
+
+# How each feature is shown in the table: heading and number format.
+_DISPLAY = {
+    "browse_minutes": ("browse (min)", "{:.0f}"),
+    "orders": ("orders", "{:.1f}"),
+    "spend": ("spend", "{:.0f}"),
+    "pages_viewed": ("pages", "{:.0f}"),
+    "reviews": ("reviews", "{:.1f}"),
+    "avg_order_value": ("avg order", "{:.0f}"),
+    "recency_days": ("recency (d)", "{:.0f}"),
+    "tenure_days": ("tenure (d)", "{:.0f}"),
+}
+
+
+def _cell(feature: str, value: float) -> str:
+    if feature.startswith(("share_", "spend_share_")):
+        return f"{100 * value:.0f}%"
+    return _DISPLAY.get(feature, (feature, "{:.3g}"))[1].format(value)
+
+
+def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
+    """Markdown table; segments whose noisy size is below ``min_size`` show no profile."""
+    heads = [_DISPLAY.get(f, (f.replace("_", " "), ""))[0] for f in model.features]
+    lines = [
+        "| segment | name | customers (noisy) | " + " | ".join(heads) + " |",
+        "|---|---|---|" + "---|" * len(heads),
+    ]
+    for row in model.profiles():
+        if row["size"] < min_size:
+            cells = ["(suppressed: fewer than the threshold)"] + [""] * (len(heads) - 1)
+        else:
+            cells = [_cell(f, row[f]) for f in model.features]
+        lines.append(f"| {row['segment']} | {row['name']} | {row['size']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def privacy_table(privacy: dict) -> str:
+    lines = [
+        f"Total ε = {privacy.get('epsilon', float('nan')):.4g} at δ = {privacy.get('delta', float('nan')):g} "
+        f"({privacy.get('accountant', '?')} accountant; user-level: one customer at one merchant).",
+        "",
+        "| release | mechanism | noise multiplier | count | sampling rate | ε alone |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in privacy.get("releases", []):
+        rate = r.get("sampling_rate")
+        lines.append(
+            f"| {r['name']} | {r['mechanism']} | {r['noise_multiplier']:.4g} | {r['count']} | "
+            f"{'' if rate is None else f'{rate:.4g}'} | {r.get('epsilon_alone', float('nan')):.4g} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(model: SegmentModel, *, min_size: float = 0.0) -> str:
+    return (
+        f"# fedseg segmentation: {model.k} segments\n\n"
+        f"## Segments\n\n{segment_table(model, min_size=min_size)}\n\n"
+        f"Centres are in original units; sizes carry Gaussian noise.\n\n"
+        f"## Privacy\n\n{privacy_table(model.privacy)}\n"
+    )
