@@ -139,7 +139,14 @@ def _codes(column: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
 
 
 def _event_codes(column: pd.Series) -> np.ndarray:
-    codes = pd.Categorical(column, categories=EVENT_NAMES).codes
+    """Event kinds as 0..3 in EVENT_NAMES order; anything else is an error."""
+    names = pd.Index(EVENT_NAMES)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        raw = column.cat.codes.to_numpy()
+        lookup = names.get_indexer(column.cat.categories)
+        codes = np.where(raw >= 0, lookup[raw] if len(lookup) else -1, -1)
+    else:
+        codes = names.get_indexer(pd.Index(column))
     if codes.size and codes.min() < 0:
         row = int(np.flatnonzero(codes < 0)[0])
         raise ValueError(f"events row {row + 1}: event {column.iloc[row]!r} not in {EVENT_NAMES}")

@@ -86,11 +86,11 @@ def _read_sqlalchemy(url: str, table: str) -> pd.DataFrame:
     try:
         import sqlalchemy
     except ImportError:
-        raise DataError(f"{url}: reading this SQL source needs SQLAlchemy installed") from None
-    parts = urlsplit(url)
-    query = "&".join(p for p in parts.query.split("&") if not p.startswith("table="))
-    engine_url = parts._replace(query=query).geturl()
+        raise DataError(
+            f"{_redact(url)}: reading this SQL source needs SQLAlchemy installed"
+        ) from None
     try:
+        engine_url = sqlalchemy.engine.make_url(url).difference_update_query(["table"])
         engine = sqlalchemy.create_engine(engine_url)
         try:
             with engine.connect() as connection:

@@ -98,7 +98,8 @@ def _event_column(raw: pd.Series, source: str, checks: RowChecks) -> pd.Series:
     refuse_unusable(source, "event", raw, bad, expected=", ".join(EVENT_NAMES))
     checks.flag("missing_event", parsed.missing)
     checks.flag("unknown_event", unknown)
-    return pd.Series(pd.Categorical(names, categories=EVENT_NAMES), index=raw.index)
+    known = names.where(~unknown)
+    return pd.Series(pd.Categorical(known, categories=EVENT_NAMES), index=raw.index)
 
 
 def _price_column(raw: pd.Series, events: pd.Series, source: str, checks: RowChecks) -> pd.Series:
