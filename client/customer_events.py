@@ -50,10 +50,12 @@ class CustomerEvents:
 
     def count(self, kind: int) -> np.ndarray:
         """Events of one kind per customer."""
-        return np.bincount(self.user, weights=self.event == kind, minlength=self.n_users)
+        return self.per_user_sum(self.event == kind)
 
-    def per_user_sum(self, weights: np.ndarray) -> np.ndarray:
-        return np.bincount(self.user, weights=weights, minlength=self.n_users)
+    def per_user_sum(self, weights: np.ndarray | None) -> np.ndarray:
+        """Sum of ``weights`` (or count of events, if None) per customer, as float64."""
+        sums = np.bincount(self.user, weights=weights, minlength=self.n_users)
+        return sums.astype(np.float64, copy=False)
 
     @cached_property
     def is_purchase(self) -> np.ndarray:
@@ -119,7 +121,8 @@ class CustomerEvents:
         listed = index >= 0
         flat = self.user[listed] * len(categories) + index[listed]
         sums = np.bincount(flat, weights=weights[listed], minlength=self.n_users * len(categories))
-        return sums.reshape(self.n_users, len(categories))
+        # bincount of an empty selection is int64 even with float weights
+        return sums.astype(np.float64, copy=False).reshape(self.n_users, len(categories))
 
 
 def _codes(column: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
