@@ -106,7 +106,7 @@ def test_malformed_and_stale_messages_count_as_dropouts(config, inputs):
     adverts[NODES[1]] = {**adverts[NODES[1]], "round": 3}
     adverts[NODES[2]] = "garbage"
     roster = server.collect_keys(adverts)
-    assert set(roster["roster"]) == set(NODES[3:])
+    assert roster["node_ids"].tolist() == NODES[3:]
     alive = NODES[3:]
     shares = {n: clients[n].share_keys(roster) for n in alive}
     inboxes = server.collect_shares(shares)
@@ -150,21 +150,22 @@ def test_forged_share_is_detected_and_skipped(config, inputs):
 def test_client_refuses_out_of_order_and_inconsistent_broadcasts(config, inputs):
     server, clients, lists = _masked_round(config, inputs)
     node = NODES[0]
-    overlapping = {**lists[node], "dropped": [NODES[1]], "survivors": NODES}
+    overlapping = {**lists[node], "dropped": np.array([NODES[1]], dtype=np.uint64)}
     with pytest.raises(SecAggProtocolError, match="survivor"):
         clients[node].unmask(overlapping)
     with pytest.raises(SecAggProtocolError, match="unmask called during done"):
         clients[node].unmask(lists[node])
     fresh = SecAggClient(node, config, round_id=0)
     with pytest.raises(SecAggProtocolError, match="share called"):
-        fresh.share_keys({"round": 0, "roster": {}})
+        fresh.share_keys({"round": 0, "node_ids": np.array([], dtype=np.uint64)})
 
 
 def test_client_refuses_a_roster_without_its_own_keys(config):
     clients = [SecAggClient(n, config, round_id=0) for n in NODES]
     adverts = {c.node_id: c.advertise_keys() for c in clients}
     roster = SecAggServer(config, round_id=0).collect_keys(adverts)
-    roster["roster"][NODES[0]] = roster["roster"][NODES[1]]
+    roster["public_keys"] = roster["public_keys"].copy()
+    roster["public_keys"][0, :] = roster["public_keys"][1, ::-1]
     with pytest.raises(SecAggProtocolError, match="own keys"):
         clients[0].share_keys(roster)
 

@@ -55,14 +55,15 @@ def test_a_late_clients_input_stays_hidden_from_everything_the_server_holds(conf
     replies = {n: clients[n].unmask(lists[n]) for n in lists}
     # The server also holds the late upload y_late and legally learns late's mask key.
     assert not any(late in reply["self_mask_shares"] for reply in replies.values())
-    key_shares = [(server._graph.share_point[n], shamir.share_from_bytes(r["key_shares"][late]))
+    key_shares = [(server._graph.share_point(n), shamir.share_from_bytes(r["key_shares"][late]))
                   for n, r in sorted(replies.items()) if late in r["key_shares"]]  # fmt: skip
     assert len(key_shares) >= config.threshold
     subset = key_shares[: config.threshold]
     secret = shamir.chunks_to_secret(
         shamir.reconstruct(tuple(p for p, _ in subset), np.stack([s for _, s in subset]))
     )
-    public = {n: entry["mask_pk"] for n, entry in roster["roster"].items()}
+    rows = roster["public_keys"]
+    public = {n: rows[i, :32].tobytes() for i, n in enumerate(roster["node_ids"].tolist())}
     assert crypto.public_from_private(secret) == public[late]
     residual = masked[late]["masked"].copy()
     context = crypto.round_context(5)
@@ -87,8 +88,8 @@ def test_a_server_splitting_the_survivor_list_never_gets_both_secrets(config):
     holders = [n for n in NODES if target in clients[n]._held]
     self_mask_shares = key_shares = 0
     for index, node in enumerate(holders):
-        survivors = [n for n in NODES if n != target or index % 2 == 0]
-        dropped = [] if index % 2 == 0 else [target]
+        survivors = np.array([n for n in NODES if n != target or index % 2 == 0], np.uint64)
+        dropped = np.array([] if index % 2 == 0 else [target], np.uint64)
         reply = clients[node].unmask({**lists[node], "survivors": survivors, "dropped": dropped})
         self_mask_shares += target in reply["self_mask_shares"]
         key_shares += target in reply["key_shares"]

@@ -22,9 +22,9 @@ from fedseg.privacy.secagg.messages import (
     has_round,
     is_node_id,
     key_entry,
-    node_id_list,
-    parse_key_entry,
+    parse_roster,
     share_associated_data,
+    sorted_ids,
 )
 
 
@@ -59,10 +59,16 @@ class SecAggClient:
     def share_keys(self, broadcast: dict[str, Any]) -> dict[str, Any]:
         """Stage 1: Shamir-share the self-mask seed and mask key, encrypted per neighbour."""
         self._enter("share", "masked")
-        self._roster = self._parse_roster(broadcast)
-        digest = roster_digest(self._context, self._roster)
-        graph = NeighbourGraph(list(self._roster), self.config.neighbours, digest)
+        ids, keys = self._parse_roster(broadcast)
+        graph = NeighbourGraph(ids, self.config.neighbours, roster_digest(self._context, ids, keys))
         self._neighbours = graph.neighbours_of(self.node_id)
+        self._peer_keys = {}
+        for peer in self._neighbours:
+            row = keys[graph.rank(peer)].tobytes()
+            self._peer_keys[peer] = (
+                row[: crypto.KEY_BYTES],
+                row[crypto.KEY_BYTES : 2 * crypto.KEY_BYTES],
+            )
         if len(self._neighbours) < self.config.threshold:
             raise SecAggProtocolError(
                 f"only {len(self._neighbours)} neighbours, threshold is {self.config.threshold}"
@@ -73,16 +79,13 @@ class SecAggClient:
                 shamir.secret_to_chunks(crypto.private_bytes(self._mask_sk)),
             ]
         )
-        points = np.array([graph.share_point[j] for j in self._neighbours], dtype=np.int64)
+        points = np.array([graph.share_point(j) for j in self._neighbours], dtype=np.int64)
         shares = shamir.share(secrets, points, self.config.threshold)
         self._receive_keys, ciphertexts = {}, {}
         for row, peer in zip(shares, self._neighbours, strict=True):
-            shared = crypto.exchange(self._enc_sk, self._roster[peer][1])
-            send_key = crypto.derive(
-                shared, self._context, crypto.pair_info(b"enc", self.node_id, peer)
-            )
-            self._receive_keys[peer] = crypto.derive(
-                shared, self._context, crypto.pair_info(b"enc", peer, self.node_id)
+            shared = crypto.exchange(self._enc_sk, self._peer_keys[peer][1])
+            send_key, self._receive_keys[peer] = crypto.directional_keys(
+                shared, self._context, self.node_id, peer
             )
             plaintext = shamir.share_to_bytes(row[: shamir.CHUNKS]) + shamir.share_to_bytes(
                 row[shamir.CHUNKS :]
@@ -118,7 +121,7 @@ class SecAggClient:
                 self._mask_sk,
                 self.node_id,
                 peer,
-                self._roster[peer][0],
+                self._peer_keys[peer][0],
                 self._context,
                 encoded.size,
             )
@@ -129,14 +132,17 @@ class SecAggClient:
         """Stage 3: reveal self-mask shares of survivors XOR key shares of dropped clients."""
         self._enter("unmask", "done")
         ok = has_round(broadcast, self.round_id)
-        survivors = node_id_list(broadcast.get("survivors")) if ok else None
-        dropped = node_id_list(broadcast.get("dropped")) if ok else None
-        if survivors is None or dropped is None or set(survivors) & set(dropped):
+        survivors = sorted_ids(broadcast.get("survivors")) if ok else None
+        dropped = sorted_ids(broadcast.get("dropped")) if ok else None
+        if survivors is None or dropped is None or np.intersect1d(survivors, dropped).size:
             raise SecAggProtocolError(f"client {self.node_id}: malformed survivor/dropped lists")
-        if self.node_id not in survivors or len(survivors) < self.config.threshold:
+        if not np.isin(self.node_id, survivors) or survivors.size < self.config.threshold:
             raise SecAggProtocolError(f"client {self.node_id}: survivor list is inconsistent")
-        self_mask_shares = {p: self._held[p][0] for p in survivors if p in self._held}
-        key_shares = {p: self._held[p][1] for p in dropped if p in self._held}
+        held = np.array(sorted(self._held), dtype=np.uint64)
+        revealed_self = held[np.isin(held, survivors)].tolist()
+        revealed_key = held[np.isin(held, dropped)].tolist()
+        self_mask_shares = {p: self._held[p][0] for p in revealed_self}
+        key_shares = {p: self._held[p][1] for p in revealed_key}
         return {
             "round": self.round_id,
             "node_id": self.node_id,
@@ -144,23 +150,16 @@ class SecAggClient:
             "key_shares": key_shares,
         }
 
-    def _parse_roster(self, broadcast: dict[str, Any]) -> dict[int, tuple[bytes, bytes]]:
-        raw = broadcast.get("roster") if has_round(broadcast, self.round_id) else None
-        if not isinstance(raw, dict):
+    def _parse_roster(self, broadcast: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        parsed = parse_roster(broadcast, self.round_id)
+        if parsed is None:
             raise SecAggProtocolError(f"client {self.node_id}: malformed roster")
-        roster = {}
-        for node_id, entry in raw.items():
-            keys = parse_key_entry(entry)
-            if not is_node_id(node_id) or keys is None:
-                raise SecAggProtocolError(f"client {self.node_id}: bad roster entry {node_id!r}")
-            roster[node_id] = keys[:2]
-        mine = (crypto.public_of(self._mask_sk), crypto.public_of(self._enc_sk))
-        if roster.get(self.node_id) != mine:
+        ids, keys = parsed
+        rank = int(np.searchsorted(ids, np.uint64(self.node_id)))
+        mine = crypto.public_of(self._mask_sk) + crypto.public_of(self._enc_sk)
+        if rank == ids.size or int(ids[rank]) != self.node_id or keys[rank, :64].tobytes() != mine:
             raise SecAggProtocolError(f"client {self.node_id}: roster misstates our own keys")
-        all_keys = [key for pair in roster.values() for key in pair]
-        if len(set(all_keys)) != len(all_keys):
-            raise SecAggProtocolError(f"client {self.node_id}: roster repeats a public key")
-        return roster
+        return ids, keys
 
     def _open_share(self, peer: int, blob: Any) -> tuple[bytes, bytes] | None:
         aad = share_associated_data(self._context, peer, self.node_id)

@@ -43,9 +43,17 @@ def exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
     return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
 
 
-def derive(shared: bytes, context: bytes, info: bytes) -> bytes:
-    """HKDF-SHA256 key from a shared secret, bound to the round context and a purpose."""
-    return HKDF(hashes.SHA256(), KEY_BYTES, salt=context, info=info).derive(shared)
+def derive(shared: bytes, context: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
+    """HKDF-SHA256 key material from a shared secret, bound to the round context and a purpose."""
+    return HKDF(hashes.SHA256(), length, salt=context, info=info).derive(shared)
+
+
+def directional_keys(shared: bytes, context: bytes, own: int, peer: int) -> tuple[bytes, bytes]:
+    """(key for own -> peer, key for peer -> own): two halves of one 64-byte HKDF output."""
+    low, high = sorted((own, peer))
+    material = derive(shared, context, pair_info(b"enc", low, high), 2 * KEY_BYTES)
+    upward, downward = material[:KEY_BYTES], material[KEY_BYTES:]
+    return (upward, downward) if own == low else (downward, upward)
 
 
 def agree(private: X25519PrivateKey, peer_public: bytes, context: bytes, info: bytes) -> bytes:

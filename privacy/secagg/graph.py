@@ -13,34 +13,39 @@ import hashlib
 import numpy as np
 
 
-def roster_digest(context: bytes, roster: dict[int, tuple[bytes, bytes]]) -> bytes:
-    """SHA-256 over the round context and every (node id, mask key, share key), sorted."""
-    digest = hashlib.sha256(context)
-    for node_id in sorted(roster):
-        mask_pk, enc_pk = roster[node_id]
-        digest.update(node_id.to_bytes(8, "big") + mask_pk + enc_pk)
-    return digest.digest()
+def roster_digest(context: bytes, node_ids: np.ndarray, public_keys: np.ndarray) -> bytes:
+    """SHA-256 over the round context, the sorted node ids and their public-key rows."""
+    ids = np.ascontiguousarray(node_ids, dtype=">u8").tobytes()
+    return hashlib.sha256(context + ids + np.ascontiguousarray(public_keys).tobytes()).digest()
 
 
 class NeighbourGraph:
-    """Neighbour sets over the node ids of a roster for degree ``neighbours``."""
+    """Neighbour sets over the sorted node ids of a roster for degree ``neighbours``."""
 
-    def __init__(self, node_ids: list[int], neighbours: int, digest: bytes) -> None:
-        self.node_ids = sorted(node_ids)
-        n = len(self.node_ids)
+    def __init__(self, node_ids: np.ndarray, neighbours: int, digest: bytes) -> None:
+        self.node_ids = np.asarray(node_ids, dtype=np.uint64)
+        n = self.node_ids.size
         self.degree = min(neighbours, n - 1)
         seed = np.random.PCG64(int.from_bytes(digest, "big"))  # public randomness only
-        order = np.random.Generator(seed).permutation(n)
-        self._ring = [self.node_ids[i] for i in order]
-        self._position = {node: pos for pos, node in enumerate(self._ring)}
-        # Shamir evaluation point of each node: 1 + its rank among the sorted ids.
-        self.share_point = {node: rank + 1 for rank, node in enumerate(self.node_ids)}
+        self._ring = np.random.Generator(seed).permutation(n)  # ring position -> rank
+        self._position = np.empty(n, dtype=np.int64)
+        self._position[self._ring] = np.arange(n)
+        half = self.degree // 2
+        self._offsets = np.array([*range(1, half + 1), *range(-half, 0)], dtype=np.int64)
+
+    def rank(self, node_id: int) -> int:
+        """Index of ``node_id`` in the sorted roster."""
+        return int(np.searchsorted(self.node_ids, np.uint64(node_id)))
+
+    def share_point(self, node_id: int) -> int:
+        """Shamir evaluation point of a node: 1 + its rank (distinct, never 0)."""
+        return self.rank(node_id) + 1
 
     def neighbours_of(self, node_id: int) -> list[int]:
         """Sorted neighbour ids of ``node_id``."""
-        n = len(self._ring)
+        n, rank = self.node_ids.size, self.rank(node_id)
         if self.degree >= n - 1:
-            return [node for node in self.node_ids if node != node_id]
-        pos, half = self._position[node_id], self.degree // 2
-        offsets = [*range(1, half + 1), *range(-half, 0)]
-        return sorted(self._ring[(pos + off) % n] for off in offsets)
+            ranks = np.delete(np.arange(n), rank)
+        else:
+            ranks = np.sort(self._ring[(self._position[rank] + self._offsets) % n])
+        return [int(node) for node in self.node_ids[ranks]]

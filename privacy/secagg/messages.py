@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fedseg.privacy.secagg import shamir
 from fedseg.privacy.secagg.crypto import KEY_BYTES, NONCE_BYTES
 
@@ -15,6 +16,7 @@ from fedseg.privacy.secagg.crypto import KEY_BYTES, NONCE_BYTES
 SHARE_PLAINTEXT_BYTES = 2 * shamir.SHARE_BYTES
 SHARE_CIPHERTEXT_BYTES = NONCE_BYTES + SHARE_PLAINTEXT_BYTES + 16
 MAX_NODE_ID = 2**64 - 1
+ROSTER_ROW_BYTES = 3 * KEY_BYTES
 
 
 def is_node_id(value: Any) -> bool:
@@ -52,8 +54,33 @@ def share_associated_data(context: bytes, sender: int, receiver: int) -> bytes:
     return context + b"/shares/" + sender.to_bytes(8, "big") + receiver.to_bytes(8, "big")
 
 
-def node_id_list(value: Any) -> list[int] | None:
-    """A duplicate-free list of node ids, or ``None``."""
-    if not isinstance(value, list | tuple) or not all(is_node_id(v) for v in value):
+def sorted_ids(value: Any) -> np.ndarray | None:
+    """A strictly increasing uint64 array of node ids, or ``None``."""
+    if not isinstance(value, np.ndarray) or value.dtype != np.uint64 or value.ndim != 1:
         return None
-    return list(value) if len(set(value)) == len(value) else None
+    return value if bool(np.all(value[1:] > value[:-1])) else None
+
+
+def parse_roster(payload: Any, round_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted node ids, public-key rows (n, 96)) of a roster broadcast, or ``None``.
+
+    Each row is mask_pk || enc_pk || self_mask_commitment; no public key may repeat.
+    """
+    if not has_round(payload, round_id):
+        return None
+    ids, keys = sorted_ids(payload.get("node_ids")), payload.get("public_keys")
+    shape = None if ids is None else (ids.size, ROSTER_ROW_BYTES)
+    if not isinstance(keys, np.ndarray) or keys.dtype != np.uint8 or keys.shape != shape:
+        return None
+    public = np.ascontiguousarray(keys[:, : 2 * KEY_BYTES]).reshape(-1, KEY_BYTES)
+    if np.unique(public.view(f"V{KEY_BYTES}")).size != public.shape[0]:
+        return None
+    return ids, keys
+
+
+def roster_message(round_id: int, entries: dict[int, tuple[bytes, bytes, bytes]]) -> dict:
+    """Roster broadcast: sorted uint64 ``node_ids`` and uint8 ``public_keys`` rows."""
+    order = sorted(entries)
+    rows = b"".join(b"".join(entries[node]) for node in order)
+    keys = np.frombuffer(rows, dtype=np.uint8).reshape(len(order), ROSTER_ROW_BYTES)
+    return {"round": round_id, "node_ids": np.array(order, dtype=np.uint64), "public_keys": keys}

@@ -21,8 +21,8 @@ from fedseg.privacy.secagg.messages import (
     has_round,
     is_blob,
     is_node_id,
-    key_entry,
     parse_key_entry,
+    roster_message,
 )
 from fedseg.privacy.secagg.unmasking import Unmasker
 
@@ -63,14 +63,13 @@ class SecAggServer:
                 f"{len(entries)} clients exceed num_clients={self.config.num_clients}"
             )
         self._keys = entries
-        roster = {node: keys[:2] for node, keys in entries.items()}
-        digest = roster_digest(self._context, roster)
-        self._graph = NeighbourGraph(list(roster), self.config.neighbours, digest)
+        roster = roster_message(self.round_id, entries)
+        ids, keys = roster["node_ids"], roster["public_keys"]
+        self._graph = NeighbourGraph(
+            ids, self.config.neighbours, roster_digest(self._context, ids, keys)
+        )
         self._require(self._graph.degree, f"neighbour each client ({len(entries)} sent keys)")
-        return {
-            "round": self.round_id,
-            "roster": {node: key_entry(*keys) for node, keys in entries.items()},
-        }
+        return roster
 
     def collect_shares(self, replies: dict[int, Any]) -> dict[int, dict[str, Any]]:
         """Stage 1 -> per-client inbox of the share ciphertexts addressed to it."""
@@ -102,10 +101,10 @@ class SecAggServer:
             and _is_word_vector(payload.get("masked"), size)
         }
         self._require(len(self._masked), "sent masked inputs")
-        survivors = sorted(self._masked)
-        dropped = sorted(set(self._partners) - set(self._masked))
+        survivors = np.array(sorted(self._masked), dtype=np.uint64)
+        dropped = np.array(sorted(set(self._partners) - set(self._masked)), dtype=np.uint64)
         message = {"round": self.round_id, "survivors": survivors, "dropped": dropped}
-        return {node: dict(message) for node in survivors}
+        return {node: dict(message) for node in sorted(self._masked)}
 
     def collect_unmask(self, replies: dict[int, Any]) -> dict[str, np.ndarray]:
         """Stage 3 -> the decoded sums of the survivors' inputs, or :class:`SecAggAborted`."""

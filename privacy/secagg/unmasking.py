@@ -45,7 +45,7 @@ class Unmasker:
             seed = self._rebuild(owner, self_shares.get(owner, []), self._seed_matches)
             total -= self_mask(seed, total.size)
         for dropped in sorted(set(self.partners) - set(masked)):
-            affected = sorted(j for j in masked if dropped in self.partners[j])
+            affected = [j for j in self.graph.neighbours_of(dropped) if j in masked]
             if affected:
                 secret = self._rebuild(dropped, key_shares.get(dropped, []), self._key_matches)
                 total -= self._residual_masks(dropped, secret, affected, total.size)
@@ -61,7 +61,7 @@ class Unmasker:
             revealed_key = payload.get("key_shares")
             if not isinstance(revealed_self, dict) or not isinstance(revealed_key, dict):
                 continue
-            point, held = self.graph.share_point[responder], self.partners[responder]
+            point, held = self.graph.share_point(responder), self.partners[responder]
             both = set(revealed_self) & set(revealed_key)
             for owner, blob in revealed_self.items():
                 if owner in survivors and owner in held and owner not in both:
