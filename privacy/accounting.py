@@ -152,18 +152,30 @@ def _releases_at(plan: Sequence[PlannedRelease], base: float) -> list[Release]:
 
 
 def _canonical(releases: Sequence[Release]) -> tuple[tuple[float, float, int], ...]:
-    """A hashable, order-free description: plain Gaussians merged into one, subsampled sorted.
+    """A hashable, order-free description: plain Gaussians merged into one, subsampled ones
+    merged per (noise_multiplier, sampling_rate) with their counts added.
 
     Composing Gaussian mechanisms with multipliers z_i is exactly one Gaussian mechanism with
     z = (sum count_i / z_i^2)^(-1/2) (the privacy-loss distributions are Gaussian, their means
     and variances add), so merging is exact for both accountants and makes PLD one event.
+    Merging also makes a run charged one release at a time account exactly like its plan, so
+    a calibrated run is never refused by a ledger whose cap is the calibration target.
     """
     precision = sum(r.count / r.noise_multiplier**2 for r in releases if r.sampling_rate is None)
-    merged = [(1.0 / math.sqrt(precision), 1.0, 1)] if precision > 0 else []
-    subsampled = sorted(
-        (r.noise_multiplier, r.sampling_rate, r.count) for r in releases if r.sampling_rate
-    )
-    return tuple(merged + subsampled)
+    merged = [(1.0 / math.sqrt(_round_up(precision)), 1.0, 1)] if precision > 0 else []
+    steps: dict[tuple[float, float], int] = {}
+    for r in releases:
+        if r.sampling_rate is not None:
+            key = (r.noise_multiplier, r.sampling_rate)
+            steps[key] = steps.get(key, 0) + r.count
+    return tuple(merged + sorted((z, q, n) for (z, q), n in steps.items()))
+
+
+def _round_up(value: float, digits: int = 12) -> float:
+    """Round up to `digits` significant digits: summation-order noise (a few ulps) disappears,
+    and rounding up only adds precision, i.e. never under-states epsilon."""
+    quantum = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return math.ceil(value / quantum) * quantum
 
 
 @lru_cache(maxsize=4096)

@@ -52,7 +52,7 @@ def test_charging_exactly_the_cap_is_allowed():
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.5, 50.0), st.integers(1, 20)), min_size=1, max_size=12))
+@given(st.lists(st.tuples(st.floats(1.0, 50.0), st.integers(1, 20)), min_size=1, max_size=8))
 def test_epsilon_spent_never_decreases(requests):
     ledger = PrivacyLedger(None, epsilon_cap=5.0, delta=1e-6)
     history = [ledger.spent()]
@@ -119,3 +119,22 @@ def test_report_merges_kinds_and_lists_everything_needed_to_recompute():
     assert sizes["epsilon_alone"] == pytest.approx(
         epsilon_spent([Release("s", 8.0, count=3)], delta=1e-6)
     )
+
+
+def test_calibrated_plan_charged_one_release_at_a_time_fits_its_own_cap():
+    from fedseg.privacy.accounting import PlannedRelease, calibrate
+
+    plan = [
+        PlannedRelease("init", 0.13),
+        PlannedRelease("round", 0.57, count=7),
+        PlannedRelease("sgd", 0.3, count=120, sampling_rate=0.03),
+    ]
+    for epsilon in (0.37, 1.0, 4.2):
+        z = calibrate(plan, epsilon=epsilon, delta=1e-6)
+        ledger = PrivacyLedger(None, epsilon_cap=epsilon, delta=1e-6)
+        ledger.charge(Release("init", z["init"]))
+        for _ in range(7):
+            ledger.charge(Release("round", z["round"]))
+            ledger.charge(Release("sgd", z["sgd"], count=17, sampling_rate=0.03))
+        ledger.charge(Release("sgd", z["sgd"], count=1, sampling_rate=0.03))  # 7 x 17 + 1 = 120
+        assert 0.99 * epsilon <= ledger.spent() <= epsilon
