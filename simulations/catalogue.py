@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from fedseg.simulations.personas import CATEGORIES, PRICE_TIERS, Persona, persona_table
 from fedseg.simulations.sampling import cumulative_rows
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from fedseg.simulations.personas import Persona, persona_table
 
 # Spread of a customer's own rates around the persona's (lognormal sigma).
-INDIVIDUAL_SPREAD = 0.3
+INDIVIDUAL_SPREAD = 0.15
 # Concentration of a customer's category preferences around the persona's (Dirichlet).
 CATEGORY_CONCENTRATION = 30.0
 # Customers join during the first quarter of their persona's active period.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from fedseg.simulations.catalogue import Catalogue
 from fedseg.simulations.customers import Customers
 from fedseg.simulations.personas import CATEGORIES, Persona, persona_table
@@ -69,9 +68,9 @@ def expand_events(
     bought_mask = u < customers.purchase_rate[owner]
     bought = views[bought_mask]
     extra_units = persona_table(personas, "quantity")[persona[bought_mask]] - 1
-    reviewed_mask = rng.random(len(bought)) < persona_table(personas, "review_rate")[persona][
-        bought_mask
-    ]
+    reviewed_mask = (
+        rng.random(len(bought)) < persona_table(personas, "review_rate")[persona][bought_mask]
+    )
     reviewed = bought[reviewed_mask]
     rating = rng.normal(persona_table(personas, "mean_rating")[persona][bought_mask], 0.8)
     delay = rng.uniform(*REVIEW_DELAY_DAYS, len(reviewed)) * 86_400

@@ -87,7 +87,7 @@ def write_federation(fed: Federation, out_dir: str | Path, *, fmt: str = "auto")
 
 
 def read_federation(directory: str | Path) -> Federation:
-    """Read a federation written in the CONTRACT layout; raise FederationLayoutError if it is not."""
+    """Read a federation in the CONTRACT layout; FederationLayoutError if it is not one."""
     root = Path(directory)
     merchant_dir = root / "merchants"
     if not merchant_dir.is_dir():
@@ -100,7 +100,7 @@ def read_federation(directory: str | Path) -> Federation:
     if duplicated:
         raise FederationLayoutError(f"{merchant_dir}: merchant(s) {duplicated} in two formats")
     merchants = {p.stem: _read_table(p) for p in paths}
-    kinds = {p.stem: _infer_kind(t, where=str(p)) for p, t in zip(paths, merchants.values())}
+    kinds = {p.stem: _infer_kind(merchants[p.stem], where=str(p)) for p in paths}
     if len(set(kinds.values())) > 1:
         raise FederationLayoutError(f"{merchant_dir}: mixed events and features tables {kinds}")
     kind = next(iter(kinds.values()))

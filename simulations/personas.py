@@ -59,26 +59,25 @@ class Persona:
             raise ValueError(f"persona {self.name}: active_until in (0, 1]")
 
 
-def _favourites(first: int, second: int, *, strength: float = 0.38) -> tuple[float, ...]:
-    """Category weights with two favourite categories sharing `2 * strength`."""
-    rest = (1.0 - 2 * strength) / (len(CATEGORIES) - 2)
-    weights = [rest] * len(CATEGORIES)
-    weights[first] = weights[second] = strength
+def _favourites(main: int, second: int) -> tuple[float, ...]:
+    """Category weights: most purchases in `main`, some in `second`, a few anywhere else."""
+    weights = [0.25 / (len(CATEGORIES) - 2)] * len(CATEGORIES)
+    weights[main], weights[second] = 0.55, 0.20
     return tuple(weights)
 
 
 # Category indices follow CATEGORIES: electronics, fashion, home, beauty, grocery, sports.
 BASE_PERSONAS = (
-    Persona("high_value_loyal", 8, 3.0, 45, 0.30, 0.22, 0.35, 4.5, 1.5,
-            (0.10, 0.35, 0.40, 0.15), _favourites(0, 2)),
-    Persona("bargain_hunter", 6, 5.0, 20, 0.20, 0.10, 0.05, 3.4, 2.5,
+    Persona("high_value_loyal", 16, 3.0, 45, 0.32, 0.25, 0.35, 4.5, 1.5,
+            (0.15, 0.50, 0.35, 0.00), _favourites(2, 1)),
+    Persona("bargain_hunter", 10, 6.0, 15, 0.30, 0.12, 0.05, 3.4, 2.5,
             (0.80, 0.17, 0.03, 0.00), _favourites(4, 2)),
-    Persona("window_shopper", 5, 6.0, 110, 0.04, 0.005, 0.0, 3.0, 1.0,
+    Persona("window_shopper", 5, 7.0, 110, 0.04, 0.005, 0.0, 3.0, 1.0,
             (0.15, 0.30, 0.30, 0.25), _favourites(1, 3)),
-    Persona("occasional_big_spender", 2.5, 3.0, 60, 0.45, 0.40, 0.15, 4.0, 1.0,
-            (0.00, 0.05, 0.35, 0.60), _favourites(0, 5)),
-    Persona("dormant", 2.0, 2.0, 30, 0.12, 0.10, 0.05, 3.2, 1.2,
-            (0.30, 0.50, 0.20, 0.00), _favourites(3, 4, strength=0.2), active_until=0.3),
+    Persona("occasional_big_spender", 3.5, 3.0, 75, 0.65, 0.60, 0.15, 4.0, 1.0,
+            (0.00, 0.00, 0.25, 0.75), _favourites(0, 5)),
+    Persona("dormant", 1.5, 2.0, 25, 0.10, 0.07, 0.05, 3.2, 1.2,
+            (0.30, 0.50, 0.20, 0.00), _favourites(3, 5), active_until=0.15),
 )  # fmt: skip
 
 

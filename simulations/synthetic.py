@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from fedseg.simulations.catalogue import make_catalogue, persona_item_cdf
 from fedseg.simulations.customers import draw_customers
 from fedseg.simulations.events import draw_views, event_log, expand_events
@@ -119,7 +118,7 @@ def split_by_customer(
     starts, stops = np.r_[0, bounds], np.r_[bounds, len(table)]
     return {
         merchant_id: _drop_unused_emails(table.iloc[start:stop].reset_index(drop=True))
-        for merchant_id, start, stop in zip(ids, starts, stops)
+        for merchant_id, start, stop in zip(ids, starts, stops, strict=True)
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from fedseg.simulations.catalogue import Catalogue
 from fedseg.simulations.customers import Customers
 from fedseg.simulations.events import VIEW_SPREAD, WINDOW_SECONDS
