@@ -18,7 +18,7 @@ from fedseg.client.merchant import MerchantSettings, build_node, simulation_sour
 from fedseg.client.node import MerchantNode
 
 app = ClientApp()
-_nodes: dict[tuple[int, int], MerchantNode] = {}
+_nodes: dict[MerchantSettings, MerchantNode] = {}  # one node per merchant setting, per process
 
 
 def settings_from_context(context: Context) -> MerchantSettings:
@@ -49,10 +49,10 @@ def settings_from_context(context: Context) -> MerchantSettings:
 
 
 def _node(context: Context) -> MerchantNode:
-    key = (context.run_id, context.node_id)
-    if key not in _nodes:
-        _nodes[key] = build_node(settings_from_context(context))
-    return _nodes[key]
+    settings = settings_from_context(context)
+    if settings not in _nodes:
+        _nodes[settings] = build_node(settings)
+    return _nodes[settings]
 
 
 def _answer(task: str, message: Message, context: Context) -> Message:

@@ -102,8 +102,10 @@ def aggregate_plain(
         contributors.append(reply.node_id)
     log.contributors = tuple(contributors)
     if len(contributors) < min_clients:
+        reasons = list(log.rejected.values())
+        more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
         raise RoundFailed(
             f"{task}: only {len(contributors)} valid replies, at least {min_clients} needed; "
-            "nothing is released. Rejected: " + "; ".join(log.rejected.values())
+            f"nothing is released. Rejected: {'; '.join(reasons[:3])}{more}"
         )
     return Aggregate(sums=totals, log=log)

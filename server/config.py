@@ -23,7 +23,7 @@ class SegmentationConfig:
     rounds: int = 6
     init_rounds: int = 2
     candidates: int = 0  # initial candidate centres; 0 = 20·k
-    bins: int = 64
+    bins: int = 128
     noise: str = "local"
     secure_agg: bool = False
     min_clients: int = 1

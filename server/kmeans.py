@@ -11,10 +11,22 @@ from sklearn.cluster import KMeans
 
 from fedseg.privacy.scaling import FeatureScaling
 
+WIDE_RANGE = 1e4  # declared ranges wider than this get asinh-spaced bins
+
 
 def histogram_edges(lower: np.ndarray, upper: np.ndarray, bins: int) -> np.ndarray:
-    """Public, evenly spaced bin edges per feature in model space, shape (d, bins + 1)."""
-    return np.linspace(lower, upper, bins + 1, axis=1)
+    """Public bin edges per feature in model space, shape (d, bins + 1).
+
+    Evenly spaced over a declared range; a very wide range (an undeclared feature gets
+    [-1e6, 1e6]) is spaced evenly in asinh instead, so values of any magnitude still
+    fall into bins of about their own size.
+    """
+    edges = np.linspace(lower, upper, bins + 1, axis=1)
+    wide = (np.asarray(upper) - np.asarray(lower)) > WIDE_RANGE
+    if np.any(wide):
+        grid = np.linspace(np.arcsinh(lower[wide]), np.arcsinh(upper[wide]), bins + 1, axis=1)
+        edges[wide] = np.sinh(grid)
+    return edges
 
 
 def scaling_from_histograms(
@@ -24,21 +36,38 @@ def scaling_from_histograms(
     names: tuple[str, ...],
     log: tuple[bool, ...],
     quantiles: tuple[float, float] = (0.001, 0.999),
+    noise_sigma: float = 0.0,
 ) -> FeatureScaling:
-    """Clip bounds at noisy quantiles, then mean and scale of the clipped marginals."""
+    """Clip bounds at noisy quantiles, then mean and scale of the clipped marginals.
+
+    Bins whose noisy count is below 3σ are treated as empty: with many empty bins, their
+    positive noise alone would otherwise push the quantiles far out.
+    """
     lower, upper, mean, scale = [], [], [], []
-    for counts, e in zip(np.maximum(noisy_counts, 0.0), edges, strict=True):
+    for counts, e in zip(denoise_histograms(noisy_counts, noise_sigma), edges, strict=True):
         lo, hi = _quantile_bounds(counts, e, quantiles)
         mids = np.clip((e[:-1] + e[1:]) / 2, lo, hi)
         total = counts.sum()
         mu = float(mids @ counts / total) if total > 0 else (lo + hi) / 2
         var = float(((mids - mu) ** 2) @ counts / total) if total > 0 else 0.0
-        # A scale below a bin width would standardize pure noise into large values.
-        scale.append(max(np.sqrt(var), (e[1] - e[0]), 1e-12))
+        # A scale below the local bin width would only standardize binning error.
+        width = float(np.diff(e)[min(np.searchsorted(e, mu, side="right") - 1, len(e) - 2)])
+        scale.append(max(np.sqrt(var), width / 2, 1e-12))
         lower.append(lo)
         upper.append(hi)
         mean.append(mu)
     return FeatureScaling(names, log, tuple(lower), tuple(upper), tuple(mean), tuple(scale))
+
+
+def denoise_histograms(noisy_counts: np.ndarray, noise_sigma: float) -> np.ndarray:
+    """Noisy counts with bins below 3σ set to zero (a feature with none left keeps all).
+
+    With 128 bins per feature, 3σ leaves a pure-noise bin standing with probability
+    0.13%, about one in six features.
+    """
+    counts = np.maximum(noisy_counts, 0.0)
+    kept = np.where(noisy_counts >= 3.0 * noise_sigma, counts, 0.0)
+    return np.where(kept.sum(axis=1, keepdims=True) > 0, kept, counts)
 
 
 def _quantile_bounds(counts: np.ndarray, e: np.ndarray, quantiles) -> tuple[float, float]:
@@ -64,7 +93,7 @@ def sample_candidates(
 ) -> np.ndarray:
     """``n`` points drawn from the product of the noisy marginals, in standardized space."""
     columns = []
-    for counts, e in zip(np.maximum(noisy_counts, 0.0), edges, strict=True):
+    for counts, e in zip(noisy_counts, edges, strict=True):
         p = counts / counts.sum() if counts.sum() > 0 else np.full(len(counts), 1 / len(counts))
         b = rng.choice(len(counts), size=n, p=p)
         columns.append(rng.uniform(e[b], e[b + 1]))

@@ -105,14 +105,17 @@ class SegmentationRun:
         spec = ReplySpec(shapes={"counts": edges[:, 1:].shape}, sigmas={"counts": sigma})
         agg = self._noisy_round("feature_histograms", "feature_histograms", {"edges": edges}, z, spec, nodes)
         quantiles = (0.001, 0.999) if self.cfg.private else (0.0, 1.0)
+        copies = 1 if self.cfg.noise == "distributed" else len(agg.log.contributors)
+        total_sigma = sigma * math.sqrt(copies)
         scaling = kmeans.scaling_from_histograms(
             agg.sums["counts"],
             edges,
             names=tuple(declaration["names"]),
             log=declaration["log"],
             quantiles=quantiles,
+            noise_sigma=total_sigma,
         )
-        self._histograms = (agg.sums["counts"], edges)
+        self._histograms = (kmeans.denoise_histograms(agg.sums["counts"], total_sigma), edges)
         return _with_radius(scaling)
 
     def _initial_centres(self, nodes, scaling: FeatureScaling, z: float) -> np.ndarray:
