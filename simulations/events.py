@@ -106,7 +106,9 @@ def event_log(events: dict[str, pd.DataFrame], catalogue: Catalogue) -> pd.DataF
     owner, item = table["owner"].to_numpy(), table["item"].to_numpy()
     n_customers = int(owner.max()) + 1 if owner.size else 0
     emails = [f"customer{i}@example.com" for i in range(n_customers)]
-    offsets = np.round(table["seconds"].to_numpy()).astype("timedelta64[s]")
+    # Clamp to the window so every event falls before AS_OF (the features' anchor).
+    seconds = np.minimum(np.round(table["seconds"].to_numpy()), WINDOW_SECONDS - 1)
+    offsets = seconds.astype("timedelta64[s]")
     return pd.DataFrame(
         {
             "user_id": owner,

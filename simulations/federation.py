@@ -24,13 +24,10 @@ FORMATS = ("auto", "csv", "parquet")
 PARQUET_THRESHOLD_ROWS = 1_000_000
 
 
-try:
-    from fedseg.client.errors import DataError as _BadDataError
-except ImportError:  # client/errors.py not available yet
-    _BadDataError = ValueError
+from fedseg.client.loading import DataError
 
 
-class FederationLayoutError(_BadDataError):
+class FederationLayoutError(DataError):
     """A federation directory or table does not follow CONTRACT.md (a ValueError)."""
 
 

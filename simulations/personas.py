@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from fedseg.client.features import DEFAULT_CATEGORIES
 
-try:  # the feature builder owns the category vocabulary
-    from fedseg.client.features import DEFAULT_CATEGORIES as _CATEGORIES
-except ImportError:  # client/features.py not written yet
-    _CATEGORIES = ("electronics", "fashion", "home", "beauty", "grocery", "sports")
-
-CATEGORIES: tuple[str, ...] = tuple(_CATEGORIES)
+# The feature builder owns the category vocabulary (its share_<category> columns).
+CATEGORIES: tuple[str, ...] = tuple(DEFAULT_CATEGORIES)
 PRICE_TIERS = ("budget", "mid", "premium", "luxury")
 
 
