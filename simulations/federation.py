@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from fedseg.client.loading import DataError
 
 EVENT_COLUMNS = ("user_id", "timestamp", "event", "item_id", "price")
 TRUTH_COLUMNS = ("merchant_id", "user_id", "segment")
@@ -22,9 +23,6 @@ KINDS = ("events", "features")
 FORMATS = ("auto", "csv", "parquet")
 # Above this many rows in total, `fmt="auto"` writes Parquet (CSV is slow and large).
 PARQUET_THRESHOLD_ROWS = 1_000_000
-
-
-from fedseg.client.loading import DataError
 
 
 class FederationLayoutError(DataError):
