@@ -1,0 +1,122 @@
+"""Federated DP K-means: hand-computed statistics, sklearn equivalence, budgets, bad replies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+
+from fedseg.client.node import MerchantNode
+from fedseg.client.statistics import cluster_statistics, feature_histograms
+from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
+from fedseg.server import kmeans
+from fedseg.server.aggregation import ReplySpec, RoundFailed, aggregate_plain
+from fedseg.server.transport import Reply
+from fedseg.simulations.runner import pooled_features, simulate
+
+
+def test_cluster_statistics_hand_computed():
+    x = np.array([[0, 0], [0.5, 0], [0.5, 1], [1, 1]], dtype=float)
+    sums, counts = cluster_statistics(x, np.array([[0.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_array_equal(counts, [2, 2])
+    np.testing.assert_array_equal(sums, [[0.5, 0.0], [1.5, 2.0]])
+
+
+def test_feature_histograms_put_outliers_in_end_bins():
+    edges = np.array([[0.0, 1.0, 2.0, 3.0]])
+    counts = feature_histograms(np.array([[-5.0], [0.5], [1.5], [1.7], [99.0]]), edges)
+    np.testing.assert_array_equal(counts, [[2, 2, 1]])
+
+
+def test_update_keeps_previous_centre_for_tiny_clusters_and_stays_in_box():
+    previous = np.array([[0.0, 0.0], [5.0, 5.0]])
+    sums = np.array([[20.0, 40.0], [1.0, 1.0]])
+    counts = np.array([10.0, 0.5])
+    box = (np.array([-1.0, -1.0]), np.array([3.0, 3.0]))
+    centres, kept = kmeans.update_centres(previous, sums, counts, min_count=1.0, box=box)
+    np.testing.assert_array_equal(kept, [True, False])
+    np.testing.assert_allclose(centres, [[2.0, 3.0], [3.0, 3.0]])
+
+
+def _node(x, *, cap, rng_calls):
+    def rng_for(request_id):
+        rng_calls.append(request_id)
+        return np.random.default_rng(request_id)
+
+    d = x.shape[1]
+    return MerchantNode(
+        x, names=[f"f{j}" for j in range(d)], log=[False] * d, lower=[-10.0] * d, upper=[10.0] * d,
+        ledger=PrivacyLedger(None, epsilon_cap=cap, delta=1e-6), rng_for=rng_for,
+    )
+
+
+def test_node_refuses_over_budget_before_drawing_noise():
+    calls: list[int] = []
+    node = _node(np.zeros((5, 2)), cap=0.5, rng_calls=calls)
+    request = {"edges": np.tile(np.linspace(-10, 10, 5), (2, 1)), "release": "feature_histograms",
+               "noise_multiplier": 2.0, "request_id": 0}
+    with pytest.raises(BudgetExceeded):
+        node.handle("feature_histograms", request)
+    assert calls == [] and node.ledger.releases == []
+    node.handle("feature_histograms", dict(request, noise_multiplier=40.0))
+    assert calls == [0] and node.ledger.spent() <= 0.5
+
+
+def test_plain_aggregation_rejects_bad_replies_and_keeps_the_round():
+    spec = ReplySpec(shapes={"sums": (2, 2), "counts": (2,)}, sigmas={"sums": 1.0, "counts": 1.0}, max_norm=1.0)
+    good = {"sums": np.ones((2, 2)), "counts": np.full(2, 5.0)}
+    replies = [
+        Reply(1, payload=good),
+        Reply(2, payload={"sums": np.full((2, 2), np.nan), "counts": np.ones(2)}),
+        Reply(3, payload={"sums": np.ones((3, 2)), "counts": np.ones(2)}),
+        Reply(4, error="ValueError: broken"),
+        Reply(5, payload={"sums": np.ones((2, 2)), "counts": np.full(2, -100.0)}),
+    ]
+    agg = aggregate_plain("cluster_stats", [1, 2, 3, 4, 5, 6], replies, spec, min_clients=1)
+    assert agg.log.contributors == (1,)
+    np.testing.assert_array_equal(agg.sums["counts"], [5, 5])
+    reasons = agg.log.rejected
+    assert "'sums'" in reasons[2] and "NaN" in reasons[2]
+    assert "shape" in reasons[3] and "broken" in reasons[4] and "negative" in reasons[5]
+    assert "no reply" in reasons[6]
+    with pytest.raises(RoundFailed, match="nothing is released"):
+        aggregate_plain("cluster_stats", [2, 3], replies[1:3], spec, min_clients=1)
+
+
+def test_infinite_epsilon_one_merchant_equals_sklearn_lloyd(tmp_path):
+    from conftest import write_mixture_federation
+
+    fed = write_mixture_federation(tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0)
+    base = {"k": 4, "epsilon": float("inf"), "rounds": 1, "seed": 0}
+    first = simulate(fed, base, out_dir=tmp_path / "first", evaluate=False).model
+    x, _ = pooled_features(fed, seed=0)
+    z = first.scaling.transform(x)
+    init = z[:4].copy()
+    warm = json.loads((tmp_path / "first" / "model.json").read_text())
+    warm["centroids_standardized"] = init.tolist()
+    (tmp_path / "warm.json").write_text(json.dumps(warm))
+    rounds = 7
+    ours = simulate(fed, dict(base, rounds=rounds, **{"warm-start": str(tmp_path / "warm.json")}),
+                    out_dir=tmp_path / "ours", evaluate=False).model
+    reference = KMeans(n_clusters=4, init=init, n_init=1, max_iter=rounds, tol=0, algorithm="lloyd").fit(z)
+    np.testing.assert_allclose(ours.centres_standardized, reference.cluster_centers_, atol=1e-6)
+    assert ours.privacy["epsilon"] == float("inf")
+
+
+def test_private_run_spends_at_most_its_budget_and_finds_the_blobs(mixture_federation, tmp_path):
+    result = simulate(mixture_federation, {"k": 3, "epsilon": 1.0, "delta": 1e-6, "seed": 1},
+                      out_dir=tmp_path / "out")
+    assert result.metrics["epsilon_spent"] <= 1.0
+    assert result.metrics["ari"] > 0.95
+    model = json.loads((tmp_path / "out" / "model.json").read_text())
+    names = {r["name"] for r in model["privacy"]["releases"]}
+    assert names == {"feature_histograms", "init_cluster_stats", "cluster_stats"}
+    assert len(model["centroids"]) == 3 and len(model["centroids"][0]) == 4
+
+
+def test_sklearn_export_predicts_like_the_model(mixture_federation, tmp_path):
+    model = simulate(mixture_federation, {"k": 3, "epsilon": 2.0, "seed": 0}, out_dir=tmp_path, evaluate=False).model
+    x, _ = pooled_features(mixture_federation, seed=0)
+    np.testing.assert_array_equal(model.to_sklearn().predict(x), model.predict(x))
