@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fedseg.privacy.ledger import PrivacyLedger
 
 RELEASE_NAME = "recommender_dpsgd"
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,13 @@ class LocalTrainingConfig:
     sampling_rate: float = 0.1
     learning_rate: float = 0.01
     holdout_fraction: float = 0.2
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
         if not (0 < self.sampling_rate <= 1):
@@ -112,7 +118,7 @@ def _private_step(model, config, n_customers, noise_multiplier, max_grad_norm, g
         use_ghost_clipping=True,
     )
     optimizer = DPOptimizerFastGradientClipping(
-        torch.optim.Adam(module.parameters(), lr=config.learning_rate),
+        OPTIMIZERS[config.optimizer](module.parameters(), lr=config.learning_rate),
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
         expected_batch_size=max(1.0, config.sampling_rate * n_customers),
@@ -137,7 +143,7 @@ def _private_step(model, config, n_customers, noise_multiplier, max_grad_norm, g
 
 
 def _plain_step(model, config):
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.learning_rate)
     criterion = nn.CrossEntropyLoss()
 
     def step(flat, offsets, segments, targets) -> None:

@@ -65,14 +65,16 @@ def build_histories(
             raise HistoryError(f"events table has no column {column!r}")
     unknown = ~events["item_id"].isin(item_index.keys())
     if unknown.any():
-        raise HistoryError(f"item_id {events['item_id'][unknown].iloc[0]!r} not in the catalogue")
+        row = events.index[unknown.to_numpy()][0]
+        value = events["item_id"][unknown].iloc[0]
+        raise HistoryError(f"events row {row}: item_id {value} not in the catalogue")
     ordered = events.sort_values(["user_id", "timestamp"], kind="stable")
     ordered = ordered.drop_duplicates(["user_id", "item_id"], keep="first")
     indices = ordered["item_id"].map(item_index).to_numpy(dtype=np.int64)
     users, starts = np.unique(ordered["user_id"].to_numpy(), return_index=True)
     missing = [u for u in users if u not in segment_of]
     if missing:
-        raise HistoryError(f"user_id {missing[0]!r} has no segment")
+        raise HistoryError(f"user_id {missing[0]} has no segment")
     items = tuple(np.split(indices, starts[1:]))
     segments = np.array([segment_of[u] for u in users], dtype=np.int64)
     return CustomerHistories(users, items, segments)
