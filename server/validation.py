@@ -1,0 +1,125 @@
+"""Checking one merchant's reply before anything is aggregated.
+
+A reply is rejected — with a reason naming the node and the field — if it is an error,
+too large, not a mapping, missing a part, of the wrong shape or type, not finite, or
+implausible for the declared noise. The plausibility rules use 6σ of the declared
+per-merchant noise around the feasible range, so an honest reply is rejected with
+probability below 1e-8 per checked value.
+
+The size rule can run before anything is deserialized: ``oversized`` needs only the
+byte count the transport reads off the message (``ArrayRecord.count_bytes()``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from fedseg.server.transport import Reply
+
+SLACK = 6.0  # plausibility tolerance, in standard deviations of the declared noise
+SIZE_FACTOR = 2  # a reply may be at most this many times its expected size (+ headroom)
+SIZE_HEADROOM = 4096  # bytes for array headers and small config values
+
+
+@dataclass(frozen=True)
+class ReplySpec:
+    """What a valid reply holds: part name → shape, and the noise each part carries.
+
+    ``equal_row_totals``: the rows of ``counts`` are histograms of the same customers
+    (one count per customer per feature), so their totals agree up to noise.
+    """
+
+    shapes: Mapping[str, tuple[int, ...]]
+    sigmas: Mapping[str, float]  # per-client noise std of each part (0 if none)
+    max_norm: float = float("inf")  # L2 bound of one customer's vector (for sums)
+    equal_row_totals: bool = False
+
+    def expected_bytes(self) -> int:
+        return sum(8 * int(np.prod(s)) for s in self.shapes.values())
+
+    def max_bytes(self) -> int:
+        """Largest acceptable reply: anything bigger is refused before deserializing."""
+        return SIZE_FACTOR * self.expected_bytes() + SIZE_HEADROOM
+
+
+def oversized(node_id: int, size_bytes: int, spec: ReplySpec) -> str | None:
+    """The size rule alone, for a transport to apply before decoding any array."""
+    if size_bytes > spec.max_bytes():
+        return (
+            f"node {node_id}: field 'payload' is {size_bytes} bytes, "
+            f"at most {spec.max_bytes()} accepted (expected about {spec.expected_bytes()})"
+        )
+    return None
+
+
+def check_reply(reply: Reply, spec: ReplySpec) -> str | None:
+    """None if the reply is usable, else the reason it is not (never raises)."""
+    node = reply.node_id
+    if reply.error is not None:
+        return f"node {node}: error reply: {reply.error}"
+    reason = oversized(node, reply.size_bytes, spec)
+    if reason is not None:
+        return reason
+    payload = reply.payload
+    if not isinstance(payload, Mapping):
+        return f"node {node}: field 'payload' is {type(payload).__name__}, expected a mapping"
+    # Transports that could not measure the wire size still get the rule, on decoded arrays.
+    decoded = sum(v.nbytes for v in payload.values() if isinstance(v, np.ndarray))
+    reason = oversized(node, decoded, spec)
+    if reason is not None:
+        return reason
+    for name, shape in spec.shapes.items():
+        reason = _check_array(node, name, payload.get(name), tuple(shape))
+        if reason is not None:
+            return reason
+    return _implausible(node, payload, spec)
+
+
+def _check_array(node: int, name: str, value: object, shape: tuple[int, ...]) -> str | None:
+    if value is None:
+        return f"node {node}: field {name!r} is missing"
+    if not isinstance(value, np.ndarray):
+        return f"node {node}: field {name!r} is {type(value).__name__}, expected an array"
+    if value.dtype.kind != "f":
+        return f"node {node}: field {name!r} has dtype {value.dtype}, expected float"
+    if value.shape != shape:
+        return f"node {node}: field {name!r} has shape {value.shape}, expected {shape}"
+    if not np.all(np.isfinite(value)):
+        return f"node {node}: field {name!r} has NaN or infinite values"
+    return None
+
+
+def _implausible(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
+    """Counts below what noise can explain, histograms of different customers, or sums
+    longer than the counts allow (each customer's vector has norm ≤ ``max_norm``)."""
+    if "counts" not in spec.shapes:
+        return None
+    sigma_counts = spec.sigmas.get("counts", 0.0)
+    counts = np.asarray(payload["counts"], dtype=np.float64)
+    if np.any(counts < -SLACK * sigma_counts - 1e-9):
+        return f"node {node}: field 'counts' is negative beyond the noise ({counts.min():.3g})"
+    if spec.equal_row_totals and counts.ndim == 2 and counts.shape[0] > 1:
+        totals = counts.sum(axis=1)
+        # Two row totals differ by noise of std σ·√(2·bins).
+        limit = SLACK * sigma_counts * math.sqrt(2 * counts.shape[1]) + 1e-6 * np.abs(totals).max()
+        if totals.max() - totals.min() > limit + 1e-9:
+            return (
+                f"node {node}: field 'counts' has histograms of different totals "
+                f"({totals.min():.6g} to {totals.max():.6g})"
+            )
+    if "sums" in spec.shapes and math.isfinite(spec.max_norm):
+        sums = np.asarray(payload["sums"], dtype=np.float64)
+        dim = sums.shape[-1]
+        limit = spec.max_norm * (np.maximum(counts, 0) + SLACK * sigma_counts)
+        limit = limit + SLACK * spec.sigmas.get("sums", 0.0) * math.sqrt(dim) + 1e-9
+        norms = np.linalg.norm(sums, axis=-1)
+        if np.any(norms > limit):
+            j = int(np.argmax(norms - limit))
+            return (
+                f"node {node}: field 'sums' is larger than its counts allow "
+                f"(row {j}: norm {norms[j]:.3g} > {limit[j]:.3g})"
+            )
+    return None
