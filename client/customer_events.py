@@ -107,7 +107,7 @@ class CustomerEvents:
         if "session_id" in self.frame.columns:
             key, _ = _codes(self.frame["session_id"], "session_id")
             return _distinct_per_user(self.user, key, self.n_users)
-        order = np.lexsort((self.time, self.user))
+        order = _time_order(self.user, self.time, self.n_users)
         user, time = self.user[order], self.time[order]
         starts = np.ones(len(order), dtype=bool)
         starts[1:] = (user[1:] != user[:-1]) | (np.diff(time) > SESSION_GAP_NS)
@@ -176,6 +176,17 @@ def _group_max(user: np.ndarray, values: np.ndarray, n_users: int) -> np.ndarray
     return latest
 
 
+def _time_order(user: np.ndarray, time: np.ndarray, n_users: int) -> np.ndarray:
+    """Order of events by customer, then time (to the second: finer ties are unordered).
+
+    One sort of a packed ``user << bits | second`` key is ~5x faster than a lexsort."""
+    seconds = (time - time.min()) // 10**9
+    bits = int(seconds.max()).bit_length()
+    if bits + int(n_users).bit_length() > 62:
+        return np.lexsort((time, user))
+    return np.argsort((user << bits) | seconds)
+
+
 def _distinct_per_user(user: np.ndarray, key: np.ndarray, n_users: int) -> np.ndarray:
     """Number of distinct ``key`` values per user, by one sort of the (user, key) pairs."""
     order = np.lexsort((key, user))
@@ -187,7 +198,10 @@ def _distinct_per_user(user: np.ndarray, key: np.ndarray, n_users: int) -> np.nd
 
 def _category_index(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     """Position of each event's category in ``categories`` (case-insensitive), else -1."""
-    codes, uniques = pd.factorize(column)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
+    else:
+        codes, uniques = pd.factorize(column)
     if len(uniques) == 0:
         return np.full(len(column), -1)
     lookup = pd.Index(categories).get_indexer(pd.Index(uniques).astype("str").str.lower())

@@ -40,9 +40,16 @@ def parse_number(column: pd.Series) -> ParsedColumn:
     else:
         text = column.astype("str").str.strip().where(column.notna())
         missing = (text.isna() | (text == "")).to_numpy()
-        values = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
+        values = _text_to_float(text.where(~missing))
     finite = np.isfinite(values.to_numpy())
     return ParsedColumn(values.where(finite), missing, ~finite & ~missing)
+
+
+def _text_to_float(text: pd.Series) -> pd.Series:
+    try:  # fast path: every value is a number
+        return text.astype("float64")
+    except (ValueError, TypeError):
+        return pd.to_numeric(text, errors="coerce").astype("float64")
 
 
 def parse_timestamp(column: pd.Series) -> ParsedColumn:
@@ -58,9 +65,8 @@ def parse_timestamp(column: pd.Series) -> ParsedColumn:
     else:
         text = column.astype("str").str.strip().where(column.notna())
         text = text.where(text != "")
-        seconds = pd.to_numeric(text, errors="coerce")
-        if text.notna().any() and seconds.notna().sum() == text.notna().sum():
-            values = _from_unix_seconds(seconds)
+        if _looks_like_unix_seconds(text):
+            values = _from_unix_seconds(pd.to_numeric(text, errors="coerce"))
         else:
             values = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         missing = text.isna().to_numpy()
@@ -69,6 +75,12 @@ def parse_timestamp(column: pd.Series) -> ParsedColumn:
     values = values.dt.as_unit("ns")
     missing = column.isna().to_numpy()
     return ParsedColumn(values, missing, values.isna().to_numpy() & ~missing)
+
+
+def _looks_like_unix_seconds(text: pd.Series) -> bool:
+    """Numbers rather than dates, judged on the first 100 values (a full parse is slow)."""
+    sample = text.dropna().head(100)
+    return bool(len(sample)) and bool(sample.str.fullmatch(r"[+-]?\d+(\.\d*)?").all())
 
 
 def _from_unix_seconds(seconds: pd.Series) -> pd.Series:

@@ -40,11 +40,15 @@ def read_table(source: str | Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, *, sep: str) -> pd.DataFrame:
+    # The pyarrow parser is ~5x faster, and refuses a row with too many fields (the C
+    # parser silently turns the first field into an index).
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, skipinitialspace=True)
+        return pd.read_csv(path, sep=sep, dtype=str, engine="pyarrow")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+    except Exception as exc:  # pyarrow raises ArrowInvalid, ParserError, OSError, ...
         raise DataError(f"{path}: unreadable CSV ({_first_line(exc)})") from None
 
 

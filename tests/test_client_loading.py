@@ -175,3 +175,10 @@ def test_load_report_summary_and_consistency():
         LoadReport("s.csv", "events", 10, 8, {"duplicate_row": 1})
     with pytest.raises(ValueError, match="kind"):
         LoadReport("s.csv", "orders", 1, 1)
+
+
+def test_csv_row_with_too_many_fields_is_unreadable(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("user_id,spend\na,1\nb,2,3\n")  # a lenient parser would shift columns
+    with pytest.raises(DataError, match=r"ragged\.csv: unreadable CSV .*3"):
+        read_table(path)
