@@ -98,28 +98,36 @@ def expand_events(
 def event_log(events: dict[str, pd.DataFrame], catalogue: Catalogue) -> pd.DataFrame:
     """Assemble the CONTRACT events table (plus a fake `email`), sorted by customer and time.
 
-    `user_id` is the customer's index in the federation, unique across merchants.
+    `user_id` is the customer's index in the federation, unique across merchants. Built from
+    numpy arrays and categorical codes: tens of millions of rows take seconds, not minutes.
     """
-    table = pd.concat(events.values(), keys=list(events), names=["event", None])
-    table = table.reset_index(level="event").reset_index(drop=True)
-    table = table.iloc[np.lexsort((table["seconds"].to_numpy(), table["owner"].to_numpy()))]
-    owner, item = table["owner"].to_numpy(), table["item"].to_numpy()
+    parts = list(events.items())
+    column = {
+        name: np.concatenate([frame[name].to_numpy() for _, frame in parts])
+        for name in ("owner", "seconds", "item", "duration_s", "quantity", "rating")
+    }
+    kind = np.concatenate([np.full(len(f), EVENT_TYPES.index(e), np.int8) for e, f in parts])
+    # Clamp to the window so every event falls before AS_OF (the features' anchor).
+    seconds = np.minimum(np.round(column["seconds"]), WINDOW_SECONDS - 1).astype(np.int64)
+    # One stable sort on (customer, second) packed into an int64: far faster than lexsort.
+    order = np.argsort(column["owner"].astype(np.int64) * WINDOW_SECONDS + seconds, kind="stable")
+    owner, item, seconds = column["owner"][order], column["item"][order], seconds[order]
     n_customers = int(owner.max()) + 1 if owner.size else 0
     emails = [f"customer{i}@example.com" for i in range(n_customers)]
-    # Clamp to the window so every event falls before AS_OF (the features' anchor).
-    seconds = np.minimum(np.round(table["seconds"].to_numpy()), WINDOW_SECONDS - 1)
-    offsets = seconds.astype("timedelta64[s]")
+    categories = catalogue.items["category"]
     return pd.DataFrame(
         {
             "user_id": owner,
-            "timestamp": WINDOW_START + offsets,
-            "event": pd.Categorical(table["event"], categories=list(EVENT_TYPES)),
+            "timestamp": WINDOW_START + seconds.astype("timedelta64[s]"),
+            "event": pd.Categorical.from_codes(kind[order], categories=list(EVENT_TYPES)),
             "item_id": item,
             "price": catalogue.price[item],
-            "category": catalogue.items["category"].to_numpy()[item],
-            "quantity": table["quantity"].to_numpy(),
-            "duration_s": table["duration_s"].to_numpy(),
-            "rating": table["rating"].to_numpy(),
+            "category": pd.Categorical.from_codes(
+                categories.cat.codes.to_numpy()[item], categories=categories.cat.categories
+            ),
+            "quantity": column["quantity"][order],
+            "duration_s": column["duration_s"][order],
+            "rating": column["rating"][order],
             "email": pd.Categorical.from_codes(owner, categories=emails),
         }
     )
