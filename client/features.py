@@ -23,7 +23,6 @@ from fedseg.client.customer_events import (
 from fedseg.client.errors import DataError
 from fedseg.client.feature_specs import (
     DEFAULT_CATEGORIES,
-    KNOWN_SPECS,
     SHARE_PREFIX,
     SPEND_SHARE_PREFIX,
     FeatureSpec,
@@ -54,9 +53,10 @@ def _avg_order_value(log: CustomerEvents) -> np.ndarray:
 
 
 def _recency_days(log: CustomerEvents) -> np.ndarray:
+    """NaN (later: the spec's upper bound) for customers who never bought."""
     bought = log.last_purchase_time > np.iinfo(np.int64).min
     days = _days(log.as_of - np.where(bought, log.last_purchase_time, log.as_of))
-    return np.where(bought, days, KNOWN_SPECS["recency_days"].upper)
+    return np.where(bought, days, np.nan)
 
 
 _FORMULAS: dict[str, Callable[[CustomerEvents], np.ndarray]] = {
@@ -98,7 +98,9 @@ def build_features(
             continue
         if spec.name not in _FORMULAS:
             raise ValueError(f"no formula for feature {spec.name!r}; known: {sorted(_FORMULAS)}")
-        columns[spec.name] = np.asarray(_FORMULAS[spec.name](log), dtype=np.float64)
+        values = np.asarray(_FORMULAS[spec.name](log), dtype=np.float64)
+        # NaN from a formula means "beyond any value seen": the public upper bound
+        columns[spec.name] = np.where(np.isnan(values), spec.upper, values)
     index = pd.Index(log.users.astype("str"), name="user_id")
     table = pd.DataFrame({s.name: columns[s.name] for s in specs}, index=index)
     if not np.isfinite(table.to_numpy()).all():

@@ -158,3 +158,9 @@ def test_spec_bounds_are_validated_and_applied():
         spend.__class__("x", "u", 1.0, 1.0, False, "")
     with pytest.raises(ValueError, match="log-scale"):
         spend.__class__("x", "u", -1.0, 1.0, True, "")
+
+
+def test_never_bought_recency_is_the_given_specs_upper_bound():
+    recency = feature_spec("recency_days").__class__("recency_days", "days", 0, 90, False, "")
+    features = features_of(specs=[recency])
+    np.testing.assert_allclose(features["recency_days"], [6 + 3 / 24, 90.0, 9.5])
