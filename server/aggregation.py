@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from fedseg.server.transport import Reply, RoundLog
-from fedseg.server.validation import ReplySpec, check_reply, oversized
+from fedseg.server.validation import LATE_MARK, ReplySpec, check_reply, oversized
 
 __all__ = [
     "LATE",
@@ -28,7 +28,7 @@ __all__ = [
     "screen_replies",
 ]
 
-LATE = "no reply before the deadline"
+LATE = LATE_MARK
 
 
 class RoundFailed(RuntimeError):

@@ -13,7 +13,7 @@ byte count the transport reads off the message (``ArrayRecord.count_bytes()``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from fedseg.server.transport import Reply
 SLACK = 6.0  # plausibility tolerance, in standard deviations of the declared noise
 SIZE_FACTOR = 2  # a reply may be at most this many times its expected size (+ headroom)
 SIZE_HEADROOM = 4096  # bytes for array headers and small config values
+LATE_MARK = "no reply before the deadline"  # the reason given for a node that timed out
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,20 @@ def _implausible(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
                 f"(row {j}: norm {norms[j]:.3g} > {limit[j]:.3g})"
             )
     return None
+
+
+def left_out_table(history: Sequence[Mapping]) -> str:
+    """Markdown table of every node left out of a round (late, failed or rejected), for
+    the run's report: node, how many rounds, and the first reason given."""
+    rounds: dict[str, list[str]] = {}
+    for entry in history:
+        for node, reason in entry.get("rejected", {}).items():
+            rounds.setdefault(str(node), []).append(f"{entry.get('task', '?')}: {reason}")
+    if not rounds:
+        return "Every merchant contributed to every round."
+    lines = ["| node | rounds left out | late | first reason |", "|---|---|---|---|"]
+    for node in sorted(rounds, key=lambda n: (len(n), n)):
+        late = sum(LATE_MARK in reason for reason in rounds[node])
+        first = rounds[node][0].replace("|", "\\|")
+        lines.append(f"| {node} | {len(rounds[node])} | {late} | {first} |")
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""Reply validation: every kind of bad reply is rejected with a reason naming node and field,
+the round goes on while ``min_clients`` remain, and fails cleanly (nothing released) below."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fedseg.server.aggregation import RoundFailed, aggregate_plain, screen_replies
+from fedseg.server.robust import RobustAggregator
+from fedseg.server.transport import Reply
+from fedseg.server.validation import ReplySpec, check_reply, oversized
+
+K, D = 3, 2
+SPEC = ReplySpec(
+    shapes={"sums": (K, D), "counts": (K,)}, sigmas={"sums": 2.0, "counts": 1.0}, max_norm=1.5
+)
+
+
+def _good(scale: float = 1.0) -> dict:
+    # 10 customers per cluster, each of norm ≤ 1.5: sums of norm ≤ 15 are feasible.
+    return {
+        "sums": scale * np.array([[3.0, 4.0], [-6.0, 0.0], [0.0, 1.0]]),
+        "counts": np.full(K, 10.0),
+    }
+
+
+def _with(name: str, value: object) -> dict:
+    return dict(_good(), **{name: value})
+
+
+BAD_REPLIES = {
+    "nan sums": (_with("sums", np.array([[np.nan, 0], [0, 0], [0, 0]])), "'sums'", "NaN"),
+    "+inf counts": (_with("counts", np.array([1.0, np.inf, 1.0])), "'counts'", "infinite"),
+    "-inf sums": (_with("sums", np.full((K, D), -np.inf)), "'sums'", "infinite"),
+    "wrong shape": (_with("sums", np.zeros((K + 1, D))), "'sums'", "shape"),
+    "transposed": (_with("sums", np.zeros((D, K))), "'sums'", "shape"),
+    "scalar counts": (_with("counts", np.float64(3.0)), "'counts'", "expected an array"),
+    "int dtype": (_with("counts", np.full(K, 10, dtype=np.int64)), "'counts'", "dtype"),
+    "complex dtype": (_with("sums", np.zeros((K, D), complex)), "'sums'", "dtype"),
+    "bool dtype": (_with("counts", np.ones(K, bool)), "'counts'", "dtype"),
+    "text array": (_with("counts", np.array(["1", "2", "3"])), "'counts'", "dtype"),
+    "object array": (
+        _with("counts", np.array([1.0, "x", None], dtype=object)),
+        "'counts'",
+        "dtype",
+    ),
+    "string": (_with("sums", "DROP TABLE"), "'sums'", "str"),
+    "list": (_with("counts", [10.0, 10.0, 10.0]), "'counts'", "list"),
+    "bytes": (_with("sums", b"\x00" * 48), "'sums'", "bytes"),
+    "missing": ({"counts": np.full(K, 10.0)}, "'sums'", "missing"),
+    "negative counts": (_with("counts", np.array([10.0, -7.0, 10.0])), "'counts'", "negative"),
+    "sums beyond counts": (_good(scale=100.0), "'sums'", "larger than its counts allow"),
+    "oversized decoded": (_with("extra", np.zeros(10_000)), "'payload'", "bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REPLIES))
+def test_each_bad_reply_is_rejected_naming_node_and_field(case):
+    payload, field, words = BAD_REPLIES[case]
+    reason = check_reply(Reply(17, payload=payload), SPEC)
+    assert reason is not None and "node 17" in reason and field in reason and words in reason
+
+
+def test_a_valid_reply_and_noise_sized_deviations_pass():
+    assert check_reply(Reply(1, payload=_good()), SPEC) is None
+    # Counts 5σ below zero and sums 5σ beyond the bound are what noise can do.
+    noisy = {
+        "sums": np.array([[1.5 * 10 + 5 * 2.0 + 0.0, 0], [0, 0], [0, 0]]),
+        "counts": np.array([10, -5, 0.0]),
+    }
+    assert check_reply(Reply(1, payload=noisy), SPEC) is None
+
+
+def test_payload_that_is_not_a_mapping_and_error_replies():
+    assert "'payload'" in check_reply(Reply(4, payload=[1, 2, 3]), SPEC)
+    assert "node 4" in check_reply(Reply(4, payload="junk"), SPEC)
+    assert "boom" in check_reply(Reply(4, error="RuntimeError: boom"), SPEC)
+
+
+def test_size_rule_applies_to_the_declared_wire_size_before_any_decoding():
+    limit = SPEC.max_bytes()
+    assert limit == 2 * 8 * (K * D + K) + 4096
+    assert oversized(3, limit, SPEC) is None
+    reason = oversized(3, limit + 1, SPEC)
+    assert "node 3" in reason and "'payload'" in reason and str(limit + 1) in reason
+    # check_reply rejects on the transport's byte count even if the payload looks fine.
+    assert "bytes" in check_reply(Reply(3, payload=_good(), size_bytes=limit + 1), SPEC)
+
+
+def test_histogram_rows_must_count_the_same_customers():
+    spec = ReplySpec(shapes={"counts": (2, 4)}, sigmas={"counts": 1.0}, equal_row_totals=True)
+    same = np.array([[10.0, 20, 0, 0], [0.0, 0, 15, 15]])
+    assert check_reply(Reply(2, payload={"counts": same}), spec) is None
+    # Row totals may differ by noise: 6σ·√(2·4) ≈ 17.
+    assert (
+        check_reply(Reply(2, payload={"counts": same + [[16.0, 0, 0, 0], [0] * 4]}), spec) is None
+    )
+    inflated = same * [[1.0], [100.0]]
+    reason = check_reply(Reply(2, payload={"counts": inflated}), spec)
+    assert "node 2" in reason and "'counts'" in reason and "different totals" in reason
+
+
+def test_round_continues_above_min_clients_and_names_every_left_out_node():
+    bad = {i + 10: payload for i, (payload, _, _) in enumerate(BAD_REPLIES.values())}
+    replies = [Reply(1, payload=_good()), Reply(2, payload=_good())]
+    replies += [Reply(n, payload=p) for n, p in bad.items()]
+    replies += [Reply(99, error="TimeoutError: client raised")]
+    asked = [1, 2, 3, *bad, 99]  # node 3 never answers
+    agg = aggregate_plain("cluster_stats", asked, replies, SPEC, min_clients=2)
+    assert agg.log.contributors == (1, 2)
+    np.testing.assert_allclose(agg.sums["counts"], [20, 20, 20])
+    assert set(agg.log.rejected) == {3, 99, *bad}
+    assert all(f"node {n}" in agg.log.rejected[n] for n in agg.log.rejected)
+    assert "deadline" in agg.log.rejected[3] and "client raised" in agg.log.rejected[99]
+    with pytest.raises(
+        RoundFailed, match="only 2 valid replies, at least 3 needed; nothing is released"
+    ):
+        aggregate_plain("cluster_stats", asked, replies, SPEC, min_clients=3)
+
+
+def test_duplicate_and_unasked_replies_do_not_count():
+    replies = [
+        Reply(1, payload=_good()),
+        Reply(1, payload=_good(scale=-1)),
+        Reply(7, payload=_good()),
+    ]
+    valid, log = screen_replies("cluster_stats", [1, 2], replies, SPEC)
+    assert valid == [] and "answered twice" in log.rejected[1] and "deadline" in log.rejected[2]
+    assert 7 not in log.rejected and log.contributors == ()
+
+
+class ListTransport:
+    """A transport whose merchants answer with fixed replies (records what it was asked)."""
+
+    def __init__(self, replies):
+        self.replies = replies
+        self.max_bytes = None
+
+    def node_ids(self):
+        return [r.node_id for r in self.replies]
+
+    def request(self, task, payload, node_ids, *, max_bytes=None):
+        self.max_bytes = max_bytes
+        return [r for r in self.replies if r.node_id in node_ids]
+
+
+def test_robust_aggregator_validates_asks_for_a_size_limit_and_fails_cleanly():
+    transport = ListTransport(
+        [
+            Reply(1, payload=_good()),
+            Reply(2, payload=_good()),
+            Reply(3, payload=_with("counts", np.full(K, np.nan))),
+        ]
+    )
+    agg = RobustAggregator(transport, min_clients=2)(
+        "cluster_stats", {"release": "cluster_stats"}, SPEC, [1, 2, 3]
+    )
+    assert transport.max_bytes == SPEC.max_bytes()
+    assert agg.log.contributors == (1, 2) and "NaN" in agg.log.rejected[3]
+    np.testing.assert_allclose(agg.sums["sums"], 2 * _good()["sums"])
+    with pytest.raises(RoundFailed, match="nothing is released"):
+        RobustAggregator(transport, min_clients=3)("cluster_stats", {}, SPEC, [1, 2, 3])
