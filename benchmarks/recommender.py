@@ -28,7 +28,7 @@ from fedseg.client.recommender import (
     segment_item_counts,
     train_local,
 )
-from fedseg.privacy.accounting import PlannedRelease, calibrate
+from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.server.recommender import aggregate_segment_popularity, fedavg, suppression_threshold
 from fedseg.simulations import recsys_eval as ev
@@ -87,24 +87,23 @@ def federated_model(parts, n_items, k, spec, z, rng):
         learning_rate=spec["lr"],
         holdout_fraction=spec["holdout"],
     )
-    ledgers = {
-        m: PrivacyLedger(None, epsilon_cap=spec.get("cap", np.inf), delta=DELTA) for m in parts
-    }
+    # Every merchant runs the same plan, so (parallel composition) one ledger stands for each
+    # merchant's: charged once up front for all rounds, refusing the run if it exceeds the cap.
+    ledger = PrivacyLedger(None, epsilon_cap=spec.get("cap", np.inf), delta=DELTA)
+    if z is not None:
+        steps = spec["rounds"] * config.steps
+        ledger.charge(
+            Release("recommender_dpsgd", z, count=steps, sampling_rate=config.sampling_rate)
+        )
     for _ in range(spec["rounds"]):
         summed = {}
-        for merchant_id, (train, _) in parts.items():
+        for train, _ in parts.values():
             local = train_local(
-                train,
-                params,
-                config,
-                rng,
-                noise_multiplier=z,
-                max_grad_norm=spec["clip"],
-                ledger=ledgers[merchant_id],
+                train, params, config, rng, noise_multiplier=z, max_grad_norm=spec["clip"]
             )
             summed = {n: summed.get(n, 0) + local[n].astype(np.float64) for n in local}
         params = fedavg(summed, n_clients=len(parts))
-    spent = max(ledger.spent() for ledger in ledgers.values())
+    spent = ledger.spent()
     model = model_from_parameters(params)
     return (
         lambda train: (
