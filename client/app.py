@@ -38,13 +38,17 @@ def settings_from_context(context: Context) -> MerchantSettings:
             simulation_seed=max(int(run.get("seed", 0)), 0),
         )
     data_path = str(node.get("data-path", ""))
+    # Node-config `seed` is a deterministic test mode (tests only, never in production):
+    # noise and pseudonym key then follow (seed, merchant-id) exactly as in a simulation.
+    test_seed = int(node["seed"]) if "seed" in node else None
     return MerchantSettings(
         data_path=data_path,
         merchant_id=str(node.get("merchant-id", Path(data_path).stem)),
         epsilon_cap=float(node.get("epsilon-cap", epsilon)),
         delta=delta,
-        key_file=str(node.get("key-file", "")),
+        key_file="" if test_seed is not None else str(node.get("key-file", "")),
         state_dir=str(node.get("state-dir", "")),
+        simulation_seed=test_seed,
     )
 
 
