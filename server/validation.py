@@ -22,6 +22,7 @@ from fedseg.server.transport import Reply
 SLACK = 6.0  # plausibility tolerance, in standard deviations of the declared noise
 SIZE_FACTOR = 2  # a reply may be at most this many times its expected size (+ headroom)
 SIZE_HEADROOM = 4096  # bytes for array headers and small config values
+MAX_COUNT = 1e9  # more customers than any one merchant has: a count above is not data
 LATE_MARK = "no reply before the deadline"  # the reason given for a node that timed out
 
 
@@ -102,6 +103,8 @@ def _implausible(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
     counts = np.asarray(payload["counts"], dtype=np.float64)
     if np.any(counts < -SLACK * sigma_counts - 1e-9):
         return f"node {node}: field 'counts' is negative beyond the noise ({counts.min():.3g})"
+    if np.any(counts > MAX_COUNT + SLACK * sigma_counts):
+        return f"node {node}: field 'counts' is implausibly large ({counts.max():.3g})"
     if spec.equal_row_totals and counts.ndim == 2 and counts.shape[0] > 1:
         totals = counts.sum(axis=1)
         # Two row totals differ by noise of std σ·√(2·bins).

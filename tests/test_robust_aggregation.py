@@ -1,0 +1,171 @@
+"""Robust combination: hand-computed cases, properties, and 500+ generated hostile replies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fedseg.server.aggregation import RoundFailed, aggregate_plain
+from fedseg.server.robust import RobustAggregator, RobustConfig, cap_weights, weighted_trimmed_mean
+from fedseg.server.transport import Reply
+from fedseg.server.validation import ReplySpec, check_reply
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+MEDIAN = RobustConfig().cut
+
+
+def test_weighted_trimmed_mean_hand_computed():
+    v = np.array([1.0, 2.0, 3.0, 100.0])
+    assert weighted_trimmed_mean(v, np.ones(4), MEDIAN) == pytest.approx(2.5)
+    assert weighted_trimmed_mean(v, np.ones(4), 0.25) == pytest.approx(2.5)  # drops 1 and 100
+    assert weighted_trimmed_mean(v, np.ones(4), 0.0) == pytest.approx(26.5)  # the plain mean
+    # Weights 3:1 — the median sits inside the heavy value; a 12.5% trim keeps the weight
+    # interval [0.5, 3.5]: 2.5 of the zeros and 0.5 of the ten, mean 5/3.
+    assert weighted_trimmed_mean(np.array([0.0, 10.0]), np.array([3.0, 1.0]), MEDIAN) == 0.0
+    assert weighted_trimmed_mean(
+        np.array([0.0, 10.0]), np.array([3.0, 1.0]), 0.125
+    ) == pytest.approx(5 / 3)
+    assert np.isnan(weighted_trimmed_mean(np.array([1.0, 2.0]), np.zeros(2), MEDIAN))
+
+
+def test_weights_are_capped_relative_to_the_median_merchant():
+    weights = np.array([[1.0, 5.0], [2.0, 6.0], [100.0, 7.0]])
+    qualified = np.array([[True, True], [True, True], [True, False]])
+    np.testing.assert_array_equal(cap_weights(weights, qualified, 1.5), [[1, 5], [2, 6], [3, 0]])
+
+
+@given(hnp.arrays(np.float64, st.integers(1, 15), elements=st.floats(-1e6, 1e6)))
+def test_unweighted_median_and_mean_match_numpy(values):
+    ones = np.ones(len(values))
+    if len(values) % 2:
+        assert weighted_trimmed_mean(values, ones, MEDIAN) == pytest.approx(
+            np.median(values), abs=1e-6
+        )
+    assert weighted_trimmed_mean(values, ones, 0.0) == pytest.approx(
+        values.mean(), rel=1e-9, abs=1e-6
+    )
+
+
+@given(
+    honest=hnp.arrays(np.float64, st.integers(3, 12), elements=st.floats(-10, 10)),
+    hostile=hnp.arrays(np.float64, st.integers(0, 5), elements=st.floats(-1e9, 1e9)),
+    cap=st.floats(1.0, 3.0),
+)
+def test_median_stays_in_the_honest_range_while_hostile_weight_is_below_half(honest, hostile, cap):
+    """Honest merchants weigh 1 each, hostile ones claim 1000× and are capped at ``cap``."""
+    weights = np.concatenate([np.ones(len(honest)), np.full(len(hostile), 1000.0)])
+    capped = cap_weights(weights, np.ones(len(weights), bool), cap)
+    if capped[len(honest) :].sum() >= 0.5 * capped.sum():
+        return  # beyond the breakdown point: no guarantee
+    combined = weighted_trimmed_mean(np.concatenate([honest, hostile]), capped, MEDIAN)
+    assert honest.min() - 1e-9 <= combined <= honest.max() + 1e-9
+
+
+class ListTransport:
+    def __init__(self, replies):
+        self.replies = replies
+
+    def node_ids(self):
+        return sorted({r.node_id for r in self.replies})
+
+    def request(self, task, payload, node_ids):
+        return list(self.replies)
+
+
+K, D = 4, 3
+SPEC = ReplySpec(
+    shapes={"sums": (K, D), "counts": (K,)}, sigmas={"sums": 3.0, "counts": 2.0}, max_norm=2.0
+)
+
+
+def test_noise_free_identical_merchants_give_the_plain_result():
+    rng = np.random.default_rng(0)
+    counts = rng.uniform(50, 100, K)
+    sums = rng.uniform(-1, 1, (K, D)) * counts[:, None]
+    replies = [Reply(n, payload={"sums": sums, "counts": counts}) for n in range(5)]
+    spec = ReplySpec(shapes=SPEC.shapes, sigmas={"sums": 0.0, "counts": 0.0}, max_norm=2.0)
+    plain = aggregate_plain("cluster_stats", range(5), replies, spec, min_clients=1)
+    for method in ("median", "trimmed"):
+        robust = RobustAggregator(
+            ListTransport(replies), min_clients=1, config=RobustConfig(method=method)
+        )
+        agg = robust("cluster_stats", {}, spec, list(range(5)))
+        np.testing.assert_allclose(agg.sums["counts"], plain.sums["counts"])
+        np.testing.assert_allclose(agg.sums["sums"], plain.sums["sums"])
+
+
+def test_histograms_keep_their_shape_under_a_merchant_claiming_100x():
+    shape = np.array([[0.1, 0.4, 0.5, 0.0], [0.3, 0.3, 0.2, 0.2]])
+    replies = [Reply(n, payload={"counts": 1000 * shape}) for n in range(4)]
+    replies.append(Reply(9, payload={"counts": 100_000 * shape[::-1]}))  # scaled and mixed up
+    spec = ReplySpec(shapes={"counts": (2, 4)}, sigmas={"counts": 0.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2, 3, 9]
+    )
+    total = (4 + RobustConfig().weight_cap) * 1000  # the big one counts 1.5× the median
+    np.testing.assert_allclose(agg.sums["counts"], total * shape)
+
+
+# -- generated replies: nothing crashes, nothing non-finite gets through -------------------
+
+FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+JUNK_ARRAYS = st.one_of(
+    hnp.arrays(
+        st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128]),
+        hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+    ),  # fmt: skip
+    hnp.arrays(np.float64, st.sampled_from([(K, D), (K,), (D, K), (K, D, 1)]), elements=FLOATS),
+    hnp.arrays(np.float64, st.sampled_from([(K, D), (K,)]), elements=st.floats(-50, 300)),
+    st.just(np.array(["1", "x"])),
+    st.just(np.array([1, None], dtype=object)),
+)
+VALUES = st.one_of(JUNK_ARRAYS, st.text(max_size=5), st.none(), st.integers(), FLOATS,
+                   st.lists(st.floats(), max_size=4), st.binary(max_size=8))  # fmt: skip
+PAYLOADS = st.one_of(
+    st.dictionaries(st.sampled_from(["sums", "counts", "extra", "names"]), VALUES, max_size=4),
+    st.fixed_dictionaries({"sums": VALUES, "counts": VALUES}),
+    st.lists(st.integers(), max_size=3),
+    st.text(max_size=5),
+    st.none(),
+)
+REPLIES = st.builds(
+    Reply,
+    node_id=st.integers(0, 7),
+    payload=PAYLOADS,
+    error=st.one_of(st.none(), st.none(), st.text(max_size=10)),
+    size_bytes=st.one_of(st.just(0), st.integers(0, 10**7)),
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reply=REPLIES)
+def test_500_generated_replies_are_checked_without_crashing(reply):
+    reason = check_reply(reply, SPEC)
+    if reason is None:  # accepted: exactly the declared, finite, plausible parts
+        for name, shape in SPEC.shapes.items():
+            value = reply.payload[name]
+            assert value.shape == shape and value.dtype.kind == "f" and np.isfinite(value).all()
+    else:
+        assert f"node {reply.node_id}" in reason
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    replies=st.lists(REPLIES, min_size=1, max_size=6), method=st.sampled_from(["median", "trimmed"])
+)
+def test_generated_rounds_aggregate_finitely_or_fail_cleanly(replies, method):
+    asked = list(range(8))
+    for aggregate in (
+        lambda: aggregate_plain("cluster_stats", asked, replies, SPEC, min_clients=1),
+        lambda: RobustAggregator(
+            ListTransport(replies), min_clients=1, config=RobustConfig(method=method)
+        )("cluster_stats", {}, SPEC, asked),
+    ):
+        try:
+            agg = aggregate()
+        except RoundFailed as exc:
+            assert "nothing is released" in str(exc)
+            continue
+        assert all(np.isfinite(v).all() for v in agg.sums.values())
+        assert set(agg.log.contributors) | set(agg.log.rejected) == set(asked)
