@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from fedseg.client.feature_specs import KNOWN_SPECS
 from fedseg.simulations.catalogue import Catalogue
 from fedseg.simulations.customers import Customers
 from fedseg.simulations.events import VIEW_SPREAD, WINDOW_SECONDS
@@ -18,8 +19,8 @@ from fedseg.simulations.personas import CATEGORIES, Persona, persona_table
 from fedseg.simulations.sampling import sample_from_rows
 
 SECONDS_PER_DAY = 86_400
-# client/feature_specs.py: recency of a customer who never bought is the spec's upper bound.
-NEVER_BOUGHT_DAYS = 730.0
+# As in client/features.py: a customer who never bought gets the recency spec's upper bound.
+NEVER_BOUGHT_DAYS = KNOWN_SPECS["recency_days"].upper
 
 
 def feature_table(
