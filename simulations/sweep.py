@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -119,6 +120,7 @@ def run_point(scenario: Scenario, point: GridPoint, data_dir: Path, out: Path) -
     from fedseg.simulations.runner import simulate
     from threadpoolctl import threadpool_limits
 
+    started = time.process_time()
     try:
         with threadpool_limits(1):
             run_dir = out / "runs" / point.point_id
@@ -136,6 +138,8 @@ def run_point(scenario: Scenario, point: GridPoint, data_dir: Path, out: Path) -
                 cache_dir=_cache_dir(out, scenario, point.seed),
             )
             metrics = {**result.metrics, **evaluate_point(result.model, pooled, seed=point.seed)}
+            # CPU seconds of this worker for run + evaluation: comparable on a loaded machine.
+            metrics["point_cpu_s"] = time.process_time() - started
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         record = _record(scenario, point, status="ok", error="", metrics=metrics)
     except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep

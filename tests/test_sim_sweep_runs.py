@@ -1,0 +1,77 @@
+"""The sweep end to end on a small federation: rows, spent ε, error rows, resume, pool."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import write_mixture_federation
+from fedseg.simulations.run_metrics import evaluate_point, pooled_data
+from fedseg.simulations.runner import evaluate_model, simulate
+from fedseg.simulations.scenario import Scenario
+from fedseg.simulations.sweep import run_sweep
+
+
+@pytest.fixture(scope="module")
+def small_federation(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fed")
+    return write_mixture_federation(root, n=1200, d=3, k=3, merchants=3, seed=5)
+
+
+def test_cached_evaluation_matches_the_runners(small_federation, tmp_path):
+    result = simulate(small_federation, {"k": 3, "epsilon": 4.0, "seed": 2}, out_dir=tmp_path / "run", evaluate=False)
+    expected = evaluate_model(result.model, small_federation, seed=2)
+    pooled = pooled_data(small_federation, k=3, seed=2, cache_dir=tmp_path / "cache")
+    again = pooled_data(small_federation, k=3, seed=2, cache_dir=tmp_path / "cache")  # from .npz
+    for data in (pooled, again):
+        got = evaluate_point(result.model, data, seed=2)
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_sweep_writes_one_row_per_point_with_spent_epsilon_and_error_rows(small_federation, tmp_path):
+    scenario = Scenario(
+        data=str(small_federation), k=3, rounds=3, epsilons=(1.0, math.inf), seeds=(0, 1),
+        noise=("local", "distributed"),
+    )
+    result = run_sweep(scenario, tmp_path / "out", workers=0, progress=False)
+    table = pd.read_csv(result.csv_path)
+    assert len(table) == 2 * 2 * 2
+    ok = table[table["status"] == "ok"]
+    # distributed noise without secure aggregation is refused by the server config
+    assert set(ok["noise"]) == {"local"} and len(ok) == 4
+    errors = table[table["status"] == "error"]
+    assert errors["error"].str.contains("secure aggregation").all()
+    finite = ok[ok["epsilon"] < math.inf]
+    assert (finite["epsilon_spent"] <= finite["epsilon"] * (1 + 1e-9)).all()
+    assert (ok[ok["epsilon"] == math.inf]["epsilon_spent"] == math.inf).all()
+    for column in ("cost_ratio", "ari", "nmi", "empty_clusters", "centroid_error", "bytes_per_client_round", "wall_s"):
+        assert ok[column].notna().all(), column
+    # ε = ∞ runs plain Lloyd from a good start: it should recover well separated blobs.
+    assert ok[ok["epsilon"] == math.inf]["ari"].min() > 0.9
+
+
+def test_sweep_resumes_without_recomputing_finished_points(small_federation, tmp_path):
+    scenario = Scenario(data=str(small_federation), k=3, rounds=3, epsilons=(2.0, math.inf), seeds=(0,))
+    out = tmp_path / "out"
+    run_sweep(scenario, out, workers=0, progress=False)
+    points = sorted((out / "points").glob("*.json"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in points}
+    points[0].unlink()
+    run_sweep(scenario, out, workers=0, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
+    assert set(after) == set(stamps)
+    assert after[points[1].name] == stamps[points[1].name]  # untouched
+    assert json.loads(points[0].read_text())["status"] == "ok"  # recomputed
+
+
+@pytest.mark.slow
+def test_sweep_on_two_spawned_workers_matches_inline(small_federation, tmp_path):
+    scenario = Scenario(data=str(small_federation), k=3, rounds=3, epsilons=(1.0, math.inf), seeds=(0, 1))
+    pooled = run_sweep(scenario, tmp_path / "pool", workers=2, progress=False).results
+    inline = run_sweep(scenario, tmp_path / "inline", workers=0, progress=False).results
+    columns = ["point_id", "epsilon_spent", "cost_ratio", "ari", "centroid_error"]
+    pd.testing.assert_frame_equal(pooled[columns], inline[columns])
