@@ -16,8 +16,10 @@ from flwr.clientapp import ClientApp
 
 from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
 from fedseg.client.node import MerchantNode
+from fedseg.client.secure import secure_step
 
 app = ClientApp()
+SECAGG_STATE = "fedseg.secagg"
 _nodes: dict[MerchantSettings, MerchantNode] = {}  # one node per merchant setting, per process
 
 
@@ -60,7 +62,17 @@ def _node(context: Context) -> MerchantNode:
 
 
 def _answer(task: str, message: Message, context: Context) -> Message:
-    reply = _node(context).handle(task, from_records(message.content))
+    payload = from_records(message.content)
+    if "secagg_stage" not in payload:
+        return Message(to_records(_node(context).handle(task, payload)), reply_to=message)
+    # A secure round spans four messages; its state stays in this node's own Context.
+    kept = context.state.get(SECAGG_STATE)
+    state = kept["state"] if isinstance(kept, ConfigRecord) else None
+    reply, state = secure_step(_node(context), context.node_id, task, payload, state)
+    if state is None:
+        context.state.pop(SECAGG_STATE, None)
+    else:
+        context.state[SECAGG_STATE] = ConfigRecord({"state": state})
     return Message(to_records(reply), reply_to=message)
 
 

@@ -9,6 +9,7 @@ itself from its own clipping, so a server cannot talk it into releasing more.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,12 @@ from fedseg.privacy.scaling import FeatureScaling
 
 class BadRequest(ValueError):
     """The server asked for something malformed; nothing was computed or released."""
+
+
+@dataclass(frozen=True)
+class ReleaseMode:
+    noise_share: float = 1.0  # fraction of the noise variance this node adds
+    charge: bool = True  # False only when the caller charges the ledger itself
 
 
 class MerchantNode:
@@ -45,18 +52,25 @@ class MerchantNode:
         self.upper = np.asarray(upper, dtype=np.float64)
         self.ledger = ledger
         self.rng_for = rng_for
-        self._handlers: dict[str, Callable[[Mapping[str, Any]], dict]] = {
+        self._handlers: dict[str, Callable[[Mapping[str, Any], ReleaseMode], dict]] = {
             "describe": self._describe,
             "feature_histograms": self._histograms,
             "cluster_stats": self._cluster_stats,
         }
 
-    def handle(self, task: str, payload: Mapping[str, Any]) -> dict:
+    def handle(
+        self, task: str, payload: Mapping[str, Any], *, noise_share: float = 1.0, charge: bool = True
+    ) -> dict:
+        """Answer one request. ``noise_share`` < 1 (distributed noise) and ``charge=False``
+        are only for secure aggregation (``client.secure``), where the sum of all shares
+        carries full σ and the charge is made when the masked input is sent."""
         if task not in self._handlers:
             raise BadRequest(f"unknown task {task!r}")
-        return self._handlers[task](payload)
+        if not 0 < noise_share <= 1:
+            raise BadRequest(f"noise share must be in (0, 1], got {noise_share}")
+        return self._handlers[task](payload, ReleaseMode(noise_share=noise_share, charge=charge))
 
-    def _describe(self, payload: Mapping[str, Any]) -> dict:
+    def _describe(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
         """Public feature declaration: names, log flags and histogram ranges (model space)."""
         log = np.asarray(self.log)
         lower = np.where(log, np.log1p(np.maximum(self.lower, 0)), self.lower)
@@ -69,7 +83,7 @@ class MerchantNode:
         x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
         return x
 
-    def _histograms(self, payload: Mapping[str, Any]) -> dict:
+    def _histograms(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
         edges = _array(payload, "edges", ndim=2)
         if edges.shape[0] != len(self.names) or edges.shape[1] < 2:
             raise BadRequest(f"'edges' has shape {edges.shape}, expected ({len(self.names)}, bins+1)")
@@ -81,9 +95,9 @@ class MerchantNode:
             sensitivities={"counts": float(np.sqrt(len(self.names)))},
         )
         counts = feature_histograms(self._model_space(), edges)
-        return self._release(payload, mechanism, {"counts": counts})
+        return self._release(payload, mechanism, {"counts": counts}, mode)
 
-    def _cluster_stats(self, payload: Mapping[str, Any]) -> dict:
+    def _cluster_stats(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
         scaling = FeatureScaling(
             names=self.names,
             log=self.log,
@@ -107,19 +121,19 @@ class MerchantNode:
             shares={"sums": share, "counts": 1.0 - share},
         )
         sums, counts = cluster_statistics(scaling.transform(self.features), centres)
-        return self._release(payload, mechanism, {"sums": sums, "counts": counts})
+        return self._release(payload, mechanism, {"sums": sums, "counts": counts}, mode)
 
-    def _release(self, payload: Mapping[str, Any], mechanism: GaussianMechanism, values: dict) -> dict:
+    def _release(
+        self, payload: Mapping[str, Any], mechanism: GaussianMechanism, values: dict, mode: ReleaseMode
+    ) -> dict:
         """Charge the ledger first; draw noise only once the charge is accepted."""
-        self.ledger.charge(mechanism.as_release(str(payload["release"])))
+        if mode.charge:
+            self.ledger.charge(mechanism.as_release(str(payload["release"])))
         # Distributed noise: this node adds a 1/n share of the variance; the secure sum
         # of n shares carries the full σ. Local noise: noise_share = 1.
-        noise_share = float(payload.get("noise_share", 1.0))
-        if not 0 < noise_share <= 1:
-            raise BadRequest(f"'noise_share' must be in (0, 1], got {noise_share}")
         rng = self.rng_for(int(payload["request_id"]))
         scaled = GaussianMechanism(
-            noise_multiplier=mechanism.noise_multiplier * np.sqrt(noise_share),
+            noise_multiplier=mechanism.noise_multiplier * np.sqrt(mode.noise_share),
             sensitivities=mechanism.sensitivities,
             shares=mechanism.shares,
         )

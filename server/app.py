@@ -20,6 +20,7 @@ from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
+from fedseg.server.secure import SecureAggregator
 from fedseg.server.segmentation import SegmentationRun
 from fedseg.server.transport import Reply
 
@@ -47,7 +48,13 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     rng = np.random.default_rng(cfg.seed if cfg.seed >= 0 else None)
     ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
     warm = json.loads(Path(cfg.warm_start).read_text()) if cfg.warm_start else None
-    fitted = SegmentationRun(transport, cfg, ledger, rng, warm_start=warm).fit()
+    aggregate = None
+    if cfg.secure_agg:
+        aggregate = SecureAggregator(
+            transport, ledger, distributed=cfg.noise == "distributed",
+            dropout_tolerance=cfg.dropout_tolerance, min_clients=cfg.min_clients,
+        )  # fmt: skip
+    fitted = SegmentationRun(transport, cfg, ledger, rng, aggregate=aggregate, warm_start=warm).fit()
     return SegmentModel(
         scaling=fitted["scaling"],
         centres_standardized=fitted["centres"],
@@ -69,9 +76,15 @@ class GridTransport:
 
     def request(self, task: str, payload: Mapping[str, Any], node_ids: Sequence[int]) -> list[Reply]:
         content = to_records(payload)
+        return self._send(task, {node_id: content for node_id in node_ids})
+
+    def request_each(self, task: str, payloads: Mapping[int, Mapping[str, Any]]) -> list[Reply]:
+        return self._send(task, {node_id: to_records(p) for node_id, p in payloads.items()})
+
+    def _send(self, task: str, contents: Mapping[int, RecordDict]) -> list[Reply]:
         messages = [
             Message(content=content, dst_node_id=node_id, message_type=MESSAGE_TYPES[task])
-            for node_id in node_ids
+            for node_id, content in contents.items()
         ]
         return [_reply(m) for m in self.grid.send_and_receive(messages, timeout=self.timeout)]
 

@@ -20,16 +20,17 @@ class SegmentationConfig:
     k: int = 5
     epsilon: float = 1.0
     delta: float = 1e-6
-    rounds: int = 6
-    init_rounds: int = 2
+    rounds: int = 4
+    init_rounds: int = 1
     candidates: int = 0  # initial candidate centres; 0 = 20·k
     bins: int = 128
     noise: str = "local"
     secure_agg: bool = False
+    dropout_tolerance: float = 0.2  # merchants that may drop from a secure round
     min_clients: int = 1
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
-    histogram_share: float = 0.1
-    init_share: float = 0.3
+    histogram_share: float = 0.05
+    init_share: float = 0.2
     recommender_share: float = 0.0
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
     warm_start: str = ""  # path of an earlier model.json
@@ -50,6 +51,8 @@ class SegmentationConfig:
         shares = (self.histogram_share, self.init_share, self.recommender_share)
         if min(shares) < 0 or sum(shares) >= 1:
             raise ValueError("budget shares must be ≥ 0 and leave a positive share for Lloyd rounds")
+        if not 0 <= self.dropout_tolerance < 0.5:
+            raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
         if self.min_clients < 1:
             raise ValueError("min-clients must be at least 1")
 

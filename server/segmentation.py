@@ -189,7 +189,8 @@ class SegmentationRun:
     def _noisy_round(
         self, task: str, release: str, payload: dict, z: float, spec: ReplySpec, nodes
     ) -> Aggregate:
-        self.ledger.charge(Release(name=release, noise_multiplier=z))
+        if not getattr(self.aggregate, "charges_ledger", False):
+            self.ledger.charge(Release(name=release, noise_multiplier=z))
         request = dict(payload, release=release, noise_multiplier=z, request_id=next(self._request_ids))
         if self.aggregate is not None:
             agg = self.aggregate(task, request, spec, nodes)

@@ -48,5 +48,9 @@ class Transport(Protocol):
     def node_ids(self) -> list[int]: ...
 
     def request(self, task: str, payload: Payload, node_ids: Sequence[int]) -> list[Reply]:
-        """Send ``payload`` to every node; one ``Reply`` per node (errors included)."""
+        """Send ``payload`` to every node; one ``Reply`` per node that answered."""
+        ...
+
+    def request_each(self, task: str, payloads: Mapping[int, Payload]) -> list[Reply]:
+        """Send each node its own payload; one ``Reply`` per node that answered."""
         ...

@@ -48,10 +48,10 @@ def simulate(
     k: Annotated[int, Opt(help="Number of segments")] = 5,
     epsilon: Annotated[str, Opt(help="Total user-level ε of the run, or inf")] = "1",
     delta: Annotated[float, Opt(help="δ of the run")] = 1e-6,
-    rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 6,
+    rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 4,
     noise: Annotated[str, Opt(help="local or distributed")] = "local",
     secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
-    dropout: Annotated[float, Opt(help="Probability a merchant drops each round")] = 0.0,
+    dropout: Annotated[float, Opt(help="Probability that a merchant fails to answer any one message")] = 0.0,
     backend: Annotated[str, Opt(help="inprocess or ray")] = "inprocess",
     seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
     trace: Annotated[Path | None, Opt(help="Write every message clients send to this directory")] = None,
@@ -109,6 +109,11 @@ def assign(
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     typer.echo(f"wrote {len(table)} customers to {out}")
+
+
+from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
+
+register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import copy
 import uuid
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
@@ -34,9 +35,13 @@ class InProcessGrid(Grid):
         run: Run,
         node_config: Callable[[int], dict] | None = None,
         on_reply: Callable[[Message], None] | None = None,
+        dropout: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.client_app = client_app
         self.on_reply = on_reply
+        self.dropout = dropout  # probability that a node never answers a given message
+        self._drops = np.random.default_rng([seed, 0xD209])
         self._run = run
         node_config = node_config or (lambda pid: {})
         self.contexts = {
@@ -69,8 +74,10 @@ class InProcessGrid(Grid):
         for message in messages:
             message = copy.deepcopy(message)
             message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            self._replies[message.metadata.message_id] = self._deliver(message)
             ids.append(message.metadata.message_id)
+            if self.dropout and self._drops.random() < self.dropout:
+                continue  # the merchant went away: no reply, as after a deadline
+            self._replies[message.metadata.message_id] = self._deliver(message)
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
@@ -103,12 +110,16 @@ def run_inprocess(
     run_config: dict,
     node_config: Callable[[int], dict] | None = None,
     on_reply: Callable[[Message], None] | None = None,
+    dropout: float = 0.0,
 ) -> InProcessGrid:
     """Run ``server_app`` to completion against ``num_nodes`` in-process clients."""
     run = Run.create_empty(run_id=1)
     run.override_config = dict(run_config)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run.run_id, SUPERLINK_NODE_ID, 1
-    grid = InProcessGrid(client_app, num_nodes, run=run, node_config=node_config, on_reply=on_reply)
+    grid = InProcessGrid(
+        client_app, num_nodes, run=run, node_config=node_config, on_reply=on_reply,
+        dropout=dropout, seed=max(int(run_config.get("seed", 0)), 0),
+    )  # fmt: skip
     context = Context(run_id=run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
     server_app(grid, context)
     return grid

@@ -69,7 +69,10 @@ def simulate(
             from fedseg.simulations.inprocess import run_inprocess
 
             tracer = TraceWriter(trace_dir) if trace_dir else None
-            run_inprocess(server_app, client_app, num_nodes=n_merchants, run_config=config, on_reply=tracer)
+            run_inprocess(
+                server_app, client_app, num_nodes=n_merchants, run_config=config, on_reply=tracer,
+                dropout=float(run_config.get("dropout", 0.0)),
+            )  # fmt: skip
         elif backend == "ray":
             from fedseg.simulations.ray_backend import run_ray
 

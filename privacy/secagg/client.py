@@ -38,6 +38,23 @@ class SecAggClient:
         self._context = crypto.round_context(round_id)
         self._stage = "advertise"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable state (private keys as raw bytes), so a merchant can keep a round
+        open across messages in its own node state. It never leaves the merchant."""
+        state = dict(self.__dict__)
+        for name in ("_mask_sk", "_enc_sk"):
+            if name in state:
+                state[name] = crypto.private_bytes(state[name])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        for name in ("_mask_sk", "_enc_sk"):
+            if name in state:
+                state[name] = X25519PrivateKey.from_private_bytes(state[name])
+        self.__dict__.update(state)
+
     def _enter(self, stage: str, following: str) -> None:
         if self._stage != stage:
             raise SecAggProtocolError(f"client {self.node_id}: {stage} called during {self._stage}")

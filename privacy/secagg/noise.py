@@ -42,3 +42,17 @@ def _check(*, sigma_total: float, n: int) -> None:
         raise ValueError(f"sigma_total must be finite and >= 0, got {sigma_total}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n_expected_clients must be an int >= 1, got {n}")
+
+
+def topup_noise_multiplier(z: float, *, survivors: int, noise_clients: int) -> float | None:
+    """Noise multiplier of the extra release that makes up for missing noise shares.
+
+    ``survivors`` shares of variance σ²/noise_clients sum to σ²·s/m, i.e. multiplier
+    z_eff = z·√(s/m). Gaussian precisions add under composition, so charging one more
+    Gaussian with 1/z_top² = 1/z_eff² − 1/z² accounts for exactly z_eff. None if no
+    top-up is needed (no noise at all, or every planned share arrived).
+    """
+    if z == 0 or survivors >= noise_clients:
+        return None
+    z_eff = z * math.sqrt(survivors / noise_clients)
+    return 1.0 / math.sqrt(1.0 / z_eff**2 - 1.0 / z**2)
