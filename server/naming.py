@@ -18,6 +18,8 @@ HIGH, LOW = 0.5, -0.5
 def _rules(z: dict[str, float]) -> str | None:
     get = lambda name: z.get(name, 0.0)  # noqa: E731 - a missing feature is average
     browse = max(get("browse_minutes"), get("pages_viewed"))
+    if browse > HIGH and get("orders") < LOW:
+        return "window shopper"
     if get("recency_days") > 1.0 and get("orders") < 0:
         return "dormant"
     if get("spend") > HIGH and get("orders") > HIGH:
@@ -26,8 +28,6 @@ def _rules(z: dict[str, float]) -> str | None:
         return "occasional big spender"
     if get("orders") > 0 and get("avg_order_value") < LOW:
         return "bargain hunter"
-    if browse > 0 and get("orders") < LOW:
-        return "window shopper"
     return None
 
 
