@@ -116,6 +116,11 @@ from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
 register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
 
 
+from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
+
+register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
+
+
 def main() -> None:
     """Entry point: bad input ends with one line on stderr and exit code 2, no traceback."""
     from fedseg.privacy.ledger import BudgetExceeded

@@ -44,7 +44,7 @@ def require_tls(certificate_paths: Sequence[Path | None], *, insecure: bool, who
             who,
         )
         return False
-    missing = [str(p) for p in certificate_paths if p is None or not Path(p).is_file()]
+    missing = [str(p) if p else "no file given" for p in certificate_paths if not _is_file(p)]
     if missing:
         raise InsecureRefused(
             f"{who}: refusing to start without TLS (missing: {', '.join(missing)}); "
@@ -52,6 +52,10 @@ def require_tls(certificate_paths: Sequence[Path | None], *, insecure: bool, who
             "or pass --insecure explicitly for a local test"
         )
     return True
+
+
+def _is_file(path: Path | None) -> bool:
+    return path is not None and Path(path).is_file()
 
 
 def superlink_command(
@@ -110,8 +114,6 @@ def supernode_command(
         superlink,
         "--port",
         str(runtime_port),
-        "--max-retries",
-        "5",
         "--node-config",
         node_config_arg(node_config),
     ]
@@ -133,6 +135,8 @@ def node_config_arg(node_config: Mapping[str, Any]) -> str:
     for key, value in node_config.items():
         if not key.replace("-", "").isalnum():
             raise ValueError(f"node config key {key!r}: use letters, digits and '-'")
+        if any(quote in str(value) for quote in "\"'"):
+            raise ValueError(f"node config {key}: quotes cannot pass Flower's parser: {value!r}")
         parts.append(f"{key}={_toml_value(value)}")
     return " ".join(parts)
 

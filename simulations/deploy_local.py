@@ -153,7 +153,7 @@ class LocalDeployment:
                 status = self.run_status(run_id)
                 if status.startswith(_FINISHED):
                     return status
-                next_check = time.monotonic() + 10.0
+                next_check = time.monotonic() + 30.0  # each `flwr ls` costs ~1 s CPU
             time.sleep(0.5)
         raise DeploymentError(
             f"run {run_id}: not finished after {timeout_s:.0f} s (last status {status})"

@@ -1,0 +1,265 @@
+"""Deployment building blocks, each checked against the real thing: TLS handshakes with
+Python's ssl, keys loaded the way Flower loads them, command lines parsed by Flower's own
+parser, the app project validated by Flower, processes really started and reaped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fedseg.simulations.deploy_commands import (
+    InsecureRefused,
+    app_run_config,
+    connection_entry,
+    node_config_arg,
+    superlink_command,
+    supernode_command,
+    write_app_project,
+)
+from fedseg.simulations.deploy_demo import contributors_per_round, render_contributions
+from fedseg.simulations.deploy_pki import write_node_keypair, write_tls_certificates
+from fedseg.simulations.deploy_processes import ProcessGroup, free_port, pid_alive
+from flwr.cli.config_utils import load_and_validate
+from flwr.common.config import parse_config_args
+
+# -- certificates ---------------------------------------------------------------------
+
+
+def _handshake(tls_dir: Path, ca_file: Path, server_name: str) -> str:
+    """Serve one TLS connection with the SuperLink certificate; return the client's cipher."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tls_dir / "server.crt", tls_dir / "server.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(ca_file))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+                tls.sendall(b"x")
+                return tls.cipher()[0]
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost"])
+def test_trial_certificate_passes_a_verifying_tls_client(tmp_path, name):
+    write_tls_certificates(tmp_path, hosts=["127.0.0.1", "localhost"])
+    assert _handshake(tmp_path, tmp_path / "ca.crt", name)
+
+
+def test_certificate_does_not_verify_under_another_ca_or_name(tmp_path):
+    write_tls_certificates(tmp_path / "a", hosts=["127.0.0.1"])
+    write_tls_certificates(tmp_path / "b", hosts=["127.0.0.1"])
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(tmp_path / "a", tmp_path / "b" / "ca.crt", "127.0.0.1")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(tmp_path / "a", tmp_path / "a" / "ca.crt", "merchant.example")
+
+
+def test_server_certificate_names_every_host_and_private_keys_are_owner_only(tmp_path):
+    files = write_tls_certificates(tmp_path, hosts=["10.0.0.5", "link.example"])
+    cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    assert names.get_values_for_type(x509.DNSName) == ["link.example"]
+    assert files.ca_key.stat().st_mode & 0o777 == 0o600
+    assert files.server_key.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="at least one host"):
+        write_tls_certificates(tmp_path / "none", hosts=[])
+
+
+def test_node_keypair_is_the_ec_openssh_form_flower_reads(tmp_path):
+    keys = write_node_keypair(tmp_path, "m00")
+    private = serialization.load_ssh_private_key(keys.private_key.read_bytes(), None)
+    public = serialization.load_ssh_public_key(keys.public_key.read_bytes())
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    assert private.curve.name == "secp384r1"
+    assert private.public_key().public_numbers() == public.public_numbers()
+    assert keys.private_key.stat().st_mode & 0o777 == 0o600
+
+
+# -- TLS by default, insecure only when asked ------------------------------------------
+
+
+def test_superlink_refuses_to_start_without_tls(tmp_path):
+    with pytest.raises(InsecureRefused, match="refusing to start without TLS"):
+        superlink_command(port=9093, tls=None)
+    tls = write_tls_certificates(tmp_path / "certs")
+    tls.server_key.unlink()
+    with pytest.raises(InsecureRefused, match="server.key"):
+        superlink_command(port=9093, tls=tls)
+
+
+def test_superlink_command_has_tls_auth_and_no_installs(tmp_path):
+    tls = write_tls_certificates(tmp_path)
+    command = superlink_command(port=4321, tls=tls)
+    assert command[:1] == ["flower-superlink"]
+    assert command[command.index("--ssl-certfile") + 1] == str(tls.server_cert)
+    assert command[command.index("--port") + 1] == "4321"
+    for flag in ("--enable-supernode-auth", "--disable-runtime-dependency-installation"):
+        assert flag in command
+    assert "--insecure" not in command
+
+
+def test_insecure_only_by_explicit_flag_and_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        command = superlink_command(port=4321, tls=None, insecure=True)
+    assert "--insecure" in command and "--enable-supernode-auth" not in command
+    assert "INSECURE" in caplog.text
+    with pytest.raises(InsecureRefused):
+        supernode_command(superlink="h:1", node_config={}, runtime_port=1, ca_cert=None,
+                          auth_private_key=None)  # fmt: skip
+    assert connection_entry("h:1", ca_cert=None, insecure=True) == {
+        "address": "h:1",
+        "insecure": True,
+    }
+    with pytest.raises(InsecureRefused):
+        connection_entry("h:1", ca_cert=None)
+
+
+def test_cli_superlink_without_certificates_exits_with_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "fedseg.simulations.cli", "superlink"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("fedseg: error: superlink: refusing")
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_supernode_insecure_dry_run_warns_and_prints_command(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "fedseg.simulations.cli", "supernode", "--superlink", "h:9093",
+         "--data", "shop.csv", "--key-file", "shop.key", "--epsilon-cap", "3",
+         "--state-dir", "state", "--insecure", "--dry-run"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: --insecure" in done.stderr
+    assert "flower-supernode --superlink h:9093" in done.stdout and "--insecure" in done.stdout
+
+
+# -- node config and app project as Flower parses them ---------------------------------
+
+
+def test_node_config_round_trips_through_flowers_parser():
+    config = {
+        "data-path": "/data/my shop/events.csv",
+        "merchant-id": "shop-7",
+        "epsilon-cap": 2.5,
+        "state-dir": r"C:\state",
+        "seed": 3,
+    }
+    assert parse_config_args([node_config_arg(config)]) == config
+
+
+def test_node_config_rejects_what_flowers_parser_would_mangle():
+    with pytest.raises(ValueError, match="quotes"):
+        node_config_arg({"data-path": 'a"b.csv'})
+    with pytest.raises(ValueError, match="key"):
+        node_config_arg({"data path": "x"})
+
+
+def test_app_project_is_a_valid_flower_app_declaring_every_key(tmp_path):
+    config = app_run_config({"k": 3, "out-dir": "/srv/out"})
+    path = write_app_project(tmp_path / "app", config)
+    loaded, _ = load_and_validate(path, check_module=True)
+    declared = loaded["tool"]["flwr"]["app"]["config"]
+    assert declared["k"] == 3 and declared["out-dir"] == "/srv/out"
+    assert declared["round-timeout"] > 0  # a dead SuperNode never stalls a deployment
+    assert {"min-clients", "seed", "init-rounds", "epsilon"} <= set(declared)
+    assert loaded["tool"]["flwr"]["app"]["components"]["clientapp"] == "fedseg.client.app:app"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"colour": 1}, "unknown key 'colour'"), ({"round-timeout": 0}, "round-timeout"),
+     ({"k": 0}, "k must be")],
+)  # fmt: skip
+def test_app_run_config_rejects_bad_values_before_submission(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        app_run_config(overrides)
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def test_stop_all_reaps_children_even_detached_ones(tmp_path):
+    group = ProcessGroup(tmp_path / "logs")
+    # A parent that forks a child into a session of its own, as Flower's SuperLink does.
+    script = (
+        "import subprocess, time\n"
+        "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "time.sleep(300)"
+    )
+    service = group.start("parent", [sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while len(group.leftovers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = group.leftovers()
+    assert len(pids) == 2 and service.pid in pids
+    group.stop_all()
+    assert group.leftovers() == []
+    assert not any(pid_alive(pid) for pid in pids)
+
+
+def test_kill_ends_the_whole_process_group_at_once(tmp_path):
+    group = ProcessGroup(tmp_path / "logs")
+    service = group.start("shell", ["sh", "-c", "sleep 300 & sleep 300 & wait"])
+    deadline = time.monotonic() + 30
+    while len(group.leftovers()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    group.kill(service)
+    assert service.process.returncode == -9
+    assert group.leftovers() == []
+
+
+def test_free_port_can_be_bound():
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        pass
+
+
+def test_pid_alive_sees_own_process_and_not_a_reaped_one():
+    assert pid_alive(os.getpid())
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert not pid_alive(child.pid)
+
+
+# -- who contributed to which round ---------------------------------------------------
+
+
+def test_contributors_per_round_names_merchants_and_the_missing():
+    history = [
+        {"task": "feature_histograms", "contributors": [11, 22, 33]},
+        {"task": "cluster_stats", "contributors": [33, 11]},
+    ]
+    rows = contributors_per_round(history, {11: "m00", 22: "m01", 33: "m02"})
+    assert rows[0]["contributors"] == ["m00", "m01", "m02"] and rows[0]["missing"] == []
+    assert rows[1] == {"round": 1, "task": "cluster_stats", "contributors": ["m00", "m02"],
+                       "missing": ["m01"]}  # fmt: skip
+    assert "| 1 | cluster_stats | m00, m02 | m01 |" in render_contributions(rows)
