@@ -70,11 +70,18 @@ def parse_timestamp(column: pd.Series) -> ParsedColumn:
         else:
             values = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         missing = text.isna().to_numpy()
-        values = values.dt.as_unit("ns")
+        values = _as_ns(values)
         return ParsedColumn(values, missing, values.isna().to_numpy() & ~missing)
-    values = values.dt.as_unit("ns")
+    values = _as_ns(values)
     missing = column.isna().to_numpy()
     return ParsedColumn(values, missing, values.isna().to_numpy() & ~missing)
+
+
+def _as_ns(values: pd.Series) -> pd.Series:
+    """Nanosecond resolution; times it cannot hold (before 1677 or after 2262, such as
+    the sentinel ``9999-12-31``) become NaT, so they count as bad rows, not a crash."""
+    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    return values.where(values.isna() | ((values >= low) & (values <= high))).dt.as_unit("ns")
 
 
 def _looks_like_unix_seconds(text: pd.Series) -> bool:
