@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,7 @@ class SegmentationRun:
 
     def _describe(self, nodes: Sequence[int]) -> dict:
         """Public feature declarations; merchants that disagree with the majority are left out."""
+        started = time.perf_counter()
         replies = self.transport.request("describe", {}, nodes)
         votes: dict[tuple, list[Reply]] = {}
         for r in replies:
@@ -90,6 +92,11 @@ class SegmentationRun:
         if not votes:
             raise RoundFailed("describe: no merchant declared its features")
         majority = max(votes.values(), key=len)[0].payload
+        agreeing = tuple(r.node_id for r in max(votes.values(), key=len))
+        self.history.append(
+            {"task": "describe", "asked": len(nodes), "contributors": list(agreeing),
+             "seconds": time.perf_counter() - started}
+        )  # fmt: skip
         names = list(majority["names"])
         return {
             "names": names,
@@ -192,11 +199,13 @@ class SegmentationRun:
         if not getattr(self.aggregate, "charges_ledger", False):
             self.ledger.charge(Release(name=release, noise_multiplier=z))
         request = dict(payload, release=release, noise_multiplier=z, request_id=next(self._request_ids))
+        started = time.perf_counter()
         if self.aggregate is not None:
             agg = self.aggregate(task, request, spec, nodes)
         else:
             replies = self.transport.request(task, request, nodes)
             agg = aggregate_plain(release, nodes, replies, spec, min_clients=self.cfg.min_clients)
+        agg.log.seconds = time.perf_counter() - started
         self.history.append(agg.log.to_dict())
         return agg
 

@@ -33,6 +33,7 @@ class RoundLog:
     contributors: tuple[int, ...] = ()
     rejected: dict[int, str] = field(default_factory=dict)
     bytes_received: int = 0
+    seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -41,6 +42,7 @@ class RoundLog:
             "contributors": list(self.contributors),
             "rejected": {str(k): v for k, v in self.rejected.items()},
             "bytes_received": self.bytes_received,
+            "seconds": self.seconds,
         }
 
 
