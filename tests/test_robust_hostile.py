@@ -254,8 +254,9 @@ def test_raising_slow_and_oversized_merchants_do_not_stop_the_run(
         if method == "sum"
         else fitted[0]["history"]
     )
-    assert len(grid.late) >= len(history) > 0
-    for entry in history:  # every noisy round went on with the merchants left
+    noisy = [entry for entry in history if entry["task"] != "describe"]
+    assert len(grid.late) >= len(noisy) > 0
+    for entry in noisy:  # every noisy round went on with the merchants left
         rejected = entry["rejected"]
         assert "no reply before the deadline" in rejected[str(SLOW + 2)]
         assert "'payload'" in rejected[str(PADDED + 2)] and "bytes" in rejected[str(PADDED + 2)]
