@@ -36,7 +36,7 @@ from fedseg.simulations.datasets import load_movielens_100k
 from fedseg.simulations.synthetic import generate_federation
 from sklearn.cluster import KMeans
 
-DELTA, CAP_L, POP_SHARE = 1e-6, 50, 0.2
+DELTA, CAP_L, POP_SHARE = 1e-6, 20, 0.2
 OUT = Path(__file__).parent / "results" / "recommender.json"
 
 

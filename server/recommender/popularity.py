@@ -25,15 +25,20 @@ def suppression_threshold(
 
 @dataclass(frozen=True)
 class SegmentPopularity:
-    """Released per-segment item counts after suppression (suppressed cells are 0)."""
+    """Released per-segment item counts after suppression (suppressed cells are 0).
+
+    `overall` is the noisy count summed over segments before suppression: its
+    noise averages over segments, so it still ranks items whose per-segment
+    cells were suppressed.
+    """
 
     counts: np.ndarray
+    overall: np.ndarray
 
     def scores(self, segments: np.ndarray) -> np.ndarray:
         """Ranking scores for customers of `segments`: segment count, ties by overall count."""
-        overall = self.counts.sum(axis=0)
-        tie_break = overall / (1.0 + np.abs(overall).max()) if overall.size else overall
-        return self.counts[np.asarray(segments)] + 1e-3 * tie_break
+        scale = 1.0 + np.abs(self.overall).max() if self.overall.size else 1.0
+        return self.counts[np.asarray(segments)] + 1e-3 * self.overall / scale
 
     def top_n(self, segment: int, n: int = 10) -> np.ndarray:
         """The segment's n most popular items, best first."""
@@ -51,4 +56,4 @@ def aggregate_segment_popularity(
         raise ValueError(f"'counts' must be (segments x items), got shape {counts.shape}")
     if not np.all(np.isfinite(counts)):
         raise ValueError("'counts' contains NaN or inf")
-    return SegmentPopularity(np.where(counts >= threshold, counts, 0.0))
+    return SegmentPopularity(np.where(counts >= threshold, counts, 0.0), counts.sum(axis=0))
