@@ -20,6 +20,7 @@ from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
+from fedseg.server.robust import RobustAggregator, RobustConfig
 from fedseg.server.secure import SecureAggregator
 from fedseg.server.segmentation import SegmentationRun
 from fedseg.server.transport import Reply
@@ -54,6 +55,9 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
             transport, ledger, distributed=cfg.noise == "distributed",
             dropout_tolerance=cfg.dropout_tolerance, min_clients=cfg.min_clients,
         )  # fmt: skip
+    elif cfg.aggregation != "sum":
+        robust = RobustConfig(method=cfg.aggregation)
+        aggregate = RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
     fitted = SegmentationRun(transport, cfg, ledger, rng, aggregate=aggregate, warm_start=warm).fit()
     return SegmentModel(
         scaling=fitted["scaling"],
@@ -74,28 +78,33 @@ class GridTransport:
     def node_ids(self) -> list[int]:
         return list(self.grid.get_node_ids())
 
-    def request(self, task: str, payload: Mapping[str, Any], node_ids: Sequence[int]) -> list[Reply]:
+    def request(
+        self, task: str, payload: Mapping[str, Any], node_ids: Sequence[int], *, max_bytes: int | None = None
+    ) -> list[Reply]:
         content = to_records(payload)
-        return self._send(task, {node_id: content for node_id in node_ids})
+        return self._send(task, {node_id: content for node_id in node_ids}, max_bytes)
 
     def request_each(self, task: str, payloads: Mapping[int, Mapping[str, Any]]) -> list[Reply]:
-        return self._send(task, {node_id: to_records(p) for node_id, p in payloads.items()})
+        return self._send(task, {node_id: to_records(p) for node_id, p in payloads.items()}, None)
 
-    def _send(self, task: str, contents: Mapping[int, RecordDict]) -> list[Reply]:
+    def _send(self, task: str, contents: Mapping[int, RecordDict], max_bytes: int | None) -> list[Reply]:
         messages = [
             Message(content=content, dst_node_id=node_id, message_type=MESSAGE_TYPES[task])
             for node_id, content in contents.items()
         ]
-        return [_reply(m) for m in self.grid.send_and_receive(messages, timeout=self.timeout)]
+        replies = self.grid.send_and_receive(messages, timeout=self.timeout)
+        return [_reply(m, max_bytes) for m in replies]
 
 
-def _reply(message: Message) -> Reply:
+def _reply(message: Message, max_bytes: int | None) -> Reply:
     node_id = message.metadata.src_node_id
     if message.has_error():
         return Reply(node_id, error=message.error.reason or f"error code {message.error.code}")
     try:
         arrays = message.content.get("arrays")
         size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
+        if max_bytes is not None and size > max_bytes:  # refused undecoded; check_reply says why
+            return Reply(node_id, size_bytes=size)
         return Reply(node_id, payload=from_records(message.content), size_bytes=size)
     except (ValueError, TypeError) as exc:
         return Reply(node_id, error=f"undecodable reply: {exc}")

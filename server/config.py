@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 NOISE_PLACEMENTS = ("local", "distributed")
+AGGREGATIONS = ("sum", "median", "trimmed")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SegmentationConfig:
     bins: int = 128
     noise: str = "local"
     secure_agg: bool = False
+    aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
     dropout_tolerance: float = 0.2  # merchants that may drop from a secure round
     min_clients: int = 1
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
@@ -46,6 +48,10 @@ class SegmentationConfig:
             raise ValueError("rounds and init-rounds must be at least 1")
         if self.noise not in NOISE_PLACEMENTS:
             raise ValueError(f"noise must be one of {NOISE_PLACEMENTS}, got {self.noise!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.aggregation != "sum" and self.secure_agg:
+            raise ValueError("robust aggregation must see each reply; it cannot run with secure-agg")
         if self.noise == "distributed" and not self.secure_agg:
             raise ValueError("noise 'distributed' needs secure aggregation (--secure-agg)")
         shares = (self.histogram_share, self.init_share, self.recommender_share)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fedseg.server.model import SegmentModel
+from fedseg.server.validation import left_out_table
 
 # How each feature is shown in the table: heading and number format.
 _DISPLAY = {
@@ -61,5 +62,6 @@ def render_report(model: SegmentModel, *, min_size: float = 0.0) -> str:
         f"# fedseg segmentation: {model.k} segments\n\n"
         f"## Segments\n\n{segment_table(model, min_size=min_size)}\n\n"
         f"Centres are in original units; sizes carry Gaussian noise.\n\n"
-        f"## Privacy\n\n{privacy_table(model.privacy)}\n"
+        f"## Privacy\n\n{privacy_table(model.privacy)}\n\n"
+        f"## Rounds\n\n{left_out_table(model.history)}\n"
     )

@@ -109,7 +109,9 @@ class SegmentationRun:
         edges = kmeans.histogram_edges(declaration["lower"], declaration["upper"], self.cfg.bins)
         d = len(declaration["names"])
         sigma = z * math.sqrt(d)
-        spec = ReplySpec(shapes={"counts": edges[:, 1:].shape}, sigmas={"counts": sigma})
+        spec = ReplySpec(
+            shapes={"counts": edges[:, 1:].shape}, sigmas={"counts": sigma}, equal_row_totals=True
+        )
         agg = self._noisy_round("feature_histograms", "feature_histograms", {"edges": edges}, z, spec, nodes)
         quantiles = (0.001, 0.999) if self.cfg.private else (0.0, 1.0)
         copies = 1 if self.cfg.noise == "distributed" else len(agg.log.contributors)
@@ -203,7 +205,7 @@ class SegmentationRun:
         if self.aggregate is not None:
             agg = self.aggregate(task, request, spec, nodes)
         else:
-            replies = self.transport.request(task, request, nodes)
+            replies = self.transport.request(task, request, nodes, max_bytes=spec.max_bytes())
             agg = aggregate_plain(release, nodes, replies, spec, min_clients=self.cfg.min_clients)
         agg.log.seconds = time.perf_counter() - started
         self.history.append(agg.log.to_dict())

@@ -49,8 +49,11 @@ class RoundLog:
 class Transport(Protocol):
     def node_ids(self) -> list[int]: ...
 
-    def request(self, task: str, payload: Payload, node_ids: Sequence[int]) -> list[Reply]:
-        """Send ``payload`` to every node; one ``Reply`` per node that answered."""
+    def request(
+        self, task: str, payload: Payload, node_ids: Sequence[int], *, max_bytes: int | None = None
+    ) -> list[Reply]:
+        """Send ``payload`` to every node; one ``Reply`` per node that answered. Replies
+        over ``max_bytes`` come back undecoded (no payload, their size set)."""
         ...
 
     def request_each(self, task: str, payloads: Mapping[int, Payload]) -> list[Reply]:

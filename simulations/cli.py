@@ -51,6 +51,7 @@ def simulate(
     rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 4,
     noise: Annotated[str, Opt(help="local or distributed")] = "local",
     secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
+    aggregation: Annotated[str, Opt(help="sum, or median/trimmed to bound each merchant's influence")] = "sum",
     dropout: Annotated[float, Opt(help="Probability that a merchant fails to answer any one message")] = 0.0,
     backend: Annotated[str, Opt(help="inprocess or ray")] = "inprocess",
     seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
@@ -68,6 +69,7 @@ def simulate(
         "rounds": rounds,
         "noise": noise,
         "secure-agg": secure_agg,
+        "aggregation": aggregation,
         "dropout": dropout,
         "seed": seed,
         "warm-start": str(warm_start or ""),
@@ -97,6 +99,56 @@ def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, se
 
 
 @app.command()
+def sweep(
+    data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
+    dataset: Annotated[str | None, Opt(help="synthetic, mixture, cdnow or ml-100k")] = None,
+    epsilons: Annotated[str | None, Opt(help="Comma-separated total ε values, inf = no noise")] = None,
+    seeds: Annotated[int | None, Opt(help="Seeds 0..N-1 per point")] = None,
+    scenario: Annotated[Path | None, Opt(help="TOML file with a 'scenario' table (flags override it)")] = None,
+    k: Annotated[int | None, Opt(help="Number of segments")] = None,
+    rounds: Annotated[int | None, Opt(help="DP Lloyd rounds (at most)")] = None,
+    delta: Annotated[float | None, Opt(help="δ of each run")] = None,
+    users: Annotated[int | None, Opt(help="Customers (generated federations)")] = None,
+    merchants: Annotated[int | None, Opt(help="Merchants")] = None,
+    segments: Annotated[int | None, Opt(help="Planted segments (generated federations)")] = None,
+    alpha: Annotated[float | None, Opt(help="Dirichlet α of merchant mixes (small = non-IID)")] = None,
+    feature_shift: Annotated[float | None, Opt(help="Regional feature shift (log-scale std)")] = None,
+    dropout: Annotated[float | None, Opt(help="Probability a merchant drops a message")] = None,
+    noise: Annotated[str | None, Opt(help="Comma-separated: local,distributed")] = None,
+    secure_agg: Annotated[str | None, Opt(help="Comma-separated: off,on")] = None,
+    recommender: Annotated[bool | None, Opt("--recommender/--no-recommender")] = None,
+    backend: Annotated[str | None, Opt(help="inprocess or ray")] = None,
+    workers: Annotated[int, Opt(help="Parallel runs (processes); 0 = inline")] = 2,
+    out: Annotated[Path, Opt(help="Output directory (resumable)")] = Path("fedseg-sweep"),
+) -> None:
+    """Run an ε × seed grid; write results.csv, tradeoff.png and report.html (resumable)."""
+    from fedseg.simulations.html_report import summary_table, write_sweep_report
+    from fedseg.simulations.scenario import load_scenario, scenario_from_mapping
+    from fedseg.simulations.sweep import run_sweep
+
+    if data is not None and dataset is not None:
+        raise ValueError("give --data or --dataset, not both")
+    base = load_scenario(scenario).to_dict() if scenario else {}
+    flags = {
+        "data": str(data) if data else None, "dataset": dataset, "epsilons": epsilons,
+        "seeds": seeds, "k": k, "rounds": rounds, "delta": delta, "users": users,
+        "merchants": merchants, "segments": segments, "alpha": alpha,
+        "feature_shift": feature_shift, "dropout": dropout, "recommender": recommender,
+        "noise": noise.split(",") if noise else None, "backend": backend,
+        "secure_agg": secure_agg.split(",") if secure_agg else None,
+    }  # fmt: skip
+    values = {**base, **{key: v for key, v in flags.items() if v is not None}}
+    plan = scenario_from_mapping(values, where=str(scenario or "flags"))
+    result = run_sweep(plan, out, workers=workers)
+    paths = write_sweep_report(out, result.results)
+    typer.echo(summary_table(result.results).to_string(index=False))
+    failed = int((result.results["status"] != "ok").sum())
+    if failed:
+        typer.echo(f"{failed} run(s) failed; see the error column of {result.csv_path}", err=True)
+    typer.echo(f"wrote {result.csv_path}, {paths['ε vs accuracy']}, {paths['report']}")
+
+
+@app.command()
 def assign(
     model: Annotated[Path, Opt(help="model.json published by the server")],
     data: Annotated[Path, Opt(help="This merchant's events or features file")],
@@ -109,11 +161,6 @@ def assign(
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     typer.echo(f"wrote {len(table)} customers to {out}")
-
-
-from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
-
-register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
 
 
 from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
