@@ -165,6 +165,24 @@ def demo_deploy(
             typer.echo(f"model: {result.out_dir / 'model.json'}")
 
 
+def contributors(
+    model: Annotated[Path, Opt(help="model.json written by the ServerApp")],
+    nodes: Annotated[Path | None, Opt(help='JSON {"merchant": node_id} from registration')] = None,
+) -> None:
+    """Which merchant contributed to which round of a run (from model.json's history)."""
+    import json
+
+    from fedseg.simulations.deploy_demo import contributors_per_round, render_contributions
+
+    history = json.loads(model.read_text()).get("history", [])
+    named = json.loads(nodes.read_text()) if nodes else {}
+    names = {int(node_id): name for name, node_id in named.items()}
+    for entry in history:  # unnamed nodes keep their id
+        for node_id in entry.get("contributors", []):
+            names.setdefault(int(node_id), f"node {node_id}")
+    typer.echo(render_contributions(contributors_per_round(history, names)))
+
+
 def _launch(command: list[str], *, insecure: bool, dry_run: bool) -> None:
     if insecure:
         typer.echo("WARNING: --insecure: no TLS, no SuperNode authentication", err=True)
@@ -184,3 +202,4 @@ def register_deploy_commands(app: typer.Typer) -> None:
     app.command("superlink")(superlink)
     app.command("supernode")(supernode)
     app.command("demo-deploy")(demo_deploy)
+    app.command("contributors")(contributors)
