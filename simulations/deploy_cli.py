@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -149,6 +151,8 @@ def demo_deploy(
 
     if insecure:
         typer.echo("WARNING: --insecure: no TLS, no SuperNode authentication", err=True)
+    # SIGTERM unwinds like Ctrl-C, so the deployment's cleanup runs and no process is left.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="fedseg-demo-") as scratch:
         work = out or Path(scratch)
         fed = generate_federation(users=users, merchants=merchants, segments=k, seed=seed)
