@@ -74,7 +74,7 @@ class Scenario:
     dims: int = 10  # mixture only
     dropout: float = 0.0
     k: int = 5
-    rounds: int = 6
+    rounds: int = 4  # as `fedseg simulate`
     epsilons: tuple[float, ...] = DEFAULT_EPSILONS
     delta: float = 1e-6
     noise: tuple[str, ...] = ("local",)
@@ -200,7 +200,10 @@ def _parse_field(key: str, value: Any) -> Any:
 def _as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise ValueError(f"expected true or false, got {value!r}")
+    words = {"on": True, "true": True, "off": False, "false": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ValueError(f"expected true/false (or on/off), got {value!r}")
 
 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:

@@ -22,7 +22,12 @@ def small_federation(tmp_path_factory) -> Path:
 
 
 def test_cached_evaluation_matches_the_runners(small_federation, tmp_path):
-    result = simulate(small_federation, {"k": 3, "epsilon": 4.0, "seed": 2}, out_dir=tmp_path / "run", evaluate=False)
+    result = simulate(
+        small_federation,
+        {"k": 3, "epsilon": 4.0, "seed": 2},
+        out_dir=tmp_path / "run",
+        evaluate=False,
+    )
     expected = evaluate_model(result.model, small_federation, seed=2)
     pooled = pooled_data(small_federation, k=3, seed=2, cache_dir=tmp_path / "cache")
     again = pooled_data(small_federation, k=3, seed=2, cache_dir=tmp_path / "cache")  # from .npz
@@ -32,9 +37,15 @@ def test_cached_evaluation_matches_the_runners(small_federation, tmp_path):
             assert got[key] == pytest.approx(value, rel=1e-12), key
 
 
-def test_sweep_writes_one_row_per_point_with_spent_epsilon_and_error_rows(small_federation, tmp_path):
+def test_sweep_writes_one_row_per_point_with_spent_epsilon_and_error_rows(
+    small_federation, tmp_path
+):
     scenario = Scenario(
-        data=str(small_federation), k=3, rounds=3, epsilons=(1.0, math.inf), seeds=(0, 1),
+        data=str(small_federation),
+        k=3,
+        rounds=3,
+        epsilons=(1.0, math.inf),
+        seeds=(0, 1),
         noise=("local", "distributed"),
     )
     result = run_sweep(scenario, tmp_path / "out", workers=0, progress=False)
@@ -48,14 +59,24 @@ def test_sweep_writes_one_row_per_point_with_spent_epsilon_and_error_rows(small_
     finite = ok[ok["epsilon"] < math.inf]
     assert (finite["epsilon_spent"] <= finite["epsilon"] * (1 + 1e-9)).all()
     assert (ok[ok["epsilon"] == math.inf]["epsilon_spent"] == math.inf).all()
-    for column in ("cost_ratio", "ari", "nmi", "empty_clusters", "centroid_error", "bytes_per_client_round", "wall_s"):
+    for column in (
+        "cost_ratio",
+        "ari",
+        "nmi",
+        "empty_clusters",
+        "centroid_error",
+        "bytes_per_client_round",
+        "wall_s",
+    ):
         assert ok[column].notna().all(), column
     # ε = ∞ runs plain Lloyd from a good start: it should recover well separated blobs.
     assert ok[ok["epsilon"] == math.inf]["ari"].min() > 0.9
 
 
 def test_sweep_resumes_without_recomputing_finished_points(small_federation, tmp_path):
-    scenario = Scenario(data=str(small_federation), k=3, rounds=3, epsilons=(2.0, math.inf), seeds=(0,))
+    scenario = Scenario(
+        data=str(small_federation), k=3, rounds=3, epsilons=(2.0, math.inf), seeds=(0,)
+    )
     out = tmp_path / "out"
     run_sweep(scenario, out, workers=0, progress=False)
     points = sorted((out / "points").glob("*.json"))
@@ -70,7 +91,9 @@ def test_sweep_resumes_without_recomputing_finished_points(small_federation, tmp
 
 @pytest.mark.slow
 def test_sweep_on_two_spawned_workers_matches_inline(small_federation, tmp_path):
-    scenario = Scenario(data=str(small_federation), k=3, rounds=3, epsilons=(1.0, math.inf), seeds=(0, 1))
+    scenario = Scenario(
+        data=str(small_federation), k=3, rounds=3, epsilons=(1.0, math.inf), seeds=(0, 1)
+    )
     pooled = run_sweep(scenario, tmp_path / "pool", workers=2, progress=False).results
     inline = run_sweep(scenario, tmp_path / "inline", workers=0, progress=False).results
     columns = ["point_id", "epsilon_spent", "cost_ratio", "ari", "centroid_error"]

@@ -39,7 +39,10 @@ def test_toml_scenario_reads_lists_inf_and_seed_count(tmp_path):
     assert scenario.epsilons == (0.5, 2.0, math.inf)
     assert scenario.seeds == (0, 1)
     assert scenario.alpha == 0.1 and scenario.users == 3000
-    assert [s.label for s in scenario.settings] == ["local + secure agg", "distributed + secure agg"]
+    assert [s.label for s in scenario.settings] == [
+        "local + secure agg",
+        "distributed + secure agg",
+    ]
 
 
 def test_grid_has_one_point_per_setting_epsilon_seed_with_unique_ids():
@@ -111,7 +114,12 @@ def test_centroid_errors_are_zero_for_a_permutation():
 
 def test_communication_divides_bytes_by_contributors_and_merchants():
     history = [
-        {"task": "feature_histograms", "asked": 4, "contributors": [1, 2, 3, 4], "bytes_received": 400},
+        {
+            "task": "feature_histograms",
+            "asked": 4,
+            "contributors": [1, 2, 3, 4],
+            "bytes_received": 400,
+        },
         {"task": "cluster_stats", "asked": 4, "contributors": [1, 2], "bytes_received": 100},
         {"task": "cluster_stats", "asked": 4, "contributors": [1, 2, 3, 4], "bytes_received": 200},
     ]
