@@ -263,3 +263,16 @@ def test_contributors_per_round_names_merchants_and_the_missing():
     assert rows[1] == {"round": 1, "task": "cluster_stats", "contributors": ["m00", "m02"],
                        "missing": ["m01"]}  # fmt: skip
     assert "| 1 | cluster_stats | m00, m02 | m01 |" in render_contributions(rows)
+
+
+def test_cli_app_writes_a_project_with_absolute_model_dir(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "fedseg.simulations.cli", "app", "--out", "fedseg-app",
+         "--model-dir", "models", "--k", "7", "--round-timeout", "45"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded, _ = load_and_validate(tmp_path / "fedseg-app" / "pyproject.toml", check_module=False)
+    declared = loaded["tool"]["flwr"]["app"]["config"]
+    assert declared["k"] == 7 and declared["round-timeout"] == 45.0
+    assert declared["out-dir"] == str((tmp_path / "models").resolve())
