@@ -8,6 +8,7 @@ file and outside a simulation, the node refuses to start.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +47,19 @@ class MerchantSettings:
 
 def simulation_source(data_dir: str | Path, partition_id: int) -> Path:
     """The ``partition_id``-th merchant file of a federation directory (sorted by name)."""
-    files = sorted(p for p in (Path(data_dir) / "merchants").iterdir() if p.suffix in MERCHANT_SUFFIXES)
+    files = _merchant_files(str(data_dir))
     if not 0 <= partition_id < len(files):
         raise DataError(f"{data_dir}: no merchant file for partition {partition_id} ({len(files)} files)")
     return files[partition_id]
+
+
+@functools.lru_cache(maxsize=16)
+def _merchant_files(data_dir: str) -> tuple[Path, ...]:
+    """Listed once per process: a simulation asks for it on every message."""
+    folder = Path(data_dir) / "merchants"
+    if not folder.is_dir():
+        raise DataError(f"{data_dir}: no merchants/ folder")
+    return tuple(sorted(p for p in folder.iterdir() if p.suffix in MERCHANT_SUFFIXES))
 
 
 def build_node(settings: MerchantSettings) -> MerchantNode:
@@ -61,7 +71,10 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
     ledger_path = Path(settings.state_dir) / "ledger.json" if settings.state_dir else None
     if ledger_path is not None:
         ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = PrivacyLedger(ledger_path, epsilon_cap=settings.epsilon_cap, delta=settings.delta)
+    ledger = PrivacyLedger(
+        ledger_path, epsilon_cap=settings.epsilon_cap, delta=settings.delta,
+        durable=settings.simulation_seed is None,
+    )  # fmt: skip
     seed = settings.simulation_seed
 
     def rng_for(request_id: int) -> np.random.Generator:

@@ -51,6 +51,7 @@ class PrivacyLedger:
         epsilon_cap: float,
         delta: float,
         accountant: str = "pld",
+        durable: bool = True,
     ) -> None:
         if not (epsilon_cap >= 0):
             raise AccountingError(f"epsilon_cap must be >= 0 (or inf), got {epsilon_cap}")
@@ -60,6 +61,7 @@ class PrivacyLedger:
         self.epsilon_cap = float(epsilon_cap)
         self.delta = float(delta)
         self.accountant = accountant
+        self.durable = durable  # fsync every write; simulations with throw-away state skip it
         self._releases: list[Release] = self._load() if self.path else []
         self._lock = threading.Lock()
 
@@ -164,7 +166,8 @@ class PrivacyLedger:
             with os.fdopen(fd, "w") as handle:
                 json.dump(data, handle, indent=1)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if self.durable:
+                    os.fsync(handle.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
