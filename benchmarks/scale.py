@@ -83,11 +83,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small cases only (CI smoke run)")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest case")
+    parser.add_argument("--cases", help="e.g. 1000x100,100x10000 (merchants x customers each)")
     args = parser.parse_args()
     cases = QUICK_CASES if args.quick else CASES
+    if args.cases:
+        cases = tuple(tuple(int(v) for v in c.split("x")) for c in args.cases.split(","))
     rows = []
     for i, (merchants, per_merchant) in enumerate(cases):
-        profile = args.profile and i == len(cases) - 2  # the many-merchants case
+        profile = args.profile and merchants == max(c[0] for c in cases)  # many merchants
         rows.append(run_case(merchants, per_merchant, profile=profile))
         _print_row(rows[-1], header=i == 0)
     for row in rows:
