@@ -54,7 +54,8 @@ def test_known_values(releases, delta, accountant, expected):
     reference = _raw_dp_accounting(releases[0].event(), delta, accountant)
     assert ours == pytest.approx(reference, abs=1e-3)
     if accountant == "pld":
-        assert ours >= reference - 1e-9  # the coarser pessimistic grid only over-estimates
+        # Plain Gaussians are exact (closed form); a pessimistic grid rounds up by ~1e-8.
+        assert ours >= reference - 1e-7
 
 
 def test_known_values_cross_checked_with_opacus_rdp():
