@@ -17,6 +17,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.serverapp import Grid, ServerApp
 
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
@@ -39,7 +40,9 @@ def main(grid: Grid, context: Context) -> None:
     cfg = SegmentationConfig.from_run_config(context.run_config)
     out_dir = Path(str(context.run_config.get("out-dir", "fedseg-out")))
     started = time.perf_counter()
-    model = fit_model(GridTransport(grid, timeout=cfg.round_timeout or None), cfg)
+    transport = GridTransport(grid, timeout=cfg.round_timeout or None)
+    transport.wait_for_nodes(expected=cfg.expected_nodes, minimum=cfg.min_clients)
+    model = fit_model(transport, cfg)
     model.save(out_dir / "model.json")
     (out_dir / "report.md").write_text(render_report(model))
     context.state["fedseg"] = ConfigRecord({"wall-s": time.perf_counter() - started})
@@ -77,6 +80,19 @@ class GridTransport:
 
     def node_ids(self) -> list[int]:
         return list(self.grid.get_node_ids())
+
+    def wait_for_nodes(self, *, expected: int, minimum: int, timeout: float = 120.0) -> None:
+        """Nodes register with the SuperLink (or the Ray engine) after the app starts: wait
+        for ``expected`` of them, or, if unknown (0), for ``minimum`` and a stable count."""
+        deadline, seen = time.monotonic() + timeout, -1
+        while True:
+            count = len(self.node_ids())
+            if (expected and count >= expected) or (not expected and count >= minimum and count == seen):
+                return
+            if time.monotonic() > deadline:
+                raise RoundFailed(f"only {count} merchants connected within {timeout:.0f} s")
+            seen = count
+            time.sleep(0.5)
 
     def request(
         self, task: str, payload: Mapping[str, Any], node_ids: Sequence[int], *, max_bytes: int | None = None

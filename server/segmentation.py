@@ -90,7 +90,11 @@ class SegmentationRun:
             if r.error is None and r.payload and isinstance(r.payload.get("names"), list):
                 votes.setdefault(tuple(r.payload["names"]), []).append(r)
         if not votes:
-            raise RoundFailed("describe: no merchant declared its features")
+            reasons = [f"node {r.node_id}: {r.error or 'no feature names'}" for r in replies[:3]]
+            raise RoundFailed(
+                f"describe: no merchant declared its features ({len(replies)} of {len(nodes)} "
+                f"answered; {'; '.join(reasons) or 'none'})"
+            )
         majority = max(votes.values(), key=len)[0].payload
         agreeing = tuple(r.node_id for r in max(votes.values(), key=len))
         self.history.append(

@@ -63,6 +63,7 @@ def simulate(
             "out-dir": str(out_dir),
             "sim-data-dir": str(data_dir),
             "sim-state-dir": state_dir,
+            "expected-nodes": n_merchants,
         }
         started = time.perf_counter()
         if backend == "inprocess":

@@ -14,6 +14,7 @@ def test_inprocess_and_ray_give_the_same_model(tmp_path):
     config = {"k": 3, "epsilon": 2.0, "rounds": 3, "seed": 4}
     local = simulate(data, config, out_dir=tmp_path / "inprocess", evaluate=False).model
     ray = simulate(data, config, out_dir=tmp_path / "ray", backend="ray", evaluate=False).model
-    np.testing.assert_array_equal(local.centres_standardized, ray.centres_standardized)
-    np.testing.assert_array_equal(local.segment_sizes, ray.segment_sizes)
+    # Same noise draws; only the order replies are summed in may differ (≈1e-16).
+    np.testing.assert_allclose(local.centres_standardized, ray.centres_standardized, atol=1e-12)
+    np.testing.assert_allclose(local.segment_sizes, ray.segment_sizes, atol=1e-9)
     assert local.privacy == ray.privacy
