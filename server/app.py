@@ -51,7 +51,8 @@ def main(grid: Grid, context: Context) -> None:
 def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     rng = np.random.default_rng(cfg.seed if cfg.seed >= 0 else None)
     ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
-    warm = json.loads(Path(cfg.warm_start).read_text()) if cfg.warm_start else None
+    warm = _read_model(cfg.warm_start)
+    statistics = _read_model(cfg.statistics_from)
     aggregate = None
     if cfg.secure_agg:
         aggregate = SecureAggregator(
@@ -61,14 +62,27 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     elif cfg.aggregation != "sum":
         robust = RobustConfig(method=cfg.aggregation)
         aggregate = RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
-    fitted = SegmentationRun(transport, cfg, ledger, rng, aggregate=aggregate, warm_start=warm).fit()
+    fitted = SegmentationRun(
+        transport, cfg, ledger, rng, aggregate=aggregate, warm_start=warm, statistics_from=statistics
+    ).fit()
     return SegmentModel(
         scaling=fitted["scaling"],
         centres_standardized=fitted["centres"],
         segment_sizes=fitted["sizes"],
         privacy=ledger.report(),
         history=fitted["history"],
+        extras={"marginals": fitted["marginals"]},
     )
+
+
+def _read_model(path: str) -> dict | None:
+    """An earlier model.json, or None; a missing or unreadable file is a clear error."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the earlier model ({exc})") from None
 
 
 class GridTransport:

@@ -36,7 +36,8 @@ class SegmentationConfig:
     init_share: float = 0.2
     recommender_share: float = 0.0
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
-    warm_start: str = ""  # path of an earlier model.json
+    warm_start: str = ""  # path of an earlier model.json: start from its centres and scaler
+    statistics_from: str = ""  # path of an earlier model.json: reuse its scaler and marginals
 
     def __post_init__(self) -> None:
         if self.k < 1:

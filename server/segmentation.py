@@ -31,16 +31,17 @@ Aggregator = Callable[[str, Payload, ReplySpec, Sequence[int]], Aggregate]
 MIN_ROUNDS = 3  # Lloyd rounds before early stopping may apply
 
 
-def noise_plan(cfg: SegmentationConfig, *, warm: bool = False) -> dict[str, float]:
-    """Noise multiplier per release kind, calibrated before anything is released."""
-    # A kind's share covers all its repetitions: per release it is share / count.
-    kinds = [("cluster_stats", 1.0 - cfg.recommender_share, cfg.rounds)]
-    if not warm:  # a warm start reuses the earlier model's statistics and centres
-        kinds = [
-            ("feature_histograms", cfg.histogram_share, 1),
-            ("init_cluster_stats", cfg.init_share, cfg.init_rounds),
-            ("cluster_stats", cfg.lloyd_share, cfg.rounds),
-        ]
+def noise_plan(cfg: SegmentationConfig, *, histograms: bool = True, init: bool = True) -> dict[str, float]:
+    """Noise multiplier per release kind, calibrated before anything is released.
+
+    A warm start skips both histograms and initialization; reusing an earlier model's
+    statistics (``statistics-from``) skips the histograms. Their shares go to the rest.
+    """
+    kinds = [("cluster_stats", cfg.lloyd_share, cfg.rounds)]
+    if init:
+        kinds.append(("init_cluster_stats", cfg.init_share, cfg.init_rounds))
+    if histograms:
+        kinds.append(("feature_histograms", cfg.histogram_share, 1))
     if cfg.recommender_share > 0:
         kinds.append(("recommender", cfg.recommender_share, 1))
     # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
@@ -60,6 +61,7 @@ class SegmentationRun:
     rng: np.random.Generator
     aggregate: Aggregator | None = None
     warm_start: Mapping[str, Any] | None = None  # an earlier model.json, parsed
+    statistics_from: Mapping[str, Any] | None = None  # reuse its scaler and marginals only
     history: list[dict] = field(default_factory=list)
     _request_ids: itertools.count = field(default_factory=itertools.count)
 
@@ -67,17 +69,29 @@ class SegmentationRun:
         """Run every round; returns the fitted state (see ``server.model``)."""
         nodes = sorted(self.transport.node_ids())
         declaration = self._describe(nodes)
-        z = noise_plan(self.cfg, warm=self.warm_start is not None)
-        if self.warm_start is not None:
-            scaling = FeatureScaling.from_dict(self.warm_start["scaler"])
+        earlier = self.warm_start or self.statistics_from
+        z = noise_plan(self.cfg, histograms=earlier is None, init=self.warm_start is None)
+        if earlier is not None:
+            scaling = FeatureScaling.from_dict(earlier["scaler"])
             if list(scaling.names) != declaration["names"]:
-                raise RoundFailed("warm start: the earlier model's features differ from the merchants'")
-            centres = np.asarray(self.warm_start["centroids_standardized"], dtype=np.float64)
+                raise RoundFailed("the earlier model's features differ from the merchants'")
+            marginals = earlier.get("marginals", {})
+            self._histograms = (np.asarray(marginals.get("counts")), np.asarray(marginals.get("edges")))
         else:
             scaling = self._feature_scaling(nodes, declaration, z["feature_histograms"])
+        if self.warm_start is not None:
+            centres = np.asarray(self.warm_start["centroids_standardized"], dtype=np.float64)
+        else:
             centres = self._initial_centres(nodes, scaling, z["init_cluster_stats"])
         centres, sizes = self._lloyd(nodes, scaling, centres, z["cluster_stats"])
-        return {"scaling": scaling, "centres": centres, "sizes": sizes, "history": self.history}
+        counts, edges = self._histograms
+        return {
+            "scaling": scaling,
+            "centres": centres,
+            "sizes": sizes,
+            "history": self.history,
+            "marginals": {"counts": counts.tolist(), "edges": edges.tolist()},
+        }
 
     # -- rounds ---------------------------------------------------------------------------
 

@@ -121,3 +121,15 @@ def test_sklearn_export_predicts_like_the_model(mixture_federation, tmp_path):
     model = simulate(mixture_federation, {"k": 3, "epsilon": 2.0, "seed": 0}, out_dir=tmp_path, evaluate=False).model
     x, _ = pooled_features(mixture_federation, seed=0)
     np.testing.assert_array_equal(model.to_sklearn().predict(x), model.predict(x))
+
+
+def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_federation, tmp_path):
+    first = simulate(mixture_federation, {"k": 3, "epsilon": 1.0, "seed": 0}, out_dir=tmp_path / "a",
+                     evaluate=False).model
+    again = simulate(mixture_federation, {"k": 4, "epsilon": 1.0, "seed": 1,
+                                          "statistics-from": str(tmp_path / "a" / "model.json")},
+                     out_dir=tmp_path / "b", evaluate=False).model
+    assert again.scaling == first.scaling and again.k == 4
+    names = {r["name"] for r in again.privacy["releases"]}
+    assert names == {"init_cluster_stats", "cluster_stats"}
+    assert again.privacy["epsilon"] <= 1.0
