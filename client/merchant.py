@@ -41,6 +41,11 @@ class MerchantSettings:
                 "merchant settings: no pseudonym key (node config 'key-file'); "
                 "create one with `fedseg keygen --out merchant.key`"
             )
+        if not self.state_dir and self.simulation_seed is None:
+            raise DataError(
+                "merchant settings: no state directory (node config 'state-dir'); the privacy "
+                "ledger must live on disk to hold the cap across restarts and messages"
+            )
         if not self.epsilon_cap > 0:
             raise DataError(f"merchant settings: 'epsilon-cap' must be positive, got {self.epsilon_cap}")
 

@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import dp_accounting
-from dp_accounting import pld, rdp
-from scipy.optimize import brentq
-from scipy.stats import norm
+from typing import TYPE_CHECKING
+
+from scipy.special import log_ndtr, ndtr
+
+if TYPE_CHECKING:
+    import dp_accounting
+
+# dp-accounting (and the scipy.stats it pulls in) takes seconds to import; a merchant's
+# process answers a plain Gaussian request with the closed form alone, so it is imported
+# only where a subsampled or RDP composition needs it.
 
 ACCOUNTANTS = ("pld", "rdp")
 # Privacy-loss discretization of the PLD accountant. Pessimistic (an upper bound on epsilon);
@@ -59,6 +65,8 @@ class Release:
 
     def event(self) -> dp_accounting.DpEvent:
         """The dp-accounting event of this release, self-composed `count` times."""
+        import dp_accounting
+
         event: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         if self.sampling_rate is not None:
             event = dp_accounting.PoissonSampledDpEvent(self.sampling_rate, event)
@@ -190,6 +198,9 @@ def _composed_epsilon(
     ]
     if accountant == "pld" and len(canonical) == 1 and canonical[0][1:] == (1.0, 1):
         return gaussian_epsilon(canonical[0][0], delta)
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
     event = events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
     if accountant == "pld":
         acc = pld.PLDAccountant(value_discretization_interval=PLD_VALUE_DISCRETIZATION)
@@ -209,15 +220,19 @@ def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
     z = noise_multiplier
 
     def excess(eps: float) -> float:
-        tail = math.exp(eps + norm.logcdf(-1 / (2 * z) - eps * z))
-        return norm.cdf(1 / (2 * z) - eps * z) - tail - delta
+        tail = math.exp(eps + log_ndtr(-1 / (2 * z) - eps * z))
+        return ndtr(1 / (2 * z) - eps * z) - tail - delta
 
     if excess(0.0) <= 0:
         return 0.0
     hi = 1.0
     while excess(hi) > 0:
         hi *= 2
-    return float(brentq(excess, 0.0, hi, xtol=1e-12, rtol=1e-12))
+    lo = 0.0
+    while hi - lo > 1e-12 * max(hi, 1.0):  # δ(ε) decreases in ε: bisect
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+    return hi
 
 
 def _check_noise_multiplier(z: float, name: str) -> None:

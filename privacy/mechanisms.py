@@ -13,9 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import dp_accounting
+from typing import TYPE_CHECKING
+
 import numpy as np
+
 from fedseg.privacy.accounting import Release
+
+if TYPE_CHECKING:
+    import dp_accounting
 
 
 class MechanismError(ValueError):
@@ -91,6 +96,8 @@ class GaussianMechanism:
 
     def event(self) -> dp_accounting.DpEvent:
         """dp-accounting description of one release: GaussianDpEvent(noise_multiplier)."""
+        import dp_accounting
+
         return dp_accounting.GaussianDpEvent(self.noise_multiplier)
 
     def as_release(self, name: str, *, count: int = 1) -> Release:

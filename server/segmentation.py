@@ -67,8 +67,7 @@ class SegmentationRun:
 
     def fit(self) -> dict[str, Any]:
         """Run every round; returns the fitted state (see ``server.model``)."""
-        nodes = sorted(self.transport.node_ids())
-        declaration = self._describe(nodes)
+        declaration = self._describe(sorted(self.transport.node_ids()))
         earlier = self.warm_start or self.statistics_from
         z = noise_plan(self.cfg, histograms=earlier is None, init=self.warm_start is None)
         if earlier is not None:
@@ -78,12 +77,12 @@ class SegmentationRun:
             marginals = earlier.get("marginals", {})
             self._histograms = (np.asarray(marginals.get("counts")), np.asarray(marginals.get("edges")))
         else:
-            scaling = self._feature_scaling(nodes, declaration, z["feature_histograms"])
+            scaling = self._feature_scaling(declaration, z["feature_histograms"])
         if self.warm_start is not None:
             centres = np.asarray(self.warm_start["centroids_standardized"], dtype=np.float64)
         else:
-            centres = self._initial_centres(nodes, scaling, z["init_cluster_stats"])
-        centres, sizes = self._lloyd(nodes, scaling, centres, z["cluster_stats"])
+            centres = self._initial_centres(scaling, z["init_cluster_stats"])
+        centres, sizes = self._lloyd(scaling, centres, z["cluster_stats"])
         counts, edges = self._histograms
         return {
             "scaling": scaling,
@@ -111,6 +110,8 @@ class SegmentationRun:
             )
         majority = max(votes.values(), key=len)[0].payload
         agreeing = tuple(r.node_id for r in max(votes.values(), key=len))
+        # Merchants declaring other features are left out; silent ones may still join.
+        self._excluded = {r.node_id for group in votes.values() for r in group} - set(agreeing)
         self.history.append(
             {"task": "describe", "asked": len(nodes), "contributors": list(agreeing),
              "seconds": time.perf_counter() - started}
@@ -123,14 +124,14 @@ class SegmentationRun:
             "upper": np.asarray(majority["upper"], dtype=np.float64),
         }
 
-    def _feature_scaling(self, nodes, declaration: dict, z: float) -> FeatureScaling:
+    def _feature_scaling(self, declaration: dict, z: float) -> FeatureScaling:
         edges = kmeans.histogram_edges(declaration["lower"], declaration["upper"], self.cfg.bins)
         d = len(declaration["names"])
         sigma = z * math.sqrt(d)
         spec = ReplySpec(
             shapes={"counts": edges[:, 1:].shape}, sigmas={"counts": sigma}, equal_row_totals=True
         )
-        agg = self._noisy_round("feature_histograms", "feature_histograms", {"edges": edges}, z, spec, nodes)
+        agg = self._noisy_round("feature_histograms", "feature_histograms", {"edges": edges}, z, spec)
         quantiles = (0.001, 0.999) if self.cfg.private else (0.0, 1.0)
         copies = 1 if self.cfg.noise == "distributed" else len(agg.log.contributors)
         total_sigma = sigma * math.sqrt(copies)
@@ -145,11 +146,11 @@ class SegmentationRun:
         self._histograms = (kmeans.denoise_histograms(agg.sums["counts"], total_sigma), edges)
         return _with_radius(scaling)
 
-    def _initial_centres(self, nodes, scaling: FeatureScaling, z: float) -> np.ndarray:
+    def _initial_centres(self, scaling: FeatureScaling, z: float) -> np.ndarray:
         counts, edges = self._histograms
         candidates = kmeans.sample_candidates(counts, edges, scaling, self.cfg.n_candidates, self.rng)
         for _ in range(self.cfg.init_rounds):
-            agg, min_count = self._cluster_round("init_cluster_stats", scaling, candidates, z, nodes)
+            agg, min_count = self._cluster_round("init_cluster_stats", scaling, candidates, z)
             sums, cell_counts = agg.sums["sums"], agg.sums["counts"]
             populated = cell_counts >= min_count
             candidates = np.where(
@@ -157,11 +158,11 @@ class SegmentationRun:
             )
         return kmeans.seed_centres(sums, cell_counts, self.cfg.k, min_count=min_count, rng=self.rng)
 
-    def _lloyd(self, nodes, scaling: FeatureScaling, centres: np.ndarray, z: float):
+    def _lloyd(self, scaling: FeatureScaling, centres: np.ndarray, z: float):
         box = scaling.box()
         sizes = np.zeros(len(centres))
         for round_no in range(1, self.cfg.rounds + 1):
-            agg, min_count = self._cluster_round("cluster_stats", scaling, centres, z, nodes)
+            agg, min_count = self._cluster_round("cluster_stats", scaling, centres, z)
             new, kept = kmeans.update_centres(
                 centres, agg.sums["sums"], agg.sums["counts"], min_count=min_count, box=box
             )
@@ -182,7 +183,7 @@ class SegmentationRun:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _cluster_round(self, release: str, scaling: FeatureScaling, centres, z: float, nodes):
+    def _cluster_round(self, release: str, scaling: FeatureScaling, centres, z: float):
         payload = {
             "lower": np.asarray(scaling.lower),
             "upper": np.asarray(scaling.upper),
@@ -199,7 +200,7 @@ class SegmentationRun:
             sigmas=per_client,
             max_norm=scaling.radius,
         )
-        agg = self._noisy_round("cluster_stats", release, payload, z, spec, nodes)
+        agg = self._noisy_round("cluster_stats", release, payload, z, spec)
         total_sigma = self._aggregate_sigmas(z, scaling, len(agg.log.contributors))["counts"]
         return agg, max(3.0 * total_sigma, 1.0)
 
@@ -214,8 +215,11 @@ class SegmentationRun:
         }
 
     def _noisy_round(
-        self, task: str, release: str, payload: dict, z: float, spec: ReplySpec, nodes
+        self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
     ) -> Aggregate:
+        # Connected merchants, asked afresh each round: a node the SuperLink has marked
+        # offline is not waited for in every later round.
+        nodes = sorted(set(self.transport.node_ids()) - self._excluded)
         if not getattr(self.aggregate, "charges_ledger", False):
             self.ledger.charge(Release(name=release, noise_multiplier=z))
         request = dict(payload, release=release, noise_multiplier=z, request_id=next(self._request_ids))

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 from fedseg.privacy.secagg.errors import SecAggConfigError
-from scipy.stats import hypergeom
 
 VectorSpec = tuple[tuple[str, tuple[int, ...]], ...]
 
@@ -100,7 +99,7 @@ def choose_graph(n: int, dropout_rate: float, corruption_rate: float) -> tuple[i
         if t > k or t < 2:
             continue
         # a client's secrets are lost when more than k - t of its neighbours drop
-        abort = n * hypergeom(n - 1, dropped, k).sf(k - t)
+        abort = n * _hypergeom(n - 1, dropped, k).sf(k - t)
         if (
             abort <= CORRECTNESS_FAILURE
             and _disconnect(n, dropped + corrupt, k) <= SECURITY_FAILURE
@@ -116,7 +115,7 @@ def _corrupt_neighbours(n: int, corrupt: int, k: int) -> int:
     """Corrupted neighbours of any client, exceeded with probability <= 2^-40."""
     if corrupt == 0:
         return 0
-    return int(hypergeom(n - 1, corrupt, k).isf(SECURITY_FAILURE / n))
+    return int(_hypergeom(n - 1, corrupt, k).isf(SECURITY_FAILURE / n))
 
 
 def _disconnect(n: int, removed: int, k: int) -> float:
@@ -160,3 +159,10 @@ def _check_spec(spec: VectorSpec) -> None:
 def _freeze(spec) -> VectorSpec:
     items = spec.items() if isinstance(spec, dict) else spec
     return tuple((str(name), tuple(int(d) for d in shape)) for name, shape in items)
+
+
+def _hypergeom(population: int, marked: int, drawn: int):
+    # Imported here: scipy.stats costs about a second, and only the server chooses k and t.
+    from scipy.stats import hypergeom
+
+    return hypergeom(population, marked, drawn)
