@@ -1,26 +1,26 @@
 """Choosing k privately (the seed paper's FAQ): one DP fit per candidate k, all within ONE
 total (ε, δ) budget, then a noisy cost curve and a suggested k.
 
-Budget. Every fit has the same release plan (the plan does not depend on k), so the runs
-together are m copies of one plan. ``per_run_epsilon`` binary-searches the per-run ε so that
-the planned releases of all m runs, composed with fedseg.privacy.accounting (PLD), stay within
-the total. Gaussian mechanisms compose like √m in noise, so each run gets far more than
-ε_total / m (e.g. ε_total = 2 over 9 values of k: ≈ 0.55 per run, not 0.22). After the runs,
-the releases actually recorded in every model.json are composed again and checked.
+Shared statistics. The first fit (the largest k) releases the DP feature histograms; every
+other fit reuses that model's scaler and marginals (run_config ``statistics-from``) and spends
+its whole ε on initialization and Lloyd rounds. All fits therefore cluster in the SAME
+standardized space, so their costs are comparable, and the histograms, released once, can
+get a large share of the budget (``statistics_share``), which makes the scaling good.
+
+Budget. Every release is a plain Gaussian with noise multiplier z; these compose exactly as
+one Gaussian whose 1/z² is the sum of theirs (a "precision"). ``plan_budget`` gives the shared
+histograms ``statistics_share`` of the total precision and every fit the same init + Lloyd
+plan, binary-searching the per-fit ε so that all planned releases, composed with
+fedseg.privacy.accounting, stay within the total. After the fits, the releases recorded in
+every model.json are composed again and checked (early stopping only ever spends less).
 
 Cost curve (post-processing only; no extra release). The last DP Lloyd round released noisy
-per-cluster sums S_j and counts n_j in the standardized space, and the model's centres are
-c_j = S_j / n_j (up to box clipping and the tiny-cluster guard). For the assignment of that
-round, Σ_i ‖z_i − c_{a(i)}‖² = Σ_i ‖z_i‖² − Σ_j n_j ‖c_j‖². The total Σ‖z_i‖² is estimated as
-N̂ · d (features are standardized with the DP histogram means and scales, so each has
-variance ≈ 1), with N̂ = Σ_j n_j. The curve is W(k) / (N̂ d): the share of variance left
-unexplained by k segments.
-
-Known limit (measured, see the report of issue 7): at ε_total = 2 over k = 2..10 each run gets
-ε ≈ 0.61, and each run's DP feature scaling (10 % of that) standardizes poorly — Σ‖z‖²/N was
-22–40 instead of d = 14 on the default synthetic federation — so N̂ d underestimates the total
-and the noisy curve has no clear elbow at the planted k = 5. Sharing one scaling release across
-all k (server change) and a DP release of Σ‖z‖² would fix both.
+per-cluster sums S_j and counts n_j, and the centres are c_j = S_j / n_j (up to box clipping),
+so for that round's assignment Σ_i ‖z_i − c_a(i)‖² = Σ_i ‖z_i‖² − Σ_j n_j ‖c_j‖². Σ‖z_i‖²/N is
+estimated from the shared noisy marginals pushed through the shared scaler (the same for every
+k, so its error shifts the whole curve, not its shape). The curve is W(k) / (N̂ · that): the
+share of variance left unexplained by k segments; a running minimum over k removes bumps
+from a fit that landed in a poor local optimum (the optimal cost never rises with k).
 
 Rule. Suggested k = the smallest k whose next candidate improves the unexplained share by
 less than ``min_gain`` (default 10 % relative): W(k_next) > (1 − min_gain) W(k). If every step
@@ -43,6 +43,10 @@ from fedseg.server.model import SegmentModel
 from fedseg.server.segmentation import noise_plan
 
 DEFAULT_MIN_GAIN = 0.10
+DEFAULT_STATISTICS_SHARE = 0.25
+DEFAULT_SQUARE_NORM_SHARE = 0.02
+SHARE_KEYS = {"feature_histograms": "histogram-share", "init_cluster_stats": "init-share",
+              "recommender": "recommender-share", "square_norm": "square-norm-share"}  # fmt: skip
 
 
 class KRangeError(ValueError):
@@ -54,7 +58,7 @@ class KChoice:
     """The noisy cost curve over k, the suggested k, and the budget actually spent."""
 
     ks: tuple[int, ...]
-    unexplained: tuple[float, ...]  # W(k) / (N̂ d), noisy
+    unexplained: tuple[float, ...]  # W(k) / (N̂ · Σ‖z‖²/N), noisy, running minimum
     suggested_k: int
     epsilon_per_run: float
     epsilon_total: float
@@ -72,6 +76,15 @@ class KChoice:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class KBudget:
+    """run_config overrides for the statistics fit and for every other fit, and the plan."""
+
+    first: dict[str, float]
+    others: dict[str, float]
+    planned: tuple[Release, ...]  # every fit's planned releases, all together
+
+
 def parse_k_range(text: str) -> tuple[int, ...]:
     """ "5" → (5,); "2-10" → (2, …, 10); "2,4,8" → (2, 4, 8)."""
     try:
@@ -87,40 +100,92 @@ def parse_k_range(text: str) -> tuple[int, ...]:
     return tuple(sorted(ks))
 
 
-def planned_releases(run_config: dict[str, Any], *, epsilon: float) -> list[Release]:
-    """The releases one fit plans at total ``epsilon`` (server/segmentation.py noise_plan)."""
+def fit_releases(run_config: dict[str, Any], *, epsilon: float) -> list[Release]:
+    """The releases of one fit that reuses shared statistics, at ``epsilon``."""
     cfg = SegmentationConfig.from_run_config({**run_config, "epsilon": epsilon})
-    counts = {
-        "feature_histograms": 1,
-        "init_cluster_stats": cfg.init_rounds,
-        "cluster_stats": cfg.rounds,
-    }
-    return [Release(name, z, count=counts.get(name, 1)) for name, z in noise_plan(cfg).items()]
+    counts = {"init_cluster_stats": cfg.init_rounds, "cluster_stats": cfg.rounds}
+    plan = noise_plan(cfg, histograms=False)
+    return [Release(name, z, count=counts.get(name, 1)) for name, z in plan.items()]
 
 
-def per_run_epsilon(
-    run_config: dict[str, Any], *, runs: int, epsilon_total: float, delta: float
-) -> float:
-    """Largest per-run ε (within 0.5 %) whose ``runs`` composed plans spend ≤ ``epsilon_total``."""
+def _precision(releases: Sequence[Release]) -> float:
+    return sum(r.count / r.noise_multiplier**2 for r in releases)
 
-    def composed(eps: float) -> float:
-        plan = planned_releases(run_config, epsilon=eps)
-        return epsilon_spent([r for r in plan for _ in range(runs)], delta=delta)
 
-    lo, hi = epsilon_total / runs, epsilon_total
-    if composed(lo) > epsilon_total:
-        raise ValueError(f"cannot fit {runs} runs in ε={epsilon_total}")
-    while hi / lo > 1.005:
+def plan_budget(
+    run_config: dict[str, Any],
+    *,
+    runs: int,
+    epsilon_total: float,
+    delta: float,
+    statistics_share: float = DEFAULT_STATISTICS_SHARE,
+    square_norm_share: float = DEFAULT_SQUARE_NORM_SHARE,
+) -> KBudget:
+    """Split ``epsilon_total`` over the shared releases and ``runs`` fits (module docstring).
+
+    Shares are of the total precision Σ 1/z²: ``statistics_share`` for the histograms,
+    ``square_norm_share`` for the Σ‖z‖² release (0: none), the rest evenly over the fits.
+    """
+    fits_share = 1 - statistics_share - square_norm_share
+    if statistics_share <= 0 or square_norm_share < 0 or statistics_share + square_norm_share >= 1:
+        raise ValueError("statistics_share > 0, square_norm_share ≥ 0, and their sum < 1")
+
+    def everything(eps: float) -> list[Release]:
+        fit = fit_releases(run_config, epsilon=eps)
+        unit = runs * _precision(fit) / fits_share  # the total precision
+        shared = [("feature_histograms", statistics_share), ("square_norm", square_norm_share)]
+        return [Release(n, 1 / math.sqrt(s * unit)) for n, s in shared if s > 0] + fit * runs
+
+    lo, hi = epsilon_total / (4 * runs), epsilon_total
+    while epsilon_spent(everything(lo), delta=delta) > epsilon_total:
+        lo /= 2
+        if lo < 1e-6:
+            raise ValueError(f"cannot fit {runs} runs in ε={epsilon_total}")
+    while hi / lo > 1.002:
         mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if composed(mid) <= epsilon_total else (lo, mid)
-    return lo
+        fits = epsilon_spent(everything(mid), delta=delta) <= epsilon_total
+        lo, hi = (mid, hi) if fits else (lo, mid)
+    planned = everything(lo)
+    first = planned[: len(planned) - (runs - 1) * len(fit_releases(run_config, epsilon=lo))]
+    total = _precision(first)
+    shares = {SHARE_KEYS[r.name]: _precision([r]) / total for r in first if r.name in SHARE_KEYS}
+    return KBudget(
+        first={"epsilon": epsilon_spent(first, delta=delta), **shares},
+        others={"epsilon": lo},
+        planned=tuple(planned),
+    )
 
 
-def unexplained_share(model: SegmentModel) -> float:
-    """Noisy within-cluster cost of the last round ÷ estimated total (module docstring)."""
+def square_norm_per_customer(model: SegmentModel) -> float:
+    """Σ‖z‖²/N: the DP release if the model has one, else from its noisy marginals.
+
+    The marginal estimate pushes the noisy histograms through the scaler that was built
+    from them, so it is ≈ d by construction and misses what denoising cut from the tails
+    (measured 14 vs a true 19.6 on the default synthetic federation): use the release.
+    """
+    sc, marginals = model.scaling, model.extras.get("marginals") or {}
+    if marginals.get("square_norm") is not None:
+        return float(marginals["square_norm"]) / max(float(np.sum(model.segment_sizes)), 1.0)
+    counts, edges = np.asarray(marginals.get("counts", [])), np.asarray(marginals.get("edges", []))
+    if counts.ndim != 2 or counts.shape[0] != sc.dim:
+        raise ValueError("the model has no noisy marginals to estimate Σ‖z‖² from")
+    lower, upper, mean, scale = (
+        np.asarray(v)[:, None] for v in (sc.lower, sc.upper, sc.mean, sc.scale)
+    )
+    z = (np.clip((edges[:, :-1] + edges[:, 1:]) / 2, lower, upper) - mean) / scale
+    weights = np.maximum(counts, 0.0)
+    per_feature = (weights * z**2).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
+    return float(per_feature.sum())
+
+
+def unexplained_share(model: SegmentModel, *, square_norm: float | None = None) -> float:
+    """Noisy within-cluster cost of the last round ÷ estimated total (module docstring).
+
+    ``square_norm`` is Σ‖z‖²/N; by default the number of features (standardized data).
+    """
     sizes = np.maximum(model.segment_sizes, 0.0)
     n_hat = max(float(sizes.sum()), 1.0)
-    total = n_hat * model.scaling.dim
+    total = n_hat * (model.scaling.dim if square_norm is None else square_norm)
     between = float(sizes @ np.sum(model.centres_standardized**2, axis=1))
     return max(total - between, 0.0) / total
 
@@ -141,36 +206,67 @@ def choose_k(
     epsilon_total: float,
     out_dir: str | Path | None = None,
     min_gain: float = DEFAULT_MIN_GAIN,
+    statistics_share: float = DEFAULT_STATISTICS_SHARE,
     backend: str = "inprocess",
 ) -> KChoice:
     """Fit one DP model per k within ``epsilon_total`` and suggest k (module docstring)."""
-    from fedseg.simulations.runner import simulate
-
+    ks = tuple(sorted(ks))
     if not math.isfinite(epsilon_total):
         raise ValueError("choosing k privately needs a finite total ε")
     delta = float(run_config.get("delta", SegmentationConfig.delta))
-    eps_run = per_run_epsilon(run_config, runs=len(ks), epsilon_total=epsilon_total, delta=delta)
+    budget = plan_budget(run_config, runs=len(ks), epsilon_total=epsilon_total, delta=delta,
+                         statistics_share=statistics_share)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fedseg-k-") as scratch:
         root = Path(out_dir) if out_dir else Path(scratch)
-        models = [
-            simulate(
-                data_dir,
-                {**run_config, "k": k, "epsilon": eps_run},
-                out_dir=root / f"k{k}",
-                backend=backend,
-                evaluate=False,
-            ).model
-            for k in ks
-        ]
-    spent = composed_spend(models, delta=delta)
+        models = fit_candidates(data_dir, run_config, ks, budget, root=root, backend=backend)
+    return k_choice(models, budget, epsilon_total=epsilon_total, delta=delta, min_gain=min_gain)
+
+
+def fit_candidates(
+    data_dir: str | Path,
+    run_config: dict[str, Any],
+    ks: Sequence[int],
+    budget: KBudget,
+    *,
+    root: Path,
+    backend: str = "inprocess",
+) -> dict[int, SegmentModel]:
+    """The largest k first, releasing the shared statistics; every other k reuses them."""
+    from fedseg.simulations.runner import simulate
+
+    shared = root / f"k{max(ks)}" / "model.json"
+    models = {}
+    for k in sorted(ks, reverse=True):
+        extra = budget.first if k == max(ks) else {**budget.others, "statistics-from": str(shared)}
+        config = {**run_config, **extra, "k": k}
+        result = simulate(data_dir, config, out_dir=root / f"k{k}", backend=backend, evaluate=False)
+        models[k] = result.model
+    return models
+
+
+def k_choice(
+    models: dict[int, SegmentModel],
+    budget: KBudget,
+    *,
+    epsilon_total: float,
+    delta: float,
+    min_gain: float = DEFAULT_MIN_GAIN,
+    square_norm: float | None = None,
+) -> KChoice:
+    """Check the composed spend, build the noisy cost curve and apply the rule."""
+    ks = tuple(sorted(models))
+    spent = composed_spend(list(models.values()), delta=delta)
     if spent > epsilon_total * (1 + 1e-9):
         raise RuntimeError(f"the {len(ks)} runs spent ε={spent:.4f} > total {epsilon_total}")
-    unexplained = tuple(unexplained_share(m) for m in models)
+    if square_norm is None:
+        square_norm = square_norm_per_customer(models[ks[-1]])
+    raw = [unexplained_share(models[k], square_norm=square_norm) for k in ks]
+    unexplained = tuple(float(w) for w in np.minimum.accumulate(raw))
     return KChoice(
-        ks=tuple(ks),
+        ks=ks,
         unexplained=unexplained,
         suggested_k=suggest_k(ks, unexplained, min_gain=min_gain),
-        epsilon_per_run=eps_run,
+        epsilon_per_run=budget.others["epsilon"],
         epsilon_total=epsilon_total,
         epsilon_spent=spent,
         delta=delta,

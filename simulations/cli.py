@@ -45,7 +45,7 @@ def _parse_epsilon(text: str) -> float:
 def simulate(
     data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
     dataset: Annotated[str | None, Opt(help="synthetic, cdnow or ml-100k")] = None,
-    k: Annotated[int, Opt(help="Number of segments")] = 5,
+    k: Annotated[str, Opt(help="Segments, or a range 2-10 / list 2,4,8 to choose k")] = "5",
     epsilon: Annotated[str, Opt(help="Total user-level ε of the run, or inf")] = "1",
     delta: Annotated[float, Opt(help="δ of the run")] = 1e-6,
     rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 4,
@@ -60,10 +60,13 @@ def simulate(
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
-    from fedseg.simulations.runner import simulate as run, write_report
+    from fedseg.simulations.choose_k import parse_k_range
+    from fedseg.simulations.runner import simulate as run
+    from fedseg.simulations.runner import write_report
 
+    ks = parse_k_range(k)
     run_config = {
-        "k": k,
+        "k": ks[0],
         "epsilon": _parse_epsilon(epsilon),
         "delta": delta,
         "rounds": rounds,
@@ -76,10 +79,25 @@ def simulate(
     }
     with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
         data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
+        if len(ks) > 1:
+            return _choose_k(data_dir, run_config, ks, out=out, backend=backend)
         result = run(data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace)
     typer.echo(write_report(result))
     typer.echo(json.dumps(result.metrics, indent=2))
     typer.echo(f"wrote {out / 'model.json'}, {out / 'metrics.json'}, {out / 'report.md'}")
+
+
+def _choose_k(data_dir: Path, run_config: dict, ks: tuple[int, ...], *, out: Path, backend: str):
+    """One DP fit per k, all within the one --epsilon; print the noisy cost curve and a k."""
+    from fedseg.simulations.choose_k import choose_k
+
+    if run_config["warm-start"]:
+        raise ValueError("--k with several values cannot be combined with --warm-start")
+    eps = run_config["epsilon"]
+    choice = choose_k(data_dir, run_config, ks, epsilon_total=eps, out_dir=out, backend=backend)
+    typer.echo(choice.table())
+    typer.echo(f"suggested k: {choice.suggested_k} (all {len(ks)} fits together spent "
+               f"ε={choice.epsilon_spent:.3f} of {eps:g}; one model per k in {out}/k<k>)")  # fmt: skip
 
 
 def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, seed: int) -> Path:
