@@ -8,6 +8,11 @@ from fedseg.client.recommender.content import (
     recommend_top_n,
 )
 from fedseg.client.recommender.dpsgd import LocalTrainingConfig, dpsgd_release, train_local
+from fedseg.client.recommender.gram import (
+    gram_statistics,
+    popularity_statistics,
+    unit_history_rows,
+)
 from fedseg.client.recommender.histories import (
     CustomerHistories,
     HistoryError,
@@ -36,6 +41,9 @@ __all__ = [
     "customer_profiles",
     "dpsgd_release",
     "get_parameters",
+    "gram_statistics",
+    "popularity_statistics",
+    "unit_history_rows",
     "init_parameters",
     "model_from_parameters",
     "recommend_top_n",

@@ -1,0 +1,169 @@
+"""Server half of DP-EASE: denoise the summed Gram, fit EASE, blend with DP popularity.
+
+EASE (Steck 2019) needs only the item-item Gram G = XᵀX: P = (G + λI)⁻¹, B = I - P/diag(P).
+The server sees the sum over merchants of noisy Grams (`gram_statistics`), i.e. G + E with
+E a symmetric Gaussian matrix whose off-diagonal std is sigma/sqrt(2); its spectrum lies
+within ±sigma·sqrt(2N) (Wigner semicircle edge). Eigen-components of G + E below that edge
+are indistinguishable from noise and are dropped; λ adds the noise edge so the inverse never
+amplifies what is left of the noise. The truncated Gram is V diag(w) Vᵀ, so
+
+    P = (I - V diag(f) Vᵀ)/λ,   f = w / (w + λ),
+
+and for an item j outside the customer's history the EASE score is
+    s_j = (x V diag(f) V_jᵀ) / (1 - Σ_k V_jk² f_k):
+the model is just (V, f) — small when few components survive — and scoring is two thin
+matrix products. Everything here is post-processing of DP releases: no extra budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from fedseg.server.recommender.blend import PopularityPrior
+
+
+def noise_edge(n_items: int, *, sigma: float) -> float:
+    """Largest |eigenvalue| of the summed symmetric noise (Wigner edge sigma·sqrt(2N))."""
+    if sigma < 0 or n_items < 1:
+        raise ValueError("sigma must be >= 0 and n_items >= 1")
+    return sigma * math.sqrt(2.0 * n_items)
+
+
+def choose_items(
+    overall: np.ndarray, *, sigma: float, max_items: int, z_score: float = 3.0
+) -> np.ndarray:
+    """Catalogue indices for the Gram round: most popular first, above z_score·sigma.
+
+    Items whose noisy popularity is within noise of zero carry no co-occurrence signal
+    either; dropping them shrinks the noise edge (it grows with sqrt(N)). At least one item.
+    """
+    overall = np.asarray(overall, dtype=np.float64)
+    if max_items < 1:
+        raise ValueError(f"max_items must be >= 1, got {max_items}")
+    order = np.argsort(-overall, kind="stable")
+    above = int((overall > z_score * sigma).sum())
+    return order[: max(1, min(max_items, above))]
+
+
+@dataclass(frozen=True)
+class RecommenderModel:
+    """DP-EASE factors over `item_index` plus a popularity prior over the whole catalogue."""
+
+    item_index: np.ndarray
+    vectors: np.ndarray
+    shrinkage: np.ndarray
+    prior: PopularityPrior
+    popularity_weight: float
+    n_segments: int = 0
+
+    def __post_init__(self) -> None:
+        n, k = self.vectors.shape
+        if len(self.item_index) + self.n_segments != n or len(self.shrinkage) != k:
+            raise ValueError("item_index, vectors and shrinkage sizes do not match")
+        if not self.popularity_weight >= 0:
+            raise ValueError("popularity_weight must be >= 0")
+
+    @property
+    def n_items(self) -> int:
+        return self.prior.n_items
+
+    def scores(self, histories: Sequence[np.ndarray], segments: np.ndarray) -> np.ndarray:
+        """Scores (customers x catalogue): EASE scaled to [-1, 1] per customer + weighted prior.
+
+        Items in a customer's own history get arbitrary scores; `recommend` masks them.
+        """
+        lookup = np.full(self.n_items, -1, dtype=np.int64)
+        lookup[self.item_index] = np.arange(len(self.item_index))
+        n = len(self.item_index)
+        x = np.zeros((len(histories), n + self.n_segments))
+        for row, history in enumerate(histories):
+            columns = lookup[np.asarray(history, dtype=np.int64)]
+            x[row, columns[columns >= 0]] = 1.0
+        if self.n_segments:
+            x[np.arange(len(histories)), n + np.asarray(segments, dtype=np.int64)] = 1.0
+        items = self.vectors[:n]
+        leverage = 1.0 - (items**2) @ self.shrinkage
+        ease = ((x @ self.vectors) * self.shrinkage) @ items.T / np.maximum(leverage, 1e-12)
+        ease /= np.abs(ease).max(axis=1, keepdims=True, initial=0.0) + 1e-12
+        out = self.popularity_weight * self.prior.scores(np.asarray(segments))
+        out[:, self.item_index] += ease
+        return out
+
+    def recommend(self, history_items: np.ndarray, segment: int, n: int = 10) -> np.ndarray:
+        """The customer's n best items not already in their history, best first."""
+        scores = self.scores([np.asarray(history_items)], np.array([segment]))[0]
+        scores[np.asarray(history_items, dtype=np.int64)] = -np.inf
+        return np.argsort(-scores, kind="stable")[:n]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for model.json."""
+        return {
+            "kind": "dp-ease",
+            "item_index": self.item_index.tolist(),
+            "vectors": self.vectors.tolist(),
+            "shrinkage": self.shrinkage.tolist(),
+            "popularity_weight": self.popularity_weight,
+            "n_segments": self.n_segments,
+            "prior": self.prior.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RecommenderModel:
+        """Inverse of to_dict; a missing field raises ValueError naming it."""
+        missing = {"item_index", "vectors", "shrinkage", "popularity_weight", "prior"} - set(data)
+        if missing:
+            raise ValueError(f"recommender model has no field {sorted(missing)[0]!r}")
+        index = np.asarray(data["item_index"], dtype=np.int64)
+        n_segments = int(data.get("n_segments", 0))
+        vectors = np.asarray(data["vectors"], dtype=np.float64)
+        return cls(
+            index,
+            vectors.reshape(len(index) + n_segments, -1),
+            np.asarray(data["shrinkage"], dtype=np.float64),
+            PopularityPrior.from_dict(data["prior"]),
+            float(data["popularity_weight"]),
+            n_segments,
+        )
+
+
+def fit_recommender(
+    summed: dict[str, np.ndarray],
+    *,
+    item_index: np.ndarray,
+    gram_sigma: float,
+    n_segments: int = 0,
+    lam_scale: float = 5.0,
+    popularity_weight: float = 0.3,
+) -> RecommenderModel:
+    """Summed releases {"gram", "overall"[, "segments"]} -> RecommenderModel.
+
+    `gram_sigma` is the std of the noise in the summed Gram (sigma·sqrt(M) for local noise at
+    M merchants, sigma for distributed noise); 0 = no noise. λ = lam_scale ×
+    the mean diagonal of the Gram (Steck's λ=500 on MovieLens is ~8× it) + the noise edge.
+    """
+    gram = _checked(summed, "gram", ndim=2)
+    item_index = np.asarray(item_index, dtype=np.int64)
+    size = len(item_index) + n_segments
+    if gram.shape != (size, size):
+        raise ValueError(f"'gram' has shape {gram.shape}, expected {size} square")
+    edge = noise_edge(size, sigma=gram_sigma)
+    weights, vectors = np.linalg.eigh((gram + gram.T) / 2.0)
+    keep = weights > edge
+    lam = lam_scale * max(float(np.mean(np.diag(gram))), 1e-12) + edge
+    shrinkage = weights[keep] / (weights[keep] + lam)
+    prior = PopularityPrior.from_release(summed)
+    return RecommenderModel(
+        item_index, vectors[:, keep], shrinkage, prior, popularity_weight, n_segments
+    )
+
+
+def _checked(summed: dict[str, np.ndarray], part: str, *, ndim: int) -> np.ndarray:
+    if part not in summed:
+        raise ValueError(f"aggregate has no {part!r} part")
+    array = np.asarray(summed[part], dtype=np.float64)
+    if array.ndim != ndim or not np.all(np.isfinite(array)):
+        raise ValueError(f"{part!r} must be a finite {ndim}-d array, got shape {array.shape}")
+    return array
