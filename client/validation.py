@@ -146,20 +146,52 @@ def validate_features(table: pd.DataFrame, source: str) -> tuple[pd.DataFrame, d
     checks = RowChecks(len(table))
     user = _required_text(table, "user_id", source, checks)
     clean: dict[str, pd.Series] = {"user_id": user.values}
-    missing = np.zeros(len(table), dtype=bool)
-    bad = np.zeros(len(table), dtype=bool)
-    for name in table.columns.drop("user_id"):
-        parsed = parse_number(table[name])
-        refuse_unusable(source, name, table[name], parsed, expected=_FEATURE_VALUES)
-        clean[name] = parsed.values
-        missing |= parsed.missing
-        bad |= parsed.bad
+    names = table.columns.drop("user_id")
+    if all(_plain_numeric(table[n]) for n in names):
+        values, missing, bad = _numeric_block(table, names, source)
+        frame = pd.DataFrame(values, columns=names, index=table.index)
+        frame.insert(0, "user_id", user.values)
+    else:
+        missing = np.zeros(len(table), dtype=bool)
+        bad = np.zeros(len(table), dtype=bool)
+        for name in names:
+            parsed = parse_number(table[name])
+            refuse_unusable(source, name, table[name], parsed, expected=_FEATURE_VALUES)
+            clean[name] = parsed.values
+            missing |= parsed.missing
+            bad |= parsed.bad
+        frame = pd.DataFrame(clean)
     checks.flag("missing_value", missing)
     checks.flag("bad_value", bad)
-    frame = pd.DataFrame(clean)
     _flag_duplicates(frame, checks)
     kept = np.flatnonzero(checks.keep)
     conflicting = np.zeros(len(frame), dtype=bool)
     conflicting[kept] = frame["user_id"].iloc[kept].duplicated(keep=False).to_numpy()
     checks.flag("conflicting_user_id", conflicting)
     return _kept(frame, checks, source), checks.counts()
+
+
+def _plain_numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _numeric_block(table: pd.DataFrame, names: pd.Index, source: str):
+    """Typed numeric feature columns (Parquet, SQL) parsed as one float64 block.
+
+    Same result as ``parse_number`` column by column (±inf are bad, NaN missing), in
+    one array pass instead of a dozen pandas calls per column: merchants with a few
+    hundred customers were dominated by that fixed cost.
+    """
+    block = table[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    missing_cells = np.isnan(block)
+    bad_cells = np.isinf(block)
+    unusable = missing_cells.all(axis=0) | (
+        bad_cells.any(axis=0) & ~(~missing_cells & ~bad_cells).any(axis=0)
+    )
+    for j in np.flatnonzero(unusable):  # raises the column's one clear error
+        name = names[j]
+        refuse_unusable(
+            source, name, table[name], parse_number(table[name]), expected=_FEATURE_VALUES
+        )
+    block[bad_cells] = np.nan
+    return block, missing_cells.any(axis=1), bad_cells.any(axis=1)
