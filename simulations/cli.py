@@ -57,12 +57,14 @@ def simulate(
     seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
     trace: Annotated[Path | None, Opt(help="Write every message clients send to this directory")] = None,
     warm_start: Annotated[Path | None, Opt(help="Start from an earlier model.json")] = None,
+    state_dir: Annotated[Path | None, Opt(help="Keep merchants' ledgers here across runs")] = None,
+    epsilon_cap: Annotated[str | None, Opt(help="Each merchant's own lifetime ε cap (default: --epsilon)")] = None,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
     from fedseg.simulations.choose_k import parse_k_range
-    from fedseg.simulations.runner import simulate as run
-    from fedseg.simulations.runner import write_report
+    from fedseg.server.config import SegmentationConfig
+    from fedseg.simulations.runner import simulate as run, write_report
 
     ks = parse_k_range(k)
     run_config = {
@@ -77,11 +79,14 @@ def simulate(
         "seed": seed,
         "warm-start": str(warm_start or ""),
     }
+    if epsilon_cap is not None:
+        run_config["sim-epsilon-cap"] = _parse_epsilon(epsilon_cap)
+    SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work
     with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
         data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
         if len(ks) > 1:
             return _choose_k(data_dir, run_config, ks, out=out, backend=backend)
-        result = run(data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace)
+        result = run(data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace, state_dir=state_dir)
     typer.echo(write_report(result))
     typer.echo(json.dumps(result.metrics, indent=2))
     typer.echo(f"wrote {out / 'model.json'}, {out / 'metrics.json'}, {out / 'report.md'}")

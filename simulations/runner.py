@@ -52,12 +52,18 @@ def simulate(
     backend: str = "inprocess",
     trace_dir: str | Path | None = None,
     evaluate: bool = True,
+    state_dir: str | Path | None = None,
 ) -> SimulationResult:
-    """Fit a model over the federation in ``data_dir``; write model.json, metrics.json, report.md."""
+    """Fit a model over the federation in ``data_dir``; write model.json, metrics.json, report.md.
+
+    Merchants keep their ledgers under ``state_dir``: give the same one to later runs
+    (e.g. warm starts) and their spending accumulates; by default it is thrown away.
+    """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_merchants = len(merchant_files(data_dir))
-    with tempfile.TemporaryDirectory(prefix="fedseg-state-") as state_dir:
+    with tempfile.TemporaryDirectory(prefix="fedseg-state-") as scratch:
+        state_dir = str(state_dir or scratch)
         config = {
             **run_config,
             "out-dir": str(out_dir),
