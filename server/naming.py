@@ -26,7 +26,9 @@ def _rules(z: dict[str, float]) -> str | None:
         return "high-value loyal"
     if get("avg_order_value") > HIGH and get("orders") <= HIGH:
         return "occasional big spender"
-    if get("orders") > 0 and get("avg_order_value") < LOW:
+    # Bargain hunters buy cheap, or skim many pages briefly (comparing prices).
+    skims = get("pages_viewed") > HIGH and get("browse_minutes") < 0
+    if get("orders") > 0 and (get("avg_order_value") < LOW or skims):
         return "bargain hunter"
     return None
 

@@ -20,6 +20,11 @@ def test_personas_get_their_names():
     ]  # fmt: skip
 
 
+def test_a_skimming_buyer_is_a_bargain_hunter():
+    features = ("browse_minutes", "pages_viewed", "orders", "avg_order_value")
+    assert segment_names(features, np.array([[-1.4, 0.9, 0.3, 0.25]])) == ["bargain hunter"]
+
+
 def test_generic_features_get_high_low_names_and_duplicates_are_numbered():
     names = segment_names(("f0", "f1"), np.array([[2.0, -1.0], [2.0, -1.0], [0.0, 0.0]]))
     assert names == ["high f0, low f1", "high f0, low f1 #2", "average"]
