@@ -28,7 +28,7 @@ class SegmentationConfig:
     noise: str = "local"
     secure_agg: bool = False
     aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
-    dropout_tolerance: float = 0.2  # merchants that may drop from a secure round
+    dropout_tolerance: float = 0.1  # share of merchants that may drop from a secure round
     min_clients: int = 1
     expected_nodes: int = 0  # wait for this many merchants before starting (0: until stable)
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
