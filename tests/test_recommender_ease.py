@@ -66,7 +66,7 @@ def test_one_customer_moves_each_release_by_at_most_one(base, extra, segment):
     without = _customers([sorted(set(h)) for h in base] or [[1]], segments or [0])
     rows = [*without.items, np.array(sorted(set(extra)))]
     with_one = _customers(rows, [*without.segments, segment])
-    for kw in ({}, {"n_segments": 3}):
+    for kw in ({}, {"n_segments": 3}, {"n_segments": 3, "segment_weight": 4.0}):
         delta = _gram(with_one, items, **kw)["gram"] - _gram(without, items, **kw)["gram"]
         assert np.linalg.norm(delta) <= 1 + 1e-9
     pops = [

@@ -41,13 +41,15 @@ def unit_history_rows(
     columns: np.ndarray,
     *,
     n_segments: int = 0,
+    segment_weight: float = 1.0,
     normalize: bool = True,
 ) -> sparse.csr_matrix:
     """Customers x (len(columns) + n_segments): 1 where the customer has the item, rows norm 1.
 
     `columns[j]` is the catalogue index of column j; items outside `columns` are ignored
     (before normalizing). With n_segments > 0 the customer's segment is one more 1-column
-    (a pseudo-item everyone in the segment has), so EASE learns segment -> item weights.
+    (a pseudo-item everyone in the segment has, of value `segment_weight` before the row is
+    normalized), so EASE learns segment -> item weights.
     A customer with none of the items and no segment column keeps an all-zero row.
     """
     columns = np.asarray(columns, dtype=np.int64)
@@ -64,7 +66,10 @@ def unit_history_rows(
     if n_segments > 0:
         _check_segments(histories, n_segments)
         segment = sparse.csr_matrix(
-            (np.ones(len(histories)), (np.arange(len(histories)), histories.segments)),
+            (
+                np.full(len(histories), float(segment_weight)),
+                (np.arange(len(histories)), histories.segments),
+            ),
             shape=(len(histories), n_segments),
         )
         matrix = sparse.hstack([matrix, segment]).tocsr()
@@ -133,6 +138,7 @@ def gram_statistics(
     noise_multiplier: float,
     rng: np.random.Generator,
     n_segments: int = 0,
+    segment_weight: float = 1.0,
     noise_share: float = 1.0,
     normalize: bool = True,
     ledger: PrivacyLedger | None = None,
@@ -151,7 +157,15 @@ def gram_statistics(
     mechanism = gram_mechanism(noise_multiplier=noise_multiplier)
     if ledger is not None:
         ledger.charge(mechanism.as_release(GRAM_RELEASE))
-    rows = unit_history_rows(histories, item_index, n_segments=n_segments, normalize=normalize)
+    if not segment_weight > 0:
+        raise ValueError(f"segment_weight must be > 0, got {segment_weight}")
+    rows = unit_history_rows(
+        histories,
+        item_index,
+        n_segments=n_segments,
+        segment_weight=segment_weight,
+        normalize=normalize,
+    )
     gram = (rows.T @ rows).toarray()
     upper = np.triu_indices(gram.shape[0])
     scale = np.where(upper[0] == upper[1], 1.0, np.sqrt(2.0))

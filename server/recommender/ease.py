@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from fedseg.server.recommender.blend import PopularityPrior
 
+TIE_BREAK = 1e-3
+
 
 def noise_edge(n_items: int, *, sigma: float) -> float:
     """Largest |eigenvalue| of the summed symmetric noise (Wigner edge sigma·sqrt(2N))."""
@@ -58,6 +60,7 @@ class RecommenderModel:
     prior: PopularityPrior
     popularity_weight: float
     n_segments: int = 0
+    segment_weight: float = 1.0
 
     def __post_init__(self) -> None:
         n, k = self.vectors.shape
@@ -83,13 +86,16 @@ class RecommenderModel:
             columns = lookup[np.asarray(history, dtype=np.int64)]
             x[row, columns[columns >= 0]] = 1.0
         if self.n_segments:
-            x[np.arange(len(histories)), n + np.asarray(segments, dtype=np.int64)] = 1.0
+            rows = np.arange(len(histories))
+            x[rows, n + np.asarray(segments, dtype=np.int64)] = self.segment_weight
         items = self.vectors[:n]
         leverage = 1.0 - (items**2) @ self.shrinkage
         ease = ((x @ self.vectors) * self.shrinkage) @ items.T / np.maximum(leverage, 1e-12)
         ease /= np.abs(ease).max(axis=1, keepdims=True, initial=0.0) + 1e-12
+        # The prior ranks the items EASE knows nothing about (outside item_index); inside, it
+        # only breaks ties, since the segment columns already give EASE its intercepts.
         out = self.popularity_weight * self.prior.scores(np.asarray(segments))
-        out[:, self.item_index] += ease
+        out[:, self.item_index] = ease + TIE_BREAK * out[:, self.item_index]
         return out
 
     def recommend(self, history_items: np.ndarray, segment: int, n: int = 10) -> np.ndarray:
@@ -107,6 +113,7 @@ class RecommenderModel:
             "shrinkage": self.shrinkage.tolist(),
             "popularity_weight": self.popularity_weight,
             "n_segments": self.n_segments,
+            "segment_weight": self.segment_weight,
             "prior": self.prior.to_dict(),
         }
 
@@ -126,6 +133,7 @@ class RecommenderModel:
             PopularityPrior.from_dict(data["prior"]),
             float(data["popularity_weight"]),
             n_segments,
+            float(data.get("segment_weight", 1.0)),
         )
 
 
@@ -135,13 +143,15 @@ def fit_recommender(
     item_index: np.ndarray,
     gram_sigma: float,
     n_segments: int = 0,
+    segment_weight: float = 1.0,
     lam_scale: float = 5.0,
     popularity_weight: float = 0.3,
 ) -> RecommenderModel:
     """Summed releases {"gram", "overall"[, "segments"]} -> RecommenderModel.
 
-    `gram_sigma` is the std of the noise in the summed Gram (sigma·sqrt(M) for local noise at
-    M merchants, sigma for distributed noise); 0 = no noise. λ = lam_scale ×
+    `n_segments` / `segment_weight` must match the `gram_statistics` call. `gram_sigma` is
+    the std of the noise in the summed Gram (sigma·sqrt(M) for local noise at M merchants,
+    sigma for distributed noise); 0 = no noise. λ = lam_scale ×
     the mean diagonal of the Gram (Steck's λ=500 on MovieLens is ~8× it) + the noise edge.
     """
     gram = _checked(summed, "gram", ndim=2)
@@ -156,7 +166,13 @@ def fit_recommender(
     shrinkage = weights[keep] / (weights[keep] + lam)
     prior = PopularityPrior.from_release(summed)
     return RecommenderModel(
-        item_index, vectors[:, keep], shrinkage, prior, popularity_weight, n_segments
+        item_index,
+        vectors[:, keep],
+        shrinkage,
+        prior,
+        popularity_weight,
+        n_segments,
+        segment_weight,
     )
 
 
