@@ -182,7 +182,7 @@ def _numeric_block(table: pd.DataFrame, names: pd.Index, source: str):
     one array pass instead of a dozen pandas calls per column: merchants with a few
     hundred customers were dominated by that fixed cost.
     """
-    block = table[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    block = table[names].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     missing_cells = np.isnan(block)
     bad_cells = np.isinf(block)
     unusable = missing_cells.all(axis=0) | (
