@@ -38,6 +38,7 @@ def settings_from_context(context: Context) -> MerchantSettings:
             delta=delta,
             state_dir=str(Path(state_root) / source.stem) if state_root else "",
             simulation_seed=max(int(run.get("seed", 0)), 0),
+            holdout_last=str(run.get("sim-holdout-last", False)).lower() in ("1", "true", "yes"),
         )
     data_path = str(node.get("data-path", ""))
     # Node-config `seed` is a deterministic test mode (tests only, never in production):
@@ -89,6 +90,16 @@ def feature_histograms(message: Message, context: Context) -> Message:
 @app.train("cluster_stats")
 def cluster_stats(message: Message, context: Context) -> Message:
     return _answer("cluster_stats", message, context)
+
+
+@app.query("item_popularity")
+def item_popularity(message: Message, context: Context) -> Message:
+    return _answer("item_popularity", message, context)
+
+
+@app.query("item_gram")
+def item_gram(message: Message, context: Context) -> Message:
+    return _answer("item_gram", message, context)
 
 
 def to_records(payload: dict[str, Any]) -> RecordDict:

@@ -15,13 +15,15 @@ import pandas as pd
 
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
+from fedseg.client.loading import load_merchant_table
 from fedseg.client.tables import read_table
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.privacy.scaling import FeatureScaling
 
 
 def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
-    """One row per customer: user_id (the merchant's own), segment (1-based), segment_name."""
+    """One row per customer: user_id (the merchant's own), segment (1-based), segment_name,
+    and ``recommendations`` (top-10 item ids, space-separated) when the model has a recommender."""
     model = _read_model(Path(model_path))
     scaling = FeatureScaling.from_dict(model["scaler"])
     centres = np.asarray(model["centroids_standardized"], dtype=np.float64)
@@ -35,13 +37,21 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
     raw_ids = read_table(data)["user_id"].astype(str).unique()
     own_id = dict(zip(pseudonymizer.pseudonymize(raw_ids), raw_ids, strict=True))
     names = model.get("segment_names") or [f"segment {i + 1}" for i in range(len(centres))]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "user_id": [own_id[p] for p in features.index],
             "segment": labels + 1,
             "segment_name": [names[i] for i in labels],
         }
     )
+    if "recommender" in model:  # top-10 item ids, space-separated, from this merchant's own data
+        from fedseg.client.recommender.local import recommendations_for
+
+        clean, report = load_merchant_table(data, pseudonymizer=pseudonymizer)
+        events = clean if report.kind == "events" else None
+        customers = list(features.index)
+        table["recommendations"] = recommendations_for(model["recommender"], events, customers, labels)
+    return table
 
 
 def _read_model(path: Path) -> dict:

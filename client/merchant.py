@@ -16,7 +16,9 @@ import numpy as np
 
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
+from fedseg.client.loading import load_merchant_table
 from fedseg.client.node import MerchantNode
+from fedseg.client.recommender_rounds import offer_recommender
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 
@@ -32,6 +34,7 @@ class MerchantSettings:
     key_file: str = ""
     state_dir: str = ""
     simulation_seed: int | None = None  # set only by simulations
+    holdout_last: bool = False  # simulations only: hide each customer's last item (evaluation)
 
     def __post_init__(self) -> None:
         if not self.data_path:
@@ -46,6 +49,8 @@ class MerchantSettings:
                 "merchant settings: no state directory (node config 'state-dir'); the privacy "
                 "ledger must live on disk to hold the cap across restarts and messages"
             )
+        if self.holdout_last and self.simulation_seed is None:
+            raise DataError("merchant settings: 'sim-holdout-last' is for simulations only")
         if not self.epsilon_cap > 0:
             raise DataError(f"merchant settings: 'epsilon-cap' must be positive, got {self.epsilon_cap}")
 
@@ -88,7 +93,7 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
             return np.random.default_rng()
         return np.random.default_rng([seed, _stable_int(settings.merchant_id), request_id])
 
-    return MerchantNode(
+    node = MerchantNode(
         features[[s.name for s in specs]].to_numpy(dtype=np.float64),
         names=[s.name for s in specs],
         log=[s.log for s in specs],
@@ -97,6 +102,19 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         ledger=ledger,
         rng_for=rng_for,
     )
+    offer_recommender(
+        node,
+        customer_ids=[str(u) for u in features.index],
+        load_events=lambda: _item_events(settings.data_path, pseudonymizer),
+        holdout_last=settings.holdout_last,
+    )
+    return node
+
+
+def _item_events(data_path: str, pseudonymizer: Pseudonymizer):
+    """The clean events table (same pseudonyms as the features), or None for a features table."""
+    clean, report = load_merchant_table(data_path, pseudonymizer=pseudonymizer)
+    return clean if report.kind == "events" else None
 
 
 def _stable_int(text: str) -> int:

@@ -58,6 +58,13 @@ class MerchantNode:
             "cluster_stats": self._cluster_stats,
         }
 
+    def register(
+        self, task: str, handler: Callable[[Mapping[str, Any], ReleaseMode], dict]
+    ) -> None:
+        """Answer ``task`` with ``handler`` too (the recommender rounds: client.recommender.tasks);
+        it must charge the ledger before any noise when ``mode.charge`` is set."""
+        self._handlers[task] = handler
+
     def handle(
         self, task: str, payload: Mapping[str, Any], *, noise_share: float = 1.0, charge: bool = True
     ) -> dict:

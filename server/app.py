@@ -30,6 +30,8 @@ MESSAGE_TYPES = {
     "describe": "query.describe",
     "feature_histograms": "query.feature_histograms",
     "cluster_stats": "train.cluster_stats",
+    "item_popularity": "query.item_popularity",
+    "item_gram": "query.item_gram",
 }
 
 app = ServerApp()
@@ -53,6 +55,7 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
     warm = _read_model(cfg.warm_start)
     statistics = _read_model(cfg.statistics_from)
+    catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
     aggregate = None
     if cfg.secure_agg:
         aggregate = SecureAggregator(
@@ -62,17 +65,41 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     elif cfg.aggregation != "sum":
         robust = RobustConfig(method=cfg.aggregation)
         aggregate = RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
-    fitted = SegmentationRun(
+    run = SegmentationRun(
         transport, cfg, ledger, rng, aggregate=aggregate, warm_start=warm, statistics_from=statistics
-    ).fit()
+    )
+    fitted = run.fit()
+    extras = {"marginals": fitted["marginals"]}
+    if cfg.recommender:
+        extras["recommender"] = _fit_recommender(run, fitted, catalogue)
     return SegmentModel(
         scaling=fitted["scaling"],
         centres_standardized=fitted["centres"],
         segment_sizes=fitted["sizes"],
         privacy=ledger.report(),
         history=fitted["history"],
-        extras={"marginals": fitted["marginals"]},
+        extras=extras,
     )
+
+
+def _read_catalogue(path: str) -> list[str]:
+    from fedseg.server.recommender.rounds import read_catalogue
+
+    return read_catalogue(path)
+
+
+def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: list[str]) -> dict:
+    """The recommender rounds after the segmentation, within the same budget and ledger."""
+    from fedseg.server.recommender.rounds import RecommenderRun
+
+    # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
+    secure = run.aggregate if run.cfg.secure_agg else None
+    rounds = RecommenderRun(
+        run.transport, run.cfg, run.ledger, fitted["noise_plan"], aggregate=secure,
+        excluded=run._excluded, request_ids=run._request_ids, history=run.history,
+    )  # fmt: skip
+    model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
+    return {**model.to_dict(), "item_ids": catalogue}
 
 
 def _read_model(path: str) -> dict | None:

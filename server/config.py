@@ -8,14 +8,18 @@ from dataclasses import dataclass, fields
 
 NOISE_PLACEMENTS = ("local", "distributed")
 AGGREGATIONS = ("sum", "median", "trimmed")
+DEFAULT_RECOMMENDER_SHARE = 0.9  # of the run's ε, as benchmarked (docs/recommender.md)
 
 
 @dataclass(frozen=True)
 class SegmentationConfig:
     """Everything the server needs to run one segmentation.
 
-    Budget shares split the run's total ε: feature histograms, initialization and the
-    Lloyd rounds (the recommender takes ``recommender_share`` when it is on).
+    Budget shares split the run's total ε (zCDP-style): ``recommender_share`` of it goes to
+    the recommender (two releases, equal halves), the rest to the segmentation, whose
+    ``histogram_share`` and ``init_share`` are fractions of that segmentation part (the
+    Lloyd rounds get the remainder). With ``recommender`` on, ``recommender_share`` 0 means
+    ``DEFAULT_RECOMMENDER_SHARE``.
     """
 
     k: int = 5
@@ -35,11 +39,15 @@ class SegmentationConfig:
     histogram_share: float = 0.05
     init_share: float = 0.2
     recommender_share: float = 0.0
+    recommender: bool = False  # also fit the DP-EASE recommender (server/recommender/rounds.py)
+    items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
     warm_start: str = ""  # path of an earlier model.json: start from its centres and scaler
     statistics_from: str = ""  # path of an earlier model.json: reuse its scaler and marginals
 
     def __post_init__(self) -> None:
+        if self.recommender and self.recommender_share == 0:
+            object.__setattr__(self, "recommender_share", DEFAULT_RECOMMENDER_SHARE)
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if not (self.epsilon > 0):
@@ -57,7 +65,7 @@ class SegmentationConfig:
         if self.noise == "distributed" and not self.secure_agg:
             raise ValueError("noise 'distributed' needs secure aggregation (--secure-agg)")
         shares = (self.histogram_share, self.init_share, self.recommender_share)
-        if min(shares) < 0 or sum(shares) >= 1:
+        if min(shares) < 0 or sum(shares[:2]) >= 1 or shares[2] >= 1:
             raise ValueError("budget shares must be ≥ 0 and leave a positive share for Lloyd rounds")
         if not 0 <= self.dropout_tolerance < 0.5:
             raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
@@ -66,7 +74,11 @@ class SegmentationConfig:
 
     @property
     def lloyd_share(self) -> float:
-        return 1.0 - self.histogram_share - self.init_share - self.recommender_share
+        return self.segmentation_share * (1.0 - self.histogram_share - self.init_share)
+
+    @property
+    def segmentation_share(self) -> float:
+        return 1.0 - self.recommender_share
 
     @property
     def n_candidates(self) -> int:

@@ -37,13 +37,15 @@ def noise_plan(cfg: SegmentationConfig, *, histograms: bool = True, init: bool =
     A warm start skips both histograms and initialization; reusing an earlier model's
     statistics (``statistics-from``) skips the histograms. Their shares go to the rest.
     """
+    seg = cfg.segmentation_share
     kinds = [("cluster_stats", cfg.lloyd_share, cfg.rounds)]
     if init:
-        kinds.append(("init_cluster_stats", cfg.init_share, cfg.init_rounds))
+        kinds.append(("init_cluster_stats", seg * cfg.init_share, cfg.init_rounds))
     if histograms:
-        kinds.append(("feature_histograms", cfg.histogram_share, 1))
-    if cfg.recommender_share > 0:
-        kinds.append(("recommender", cfg.recommender_share, 1))
+        kinds.append(("feature_histograms", seg * cfg.histogram_share, 1))
+    if cfg.recommender_share > 0:  # popularity and Gram releases, equal halves
+        half = cfg.recommender_share / 2
+        kinds += [("recommender_item_popularity", half, 1), ("recommender_gram", half, 1)]
     # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
     per_release = {name: share / count for name, share, count in kinds}
     total = sum(per_release.values())
@@ -90,6 +92,7 @@ class SegmentationRun:
             "sizes": sizes,
             "history": self.history,
             "marginals": {"counts": counts.tolist(), "edges": edges.tolist()},
+            "noise_plan": z,
         }
 
     # -- rounds ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def simulate(
     warm_start: Annotated[Path | None, Opt(help="Start from an earlier model.json")] = None,
     state_dir: Annotated[Path | None, Opt(help="Keep merchants' ledgers here across runs")] = None,
     epsilon_cap: Annotated[str | None, Opt(help="Each merchant's own lifetime ε cap (default: --epsilon)")] = None,
+    recommender: Annotated[bool, Opt("--recommender", help="Also fit the DP recommender (same --epsilon)")] = False,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
@@ -79,6 +80,10 @@ def simulate(
         "seed": seed,
         "warm-start": str(warm_start or ""),
     }
+    if recommender:
+        if len(ks) > 1:
+            raise ValueError("--recommender needs one --k (choosing k does not fit a recommender)")
+        run_config["recommender"] = True
     if epsilon_cap is not None:
         run_config["sim-epsilon-cap"] = _parse_epsilon(epsilon_cap)
     SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work

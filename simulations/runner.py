@@ -25,6 +25,7 @@ from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
 from fedseg.simulations.metrics import clustering_metrics
+from fedseg.simulations.recsys_run import recommender_evaluation, recommender_settings
 from fedseg.simulations.tracing import TraceWriter
 
 BACKENDS = ("inprocess", "ray")
@@ -71,6 +72,7 @@ def simulate(
             "sim-state-dir": state_dir,
             "expected-nodes": n_merchants,
         }
+        config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
         started = time.perf_counter()
         if backend == "inprocess":
             from fedseg.simulations.inprocess import run_inprocess
@@ -99,6 +101,8 @@ def simulate(
     }
     if evaluate:
         metrics.update(evaluate_model(model, data_dir, seed=int(run_config.get("seed", 0))))
+        files, seed = merchant_files(data_dir), int(run_config.get("seed", 0))
+        metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
 

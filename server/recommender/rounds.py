@@ -1,0 +1,152 @@
+"""The server's recommender rounds (DP-EASE, docs/recommender.md), after the segmentation.
+
+Round 1 asks every merchant for its noisy unit-norm item popularity; the server keeps the
+items whose summed popularity stands clear of the noise (`choose_items`). Round 2 asks for
+the noisy Gram over those items plus one pseudo-item per segment; the server fits EASE
+on the sum (`fit_recommender`). Each request carries the published segmentation (scaler +
+centres), so merchants assign their own customers' segments locally, and the public item
+catalogue. Written against ``Transport`` like ``SegmentationRun``: every noisy request is
+charged to the server's ledger before it is sent (unless the aggregator charges itself,
+as secure aggregation does once the masked inputs are in).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from fedseg.privacy.accounting import Release
+from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server.aggregation import Aggregate, ReplySpec, aggregate_plain
+from fedseg.server.config import SegmentationConfig
+from fedseg.server.recommender.ease import RecommenderModel, choose_items, fit_recommender
+from fedseg.server.segmentation import Aggregator
+from fedseg.server.transport import Transport
+
+POPULARITY_RELEASE = "recommender_item_popularity"
+GRAM_RELEASE = "recommender_gram"
+# As benchmarked (benchmarks/recommender.py, docs/recommender.md).
+MAX_GRAM_ITEMS = 1000
+SEGMENT_WEIGHT = 4.0
+POPULARITY_WEIGHT = 0.3
+
+
+class CatalogueError(ValueError):
+    """The item catalogue the recommender needs is missing or unusable."""
+
+
+def read_catalogue(path: str | Path) -> list[str]:
+    """Item ids (as str, in file order) of a catalogue CSV with an ``item_id`` column."""
+    if not str(path):
+        raise CatalogueError("the recommender needs an item catalogue (run_config 'items')")
+    try:
+        table = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise CatalogueError(f"{path}: cannot read the item catalogue ({exc})") from None
+    if "item_id" not in table.columns:
+        raise CatalogueError(f"{path}: the item catalogue has no column 'item_id'")
+    ids = table["item_id"].astype(str).str.strip()
+    empty = np.flatnonzero((ids == "").to_numpy())
+    if len(empty):
+        raise CatalogueError(f"{path}: row {int(empty[0]) + 2}: empty item_id")
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise CatalogueError(f"{path}: item_id {repeated.iloc[0]!r} appears twice")
+    if not len(ids):
+        raise CatalogueError(f"{path}: the item catalogue is empty")
+    return ids.tolist()
+
+
+@dataclass
+class RecommenderRun:
+    """The two recommender rounds over the merchants that took part in the segmentation."""
+
+    transport: Transport
+    cfg: SegmentationConfig
+    ledger: PrivacyLedger
+    noise_multipliers: dict[str, float]  # from noise_plan: both recommender releases
+    aggregate: Aggregator | None = None  # secure aggregation; plain sums otherwise
+    excluded: set[int] = field(default_factory=set)
+    request_ids: itertools.count = field(default_factory=itertools.count)
+    history: list[dict] = field(default_factory=list)
+
+    def fit(
+        self, scaling: FeatureScaling, centres: np.ndarray, catalogue: Sequence[str]
+    ) -> RecommenderModel:
+        """Both rounds; the model's item indices refer to positions in ``catalogue``."""
+        k = len(centres)
+        segmentation = {
+            "lower": np.asarray(scaling.lower, dtype=np.float64),
+            "upper": np.asarray(scaling.upper, dtype=np.float64),
+            "mean": np.asarray(scaling.mean, dtype=np.float64),
+            "scale": np.asarray(scaling.scale, dtype=np.float64),
+            "radius": float(scaling.radius),
+            "centres": np.asarray(centres, dtype=np.float64),
+            "items": [str(item) for item in catalogue],
+        }
+        z_pop = self.noise_multipliers[POPULARITY_RELEASE]
+        spec = ReplySpec(shapes={"overall": (len(catalogue),)}, sigmas={"overall": z_pop})
+        popularity = self._noisy_round(
+            "item_popularity", POPULARITY_RELEASE, segmentation, z_pop, spec
+        )
+        items = choose_items(
+            popularity.sums["overall"],
+            sigma=z_pop * self._spread(popularity),
+            max_items=MAX_GRAM_ITEMS,
+        )
+        size = len(items) + k
+        z_gram = self.noise_multipliers[GRAM_RELEASE]
+        request = dict(
+            segmentation,
+            item_index=items.astype(np.int64),
+            segment_weight=SEGMENT_WEIGHT,
+            normalize=self.cfg.private,  # exact co-occurrence counts only without noise
+        )
+        spec = ReplySpec(shapes={"gram": (size * (size + 1) // 2,)}, sigmas={"gram": z_gram})
+        gram = self._noisy_round("item_gram", GRAM_RELEASE, request, z_gram, spec)
+        return fit_recommender(
+            {"overall": popularity.sums["overall"], "gram": symmetric(gram.sums["gram"], size)},
+            item_index=items,
+            gram_sigma=z_gram * self._spread(gram),
+            n_segments=k,
+            segment_weight=SEGMENT_WEIGHT,
+            popularity_weight=POPULARITY_WEIGHT,
+        )
+
+    def _spread(self, agg: Aggregate) -> float:
+        """Std of the summed noise over σ: one σ with distributed noise, else √contributors."""
+        copies = 1 if self.cfg.noise == "distributed" else len(agg.log.contributors)
+        return math.sqrt(max(copies, 1))
+
+    def _noisy_round(
+        self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
+    ) -> Aggregate:
+        nodes = sorted(set(self.transport.node_ids()) - self.excluded)
+        if not getattr(self.aggregate, "charges_ledger", False):
+            self.ledger.charge(Release(name=release, noise_multiplier=z))
+        request = dict(
+            payload, release=release, noise_multiplier=z, request_id=next(self.request_ids)
+        )
+        started = time.perf_counter()
+        if self.aggregate is not None:
+            agg = self.aggregate(task, request, spec, nodes)
+        else:
+            replies = self.transport.request(task, request, nodes, max_bytes=spec.max_bytes())
+            agg = aggregate_plain(release, nodes, replies, spec, min_clients=self.cfg.min_clients)
+        agg.log.seconds = time.perf_counter() - started
+        self.history.append(agg.log.to_dict())
+        return agg
+
+
+def symmetric(upper: np.ndarray, size: int) -> np.ndarray:
+    """The symmetric matrix whose upper triangle (row-major, diagonal included) is ``upper``."""
+    matrix = np.zeros((size, size))
+    matrix[np.triu_indices(size)] = upper
+    return matrix + np.triu(matrix, 1).T
