@@ -1,0 +1,248 @@
+"""The recommender wired into the real Flower apps: one budget, honest metrics, nothing leaks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fedseg.client.features import customer_features
+from fedseg.client.merchant import MerchantSettings, build_node
+from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
+from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.server.config import SegmentationConfig
+from fedseg.server.model import SegmentModel
+from fedseg.server.recommender.ease import RecommenderModel
+from fedseg.server.recommender.rounds import CatalogueError, read_catalogue, symmetric
+from fedseg.server.segmentation import noise_plan
+from fedseg.simulations.federation import write_federation
+from fedseg.simulations.runner import merchant_files, simulate
+from fedseg.simulations.synthetic import generate_federation
+
+RELEASES = {"recommender_item_popularity", "recommender_gram"}
+EPSILON = 8.0
+
+
+@pytest.fixture(scope="module")
+def traced_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rec")
+    generated = generate_federation(users=1200, merchants=3, seed=5)
+    for merchant_id, table in generated.merchants.items():  # ids long enough to search for
+        table["user_id"] = [f"customer-{merchant_id}-{u}" for u in table["user_id"]]
+    truth = generated.truth
+    truth["user_id"] = "customer-" + truth["merchant_id"] + "-" + truth["user_id"].astype(str)
+    fed = write_federation(generated, root / "fed")
+    config = {"k": 4, "epsilon": EPSILON, "rounds": 3, "seed": 5, "recommender": True}
+    result = simulate(
+        fed, config, out_dir=root / "out", trace_dir=root / "trace", state_dir=root / "state"
+    )
+    return fed, root, result
+
+
+@pytest.mark.slow
+def test_model_json_has_a_usable_recommender(traced_run):
+    fed, root, _ = traced_run
+    model = SegmentModel.load(root / "out" / "model.json")
+    published = model.extras["recommender"]
+    catalogue = pd.read_csv(fed / "items.csv")["item_id"].astype(str).tolist()
+    assert published["item_ids"] == catalogue
+    recommender = RecommenderModel.from_dict(published)
+    assert recommender.n_items == len(catalogue) and recommender.n_segments == model.k
+    top = recommender.recommend(np.array([0, 1, 2]), segment=0, n=10)
+    assert len(set(top.tolist())) == 10 and not set(top.tolist()) & {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_one_budget_covers_segmentation_and_recommender(traced_run):
+    _, root, result = traced_run
+    releases = {r["name"]: r for r in result.model.privacy["releases"]}
+    assert RELEASES <= set(releases)
+    assert {"feature_histograms", "cluster_stats"} <= set(releases)
+    assert result.model.privacy["epsilon"] <= EPSILON
+    for ledger_file in (root / "state").glob("*/ledger.json"):  # each merchant's own ledger
+        ledger = PrivacyLedger(ledger_file, epsilon_cap=math.inf, delta=1e-6)
+        assert 0.9 * EPSILON < ledger.spent() <= EPSILON
+    assert len(list((root / "state").glob("*/ledger.json"))) == 3
+
+
+@pytest.mark.slow
+def test_metrics_beat_random_ranking(traced_run):
+    _, _, result = traced_run
+    figures = result.metrics["recommender"]
+    # Random scores: HR@10 = 0.1 and NDCG@10 ≈ 0.043 (sampled), 10/320 full; with ~1,100
+    # tested customers their std is < 0.01, so these bounds are > 8σ above chance.
+    assert figures["hr_at_10"] > 0.2
+    assert figures["ndcg_at_10"] > 0.1
+    assert figures["hr_at_10_full"] > 0.1
+    assert figures["evaluated_customers"] > 1000
+
+
+@pytest.mark.slow
+def test_recommender_messages_leak_no_customer_data(traced_run):
+    fed, root, _ = traced_run
+    files = sorted((root / "trace").iterdir())
+    kinds = {f.name.split("-", 2)[2] for f in files}
+    assert {"query.item_popularity.pb", "query.item_gram.pb"} <= kinds
+    blob = b"".join(f.read_bytes() for f in files)
+    sizes = []
+    for path in merchant_files(fed):
+        raw = pd.read_csv(path)
+        pseudonymizer = Pseudonymizer.for_simulation(path.stem, 5)
+        features, _, _ = customer_features(path, pseudonymizer=pseudonymizer)
+        for user_id in raw["user_id"].astype(str).unique():
+            assert user_id.encode() not in blob, f"raw user id {user_id} was sent"
+        for pseudonym in features.index[:200]:
+            assert pseudonym.encode() not in blob, "a pseudonym was sent"
+        for email in raw["email"].dropna().unique()[:200]:
+            assert email.encode() not in blob, "an email was sent"
+        for _, items in list(raw.groupby("user_id")["item_id"])[:200]:
+            history = pd.unique(items.to_numpy())
+            if len(history) >= 3:  # a customer's item list, as int or float arrays would carry it
+                assert history.astype(np.int64).tobytes() not in blob, "an item history was sent"
+                assert history.astype(np.float64).tobytes() not in blob, "an item history was sent"
+        sizes.append(len(features))
+    for f in files:  # no array is per-customer: none has as many rows as a merchant has customers
+        for array in _arrays(f.read_bytes()):
+            assert array.ndim <= 2 and not set(array.shape) & set(sizes), array.shape
+
+
+@pytest.mark.slow
+def test_assign_recommends_unseen_items_to_own_customers(traced_run):
+    from fedseg.client.assign import assign_segments
+
+    fed, root, _ = traced_run
+    path = merchant_files(fed)[0]
+    table = assign_segments(root / "out" / "model.json", path)
+    raw = pd.read_csv(path)
+    seen = raw.groupby(raw["user_id"].astype(str))["item_id"].agg(lambda s: set(map(str, s)))
+    assert set(table["user_id"]) == set(seen.index)
+    for user_id, line in zip(table["user_id"], table["recommendations"], strict=True):
+        items = line.split(" ")
+        assert len(items) == len(set(items)) == 10
+        assert not set(items) & seen[user_id], "recommended an item the customer already has"
+
+
+@pytest.mark.slow
+def test_secure_aggregation_with_distributed_noise(tmp_path):
+    fed = write_federation(generate_federation(users=900, merchants=3, seed=2), tmp_path / "fed")
+    config = {
+        "k": 3, "epsilon": 4.0, "rounds": 3, "seed": 2, "recommender": True,
+        "secure-agg": True, "noise": "distributed",
+    }  # fmt: skip
+    result = simulate(fed, config, out_dir=tmp_path / "out")
+    assert RELEASES <= {r["name"] for r in result.model.privacy["releases"]}
+    assert result.model.privacy["epsilon"] <= 4.0
+    tasks = [h["task"] for h in result.model.history]
+    assert tasks[-2:] == ["recommender_item_popularity", "recommender_gram"]
+    assert all(len(h["contributors"]) == 3 for h in result.model.history[-2:])
+    assert result.metrics["recommender"]["hr_at_10"] > 0.2
+
+
+def test_budget_split_is_ninety_percent_recommender_in_two_halves():
+    cfg = SegmentationConfig(k=3, epsilon=2.0, rounds=4, recommender=True)
+    z = noise_plan(cfg)
+    counts = {"cluster_stats": 4, "init_cluster_stats": 1}
+    precision = {name: counts.get(name, 1) / v**2 for name, v in z.items()}
+    total = sum(precision.values())
+    assert precision["recommender_item_popularity"] / total == pytest.approx(0.45, rel=1e-9)
+    assert precision["recommender_gram"] / total == pytest.approx(0.45, rel=1e-9)
+    assert precision["feature_histograms"] / total == pytest.approx(0.1 * 0.05, rel=1e-9)
+    plain = noise_plan(SegmentationConfig(k=3, epsilon=2.0, rounds=4))
+    assert set(plain) == {"cluster_stats", "init_cluster_stats", "feature_histograms"}
+
+
+def test_config_keeps_validating_shares():
+    assert SegmentationConfig(recommender=True).recommender_share == 0.9
+    assert SegmentationConfig(recommender=True, recommender_share=0.5).lloyd_share == pytest.approx(
+        0.375
+    )
+    with pytest.raises(ValueError, match="budget shares"):
+        SegmentationConfig(recommender=True, recommender_share=1.0)
+    with pytest.raises(ValueError, match="budget shares"):
+        SegmentationConfig(histogram_share=0.5, init_share=0.5)
+
+
+def test_catalogue_errors_name_the_file_and_row(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,category\na,x\nb,y\n")
+    assert read_catalogue(path) == ["a", "b"]
+    path.write_text("item_id\na\na\n")
+    with pytest.raises(CatalogueError, match="'a' appears twice"):
+        read_catalogue(path)
+    path.write_text("sku\na\n")
+    with pytest.raises(CatalogueError, match="no column 'item_id'"):
+        read_catalogue(path)
+    with pytest.raises(CatalogueError, match="run_config 'items'"):
+        read_catalogue("")
+
+
+def test_symmetric_mirrors_the_upper_triangle():
+    full = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 5.0], [3.0, 5.0, 6.0]])
+    assert np.array_equal(symmetric(full[np.triu_indices(3)], 3), full)
+
+
+def _tiny_node(tmp_path, *, epsilon_cap=math.inf, holdout=False):
+    """Two customers: u1 saw items a, b (in that order); u2 saw c only."""
+    (tmp_path / "merchants").mkdir(parents=True, exist_ok=True)
+    events = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2"],
+            "timestamp": ["2024-01-01", "2024-01-02", "2024-01-01"],
+            "event": ["purchase", "purchase", "purchase"],
+            "item_id": ["a", "b", "c"],
+            "price": [1.0, 2.0, 3.0],
+        }
+    )
+    path = tmp_path / "merchants" / "m0.csv"
+    events.to_csv(path, index=False)
+    settings = MerchantSettings(
+        data_path=str(path), merchant_id="m0", epsilon_cap=epsilon_cap, delta=1e-6,
+        simulation_seed=0, holdout_last=holdout,
+    )  # fmt: skip
+    node = build_node(settings)
+    d = len(node.names)
+    payload = {
+        "lower": np.zeros(d), "upper": np.full(d, 1e6), "mean": np.zeros(d), "scale": np.ones(d),
+        "radius": 1e6, "centres": np.zeros((1, d)), "items": ["a", "b", "c", "d"],
+        "release": "recommender_item_popularity", "noise_multiplier": 0.0, "request_id": 7,
+    }  # fmt: skip
+    return node, payload
+
+
+def test_node_releases_unit_norm_popularity_by_hand(tmp_path):
+    node, payload = _tiny_node(tmp_path)
+    overall = node.handle("item_popularity", payload)["overall"]
+    root_half = 1 / math.sqrt(2)  # u1's row (1, 1, 0, 0) normalized; u2's row (0, 0, 1, 0)
+    assert np.allclose(overall, [root_half, root_half, 1.0, 0.0])
+    gram = node.handle(
+        "item_gram", dict(payload, item_index=np.array([0, 2]), release="recommender_gram")
+    )["gram"]
+    # Items (a, c) + one segment column of weight 1: u1 → (1, 0, 1)/√2, u2 → (0, 1, 1)/√2.
+    assert np.allclose(symmetric(gram, 3), [[0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 1.0]])
+
+
+def test_holdout_hides_each_customers_last_item(tmp_path):
+    node, payload = _tiny_node(tmp_path, holdout=True)
+    overall = node.handle("item_popularity", payload)["overall"]
+    assert np.allclose(overall, [1.0, 0.0, 1.0, 0.0])  # u1 keeps a only; u2 keeps its one item
+    with pytest.raises(ValueError, match="simulations only"):
+        MerchantSettings(data_path="x", merchant_id="m", epsilon_cap=1.0, delta=1e-6,
+                         key_file="k", state_dir="s", holdout_last=True)  # fmt: skip
+
+
+def test_capped_merchant_refuses_before_releasing(tmp_path):
+    node, payload = _tiny_node(tmp_path, epsilon_cap=0.5)
+    with pytest.raises(BudgetExceeded):
+        node.handle("item_popularity", dict(payload, noise_multiplier=1.0))
+    assert node.ledger.spent() == 0.0
+
+
+def _arrays(data: bytes) -> list[np.ndarray]:
+    from flwr.app import ArrayRecord
+    from flwr.common.serde import message_from_proto
+    from flwr.proto.message_pb2 import Message as ProtoMessage
+
+    message = message_from_proto(ProtoMessage.FromString(data))
+    records = message.content.values()
+    return [a.numpy() for rec in records if isinstance(rec, ArrayRecord) for a in rec.values()]
