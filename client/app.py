@@ -20,7 +20,7 @@ from fedseg.client.secure import secure_step
 
 app = ClientApp()
 SECAGG_STATE = "fedseg.secagg"
-_nodes: dict[MerchantSettings, MerchantNode] = {}  # one node per merchant setting, per process
+_nodes: dict[tuple[MerchantSettings, str], MerchantNode] = {}  # one node per merchant setting, per process
 
 
 def settings_from_context(context: Context) -> MerchantSettings:
@@ -57,9 +57,16 @@ def settings_from_context(context: Context) -> MerchantSettings:
 
 def _node(context: Context) -> MerchantNode:
     settings = settings_from_context(context)
-    if settings not in _nodes:
-        _nodes[settings] = build_node(settings)
-    return _nodes[settings]
+    # A simulation's throw-away merchants (ledgers in memory) belong to one run only;
+    # a new simulation run in this process replaces the previous one's.
+    run = str(context.run_config.get("sim-run-id", ""))
+    key = (settings, run)
+    if key not in _nodes:
+        if run:
+            for stale in [k for k in _nodes if k[1] and k[1] != run]:
+                del _nodes[stale]
+        _nodes[key] = build_node(settings)
+    return _nodes[key]
 
 
 def _answer(task: str, message: Message, context: Context) -> Message:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,16 @@ def simulate(
     out_dir.mkdir(parents=True, exist_ok=True)
     n_merchants = len(merchant_files(data_dir))
     with tempfile.TemporaryDirectory(prefix="fedseg-state-") as scratch:
-        state_dir = str(state_dir or scratch)
+        # In one process merchants can keep throw-away ledgers in memory; Ray's workers
+        # share them through files.
+        if state_dir is None and backend == "ray":
+            state_dir = scratch
         config = {
             **run_config,
             "out-dir": str(out_dir),
             "sim-data-dir": str(data_dir),
-            "sim-state-dir": state_dir,
+            "sim-state-dir": str(state_dir or ""),
+            "sim-run-id": uuid.uuid4().hex,
             "expected-nodes": n_merchants,
         }
         config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
