@@ -94,6 +94,11 @@ def feature_histograms(message: Message, context: Context) -> Message:
     return _answer("feature_histograms", message, context)
 
 
+@app.query("square_norm")
+def square_norm(message: Message, context: Context) -> Message:
+    return _answer("square_norm", message, context)
+
+
 @app.train("cluster_stats")
 def cluster_stats(message: Message, context: Context) -> Message:
     return _answer("cluster_stats", message, context)

@@ -56,6 +56,7 @@ class MerchantNode:
             "describe": self._describe,
             "feature_histograms": self._histograms,
             "cluster_stats": self._cluster_stats,
+            "square_norm": self._square_norm,
         }
 
     def register(
@@ -104,8 +105,8 @@ class MerchantNode:
         counts = feature_histograms(self._model_space(), edges)
         return self._release(payload, mechanism, {"counts": counts}, mode)
 
-    def _cluster_stats(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-        scaling = FeatureScaling(
+    def _scaling(self, payload: Mapping[str, Any]) -> FeatureScaling:
+        return FeatureScaling(
             names=self.names,
             log=self.log,
             lower=tuple(_array(payload, "lower", ndim=1)),
@@ -114,6 +115,20 @@ class MerchantNode:
             scale=tuple(_array(payload, "scale", ndim=1)),
             radius=float(payload["radius"]),
         )
+
+    def _square_norm(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
+        """Σ‖z‖² over this merchant's customers: with the cluster statistics it gives the
+        within-cluster cost, which choosing k needs. One customer adds ‖z‖² ≤ R²."""
+        scaling = self._scaling(payload)
+        radius = min(scaling.radius, scaling.box_radius())
+        mechanism = GaussianMechanism(
+            noise_multiplier=_noise_multiplier(payload), sensitivities={"square_norm": radius**2}
+        )
+        total = np.array([np.sum(scaling.transform(self.features) ** 2)])
+        return self._release(payload, mechanism, {"square_norm": total}, mode)
+
+    def _cluster_stats(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
+        scaling = self._scaling(payload)
         centres = _array(payload, "centres", ndim=2)
         if centres.shape[1] != scaling.dim:
             raise BadRequest(f"'centres' has {centres.shape[1]} columns for {scaling.dim} features")

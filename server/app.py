@@ -30,6 +30,7 @@ MESSAGE_TYPES = {
     "describe": "query.describe",
     "feature_histograms": "query.feature_histograms",
     "cluster_stats": "train.cluster_stats",
+    "square_norm": "query.square_norm",
     "item_popularity": "query.item_popularity",
     "item_gram": "query.item_gram",
 }

@@ -38,6 +38,7 @@ class SegmentationConfig:
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
     histogram_share: float = 0.05
     init_share: float = 0.2
+    square_norm_share: float = 0.0  # > 0: also release Σ‖z‖² (the cost curve of choose_k)
     recommender_share: float = 0.0
     recommender: bool = False  # also fit the DP-EASE recommender (server/recommender/rounds.py)
     items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
@@ -64,8 +65,8 @@ class SegmentationConfig:
             raise ValueError("robust aggregation must see each reply; it cannot run with secure-agg")
         if self.noise == "distributed" and not self.secure_agg:
             raise ValueError("noise 'distributed' needs secure aggregation (--secure-agg)")
-        shares = (self.histogram_share, self.init_share, self.recommender_share)
-        if min(shares) < 0 or sum(shares[:2]) >= 1 or shares[2] >= 1:
+        shares = (self.histogram_share, self.init_share, self.square_norm_share, self.recommender_share)
+        if min(shares) < 0 or sum(shares[:3]) >= 1 or shares[3] >= 1:
             raise ValueError("budget shares must be ≥ 0 and leave a positive share for Lloyd rounds")
         if not 0 <= self.dropout_tolerance < 0.5:
             raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
@@ -74,7 +75,9 @@ class SegmentationConfig:
 
     @property
     def lloyd_share(self) -> float:
-        return self.segmentation_share * (1.0 - self.histogram_share - self.init_share)
+        return self.segmentation_share * (
+            1.0 - self.histogram_share - self.init_share - self.square_norm_share
+        )
 
     @property
     def segmentation_share(self) -> float:

@@ -43,6 +43,8 @@ def noise_plan(cfg: SegmentationConfig, *, histograms: bool = True, init: bool =
         kinds.append(("init_cluster_stats", seg * cfg.init_share, cfg.init_rounds))
     if histograms:
         kinds.append(("feature_histograms", seg * cfg.histogram_share, 1))
+        if cfg.square_norm_share > 0:
+            kinds.append(("square_norm", seg * cfg.square_norm_share, 1))
     if cfg.recommender_share > 0:  # popularity and Gram releases, equal halves
         half = cfg.recommender_share / 2
         kinds += [("recommender_item_popularity", half, 1), ("recommender_gram", half, 1)]
@@ -64,6 +66,7 @@ class SegmentationRun:
     aggregate: Aggregator | None = None
     warm_start: Mapping[str, Any] | None = None  # an earlier model.json, parsed
     statistics_from: Mapping[str, Any] | None = None  # reuse its scaler and marginals only
+    _square_norm: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     _request_ids: itertools.count = field(default_factory=itertools.count)
 
@@ -77,9 +80,13 @@ class SegmentationRun:
             if list(scaling.names) != declaration["names"]:
                 raise RoundFailed("the earlier model's features differ from the merchants'")
             marginals = earlier.get("marginals", {})
+            if "square_norm" in marginals:
+                self._square_norm = {"square_norm": float(marginals["square_norm"])}
             self._histograms = (np.asarray(marginals.get("counts")), np.asarray(marginals.get("edges")))
         else:
             scaling = self._feature_scaling(declaration, z["feature_histograms"])
+            if "square_norm" in z:
+                self._square_norm = self._square_norm_round(scaling, z["square_norm"])
         if self.warm_start is not None:
             centres = np.asarray(self.warm_start["centroids_standardized"], dtype=np.float64)
         else:
@@ -91,7 +98,7 @@ class SegmentationRun:
             "centres": centres,
             "sizes": sizes,
             "history": self.history,
-            "marginals": {"counts": counts.tolist(), "edges": edges.tolist()},
+            "marginals": {"counts": counts.tolist(), "edges": edges.tolist(), **self._square_norm},
             "noise_plan": z,
         }
 
@@ -149,6 +156,14 @@ class SegmentationRun:
         self._histograms = (kmeans.denoise_histograms(agg.sums["counts"], total_sigma), edges)
         return _with_radius(scaling)
 
+    def _square_norm_round(self, scaling: FeatureScaling, z: float) -> dict:
+        """Noisy Σ‖z‖² over all customers (sensitivity R²), published with the marginals."""
+        payload = _scaling_payload(scaling)
+        sigma = z * scaling.radius**2
+        spec = ReplySpec(shapes={"square_norm": (1,)}, sigmas={"square_norm": sigma})
+        agg = self._noisy_round("square_norm", "square_norm", payload, z, spec)
+        return {"square_norm": float(agg.sums["square_norm"][0])}
+
     def _initial_centres(self, scaling: FeatureScaling, z: float) -> np.ndarray:
         counts, edges = self._histograms
         candidates = kmeans.sample_candidates(counts, edges, scaling, self.cfg.n_candidates, self.rng)
@@ -188,11 +203,7 @@ class SegmentationRun:
 
     def _cluster_round(self, release: str, scaling: FeatureScaling, centres, z: float):
         payload = {
-            "lower": np.asarray(scaling.lower),
-            "upper": np.asarray(scaling.upper),
-            "mean": np.asarray(scaling.mean),
-            "scale": np.asarray(scaling.scale),
-            "radius": float(scaling.radius),
+            **_scaling_payload(scaling),
             "centres": np.asarray(centres, dtype=np.float64),
             "sums_share": kmeans.sums_share(scaling.dim),
         }
@@ -235,6 +246,17 @@ class SegmentationRun:
         agg.log.seconds = time.perf_counter() - started
         self.history.append(agg.log.to_dict())
         return agg
+
+
+def _scaling_payload(scaling: FeatureScaling) -> dict:
+    """The public scaling every merchant applies before computing a statistic."""
+    return {
+        "lower": np.asarray(scaling.lower),
+        "upper": np.asarray(scaling.upper),
+        "mean": np.asarray(scaling.mean),
+        "scale": np.asarray(scaling.scale),
+        "radius": float(scaling.radius),
+    }
 
 
 def _with_radius(scaling: FeatureScaling) -> FeatureScaling:

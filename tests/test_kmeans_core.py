@@ -133,3 +133,16 @@ def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_fe
     names = {r["name"] for r in again.privacy["releases"]}
     assert names == {"init_cluster_stats", "cluster_stats"}
     assert again.privacy["epsilon"] <= 1.0
+
+
+def test_square_norm_release_is_accounted_and_close_to_the_truth(mixture_federation, tmp_path):
+    result = simulate(mixture_federation, {"k": 3, "epsilon": 4.0, "seed": 0, "square-norm-share": 0.05},
+                      out_dir=tmp_path, evaluate=False)  # fmt: skip
+    model = result.model
+    released = model.extras["marginals"]["square_norm"]
+    x, _ = pooled_features(mixture_federation, seed=0)
+    truth = float(np.sum(model.scaling.transform(x) ** 2))
+    noise = next(r for r in model.privacy["releases"] if r["name"] == "square_norm")
+    sigma = noise["noise_multiplier"] * model.scaling.radius**2 * np.sqrt(3)  # 3 merchants, local
+    assert abs(released - truth) < 6 * sigma
+    assert model.privacy["epsilon"] <= 4.0
