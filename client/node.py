@@ -52,6 +52,8 @@ class MerchantNode:
         self.upper = np.asarray(upper, dtype=np.float64)
         self.ledger = ledger
         self.rng_for = rng_for
+        self._cached_scaling: FeatureScaling | None = None
+        self._cached_z = np.empty((0, len(self.names)))
         self._handlers: dict[str, Callable[[Mapping[str, Any], ReleaseMode], dict]] = {
             "describe": self._describe,
             "feature_histograms": self._histograms,
@@ -116,6 +118,12 @@ class MerchantNode:
             radius=float(payload["radius"]),
         )
 
+    def _transformed(self, scaling: FeatureScaling) -> np.ndarray:
+        """The customers in standardized space; the scaling is the same every round."""
+        if self._cached_scaling != scaling:
+            self._cached_scaling, self._cached_z = scaling, scaling.transform(self.features)
+        return self._cached_z
+
     def _square_norm(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
         """Σ‖z‖² over this merchant's customers: with the cluster statistics it gives the
         within-cluster cost, which choosing k needs. One customer adds ‖z‖² ≤ R²."""
@@ -124,7 +132,7 @@ class MerchantNode:
         mechanism = GaussianMechanism(
             noise_multiplier=_noise_multiplier(payload), sensitivities={"square_norm": radius**2}
         )
-        total = np.array([np.sum(scaling.transform(self.features) ** 2)])
+        total = np.array([np.sum(self._transformed(scaling) ** 2)])
         return self._release(payload, mechanism, {"square_norm": total}, mode)
 
     def _cluster_stats(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
@@ -142,7 +150,7 @@ class MerchantNode:
             sensitivities={"sums": radius, "counts": 1.0},
             shares={"sums": share, "counts": 1.0 - share},
         )
-        sums, counts = cluster_statistics(scaling.transform(self.features), centres)
+        sums, counts = cluster_statistics(self._transformed(scaling), centres)
         return self._release(payload, mechanism, {"sums": sums, "counts": counts}, mode)
 
     def _release(
