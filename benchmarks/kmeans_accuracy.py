@@ -6,10 +6,13 @@ scikit-learn KMeans(n_init=10) on the pooled data (non-private reference), diffp
 KMeans (central DP, run from its own virtualenv because it does not import with
 scikit-learn 1.9) and fedseg through the real Flower apps on the in-process Grid.
 
-    python benchmarks/kmeans_accuracy.py                 # everything, 5 seeds (~30 min)
+    python benchmarks/kmeans_accuracy.py                 # everything, 5 seeds
     python benchmarks/kmeans_accuracy.py --quick         # 2 seeds, ε ∈ {0.25, 1, ∞}
+    python benchmarks/kmeans_accuracy.py --scenarios m2000-a0.5 --seeds 3 --epsilons 0.25,1,4,inf
 
-Prints a table (medians over seeds) and writes benchmarks/results/kmeans_accuracy.json.
+Each finished (scenario, seed) is appended to benchmarks/results/kmeans_accuracy.jsonl, and
+a re-run skips those already there (delete the file to start over). Prints a table
+(medians over seeds) and writes benchmarks/results/kmeans_accuracy.json from all of them.
 """
 
 from __future__ import annotations
@@ -116,6 +119,18 @@ def run_point(job: tuple) -> list[dict]:
     return rows
 
 
+PARTIAL = HERE / "results" / "kmeans_accuracy.jsonl"
+
+
+def _finished() -> list[dict]:
+    if not PARTIAL.exists():
+        return []
+    rows = [json.loads(line) for line in PARTIAL.read_text().splitlines() if line.strip()]
+    for r in rows:
+        r["epsilon"] = float(r["epsilon"])
+    return rows
+
+
 def ensure_diffprivlib() -> None:
     if not (DPL_VENV / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(DPL_VENV)], check=True)
@@ -143,18 +158,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--epsilons", default=None, help="comma-separated, inf allowed")
     args = parser.parse_args()
     seeds = 2 if args.quick else args.seeds
     epsilons = (0.25, 1.0, math.inf) if args.quick else EPSILONS
+    if args.epsilons:
+        epsilons = tuple(float(e) for e in args.epsilons.split(","))
     ensure_diffprivlib()
     names = [s for s in args.scenarios.split(",") if s]
+    done = {(r["scenario"], r["seed"]) for r in _finished()}
     with tempfile.TemporaryDirectory() as root:
         jobs = []
         for name in names:
             eps = (1.0,) if SCENARIOS[name]["noise"] == "distributed" else epsilons
-            jobs += [(name, seed, eps, root) for seed in range(seeds)]
-        with ProcessPoolExecutor(max_workers=2) as pool:
-            rows = [r for rs in pool.map(run_point, jobs) for r in rs]
+            jobs += [(name, seed, eps, root) for seed in range(seeds) if (name, seed) not in done]
+        with ProcessPoolExecutor(max_workers=2) as pool, PARTIAL.open("a") as partial:
+            for rows in pool.map(run_point, jobs):
+                partial.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+                partial.flush()
+    rows = _finished()
     table = summarize(rows)
     print(f"{'scenario':18} {'method':30} {'ε':>6} {'cost ratio':>10} {'ARI':>6} {'ε spent':>8} {'empty':>5} {'wall s':>7}")
     for t in table:
