@@ -23,7 +23,8 @@ share of variance left unexplained by k segments; a running minimum over k remov
 from a fit that landed in a poor local optimum (the optimal cost never rises with k).
 
 Rule. Suggested k = the smallest k whose next candidate improves the unexplained share by
-less than ``min_gain`` (default 10 % relative): W(k_next) > (1 − min_gain) W(k). If every step
+less than ``min_gain`` (default 15 % relative; measured noisy curves gain ~12 % past
+the planted k at ε = 2, the non-private curve ~8 %): W(k_next) > (1 − min_gain) W(k). If every step
 improves more, the largest k is suggested.
 """
 
@@ -42,7 +43,7 @@ from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 from fedseg.server.segmentation import noise_plan
 
-DEFAULT_MIN_GAIN = 0.10
+DEFAULT_MIN_GAIN = 0.15  # DP noise moves the curve by a few %: demand a clear gain
 DEFAULT_STATISTICS_SHARE = 0.25
 DEFAULT_SQUARE_NORM_SHARE = 0.02
 SHARE_KEYS = {"feature_histograms": "histogram-share", "init_cluster_stats": "init-share",

@@ -185,3 +185,14 @@ def test_choose_k_end_to_end_shares_statistics_within_the_total(tmp_path):
     assert choice.suggested_k in (2, 3, 4)
     assert all(0 <= w <= 1 for w in choice.unexplained)
     assert list(choice.unexplained) == sorted(choice.unexplained, reverse=True)
+
+
+@pytest.mark.slow
+def test_private_choice_finds_the_planted_k_on_the_default_federation(tmp_path):
+    from fedseg.simulations.federation import write_federation
+    from fedseg.simulations.synthetic import generate_federation
+
+    data = write_federation(generate_federation(seed=0), tmp_path / "fed")
+    choice = choose_k(data, {"seed": 0, "delta": 1e-6}, range(2, 11), epsilon_total=2.0)
+    assert choice.suggested_k == 5
+    assert choice.epsilon_spent <= 2.0
