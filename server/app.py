@@ -97,7 +97,7 @@ def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: list[str]) -
     secure = run.aggregate if run.cfg.secure_agg else None
     rounds = RecommenderRun(
         run.transport, run.cfg, run.ledger, fitted["noise_plan"], aggregate=secure,
-        excluded=run._excluded, request_ids=run._request_ids, history=run.history,
+        excluded=run.excluded, request_ids=run.request_ids, history=run.history,
     )  # fmt: skip
     model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
     return {**model.to_dict(), "item_ids": catalogue}

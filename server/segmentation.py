@@ -68,7 +68,8 @@ class SegmentationRun:
     statistics_from: Mapping[str, Any] | None = None  # reuse its scaler and marginals only
     _square_norm: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
-    _request_ids: itertools.count = field(default_factory=itertools.count)
+    request_ids: itertools.count = field(default_factory=itertools.count)  # one noise stream each
+    excluded: set[int] = field(default_factory=set)  # merchants declaring other features
 
     def fit(self) -> dict[str, Any]:
         """Run every round; returns the fitted state (see ``server.model``)."""
@@ -121,7 +122,7 @@ class SegmentationRun:
         majority = max(votes.values(), key=len)[0].payload
         agreeing = tuple(r.node_id for r in max(votes.values(), key=len))
         # Merchants declaring other features are left out; silent ones may still join.
-        self._excluded = {r.node_id for group in votes.values() for r in group} - set(agreeing)
+        self.excluded = {r.node_id for group in votes.values() for r in group} - set(agreeing)
         self.history.append(
             {"task": "describe", "asked": len(nodes), "contributors": list(agreeing),
              "seconds": time.perf_counter() - started}
@@ -233,10 +234,10 @@ class SegmentationRun:
     ) -> Aggregate:
         # Connected merchants, asked afresh each round: a node the SuperLink has marked
         # offline is not waited for in every later round.
-        nodes = sorted(set(self.transport.node_ids()) - self._excluded)
+        nodes = sorted(set(self.transport.node_ids()) - self.excluded)
         if not getattr(self.aggregate, "charges_ledger", False):
             self.ledger.charge(Release(name=release, noise_multiplier=z))
-        request = dict(payload, release=release, noise_multiplier=z, request_id=next(self._request_ids))
+        request = dict(payload, release=release, noise_multiplier=z, request_id=next(self.request_ids))
         started = time.perf_counter()
         if self.aggregate is not None:
             agg = self.aggregate(task, request, spec, nodes)
