@@ -55,8 +55,8 @@ def _data(scenario: dict, seed: int, root: Path):
 
 
 def _cost(x: np.ndarray, centres: np.ndarray) -> tuple[float, np.ndarray]:
-    from fedseg.simulations.metrics import kmeans_cost
     from fedseg.client.statistics import nearest_centre
+    from fedseg.simulations.metrics import kmeans_cost
 
     return kmeans_cost(x, centres), nearest_centre(x, centres)
 
@@ -110,11 +110,31 @@ def run_point(job: tuple) -> list[dict]:
              "ari": adjusted_rand_score(y, reference_model.labels_)}]  # fmt: skip
     for eps in epsilons:
         row = _fedseg(path, x, y, reference, eps, seed, scenario["noise"])
-        rows.append({"scenario": name, "method": f"fedseg ({scenario['noise']})", "epsilon": eps, "seed": seed, **row})
-        if scenario["noise"] == "local" and scenario["merchants"] == 20 and scenario["alpha"] == 0.5:
+        rows.append(
+            {
+                "scenario": name,
+                "method": f"fedseg ({scenario['noise']})",
+                "epsilon": eps,
+                "seed": seed,
+                **row,
+            }
+        )
+        if (
+            scenario["noise"] == "local"
+            and scenario["merchants"] == 20
+            and scenario["alpha"] == 0.5
+        ):
             dpl = _diffprivlib(x, y, reference, eps, seed)
             if dpl is not None:
-                rows.append({"scenario": name, "method": "diffprivlib (central)", "epsilon": eps, "seed": seed, **dpl})
+                rows.append(
+                    {
+                        "scenario": name,
+                        "method": "diffprivlib (central)",
+                        "epsilon": eps,
+                        "seed": seed,
+                        **dpl,
+                    }
+                )
     print(f"done: {name}, seed {seed}", file=sys.stderr, flush=True)
     return rows
 
@@ -144,7 +164,10 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["scenario"], r["method"], r["epsilon"]), []).append(r)
     table = []
     for (scenario, method, eps), rs in groups.items():
-        med = lambda key: float(np.median([r[key] for r in rs if key in r]))  # noqa: E731
+
+        def med(key: str, rs: list[dict] = rs) -> float:
+            return float(np.median([r[key] for r in rs if key in r]))
+
         table.append({"scenario": scenario, "method": method, "epsilon": eps, "seeds": len(rs),
                       "cost_ratio": med("cost_ratio"), "ari": med("ari"),
                       "epsilon_spent_max": max(r.get("epsilon_spent", eps) for r in rs),
@@ -178,7 +201,9 @@ def main() -> None:
                 partial.flush()
     rows = _finished()
     table = summarize(rows)
-    print(f"{'scenario':18} {'method':30} {'ε':>6} {'cost ratio':>10} {'ARI':>6} {'ε spent':>8} {'empty':>5} {'wall s':>7}")
+    print(
+        f"{'scenario':18} {'method':30} {'ε':>6} {'cost ratio':>10} {'ARI':>6} {'ε spent':>8} {'empty':>5} {'wall s':>7}"
+    )
     for t in table:
         print(f"{t['scenario']:18} {t['method']:30} {t['epsilon']:>6g} {t['cost_ratio']:>10.4f} "
               f"{t['ari']:>6.3f} {t['epsilon_spent_max']:>8.4g} {t['empty_clusters']:>5.1f} {t['wall_s']:>7.2f}")  # fmt: skip

@@ -31,7 +31,9 @@ def _fedseg(data: str) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        model = simulate(data, {"k": K, "epsilon": 1.0, "delta": 1e-6, "seed": 0}, out_dir=out, evaluate=False).model
+        model = simulate(
+            data, {"k": K, "epsilon": 1.0, "delta": 1e-6, "seed": 0}, out_dir=out, evaluate=False
+        ).model
         wall = time.perf_counter() - started
     loading = sum(h.get("seconds", 0.0) for h in model.history if h["task"] == "describe")
     fitting = sum(h.get("seconds", 0.0) for h in model.history if h["task"] != "describe")
@@ -74,7 +76,9 @@ def main() -> None:
     from fedseg.simulations.mixture import gaussian_mixture_federation, write_mixture_federation
 
     with tempfile.TemporaryDirectory() as root:
-        mix = gaussian_mixture_federation(n=args.customers, d=D, k=K, merchants=args.merchants, alpha=1.0, seed=0)
+        mix = gaussian_mixture_federation(
+            n=args.customers, d=D, k=K, merchants=args.merchants, alpha=1.0, seed=0
+        )
         data = write_mixture_federation(mix, Path(root) / "fed", fmt="parquet")
         del mix
         sk = _run("sklearn", data)
@@ -83,9 +87,15 @@ def main() -> None:
               "sklearn": sk, "fedseg": fs, "fit_ratio": fs["fit_s"] / sk["fit_s"],
               "wall_ratio": fs["wall_s"] / sk["fit_s"]}  # fmt: skip
     print(f"{'':28} {'seconds':>8} {'÷ sklearn':>9} {'peak MB':>8}")
-    print(f"{'sklearn KMeans(n_init=1)':28} {sk['fit_s']:>8.2f} {1:>9.2f} {sk['peak_rss_mb']:>8.0f}")
-    print(f"{'fedseg fit (all rounds)':28} {fs['fit_s']:>8.2f} {result['fit_ratio']:>9.2f} {fs['peak_rss_mb']:>8.0f}")
-    print(f"{'fedseg loading (once)':28} {fs['loading_s']:>8.2f} {fs['loading_s'] / sk['fit_s']:>9.2f}")
+    print(
+        f"{'sklearn KMeans(n_init=1)':28} {sk['fit_s']:>8.2f} {1:>9.2f} {sk['peak_rss_mb']:>8.0f}"
+    )
+    print(
+        f"{'fedseg fit (all rounds)':28} {fs['fit_s']:>8.2f} {result['fit_ratio']:>9.2f} {fs['peak_rss_mb']:>8.0f}"
+    )
+    print(
+        f"{'fedseg loading (once)':28} {fs['loading_s']:>8.2f} {fs['loading_s'] / sk['fit_s']:>9.2f}"
+    )
     print(f"{'fedseg end to end':28} {fs['wall_s']:>8.2f} {result['wall_ratio']:>9.2f}")
     out = HERE / "results" / "kmeans_speed.json"
     out.parent.mkdir(exist_ok=True)

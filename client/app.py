@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
-from flwr.clientapp import ClientApp
-
 from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
 from fedseg.client.node import MerchantNode
 from fedseg.client.secure import secure_step
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
 
 app = ClientApp()
 SECAGG_STATE = "fedseg.secagg"
-_nodes: dict[tuple[MerchantSettings, str], MerchantNode] = {}  # one node per merchant setting, per process
+_nodes: dict[
+    tuple[MerchantSettings, str], MerchantNode
+] = {}  # one node per merchant setting, per process
 
 
 def settings_from_context(context: Context) -> MerchantSettings:
@@ -115,7 +116,9 @@ def item_gram(message: Message, context: Context) -> Message:
 
 
 def to_records(payload: dict[str, Any]) -> RecordDict:
-    arrays = {k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
+    arrays = {
+        k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)
+    }
     config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
 

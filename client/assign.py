@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
@@ -31,7 +30,9 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
     features, specs, _ = customer_features(data, pseudonymizer=pseudonymizer)
     missing = [n for n in scaling.names if n not in features.columns]
     if missing:
-        raise DataError(f"{data}: the model needs feature {missing[0]!r}, which this data does not give")
+        raise DataError(
+            f"{data}: the model needs feature {missing[0]!r}, which this data does not give"
+        )
     z = scaling.transform(features[list(scaling.names)].to_numpy(dtype=np.float64))
     labels = np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
     raw_ids = read_table(data)["user_id"].astype(str).unique()
@@ -50,7 +51,9 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
         clean, report = load_merchant_table(data, pseudonymizer=pseudonymizer)
         events = clean if report.kind == "events" else None
         customers = list(features.index)
-        table["recommendations"] = recommendations_for(model["recommender"], events, customers, labels)
+        table["recommendations"] = recommendations_for(
+            model["recommender"], events, customers, labels
+        )
     return table
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
@@ -52,14 +51,18 @@ class MerchantSettings:
         if self.holdout_last and self.simulation_seed is None:
             raise DataError("merchant settings: 'sim-holdout-last' is for simulations only")
         if not self.epsilon_cap > 0:
-            raise DataError(f"merchant settings: 'epsilon-cap' must be positive, got {self.epsilon_cap}")
+            raise DataError(
+                f"merchant settings: 'epsilon-cap' must be positive, got {self.epsilon_cap}"
+            )
 
 
 def simulation_source(data_dir: str | Path, partition_id: int) -> Path:
     """The ``partition_id``-th merchant file of a federation directory (sorted by name)."""
     files = _merchant_files(str(data_dir))
     if not 0 <= partition_id < len(files):
-        raise DataError(f"{data_dir}: no merchant file for partition {partition_id} ({len(files)} files)")
+        raise DataError(
+            f"{data_dir}: no merchant file for partition {partition_id} ({len(files)} files)"
+        )
     return files[partition_id]
 
 

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from fedseg.client.statistics import cluster_statistics, feature_histograms
-from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.scaling import FeatureScaling
@@ -69,7 +67,12 @@ class MerchantNode:
         self._handlers[task] = handler
 
     def handle(
-        self, task: str, payload: Mapping[str, Any], *, noise_share: float = 1.0, charge: bool = True
+        self,
+        task: str,
+        payload: Mapping[str, Any],
+        *,
+        noise_share: float = 1.0,
+        charge: bool = True,
     ) -> dict:
         """Answer one request. ``noise_share`` < 1 (distributed noise) and ``charge=False``
         are only for secure aggregation (``client.secure``), where the sum of all shares
@@ -85,7 +88,12 @@ class MerchantNode:
         log = np.asarray(self.log)
         lower = np.where(log, np.log1p(np.maximum(self.lower, 0)), self.lower)
         upper = np.where(log, np.log1p(np.maximum(self.upper, 0)), self.upper)
-        return {"names": list(self.names), "log": log.astype(np.float64), "lower": lower, "upper": upper}
+        return {
+            "names": list(self.names),
+            "log": log.astype(np.float64),
+            "lower": lower,
+            "upper": upper,
+        }
 
     def _model_space(self) -> np.ndarray:
         x = self.features.copy()
@@ -96,7 +104,9 @@ class MerchantNode:
     def _histograms(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
         edges = _array(payload, "edges", ndim=2)
         if edges.shape[0] != len(self.names) or edges.shape[1] < 2:
-            raise BadRequest(f"'edges' has shape {edges.shape}, expected ({len(self.names)}, bins+1)")
+            raise BadRequest(
+                f"'edges' has shape {edges.shape}, expected ({len(self.names)}, bins+1)"
+            )
         if np.any(np.diff(edges, axis=1) <= 0):
             raise BadRequest("'edges' must increase along each feature")
         # One customer adds one count to one bin of each of the d histograms.
@@ -154,7 +164,11 @@ class MerchantNode:
         return self._release(payload, mechanism, {"sums": sums, "counts": counts}, mode)
 
     def _release(
-        self, payload: Mapping[str, Any], mechanism: GaussianMechanism, values: dict, mode: ReleaseMode
+        self,
+        payload: Mapping[str, Any],
+        mechanism: GaussianMechanism,
+        values: dict,
+        mode: ReleaseMode,
     ) -> dict:
         """Charge the ledger first; draw noise only once the charge is accepted."""
         if mode.charge:

@@ -48,14 +48,18 @@ def secure_step(
             session["z"], survivors=len(message["survivors"]), noise_clients=session["planned"]
         )
         if z_top is not None:  # refuse (BudgetExceeded) rather than reveal an overspent sum
-            node.ledger.charge(Release(name=f"{session['release']}_dropout_topup", noise_multiplier=z_top))
+            node.ledger.charge(
+                Release(name=f"{session['release']}_dropout_topup", noise_multiplier=z_top)
+            )
         reply = client.unmask(message)
     else:
         raise BadRequest(f"unknown secure aggregation stage {stage!r}")
     return flatten(reply), (None if stage == "unmask" else pickle.dumps(session))
 
 
-def _open(node: MerchantNode, node_id: int, task: str, payload: Mapping[str, Any]) -> tuple[dict, bytes]:
+def _open(
+    node: MerchantNode, node_id: int, task: str, payload: Mapping[str, Any]
+) -> tuple[dict, bytes]:
     raw = json.loads(str(payload["secagg_config"]))
     raw["vector_spec"] = tuple((name, tuple(shape)) for name, shape in raw["vector_spec"])
     config = SecAggConfig(**raw)  # validates threshold > neighbours / 2 and the encoding range

@@ -12,11 +12,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from fedseg.privacy.accounting import Release
 
 if TYPE_CHECKING:

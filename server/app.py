@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
-from flwr.serverapp import Grid, ServerApp
-
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
@@ -25,6 +22,8 @@ from fedseg.server.robust import RobustAggregator, RobustConfig
 from fedseg.server.secure import SecureAggregator
 from fedseg.server.segmentation import SegmentationRun
 from fedseg.server.transport import Reply
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
 
 MESSAGE_TYPES = {
     "describe": "query.describe",
@@ -67,7 +66,13 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
         robust = RobustConfig(method=cfg.aggregation)
         aggregate = RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
     run = SegmentationRun(
-        transport, cfg, ledger, rng, aggregate=aggregate, warm_start=warm, statistics_from=statistics
+        transport,
+        cfg,
+        ledger,
+        rng,
+        aggregate=aggregate,
+        warm_start=warm,
+        statistics_from=statistics,
     )
     fitted = run.fit()
     extras = {"marginals": fitted["marginals"]}
@@ -129,7 +134,9 @@ class GridTransport:
         deadline, seen = time.monotonic() + timeout, -1
         while True:
             count = len(self.node_ids())
-            if (expected and count >= expected) or (not expected and count >= minimum and count == seen):
+            if (expected and count >= expected) or (
+                not expected and count >= minimum and count == seen
+            ):
                 return
             if time.monotonic() > deadline:
                 raise RoundFailed(f"only {count} merchants connected within {timeout:.0f} s")
@@ -137,7 +144,12 @@ class GridTransport:
             time.sleep(0.5)
 
     def request(
-        self, task: str, payload: Mapping[str, Any], node_ids: Sequence[int], *, max_bytes: int | None = None
+        self,
+        task: str,
+        payload: Mapping[str, Any],
+        node_ids: Sequence[int],
+        *,
+        max_bytes: int | None = None,
     ) -> list[Reply]:
         content = to_records(payload)
         return self._send(task, {node_id: content for node_id in node_ids}, max_bytes)
@@ -145,7 +157,9 @@ class GridTransport:
     def request_each(self, task: str, payloads: Mapping[int, Mapping[str, Any]]) -> list[Reply]:
         return self._send(task, {node_id: to_records(p) for node_id, p in payloads.items()}, None)
 
-    def _send(self, task: str, contents: Mapping[int, RecordDict], max_bytes: int | None) -> list[Reply]:
+    def _send(
+        self, task: str, contents: Mapping[int, RecordDict], max_bytes: int | None
+    ) -> list[Reply]:
         messages = [
             Message(content=content, dst_node_id=node_id, message_type=MESSAGE_TYPES[task])
             for node_id, content in contents.items()
@@ -170,7 +184,9 @@ def _reply(message: Message, max_bytes: int | None) -> Reply:
 
 def to_records(payload: Mapping[str, Any]) -> RecordDict:
     """Arrays into an ArrayRecord, scalars and lists into a ConfigRecord."""
-    arrays = {k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
+    arrays = {
+        k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)
+    }
     config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
 

@@ -62,12 +62,21 @@ class SegmentationConfig:
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if self.aggregation != "sum" and self.secure_agg:
-            raise ValueError("robust aggregation must see each reply; it cannot run with secure-agg")
+            raise ValueError(
+                "robust aggregation must see each reply; it cannot run with secure-agg"
+            )
         if self.noise == "distributed" and not self.secure_agg:
             raise ValueError("noise 'distributed' needs secure aggregation (--secure-agg)")
-        shares = (self.histogram_share, self.init_share, self.square_norm_share, self.recommender_share)
+        shares = (
+            self.histogram_share,
+            self.init_share,
+            self.square_norm_share,
+            self.recommender_share,
+        )
         if min(shares) < 0 or sum(shares[:3]) >= 1 or shares[3] >= 1:
-            raise ValueError("budget shares must be ≥ 0 and leave a positive share for Lloyd rounds")
+            raise ValueError(
+                "budget shares must be ≥ 0 and leave a positive share for Lloyd rounds"
+            )
         if not 0 <= self.dropout_tolerance < 0.5:
             raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
         if self.min_clients < 1:

@@ -7,9 +7,8 @@ so everything here is free post-processing under differential privacy.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-
 from fedseg.privacy.scaling import FeatureScaling
+from sklearn.cluster import KMeans
 
 WIDE_RANGE = 1e4  # declared ranges wider than this get asinh-spaced bins
 

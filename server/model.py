@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.naming import segment_names
 
@@ -53,7 +52,11 @@ class SegmentModel:
         """One readable row per segment: name, noisy size, centre in original units."""
         rows = []
         for i, (name, centre) in enumerate(zip(self.names, self.centroids, strict=True)):
-            row = {"segment": i + 1, "name": name, "size": int(max(round(self.segment_sizes[i]), 0))}
+            row = {
+                "segment": i + 1,
+                "name": name,
+                "size": int(max(round(self.segment_sizes[i]), 0)),
+            }
             row.update({f: float(v) for f, v in zip(self.features, centre, strict=True)})
             rows.append(row)
         return rows
@@ -97,8 +100,18 @@ class SegmentModel:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmentModel:
-        known = {"k", "features", "centroids", "centroids_standardized", "scaler",
-                 "segment_sizes", "segment_names", "profiles", "privacy", "history"}
+        known = {
+            "k",
+            "features",
+            "centroids",
+            "centroids_standardized",
+            "scaler",
+            "segment_sizes",
+            "segment_names",
+            "profiles",
+            "privacy",
+            "history",
+        }
         return cls(
             scaling=FeatureScaling.from_dict(data["scaler"]),
             centres_standardized=np.asarray(data["centroids_standardized"], dtype=np.float64),

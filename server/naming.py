@@ -35,7 +35,11 @@ def _rules(z: dict[str, float]) -> str | None:
 
 def _generic(z: dict[str, float]) -> str:
     ranked = sorted(z.items(), key=lambda item: -abs(item[1]))[:2]
-    parts = [f"{'high' if v > 0 else 'low'} {name.replace('_', ' ')}" for name, v in ranked if abs(v) > 0.25]
+    parts = [
+        f"{'high' if v > 0 else 'low'} {name.replace('_', ' ')}"
+        for name, v in ranked
+        if abs(v) > 0.25
+    ]
     return ", ".join(parts) or "average"
 
 

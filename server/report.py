@@ -36,7 +36,9 @@ def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
             cells = ["(suppressed: fewer than the threshold)"] + [""] * (len(heads) - 1)
         else:
             cells = [_cell(f, row[f]) for f in model.features]
-        lines.append(f"| {row['segment']} | {row['name']} | {row['size']} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {row['segment']} | {row['name']} | {row['size']} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 

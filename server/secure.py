@@ -30,7 +30,9 @@ from fedseg.server.transport import Payload, RoundLog, Transport
 MAX_ABS_VALUE = 1e8
 
 
-def noise_clients(num_clients: int, *, distributed: bool, dropout_tolerance: float, threshold: int) -> int:
+def noise_clients(
+    num_clients: int, *, distributed: bool, dropout_tolerance: float, threshold: int
+) -> int:
     """How many merchants' noise shares the sum is planned to hold (1 for local noise)."""
     if not distributed:
         return 1
@@ -62,9 +64,13 @@ class SecureAggregator:
         self.min_clients = max(min_clients, 2)
         self._round_ids = itertools.count(1)
 
-    def __call__(self, task: str, payload: Payload, spec: ReplySpec, nodes: Sequence[int]) -> Aggregate:
+    def __call__(
+        self, task: str, payload: Payload, spec: ReplySpec, nodes: Sequence[int]
+    ) -> Aggregate:
         if len(nodes) < self.min_clients:
-            raise RoundFailed(f"{task}: secure aggregation needs at least {self.min_clients} merchants")
+            raise RoundFailed(
+                f"{task}: secure aggregation needs at least {self.min_clients} merchants"
+            )
         round_id = next(self._round_ids)
         config = SecAggConfig.choose(
             num_clients=len(nodes),
@@ -95,7 +101,9 @@ class SecureAggregator:
             answers = self._stage(task, "unmask", {n: flatten(m) for n, m in lists.items()}, log)
             sums = server.collect_unmask(answers)
         except (SecAggAborted, BudgetExceeded) as exc:
-            raise RoundFailed(f"{task}: secure aggregation aborted, nothing released: {exc}") from None
+            raise RoundFailed(
+                f"{task}: secure aggregation aborted, nothing released: {exc}"
+            ) from None
         log.contributors = tuple(server.contributors_)
         return Aggregate(sums=sums, log=log)
 
@@ -120,4 +128,6 @@ class SecureAggregator:
         self.ledger.charge(Release(name=str(payload["release"]), noise_multiplier=z))
         z_top = topup_noise_multiplier(z, survivors=survivors, noise_clients=planned)
         if z_top is not None:
-            self.ledger.charge(Release(name=f"{payload['release']}_dropout_topup", noise_multiplier=z_top))
+            self.ledger.charge(
+                Release(name=f"{payload['release']}_dropout_topup", noise_multiplier=z_top)
+            )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.scaling import FeatureScaling
@@ -31,7 +30,9 @@ Aggregator = Callable[[str, Payload, ReplySpec, Sequence[int]], Aggregate]
 MIN_ROUNDS = 3  # Lloyd rounds before early stopping may apply
 
 
-def noise_plan(cfg: SegmentationConfig, *, histograms: bool = True, init: bool = True) -> dict[str, float]:
+def noise_plan(
+    cfg: SegmentationConfig, *, histograms: bool = True, init: bool = True
+) -> dict[str, float]:
     """Noise multiplier per release kind, calibrated before anything is released.
 
     A warm start skips both histograms and initialization; reusing an earlier model's
@@ -83,7 +84,10 @@ class SegmentationRun:
             marginals = earlier.get("marginals", {})
             if "square_norm" in marginals:
                 self._square_norm = {"square_norm": float(marginals["square_norm"])}
-            self._histograms = (np.asarray(marginals.get("counts")), np.asarray(marginals.get("edges")))
+            self._histograms = (
+                np.asarray(marginals.get("counts")),
+                np.asarray(marginals.get("edges")),
+            )
         else:
             scaling = self._feature_scaling(declaration, z["feature_histograms"])
             if "square_norm" in z:
@@ -142,7 +146,9 @@ class SegmentationRun:
         spec = ReplySpec(
             shapes={"counts": edges[:, 1:].shape}, sigmas={"counts": sigma}, equal_row_totals=True
         )
-        agg = self._noisy_round("feature_histograms", "feature_histograms", {"edges": edges}, z, spec)
+        agg = self._noisy_round(
+            "feature_histograms", "feature_histograms", {"edges": edges}, z, spec
+        )
         quantiles = (0.001, 0.999) if self.cfg.private else (0.0, 1.0)
         copies = 1 if self.cfg.noise == "distributed" else len(agg.log.contributors)
         total_sigma = sigma * math.sqrt(copies)
@@ -167,7 +173,9 @@ class SegmentationRun:
 
     def _initial_centres(self, scaling: FeatureScaling, z: float) -> np.ndarray:
         counts, edges = self._histograms
-        candidates = kmeans.sample_candidates(counts, edges, scaling, self.cfg.n_candidates, self.rng)
+        candidates = kmeans.sample_candidates(
+            counts, edges, scaling, self.cfg.n_candidates, self.rng
+        )
         for _ in range(self.cfg.init_rounds):
             agg, min_count = self._cluster_round("init_cluster_stats", scaling, candidates, z)
             sums, cell_counts = agg.sums["sums"], agg.sums["counts"]
@@ -237,7 +245,9 @@ class SegmentationRun:
         nodes = sorted(set(self.transport.node_ids()) - self.excluded)
         if not getattr(self.aggregate, "charges_ledger", False):
             self.ledger.charge(Release(name=release, noise_multiplier=z))
-        request = dict(payload, release=release, noise_multiplier=z, request_id=next(self.request_ids))
+        request = dict(
+            payload, release=release, noise_multiplier=z, request_id=next(self.request_ids)
+        )
         started = time.perf_counter()
         if self.aggregate is not None:
             agg = self.aggregate(task, request, spec, nodes)

@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
+)
 
 Opt = typer.Option
 
@@ -21,7 +23,9 @@ def generate(
     users: Annotated[int, Opt(help="Customers in total")] = 20_000,
     merchants: Annotated[int, Opt(help="Merchants (client nodes)")] = 10,
     segments: Annotated[int, Opt(help="Planted personas")] = 5,
-    alpha: Annotated[float, Opt(help="Dirichlet α of each merchant's persona mix (small = non-IID)")] = 1.0,
+    alpha: Annotated[
+        float, Opt(help="Dirichlet α of each merchant's persona mix (small = non-IID)")
+    ] = 1.0,
     kind: Annotated[str, Opt(help="events or features")] = "events",
     seed: Annotated[int, Opt(help="Random seed")] = 0,
 ) -> None:
@@ -29,7 +33,9 @@ def generate(
     from fedseg.simulations.federation import write_federation
     from fedseg.simulations.synthetic import generate_federation
 
-    fed = generate_federation(users=users, merchants=merchants, segments=segments, alpha=alpha, kind=kind, seed=seed)
+    fed = generate_federation(
+        users=users, merchants=merchants, segments=segments, alpha=alpha, kind=kind, seed=seed
+    )
     path = write_federation(fed, out)
     typer.echo(f"wrote {len(fed.merchants)} merchants, {fed.n_users} customers to {path}")
 
@@ -51,21 +57,32 @@ def simulate(
     rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 4,
     noise: Annotated[str, Opt(help="local or distributed")] = "local",
     secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
-    aggregation: Annotated[str, Opt(help="sum, or median/trimmed to bound each merchant's influence")] = "sum",
-    dropout: Annotated[float, Opt(help="Probability that a merchant fails to answer any one message")] = 0.0,
+    aggregation: Annotated[
+        str, Opt(help="sum, or median/trimmed to bound each merchant's influence")
+    ] = "sum",
+    dropout: Annotated[
+        float, Opt(help="Probability that a merchant fails to answer any one message")
+    ] = 0.0,
     backend: Annotated[str, Opt(help="inprocess or ray")] = "inprocess",
     seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
-    trace: Annotated[Path | None, Opt(help="Write every message clients send to this directory")] = None,
+    trace: Annotated[
+        Path | None, Opt(help="Write every message clients send to this directory")
+    ] = None,
     warm_start: Annotated[Path | None, Opt(help="Start from an earlier model.json")] = None,
     state_dir: Annotated[Path | None, Opt(help="Keep merchants' ledgers here across runs")] = None,
-    epsilon_cap: Annotated[str | None, Opt(help="Each merchant's own lifetime ε cap (default: --epsilon)")] = None,
-    recommender: Annotated[bool, Opt("--recommender", help="Also fit the DP recommender (same --epsilon)")] = False,
+    epsilon_cap: Annotated[
+        str | None, Opt(help="Each merchant's own lifetime ε cap (default: --epsilon)")
+    ] = None,
+    recommender: Annotated[
+        bool, Opt("--recommender", help="Also fit the DP recommender (same --epsilon)")
+    ] = False,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
-    from fedseg.simulations.choose_k import parse_k_range
     from fedseg.server.config import SegmentationConfig
-    from fedseg.simulations.runner import simulate as run, write_report
+    from fedseg.simulations.choose_k import parse_k_range
+    from fedseg.simulations.runner import simulate as run
+    from fedseg.simulations.runner import write_report
 
     ks = parse_k_range(k)
     run_config = {
@@ -91,7 +108,9 @@ def simulate(
         data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
         if len(ks) > 1:
             return _choose_k(data_dir, run_config, ks, out=out, backend=backend)
-        result = run(data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace, state_dir=state_dir)
+        result = run(
+            data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace, state_dir=state_dir
+        )
     typer.echo(write_report(result))
     typer.echo(json.dumps(result.metrics, indent=2))
     typer.echo(f"wrote {out / 'model.json'}, {out / 'metrics.json'}, {out / 'report.md'}")
@@ -130,17 +149,25 @@ def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, se
 def sweep(
     data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
     dataset: Annotated[str | None, Opt(help="synthetic, mixture, cdnow or ml-100k")] = None,
-    epsilons: Annotated[str | None, Opt(help="Comma-separated total ε values, inf = no noise")] = None,
+    epsilons: Annotated[
+        str | None, Opt(help="Comma-separated total ε values, inf = no noise")
+    ] = None,
     seeds: Annotated[int | None, Opt(help="Seeds 0..N-1 per point")] = None,
-    scenario: Annotated[Path | None, Opt(help="TOML file with a 'scenario' table (flags override it)")] = None,
+    scenario: Annotated[
+        Path | None, Opt(help="TOML file with a 'scenario' table (flags override it)")
+    ] = None,
     k: Annotated[int | None, Opt(help="Number of segments")] = None,
     rounds: Annotated[int | None, Opt(help="DP Lloyd rounds (at most)")] = None,
     delta: Annotated[float | None, Opt(help="δ of each run")] = None,
     users: Annotated[int | None, Opt(help="Customers (generated federations)")] = None,
     merchants: Annotated[int | None, Opt(help="Merchants")] = None,
     segments: Annotated[int | None, Opt(help="Planted segments (generated federations)")] = None,
-    alpha: Annotated[float | None, Opt(help="Dirichlet α of merchant mixes (small = non-IID)")] = None,
-    feature_shift: Annotated[float | None, Opt(help="Regional feature shift (log-scale std)")] = None,
+    alpha: Annotated[
+        float | None, Opt(help="Dirichlet α of merchant mixes (small = non-IID)")
+    ] = None,
+    feature_shift: Annotated[
+        float | None, Opt(help="Regional feature shift (log-scale std)")
+    ] = None,
     dropout: Annotated[float | None, Opt(help="Probability a merchant drops a message")] = None,
     noise: Annotated[str | None, Opt(help="Comma-separated: local,distributed")] = None,
     secure_agg: Annotated[str | None, Opt(help="Comma-separated: off,on")] = None,
@@ -180,7 +207,9 @@ def sweep(
 def assign(
     model: Annotated[Path, Opt(help="model.json published by the server")],
     data: Annotated[Path, Opt(help="This merchant's events or features file")],
-    out: Annotated[Path, Opt(help="CSV to write: user_id, segment, segment_name")] = Path("assignments.csv"),
+    out: Annotated[Path, Opt(help="CSV to write: user_id, segment, segment_name")] = Path(
+        "assignments.csv"
+    ),
 ) -> None:
     """Label this merchant's own customers with the published segments, locally."""
     from fedseg.client.assign import assign_segments
@@ -219,4 +248,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from fedseg.client.statistics import nearest_centre
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-from fedseg.client.statistics import nearest_centre
 
 
 def kmeans_cost(x: np.ndarray, centres: np.ndarray) -> float:
@@ -40,7 +39,11 @@ def clustering_metrics(
         z, centres_z = model_space
         out["cost_ratio_model_space"] = kmeans_cost(z, centres_z) / reference_cost(z, k, seed=seed)
     if truth is not None:
-        labels = nearest_centre(model_space[0], model_space[1]) if model_space else nearest_centre(x, centres)
+        labels = (
+            nearest_centre(model_space[0], model_space[1])
+            if model_space
+            else nearest_centre(x, centres)
+        )
         out["ari"] = float(adjusted_rand_score(truth, labels))
         out["nmi"] = float(normalized_mutual_info_score(truth, labels))
     return out

@@ -9,27 +9,30 @@ from __future__ import annotations
 
 import tempfile
 
+from fedseg.simulations.deploy_commands import write_app_project
 from flwr.app import Context, RecordDict
-from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.clientapp import ClientApp
+from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import ServerApp
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.constant import NOOP_FEDERATION_ID
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
-
-from fedseg.simulations.deploy_commands import write_app_project
 from flwr.supercore.telemetry import EventType
 
 
-def run_ray(server_app: ServerApp, client_app: ClientApp, *, num_nodes: int, run_config: dict) -> None:
+def run_ray(
+    server_app: ServerApp, client_app: ClientApp, *, num_nodes: int, run_config: dict
+) -> None:
     run = Run.create_empty(run_id=1)
     run.override_config = dict(run_config)
     run.federation_id = NOOP_FEDERATION_ID  # the engine's link state only knows this one
     run.primary_task_id = 1
     # Messages created by the ServerApp take their run and sender from the task identity.
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, SUPERLINK_NODE_ID, 1
-    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
+    context = Context(
+        run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config)
+    )
     # The engine gives nodes only the run-config keys an app project declares: declare ours.
     app_dir = tempfile.mkdtemp(prefix="fedseg-ray-app-")
     write_app_project(app_dir, run_config)

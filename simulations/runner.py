@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from fedseg.client.app import app as client_app
 from fedseg.client.features import customer_features
 from fedseg.client.merchant import MERCHANT_SUFFIXES
@@ -115,7 +114,11 @@ def simulate(
 def pooled_features(data_dir: Path, *, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Every merchant's customer features stacked, with planted segments if truth.csv exists."""
     truth_path = data_dir / "truth.csv"
-    truth = pd.read_csv(truth_path, dtype={"user_id": str, "merchant_id": str}) if truth_path.exists() else None
+    truth = (
+        pd.read_csv(truth_path, dtype={"user_id": str, "merchant_id": str})
+        if truth_path.exists()
+        else None
+    )
     rows, labels = [], []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
@@ -123,7 +126,9 @@ def pooled_features(data_dir: Path, *, seed: int) -> tuple[np.ndarray, np.ndarra
         rows.append(features[[s.name for s in specs]].to_numpy(dtype=np.float64))
         if truth is not None:
             mine = truth[truth["merchant_id"] == path.stem]
-            segment = dict(zip(pseudonymizer.pseudonymize(mine["user_id"]), mine["segment"], strict=True))
+            segment = dict(
+                zip(pseudonymizer.pseudonymize(mine["user_id"]), mine["segment"], strict=True)
+            )
             labels.append(features.index.map(segment).to_numpy())
     x = np.vstack(rows)
     y = np.concatenate(labels) if truth is not None else None
@@ -134,7 +139,11 @@ def evaluate_model(model: SegmentModel, data_dir: Path, *, seed: int) -> dict[st
     x, truth = pooled_features(data_dir, seed=seed)
     z = model.scaling.transform(x)
     metrics = clustering_metrics(
-        x, model.centroids, k=model.k, truth=truth, seed=max(seed, 0),
+        x,
+        model.centroids,
+        k=model.k,
+        truth=truth,
+        seed=max(seed, 0),
         model_space=(z, model.centres_standardized),
     )
     metrics["n_users"] = int(len(x))

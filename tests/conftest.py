@@ -25,7 +25,9 @@ def write_mixture_federation(
         table = pd.DataFrame(x[rows], columns=[f"f{j}" for j in range(d)])
         table.insert(0, "user_id", ids)
         table.to_csv(root / "merchants" / f"m{m:02d}.csv", index=False)
-        truth.append(pd.DataFrame({"merchant_id": f"m{m:02d}", "user_id": ids, "segment": labels[rows]}))
+        truth.append(
+            pd.DataFrame({"merchant_id": f"m{m:02d}", "user_id": ids, "segment": labels[rows]})
+        )
     pd.concat(truth).to_csv(root / "truth.csv", index=False)
     return root
 

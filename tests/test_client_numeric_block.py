@@ -17,7 +17,11 @@ def _load(table: pd.DataFrame, path):
 
 def test_parquet_features_with_missing_and_infinite_values(tmp_path):
     table = pd.DataFrame(
-        {"user_id": ["a", "b", "c", "d"], "x": [1.0, np.nan, 3.0, np.inf], "y": [1.0, 2.0, 3.0, 4.0]}
+        {
+            "user_id": ["a", "b", "c", "d"],
+            "x": [1.0, np.nan, 3.0, np.inf],
+            "y": [1.0, 2.0, 3.0, 4.0],
+        }
     )
     clean, report = _load(table, tmp_path / "m.parquet")
     assert clean["x"].tolist() == [1.0, 3.0] and clean["y"].tolist() == [1.0, 3.0]

@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.cluster import KMeans
-
 from fedseg.client.node import MerchantNode
 from fedseg.client.statistics import cluster_statistics, feature_histograms
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
@@ -15,6 +13,7 @@ from fedseg.server import kmeans
 from fedseg.server.aggregation import ReplySpec, RoundFailed, aggregate_plain
 from fedseg.server.transport import Reply
 from fedseg.simulations.runner import pooled_features, simulate
+from sklearn.cluster import KMeans
 
 
 def test_cluster_statistics_hand_computed():
@@ -47,16 +46,25 @@ def _node(x, *, cap, rng_calls):
 
     d = x.shape[1]
     return MerchantNode(
-        x, names=[f"f{j}" for j in range(d)], log=[False] * d, lower=[-10.0] * d, upper=[10.0] * d,
-        ledger=PrivacyLedger(None, epsilon_cap=cap, delta=1e-6), rng_for=rng_for,
+        x,
+        names=[f"f{j}" for j in range(d)],
+        log=[False] * d,
+        lower=[-10.0] * d,
+        upper=[10.0] * d,
+        ledger=PrivacyLedger(None, epsilon_cap=cap, delta=1e-6),
+        rng_for=rng_for,
     )
 
 
 def test_node_refuses_over_budget_before_drawing_noise():
     calls: list[int] = []
     node = _node(np.zeros((5, 2)), cap=0.5, rng_calls=calls)
-    request = {"edges": np.tile(np.linspace(-10, 10, 5), (2, 1)), "release": "feature_histograms",
-               "noise_multiplier": 2.0, "request_id": 0}
+    request = {
+        "edges": np.tile(np.linspace(-10, 10, 5), (2, 1)),
+        "release": "feature_histograms",
+        "noise_multiplier": 2.0,
+        "request_id": 0,
+    }
     with pytest.raises(BudgetExceeded):
         node.handle("feature_histograms", request)
     assert calls == [] and node.ledger.releases == []
@@ -65,7 +73,9 @@ def test_node_refuses_over_budget_before_drawing_noise():
 
 
 def test_plain_aggregation_rejects_bad_replies_and_keeps_the_round():
-    spec = ReplySpec(shapes={"sums": (2, 2), "counts": (2,)}, sigmas={"sums": 1.0, "counts": 1.0}, max_norm=1.0)
+    spec = ReplySpec(
+        shapes={"sums": (2, 2), "counts": (2,)}, sigmas={"sums": 1.0, "counts": 1.0}, max_norm=1.0
+    )
     good = {"sums": np.ones((2, 2)), "counts": np.full(2, 5.0)}
     replies = [
         Reply(1, payload=good),
@@ -88,7 +98,9 @@ def test_plain_aggregation_rejects_bad_replies_and_keeps_the_round():
 def test_infinite_epsilon_one_merchant_equals_sklearn_lloyd(tmp_path):
     from conftest import write_mixture_federation
 
-    fed = write_mixture_federation(tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0)
+    fed = write_mixture_federation(
+        tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0
+    )
     base = {"k": 4, "epsilon": float("inf"), "rounds": 1, "seed": 0}
     first = simulate(fed, base, out_dir=tmp_path / "first", evaluate=False).model
     x, _ = pooled_features(fed, seed=0)
@@ -98,16 +110,25 @@ def test_infinite_epsilon_one_merchant_equals_sklearn_lloyd(tmp_path):
     warm["centroids_standardized"] = init.tolist()
     (tmp_path / "warm.json").write_text(json.dumps(warm))
     rounds = 7
-    ours = simulate(fed, dict(base, rounds=rounds, **{"warm-start": str(tmp_path / "warm.json")}),
-                    out_dir=tmp_path / "ours", evaluate=False).model
-    reference = KMeans(n_clusters=4, init=init, n_init=1, max_iter=rounds, tol=0, algorithm="lloyd").fit(z)
+    ours = simulate(
+        fed,
+        dict(base, rounds=rounds, **{"warm-start": str(tmp_path / "warm.json")}),
+        out_dir=tmp_path / "ours",
+        evaluate=False,
+    ).model
+    reference = KMeans(
+        n_clusters=4, init=init, n_init=1, max_iter=rounds, tol=0, algorithm="lloyd"
+    ).fit(z)
     np.testing.assert_allclose(ours.centres_standardized, reference.cluster_centers_, atol=1e-6)
     assert ours.privacy["epsilon"] == float("inf")
 
 
 def test_private_run_spends_at_most_its_budget_and_finds_the_blobs(mixture_federation, tmp_path):
-    result = simulate(mixture_federation, {"k": 3, "epsilon": 1.0, "delta": 1e-6, "seed": 1},
-                      out_dir=tmp_path / "out")
+    result = simulate(
+        mixture_federation,
+        {"k": 3, "epsilon": 1.0, "delta": 1e-6, "seed": 1},
+        out_dir=tmp_path / "out",
+    )
     assert result.metrics["epsilon_spent"] <= 1.0
     # 3,000 customers at three merchants with local noise: close to, not at, the optimum
     assert result.metrics["ari"] > 0.85 and result.metrics["cost_ratio_model_space"] < 1.3
@@ -118,17 +139,26 @@ def test_private_run_spends_at_most_its_budget_and_finds_the_blobs(mixture_feder
 
 
 def test_sklearn_export_predicts_like_the_model(mixture_federation, tmp_path):
-    model = simulate(mixture_federation, {"k": 3, "epsilon": 2.0, "seed": 0}, out_dir=tmp_path, evaluate=False).model
+    model = simulate(
+        mixture_federation, {"k": 3, "epsilon": 2.0, "seed": 0}, out_dir=tmp_path, evaluate=False
+    ).model
     x, _ = pooled_features(mixture_federation, seed=0)
     np.testing.assert_array_equal(model.to_sklearn().predict(x), model.predict(x))
 
 
 def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_federation, tmp_path):
-    first = simulate(mixture_federation, {"k": 3, "epsilon": 1.0, "seed": 0}, out_dir=tmp_path / "a",
-                     evaluate=False).model
-    again = simulate(mixture_federation, {"k": 4, "epsilon": 1.0, "seed": 1,
-                                          "statistics-from": str(tmp_path / "a" / "model.json")},
-                     out_dir=tmp_path / "b", evaluate=False).model
+    first = simulate(
+        mixture_federation,
+        {"k": 3, "epsilon": 1.0, "seed": 0},
+        out_dir=tmp_path / "a",
+        evaluate=False,
+    ).model
+    again = simulate(
+        mixture_federation,
+        {"k": 4, "epsilon": 1.0, "seed": 1, "statistics-from": str(tmp_path / "a" / "model.json")},
+        out_dir=tmp_path / "b",
+        evaluate=False,
+    ).model
     assert again.scaling == first.scaling and again.k == 4
     names = {r["name"] for r in again.privacy["releases"]}
     assert names == {"init_cluster_stats", "cluster_stats"}

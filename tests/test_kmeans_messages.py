@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
-
 from fedseg.client.features import customer_features
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.simulations.federation import write_federation
@@ -22,8 +19,13 @@ def traced_run(tmp_path):
         table["user_id"] = [f"customer-{merchant_id}-{u}" for u in table["user_id"]]
     fed = write_federation(generated, tmp_path / "fed")
     trace = tmp_path / "trace"
-    simulate(fed, {"k": 3, "epsilon": 1.0, "rounds": 3, "seed": 5}, out_dir=tmp_path / "out",
-             trace_dir=trace, evaluate=False)
+    simulate(
+        fed,
+        {"k": 3, "epsilon": 1.0, "rounds": 3, "seed": 5},
+        out_dir=tmp_path / "out",
+        trace_dir=trace,
+        evaluate=False,
+    )
     return fed, sorted(trace.iterdir())
 
 
@@ -65,4 +67,9 @@ def _arrays(data: bytes) -> list[np.ndarray]:
     from flwr.proto.message_pb2 import Message as ProtoMessage
 
     message = message_from_proto(ProtoMessage.FromString(data))
-    return [a.numpy() for rec in message.content.values() if isinstance(rec, ArrayRecord) for a in rec.values()]
+    return [
+        a.numpy()
+        for rec in message.content.values()
+        if isinstance(rec, ArrayRecord)
+        for a in rec.values()
+    ]

@@ -1,7 +1,6 @@
 """Segment names read like the personas merchants know, and never repeat."""
 
 import numpy as np
-
 from fedseg.server.naming import segment_names
 
 FEATURES = ("browse_minutes", "orders", "spend", "avg_order_value", "recency_days")

@@ -2,7 +2,6 @@
 
 import pytest
 from dp_accounting import GaussianDpEvent, pld
-
 from fedseg.privacy.accounting import Release, epsilon_spent, gaussian_epsilon
 
 

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from fedseg.privacy.accounting import Release, epsilon_spent
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.secagg.noise import topup_noise_multiplier
@@ -19,8 +18,12 @@ from fedseg.simulations.runner import simulate
 def test_secure_sum_gives_the_plain_model_without_noise(mixture_federation, tmp_path):
     config = {"k": 3, "epsilon": float("inf"), "rounds": 3, "seed": 2}
     plain = simulate(mixture_federation, config, out_dir=tmp_path / "plain", evaluate=False).model
-    secure = simulate(mixture_federation, dict(config, **{"secure-agg": True}),
-                      out_dir=tmp_path / "secure", evaluate=False).model
+    secure = simulate(
+        mixture_federation,
+        dict(config, **{"secure-agg": True}),
+        out_dir=tmp_path / "secure",
+        evaluate=False,
+    ).model
     np.testing.assert_allclose(secure.centres_standardized, plain.centres_standardized, atol=1e-6)
 
 
@@ -54,8 +57,11 @@ class _FlakyTransport:
         rng = np.random.default_rng(0)
         self.merchants = {
             n: MerchantNode(
-                rng.normal(size=(50, 2)), names=["a", "b"], log=[False, False],
-                lower=[-5.0, -5.0], upper=[5.0, 5.0],
+                rng.normal(size=(50, 2)),
+                names=["a", "b"],
+                log=[False, False],
+                lower=[-5.0, -5.0],
+                upper=[5.0, 5.0],
                 ledger=PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6),
                 rng_for=lambda i: np.random.default_rng(i),
             )  # fmt: skip
@@ -87,7 +93,9 @@ def test_too_many_dropouts_abort_with_nothing_released_or_charged():
     nodes = list(range(10, 16))
     transport = _FlakyTransport(nodes, vanish={10, 11, 12, 13})
     ledger = PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6)
-    aggregate = SecureAggregator(transport, ledger, distributed=True, dropout_tolerance=0.2, min_clients=2)
+    aggregate = SecureAggregator(
+        transport, ledger, distributed=True, dropout_tolerance=0.2, min_clients=2
+    )
     payload = {
         "lower": np.full(2, -5.0), "upper": np.full(2, 5.0), "mean": np.zeros(2), "scale": np.ones(2),
         "radius": 7.0, "centres": np.array([[0.0, 0.0], [1.0, 1.0]]), "sums_share": 0.6,
