@@ -14,6 +14,7 @@ import numpy as np
 from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
 from fedseg.client.node import MerchantNode
 from fedseg.client.secure import secure_step
+from fedseg.privacy.wire import RAW_STYPE, from_raw, to_raw
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -116,9 +117,7 @@ def item_gram(message: Message, context: Context) -> Message:
 
 
 def to_records(payload: dict[str, Any]) -> RecordDict:
-    arrays = {
-        k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)
-    }
+    arrays = {k: Array(*_raw(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
     config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
 
@@ -127,7 +126,19 @@ def from_records(records: RecordDict) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for record in records.values():
         if isinstance(record, ArrayRecord):
-            payload.update({k: a.numpy() for k, a in record.items()})
+            payload.update({k: decode_array(a) for k, a in record.items()})
         elif isinstance(record, ConfigRecord):
             payload.update(dict(record))
     return payload
+
+
+def _raw(array: np.ndarray) -> tuple:
+    dtype, shape, data = to_raw(array)
+    return dtype, shape, RAW_STYPE, data
+
+
+def decode_array(array: Array) -> np.ndarray:
+    """Raw arrays (both apps send these) or standard ``.npy`` ones."""
+    if array.stype == RAW_STYPE:
+        return from_raw(array.dtype, tuple(array.shape), array.data)
+    return array.numpy()

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.wire import RAW_STYPE, from_raw, to_raw
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
@@ -184,9 +185,7 @@ def _reply(message: Message, max_bytes: int | None) -> Reply:
 
 def to_records(payload: Mapping[str, Any]) -> RecordDict:
     """Arrays into an ArrayRecord, scalars and lists into a ConfigRecord."""
-    arrays = {
-        k: Array(np.ascontiguousarray(v)) for k, v in payload.items() if isinstance(v, np.ndarray)
-    }
+    arrays = {k: Array(*_raw(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
     config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
 
@@ -195,9 +194,21 @@ def from_records(records: RecordDict) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name, record in records.items():
         if isinstance(record, ArrayRecord):
-            payload.update({k: a.numpy() for k, a in record.items()})
+            payload.update({k: decode_array(a) for k, a in record.items()})
         elif isinstance(record, ConfigRecord):
             payload.update(dict(record))
         else:
             raise ValueError(f"unexpected record {name!r}")
     return payload
+
+
+def _raw(array: np.ndarray) -> tuple:
+    dtype, shape, data = to_raw(array)
+    return dtype, shape, RAW_STYPE, data
+
+
+def decode_array(array: Array) -> np.ndarray:
+    """Raw arrays (both apps send these) or standard ``.npy`` ones."""
+    if array.stype == RAW_STYPE:
+        return from_raw(array.dtype, tuple(array.shape), array.data)
+    return array.numpy()

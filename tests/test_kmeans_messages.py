@@ -62,13 +62,14 @@ def test_no_identifier_or_customer_vector_leaves_a_merchant(traced_run):
 
 
 def _arrays(data: bytes) -> list[np.ndarray]:
+    from fedseg.client.app import decode_array
     from flwr.app import ArrayRecord
     from flwr.common.serde import message_from_proto
     from flwr.proto.message_pb2 import Message as ProtoMessage
 
     message = message_from_proto(ProtoMessage.FromString(data))
     return [
-        a.numpy()
+        decode_array(a)
         for rec in message.content.values()
         if isinstance(rec, ArrayRecord)
         for a in rec.values()

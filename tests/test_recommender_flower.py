@@ -239,10 +239,13 @@ def test_capped_merchant_refuses_before_releasing(tmp_path):
 
 
 def _arrays(data: bytes) -> list[np.ndarray]:
+    from fedseg.client.app import decode_array
     from flwr.app import ArrayRecord
     from flwr.common.serde import message_from_proto
     from flwr.proto.message_pb2 import Message as ProtoMessage
 
     message = message_from_proto(ProtoMessage.FromString(data))
     records = message.content.values()
-    return [a.numpy() for rec in records if isinstance(rec, ArrayRecord) for a in rec.values()]
+    return [
+        decode_array(a) for rec in records if isinstance(rec, ArrayRecord) for a in rec.values()
+    ]
