@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from fedseg.privacy.wire import from_raw, to_raw
 
 
