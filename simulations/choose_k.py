@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 from fedseg.privacy.accounting import Release, epsilon_spent
+from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
-from fedseg.server.segmentation import noise_plan
 
 DEFAULT_MIN_GAIN = 0.15  # DP noise moves the curve by a few %: demand a clear gain
 DEFAULT_STATISTICS_SHARE = 0.25

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from fedseg.privacy.accounting import Release, epsilon_spent
 from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
-from fedseg.server.segmentation import noise_plan
 from fedseg.simulations.choose_k import (
     KRangeError,
     choose_k,

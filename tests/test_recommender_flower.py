@@ -11,11 +11,11 @@ from fedseg.client.features import customer_features
 from fedseg.client.merchant import MerchantSettings, build_node
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
 from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 from fedseg.server.recommender.ease import RecommenderModel
 from fedseg.server.recommender.rounds import CatalogueError, read_catalogue, symmetric
-from fedseg.server.segmentation import noise_plan
 from fedseg.simulations.federation import write_federation
 from fedseg.simulations.runner import merchant_files, simulate
 from fedseg.simulations.synthetic import generate_federation
