@@ -215,23 +215,33 @@ class SegmentationRun:
     def _noisy_round(
         self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
     ) -> Aggregate:
-        # Connected merchants, asked afresh each round: a node the SuperLink has marked
-        # offline is not waited for in every later round.
-        nodes = sorted(set(self.transport.node_ids()) - self.excluded)
-        if not getattr(self.aggregate, "charges_ledger", False):
-            self.ledger.charge(Release(name=release, noise_multiplier=z))
-        request = dict(
-            payload, release=release, noise_multiplier=z, request_id=next(self.request_ids)
-        )
-        started = time.perf_counter()
-        if self.aggregate is not None:
-            agg = self.aggregate(task, request, spec, nodes)
-        else:
-            replies = self.transport.request(task, request, nodes, max_bytes=spec.max_bytes())
-            agg = aggregate_plain(release, nodes, replies, spec, min_clients=self.cfg.min_clients)
-        agg.log.seconds = time.perf_counter() - started
-        self.history.append(agg.log.to_dict())
-        return agg
+        return noisy_round(self, task, release, payload, z, spec)
+
+
+def noisy_round(
+    run, task: str, release: str, payload: dict, z: float, spec: ReplySpec
+) -> Aggregate:
+    """One noisy request to the merchants, summed: shared by every round of a run.
+
+    ``run`` holds transport, cfg, ledger, aggregate, excluded, request_ids and history (a
+    ``SegmentationRun`` or the recommender rounds that continue it). The server's ledger is
+    charged before anything is sent, unless the aggregator charges at its own point.
+    """
+    # Connected merchants, asked afresh each round: a node the SuperLink has marked
+    # offline is not waited for in every later round.
+    nodes = sorted(set(run.transport.node_ids()) - run.excluded)
+    if not getattr(run.aggregate, "charges_ledger", False):
+        run.ledger.charge(Release(name=release, noise_multiplier=z))
+    request = dict(payload, release=release, noise_multiplier=z, request_id=next(run.request_ids))
+    started = time.perf_counter()
+    if run.aggregate is not None:
+        agg = run.aggregate(task, request, spec, nodes)
+    else:
+        replies = run.transport.request(task, request, nodes, max_bytes=spec.max_bytes())
+        agg = aggregate_plain(release, nodes, replies, spec, min_clients=run.cfg.min_clients)
+    agg.log.seconds = time.perf_counter() - started
+    run.history.append(agg.log.to_dict())
+    return agg
 
 
 def _scaling_payload(scaling: FeatureScaling) -> dict:

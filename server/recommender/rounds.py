@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.scaling import FeatureScaling
-from fedseg.server.aggregation import Aggregate, ReplySpec, aggregate_plain
+from fedseg.server.aggregation import Aggregate, ReplySpec
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.recommender.ease import RecommenderModel, choose_items, fit_recommender
-from fedseg.server.segmentation import Aggregator
+from fedseg.server.segmentation import Aggregator, noisy_round
 from fedseg.server.transport import Transport
 
 POPULARITY_RELEASE = "recommender_item_popularity"
@@ -128,21 +126,7 @@ class RecommenderRun:
     def _noisy_round(
         self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
     ) -> Aggregate:
-        nodes = sorted(set(self.transport.node_ids()) - self.excluded)
-        if not getattr(self.aggregate, "charges_ledger", False):
-            self.ledger.charge(Release(name=release, noise_multiplier=z))
-        request = dict(
-            payload, release=release, noise_multiplier=z, request_id=next(self.request_ids)
-        )
-        started = time.perf_counter()
-        if self.aggregate is not None:
-            agg = self.aggregate(task, request, spec, nodes)
-        else:
-            replies = self.transport.request(task, request, nodes, max_bytes=spec.max_bytes())
-            agg = aggregate_plain(release, nodes, replies, spec, min_clients=self.cfg.min_clients)
-        agg.log.seconds = time.perf_counter() - started
-        self.history.append(agg.log.to_dict())
-        return agg
+        return noisy_round(self, task, release, payload, z, spec)
 
 
 def symmetric(upper: np.ndarray, size: int) -> np.ndarray:
