@@ -113,6 +113,18 @@ def test_build_histories_orders_dedups_and_names_bad_rows():
     assert flat.tolist() == [4, 2, 9] and offsets.tolist() == [0, 2, 2]
 
 
+def test_build_histories_with_categorical_ids_in_non_alphabetical_order():
+    import pandas as pd
+
+    # Loading yields categorical user ids; their category order need not be alphabetical.
+    users = pd.Categorical(["zed", "amy", "zed", "amy"], categories=["zed", "amy"])
+    events = pd.DataFrame({"user_id": users, "item_id": [5, 6, 6, 5], "timestamp": [1, 1, 2, 2]})
+    histories = build_histories(events, {5: 0, 6: 1}, {"amy": 1, "zed": 0})
+    by_user = {u: (h.tolist(), s) for u, h, s in zip(histories.user_ids, histories.items,
+                                                     histories.segments, strict=True)}  # fmt: skip
+    assert by_user == {"zed": ([0, 1], 0), "amy": ([1, 0], 1)}
+
+
 def test_ranking_metrics_hand_computed():
     train, test = leave_last_out(_customers([[0, 1], [2, 3], [4]], [0, 0, 0]))
     assert test.tolist() == [1, 3, -1]

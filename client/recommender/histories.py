@@ -71,7 +71,11 @@ def build_histories(
     ordered = events.sort_values(["user_id", "timestamp"], kind="stable")
     ordered = ordered.drop_duplicates(["user_id", "item_id"], keep="first")
     indices = ordered["item_id"].map(item_index).to_numpy(dtype=np.int64)
-    users, starts = np.unique(ordered["user_id"].to_numpy(), return_index=True)
+    # Group boundaries from the sorted column itself: np.unique would re-sort the ids
+    # lexicographically, which differs from a categorical column's sort order.
+    codes = pd.factorize(ordered["user_id"])[0]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    users = ordered["user_id"].to_numpy()[starts]
     missing = [u for u in users if u not in segment_of]
     if missing:
         raise HistoryError(f"user_id {missing[0]} has no segment")
