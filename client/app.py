@@ -86,34 +86,27 @@ def _answer(task: str, message: Message, context: Context) -> Message:
     return Message(to_records(reply), reply_to=message)
 
 
-@app.query("describe")
-def describe(message: Message, context: Context) -> Message:
-    return _answer("describe", message, context)
+# Statistics rounds are QUERY messages, K-means training rounds TRAIN messages.
+TASKS = {
+    "describe": "query",
+    "feature_histograms": "query",
+    "square_norm": "query",
+    "cluster_stats": "train",
+    "item_popularity": "query",
+    "item_gram": "query",
+}
 
 
-@app.query("feature_histograms")
-def feature_histograms(message: Message, context: Context) -> Message:
-    return _answer("feature_histograms", message, context)
+def _handler(task: str):
+    def handle(message: Message, context: Context) -> Message:
+        return _answer(task, message, context)
+
+    handle.__name__ = task
+    return handle
 
 
-@app.query("square_norm")
-def square_norm(message: Message, context: Context) -> Message:
-    return _answer("square_norm", message, context)
-
-
-@app.train("cluster_stats")
-def cluster_stats(message: Message, context: Context) -> Message:
-    return _answer("cluster_stats", message, context)
-
-
-@app.query("item_popularity")
-def item_popularity(message: Message, context: Context) -> Message:
-    return _answer("item_popularity", message, context)
-
-
-@app.query("item_gram")
-def item_gram(message: Message, context: Context) -> Message:
-    return _answer("item_gram", message, context)
+for _task, _kind in TASKS.items():
+    getattr(app, _kind)(_task)(_handler(_task))
 
 
 def to_records(payload: dict[str, Any]) -> RecordDict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_no_identifier_sent, assert_no_per_customer_array
 from fedseg.client.features import customer_features
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.simulations.federation import write_federation
@@ -44,33 +45,11 @@ def test_no_identifier_or_customer_vector_leaves_a_merchant(traced_run):
         raw = pd.read_csv(path)
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, 5)
         features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer)
-        for user_id in raw["user_id"].astype(str).unique():
-            assert user_id.encode() not in blob, f"raw user id {user_id} was sent"
-        for pseudonym in features.index[:200]:
-            assert pseudonym.encode() not in blob, "a pseudonym was sent"
-        for email in raw["email"].dropna().unique()[:200]:
-            assert email.encode() not in blob, "an email was sent"
+        assert_no_identifier_sent(blob, raw, features.index)
         rows = features[[s.name for s in specs]].to_numpy(dtype=np.float64)
         for row in rows[:300]:
             informative = row[row != 0]
             if len(informative) >= 3:  # a customer's vector, as the bytes numpy would send
                 assert informative.tobytes() not in blob, "a raw feature row was sent"
         sizes.append(len(rows))
-    for f in files:  # no array is per-customer: none has as many rows as a merchant has customers
-        for array in _arrays(f.read_bytes()):
-            assert array.ndim <= 2 and not set(array.shape) & set(sizes), array.shape
-
-
-def _arrays(data: bytes) -> list[np.ndarray]:
-    from fedseg.client.app import decode_array
-    from flwr.app import ArrayRecord
-    from flwr.common.serde import message_from_proto
-    from flwr.proto.message_pb2 import Message as ProtoMessage
-
-    message = message_from_proto(ProtoMessage.FromString(data))
-    return [
-        decode_array(a)
-        for rec in message.content.values()
-        if isinstance(rec, ArrayRecord)
-        for a in rec.values()
-    ]
+    assert_no_per_customer_array(files, sizes)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_no_identifier_sent, assert_no_per_customer_array
 from fedseg.client.features import customer_features
 from fedseg.client.merchant import MerchantSettings, build_node
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
@@ -90,21 +91,14 @@ def test_recommender_messages_leak_no_customer_data(traced_run):
         raw = pd.read_csv(path)
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, 5)
         features, _, _ = customer_features(path, pseudonymizer=pseudonymizer)
-        for user_id in raw["user_id"].astype(str).unique():
-            assert user_id.encode() not in blob, f"raw user id {user_id} was sent"
-        for pseudonym in features.index[:200]:
-            assert pseudonym.encode() not in blob, "a pseudonym was sent"
-        for email in raw["email"].dropna().unique()[:200]:
-            assert email.encode() not in blob, "an email was sent"
+        assert_no_identifier_sent(blob, raw, features.index)
         for _, items in list(raw.groupby("user_id")["item_id"])[:200]:
             history = pd.unique(items.to_numpy())
             if len(history) >= 3:  # a customer's item list, as int or float arrays would carry it
                 assert history.astype(np.int64).tobytes() not in blob, "an item history was sent"
                 assert history.astype(np.float64).tobytes() not in blob, "an item history was sent"
         sizes.append(len(features))
-    for f in files:  # no array is per-customer: none has as many rows as a merchant has customers
-        for array in _arrays(f.read_bytes()):
-            assert array.ndim <= 2 and not set(array.shape) & set(sizes), array.shape
+    assert_no_per_customer_array(files, sizes)
 
 
 @pytest.mark.slow
@@ -236,16 +230,3 @@ def test_capped_merchant_refuses_before_releasing(tmp_path):
     with pytest.raises(BudgetExceeded):
         node.handle("item_popularity", dict(payload, noise_multiplier=1.0))
     assert node.ledger.spent() == 0.0
-
-
-def _arrays(data: bytes) -> list[np.ndarray]:
-    from fedseg.client.app import decode_array
-    from flwr.app import ArrayRecord
-    from flwr.common.serde import message_from_proto
-    from flwr.proto.message_pb2 import Message as ProtoMessage
-
-    message = message_from_proto(ProtoMessage.FromString(data))
-    records = message.content.values()
-    return [
-        decode_array(a) for rec in records if isinstance(rec, ArrayRecord) for a in rec.values()
-    ]
