@@ -66,7 +66,10 @@ def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path)
     assert second.returncode == 0, second.stderr
     a = json.loads((tmp_path / "a" / "model.json").read_text())["centroids_standardized"]
     b = json.loads((tmp_path / "b" / "model.json").read_text())["centroids_standardized"]
-    nearest = [min(range(4), key=lambda j: sum((x - y) ** 2 for x, y in zip(ca, b[j], strict=True))) for ca in a]
+    nearest = [
+        min(range(4), key=lambda j: sum((x - y) ** 2 for x, y in zip(ca, b[j], strict=True)))
+        for ca in a
+    ]
     assert nearest == [0, 1, 2, 3]
     ledger = json.loads((state / "m0" / "ledger.json").read_text())
     assert len(ledger["releases"]) > spent_once
