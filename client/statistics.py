@@ -6,10 +6,13 @@ count per feature and a cluster-statistics release by one vector in one cluster.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 _BLOCK_DISTANCES = 1 << 20  # distances computed per block (8 MB)
+_SINGLE_THREAD_WORK = 1 << 16  # multiply-adds (rows × d × k) too few for BLAS threads
 _BLAS = ThreadpoolController()
 
 
@@ -36,7 +39,12 @@ def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
     # for 160, measured on this project's 2-core machine).
     # Blocks of about a million distances stay in cache; one product, updated in place.
     chunk = max(1024, _BLOCK_DISTANCES // len(centres))
-    with _BLAS.limit(limits=1, user_api="blas"):
+    # Setting the limit costs ~60 µs, more than a product of a few hundred rows: below
+    # _SINGLE_THREAD_WORK multiply-adds OpenBLAS runs one thread by itself (its own
+    # threshold is 4 × 65,536), and a GEMM splits rows and columns across threads, never
+    # the inner sum, so each distance is the same bits either way.
+    small = z.size * len(centres) < _SINGLE_THREAD_WORK
+    with contextlib.nullcontext() if small else _BLAS.limit(limits=1, user_api="blas"):
         for start in range(0, len(z), chunk):
             # ‖x−c‖² = ‖x‖² − 2x·c + ‖c‖²; ‖x‖² is the same for every centre.
             distances = z[start : start + chunk] @ (-2.0 * centres.T)
