@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from fedseg.client.recommender import (
     popularity_statistics,
     segment_item_counts,
 )
+from fedseg.client.recommender.check import content_gain_statistics
 from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.server.recommender import (
@@ -41,6 +43,7 @@ from fedseg.server.recommender import (
     fit_recommender,
     suppression_threshold,
 )
+from fedseg.server.recommender.content import catalogue_attributes, choose_content_weight
 from fedseg.simulations import recsys_eval as ev
 from fedseg.simulations.datasets import load_movielens_100k
 from fedseg.simulations.synthetic import generate_federation
@@ -49,6 +52,7 @@ from sklearn.cluster import KMeans
 DELTA, CAP_L = 1e-6, 20
 SEGMENTATION_SHARE, POPULARITY_SHARE, SEGMENT_SHARE = 0.1, 0.5, 0.0
 MAX_GRAM_ITEMS, SEGMENT_COLUMNS, SEGMENT_WEIGHT, POPULARITY_WEIGHT = 1000, True, 4.0, 0.3
+CONTENT_SHARE, CONTENT_WEIGHTS = 0.1, np.array([0.3])
 OUT = Path(__file__).parent / "results" / "recommender.json"
 
 
@@ -73,20 +77,25 @@ def pooled(parts):
 
 
 def budget(epsilon):
-    """Noise multipliers of the three releases and the plan's total (zCDP shares)."""
+    """Noise multipliers of the four releases (zCDP shares of the run's total ε)."""
     rec = 1.0 - SEGMENTATION_SHARE
     plan = [
         PlannedRelease("segmentation", share=SEGMENTATION_SHARE),
-        PlannedRelease("popularity", share=rec * POPULARITY_SHARE),
-        PlannedRelease("gram", share=rec * (1 - POPULARITY_SHARE)),
+        PlannedRelease("popularity", share=rec * (1 - CONTENT_SHARE) * POPULARITY_SHARE),
+        PlannedRelease("gram", share=rec * (1 - CONTENT_SHARE) * (1 - POPULARITY_SHARE)),
+        PlannedRelease("content", share=rec * CONTENT_SHARE),
     ]
     return calibrate(plan, epsilon=epsilon, delta=DELTA)
 
 
-def dp_ease(parts, n_items, k, epsilon, noise, rng):
+def dp_ease(parts, n_items, k, epsilon, noise, rng, attributes=None):
     """Both rounds of DP-EASE over every merchant; returns (model, max merchant ε spent)."""
     private = np.isfinite(epsilon)
-    z = budget(epsilon) if private else {"segmentation": 0.0, "popularity": 0.0, "gram": 0.0}
+    z = (
+        budget(epsilon)
+        if private
+        else dict.fromkeys(("segmentation", "popularity", "gram", "content"), 0.0)
+    )
     m = len(parts)
     share = 1.0 / m if noise == "secagg" else 1.0
     spread = 1.0 if noise == "secagg" else np.sqrt(m)  # std of the SUM / sigma
@@ -129,7 +138,23 @@ def dp_ease(parts, n_items, k, epsilon, noise, rng):
         n_segments=k if SEGMENT_COLUMNS else 0,
         segment_weight=SEGMENT_WEIGHT,
         popularity_weight=POPULARITY_WEIGHT,
+        attributes=attributes,
+        content_weight=0.0,
     )
+    if model.content is not None:  # round 3: the merchants' DP verdict on content scoring
+        gains = _summed(
+            content_gain_statistics(
+                train,
+                model,
+                CONTENT_WEIGHTS,
+                noise_multiplier=z["content"],
+                noise_share=share,
+                rng=rng,
+                ledger=ledgers[mid],
+            )
+            for mid, (train, _) in parts.items()
+        )["gain"]
+        model = replace(model, content_weight=choose_content_weight(gains, CONTENT_WEIGHTS))
     return model, max(ledger.spent() for ledger in ledgers.values())
 
 
@@ -193,22 +218,28 @@ def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
         "segment popularity": run(ev.segment_popularity_scorer(seg_counts, train.segments)),
         "EASE (central, λ=500)": run(ev.ease_scorer(ev.fit_ease(train, n_items, 500.0), train)),
     }
-    model, _ = dp_ease(parts, n_items, k, np.inf, "secagg", rng)
-    rows["federated EASE (non-private)"] = run(
-        model_scorer(model), gram_items=len(model.item_index)
-    )
+    attributes = catalogue_attributes(fed.items)
+    for content, label in ((None, " (no content)"), (attributes, "")):
+        model, _ = dp_ease(parts, n_items, k, np.inf, "secagg", rng, content)
+        rows[f"federated EASE{label} (non-private)"] = run(
+            model_scorer(model),
+            gram_items=len(model.item_index),
+            content_weight=model.content_weight,
+        )
     for epsilon in epsilons:
         popularity = dp_capped_popularity(parts, n_items, k, epsilon, rng)
         rows[f"DP segment popularity (capped) ε={epsilon:g}"] = run(
             lambda pos, p=popularity: p.scores(train.segments[pos])
         )
-        for noise in ("secagg", "local"):
-            model, spent = dp_ease(parts, n_items, k, epsilon, noise, rng)
-            rows[f"DP-EASE {noise} ε={epsilon:g}"] = run(
+        for noise, content in (("secagg", None), ("secagg", attributes), ("local", attributes)):
+            model, spent = dp_ease(parts, n_items, k, epsilon, noise, rng, content)
+            label = " (no content)" if content is None else ""
+            rows[f"DP-EASE{label} {noise} ε={epsilon:g}"] = run(
                 model_scorer(model),
                 epsilon_spent=spent,
                 gram_items=len(model.item_index),
                 components=int(model.vectors.shape[1]),
+                content_weight=model.content_weight,
             )
     _print_table(name, rows, len(train), len(parts), n_items, time.perf_counter() - t0)
     return rows
@@ -218,12 +249,14 @@ def _print_table(name, rows, n_users, n_merchants, n_items, seconds):
     print(
         f"\n{name}: {n_users} customers, {n_merchants} merchants, {n_items} items, {seconds:.0f} s"
     )
-    print(f"{'method':42s} {'HR@10':>7s} {'NDCG@10':>8s} {'HR@10 full':>11s} {'ε spent':>8s}")
+    header = f"{'method':48s} {'HR@10':>7s} {'NDCG@10':>8s} {'HR@10 full':>11s} {'ε spent':>8s}"
+    print(header + f" {'content w':>9s}")
     for method, m in rows.items():
         spent = f"{m['epsilon_spent']:8.3f}" if "epsilon_spent" in m else " " * 8
+        content = f"{m['content_weight']:9.2f}" if "content_weight" in m else ""
         print(
-            f"{method:42s} {m['hr_at_10']:7.3f} {m['ndcg_at_10']:8.3f} "
-            f"{m['hr_at_10_full']:11.3f} {spent}"
+            f"{method:48s} {m['hr_at_10']:7.3f} {m['ndcg_at_10']:8.3f} "
+            f"{m['hr_at_10_full']:11.3f} {spent} {content}"
         )
 
 
@@ -262,7 +295,7 @@ def main(quick: bool = False) -> None:
     truth = syn.truth.groupby("merchant_id")
     seg = {m: dict(zip(t["user_id"], t["segment"], strict=True)) for m, t in truth}
     results["synthetic"] = evaluate(
-        f"Synthetic ({users} customers)", syn, seg.__getitem__, 5, [8.0, 1.0], 10_000, rng
+        f"Synthetic ({users} customers)", syn, seg.__getitem__, 5, [8.0, 1.0], 10**9, rng
     )
     OUT.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {OUT}")

@@ -1,4 +1,4 @@
-"""Offer the two recommender rounds on a merchant's node, loading their code on first use.
+"""Offer the recommender rounds on a merchant's node, loading their code on first use.
 
 The recommender modules pull in scipy and torch (seconds of import time); a merchant
 that is only asked for segmentation never pays for them. See client/recommender/tasks.py.
@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from fedseg.client.node import MerchantNode, ReleaseMode
 
-RECOMMENDER_TASKS = ("item_popularity", "item_gram")
+RECOMMENDER_TASKS = ("item_popularity", "item_gram", "content_check")
 
 
 def offer_recommender(
@@ -22,7 +22,7 @@ def offer_recommender(
     load_events: Callable[[], pd.DataFrame | None],
     holdout_last: bool = False,
 ) -> None:
-    """Register `item_popularity` and `item_gram` on `node` (plain and secure paths alike)."""
+    """Register the recommender tasks on `node` (plain and secure paths alike)."""
     loaded: list = []
 
     def handler(task: str) -> Callable[[Mapping[str, Any], ReleaseMode], dict]:

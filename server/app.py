@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
@@ -26,6 +27,9 @@ from fedseg.server.transport import Reply
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MESSAGE_TYPES = {
     "describe": "query.describe",
     "feature_histograms": "query.feature_histograms",
@@ -33,6 +37,7 @@ MESSAGE_TYPES = {
     "square_norm": "query.square_norm",
     "item_popularity": "query.item_popularity",
     "item_gram": "query.item_gram",
+    "content_check": "query.content_check",
 }
 
 app = ServerApp()
@@ -57,6 +62,8 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     warm = _read_model(cfg.warm_start)
     statistics = _read_model(cfg.statistics_from)
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
+    if catalogue is not None and not _has_attributes(catalogue):
+        cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
     aggregate = None
     if cfg.secure_agg:
         aggregate = SecureAggregator(
@@ -89,15 +96,21 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     )
 
 
-def _read_catalogue(path: str) -> list[str]:
+def _read_catalogue(path: str) -> pd.DataFrame:
     from fedseg.server.recommender.rounds import read_catalogue
 
     return read_catalogue(path)
 
 
-def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: list[str]) -> dict:
+def _has_attributes(catalogue: pd.DataFrame) -> bool:
+    from fedseg.server.recommender.content import catalogue_attributes
+
+    return len(catalogue_attributes(catalogue)[0]) > 0
+
+
+def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: pd.DataFrame) -> dict:
     """The recommender rounds after the segmentation, within the same budget and ledger."""
-    from fedseg.server.recommender.rounds import RecommenderRun
+    from fedseg.server.recommender.rounds import CONTENT_WEIGHTS, RecommenderRun
 
     # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
     secure = run.aggregate if run.cfg.secure_agg else None
@@ -106,7 +119,13 @@ def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: list[str]) -
         excluded=run.excluded, request_ids=run.request_ids, history=run.history,
     )  # fmt: skip
     model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
-    return {**model.to_dict(), "item_ids": catalogue}
+    published = {**model.to_dict(), "item_ids": catalogue["item_id"].tolist()}
+    if rounds.content_gains is not None:
+        published["content_check"] = {
+            "candidates": CONTENT_WEIGHTS.tolist(),
+            "noisy_gain_in_hits": rounds.content_gains.tolist(),
+        }
+    return published
 
 
 def _read_model(path: str) -> dict | None:

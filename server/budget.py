@@ -22,9 +22,12 @@ def noise_plan(
         kinds.append(("feature_histograms", seg * cfg.histogram_share, 1))
         if cfg.square_norm_share > 0:
             kinds.append(("square_norm", seg * cfg.square_norm_share, 1))
-    if cfg.recommender_share > 0:  # popularity and Gram releases, equal halves
-        half = cfg.recommender_share / 2
+    if cfg.recommender_share > 0:  # content check, then popularity and Gram in equal halves
+        check = cfg.recommender_share * cfg.content_share
+        half = (cfg.recommender_share - check) / 2
         kinds += [("recommender_item_popularity", half, 1), ("recommender_gram", half, 1)]
+        if check > 0:
+            kinds.append(("recommender_content_check", check, 1))
     # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
     per_release = {name: share / count for name, share, count in kinds}
     total = sum(per_release.values())

@@ -16,9 +16,10 @@ class SegmentationConfig:
     """Everything the server needs to run one segmentation.
 
     Budget shares split the run's total ε (zCDP-style): ``recommender_share`` of it goes to
-    the recommender (two releases, equal halves), the rest to the segmentation, whose
-    ``histogram_share`` and ``init_share`` are fractions of that segmentation part (the
-    Lloyd rounds get the remainder). With ``recommender`` on, ``recommender_share`` 0 means
+    the recommender (``content_share`` of that to the content check when the catalogue has
+    item attributes, the rest to two releases in equal halves), the rest to the
+    segmentation, whose ``histogram_share`` and ``init_share`` are fractions of that
+    segmentation part (the Lloyd rounds get the remainder). With ``recommender`` on, ``recommender_share`` 0 means
     ``DEFAULT_RECOMMENDER_SHARE``.
     """
 
@@ -41,6 +42,7 @@ class SegmentationConfig:
     square_norm_share: float = 0.0  # > 0: also release Σ‖z‖² (the cost curve of choose_k)
     recommender_share: float = 0.0
     recommender: bool = False  # also fit the DP-EASE recommender (server/recommender/rounds.py)
+    content_share: float = 0.1  # of the recommender's share: the DP check of content scoring
     items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
     warm_start: str = ""  # path of an earlier model.json: start from its centres and scaler
@@ -77,6 +79,8 @@ class SegmentationConfig:
             raise ValueError(
                 "budget shares must be ≥ 0 and leave a positive share for Lloyd rounds"
             )
+        if not 0 <= self.content_share < 1:
+            raise ValueError(f"content-share must be in [0, 1), got {self.content_share}")
         if not 0 <= self.dropout_tolerance < 0.5:
             raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
         if self.min_clients < 1:

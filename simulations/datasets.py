@@ -79,6 +79,8 @@ def load_movielens_100k(*, regions: int = 10) -> Federation:
             "category": films["class"].fillna("unknown").str.split().str[0],
             "price": np.nan,
             "title": films["movie_title"],
+            "genres": films["class"].fillna("unknown").str.split().str.join("|"),
+            "year": pd.to_numeric(films["release_year"], errors="coerce"),
         }
     )
     category = inter["item_id"].astype(int).map(items.set_index("item_id")["category"])

@@ -21,7 +21,7 @@ from fedseg.simulations.federation import write_federation
 from fedseg.simulations.runner import merchant_files, simulate
 from fedseg.simulations.synthetic import generate_federation
 
-RELEASES = {"recommender_item_popularity", "recommender_gram"}
+RELEASES = {"recommender_item_popularity", "recommender_gram", "recommender_content_check"}
 EPSILON = 8.0
 
 
@@ -128,20 +128,25 @@ def test_secure_aggregation_with_distributed_noise(tmp_path):
     assert RELEASES <= {r["name"] for r in result.model.privacy["releases"]}
     assert result.model.privacy["epsilon"] <= 4.0
     tasks = [h["task"] for h in result.model.history]
-    assert tasks[-2:] == ["recommender_item_popularity", "recommender_gram"]
-    assert all(len(h["contributors"]) == 3 for h in result.model.history[-2:])
+    assert tasks[-3:] == [
+        "recommender_item_popularity", "recommender_gram", "recommender_content_check"
+    ]  # fmt: skip
+    assert all(len(h["contributors"]) == 3 for h in result.model.history[-3:])
     assert result.metrics["recommender"]["hr_at_10"] > 0.2
 
 
-def test_budget_split_is_ninety_percent_recommender_in_two_halves():
+def test_budget_split_gives_the_recommender_ninety_percent_in_three_releases():
     cfg = SegmentationConfig(k=3, epsilon=2.0, rounds=4, recommender=True)
     z = noise_plan(cfg)
     counts = {"cluster_stats": 4, "init_cluster_stats": 1}
     precision = {name: counts.get(name, 1) / v**2 for name, v in z.items()}
     total = sum(precision.values())
-    assert precision["recommender_item_popularity"] / total == pytest.approx(0.45, rel=1e-9)
-    assert precision["recommender_gram"] / total == pytest.approx(0.45, rel=1e-9)
+    assert precision["recommender_item_popularity"] / total == pytest.approx(0.405, rel=1e-9)
+    assert precision["recommender_gram"] / total == pytest.approx(0.405, rel=1e-9)
+    assert precision["recommender_content_check"] / total == pytest.approx(0.09, rel=1e-9)
     assert precision["feature_histograms"] / total == pytest.approx(0.1 * 0.05, rel=1e-9)
+    unchecked = noise_plan(SegmentationConfig(recommender=True, content_share=0.0))
+    assert "recommender_content_check" not in unchecked
     plain = noise_plan(SegmentationConfig(k=3, epsilon=2.0, rounds=4))
     assert set(plain) == {"cluster_stats", "init_cluster_stats", "feature_histograms"}
 
@@ -160,7 +165,7 @@ def test_config_keeps_validating_shares():
 def test_catalogue_errors_name_the_file_and_row(tmp_path):
     path = tmp_path / "items.csv"
     path.write_text("item_id,category\na,x\nb,y\n")
-    assert read_catalogue(path) == ["a", "b"]
+    assert read_catalogue(path)["item_id"].tolist() == ["a", "b"]
     path.write_text("item_id\na\na\n")
     with pytest.raises(CatalogueError, match="'a' appears twice"):
         read_catalogue(path)

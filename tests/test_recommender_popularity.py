@@ -1,4 +1,4 @@
-"""Per-segment popularity: capped counts, sensitivity, suppression, content scoring, eval."""
+"""Per-segment popularity: capped counts, sensitivity, suppression; histories; eval."""
 
 import numpy as np
 import pytest
@@ -7,14 +7,11 @@ from fedseg.client.recommender import (
     HistoryError,
     build_histories,
     collate_histories,
-    content_scores,
-    recommend_top_n,
     segment_item_counts,
 )
 from fedseg.server.recommender import (
     aggregate_segment_popularity,
     fedavg,
-    segment_attribute_weights,
     suppression_threshold,
 )
 from fedseg.simulations.recsys_eval import fit_ease, leave_last_out, ranking_metrics
@@ -85,16 +82,6 @@ def test_fedavg_divides_the_sum():
     np.testing.assert_allclose(averaged["w"], [1.0, 2.0])
     with pytest.raises(ValueError, match="'w'"):
         fedavg({"w": np.array([np.nan])}, n_clients=1)
-
-
-def test_content_scores_follow_segment_weights():
-    attributes = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # item x attribute value
-    counts = np.array([[10.0, 0.0, 10.0], [0.0, 10.0, 0.0]])
-    weights = segment_attribute_weights(counts, attributes, prior=0.0)
-    np.testing.assert_allclose(weights, [[1.5, 0.0], [0.0, 3.0]])
-    histories = _customers([[0, 1]], [0])  # half attribute 0, half attribute 1
-    np.testing.assert_allclose(content_scores(histories, attributes, weights), [[0.75, 0, 0.75]])
-    assert recommend_top_n(np.array([[0.75, 0.0, 0.75]]), histories, n=1).tolist() == [[2]]
 
 
 def test_build_histories_orders_dedups_and_names_bad_rows():

@@ -1,12 +1,6 @@
 """Client halves of the recommender: each is a function of local data, broadcast
 parameters, an injected rng and privacy parameters, returning numpy arrays."""
 
-from fedseg.client.recommender.content import (
-    attribute_matrix,
-    content_scores,
-    customer_profiles,
-    recommend_top_n,
-)
 from fedseg.client.recommender.dpsgd import LocalTrainingConfig, dpsgd_release, train_local
 from fedseg.client.recommender.gram import (
     gram_statistics,
@@ -34,11 +28,8 @@ __all__ = [
     "HistoryError",
     "HistoryRecommender",
     "LocalTrainingConfig",
-    "attribute_matrix",
     "build_histories",
     "collate_histories",
-    "content_scores",
-    "customer_profiles",
     "dpsgd_release",
     "get_parameters",
     "gram_statistics",
@@ -46,7 +37,6 @@ __all__ = [
     "unit_history_rows",
     "init_parameters",
     "model_from_parameters",
-    "recommend_top_n",
     "score_customers",
     "segment_item_counts",
     "set_parameters",

@@ -1,4 +1,4 @@
-"""A merchant's answers to the two recommender rounds (DP-EASE, docs/recommender.md).
+"""A merchant's answers to the recommender rounds (DP-EASE, docs/recommender.md).
 
 Each request carries the published segmentation (scaler + centres) and the public item
 catalogue; the merchant assigns its own customers' segments locally, builds their item
@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from fedseg.client.recommender.check import (
+    CONTENT_CHECK_RELEASE,
+    content_check_mechanism,
+    content_gain_statistics,
+)
 from fedseg.client.recommender.gram import (
     GRAM_RELEASE,
     POPULARITY_RELEASE,
@@ -29,11 +34,12 @@ from fedseg.client.recommender.histories import CustomerHistories, build_histori
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import BudgetExceeded
 from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server.recommender.ease import RecommenderModel
 
 if TYPE_CHECKING:
     from fedseg.client.node import MerchantNode, ReleaseMode
 
-TASKS = ("item_popularity", "item_gram")
+TASKS = ("item_popularity", "item_gram", "content_check")
 
 
 class RecommenderRequestError(ValueError):
@@ -100,6 +106,31 @@ class RecommenderTasks:
             ledger=node.ledger if mode.charge else None,
         )["gram"]
         return {"gram": gram[np.triu_indices(len(gram))]}
+
+    def content_check(
+        self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
+    ) -> dict[str, np.ndarray]:
+        """Round 3: noisy extra hits per candidate content weight (client/recommender/check.py)."""
+        z = _noise_multiplier(payload)
+        candidates = _array(payload, "candidates", ndim=1)
+        mechanism = content_check_mechanism(noise_multiplier=z, candidates=len(candidates))
+        _refuse_early(node, mode, mechanism.as_release(CONTENT_CHECK_RELEASE))
+        histories, n_items, n_segments = self._histories(node, payload)
+        try:
+            model = RecommenderModel.from_arrays(payload)
+        except ValueError as exc:
+            raise RecommenderRequestError(f"the published model: {exc}") from None
+        if model.n_items != n_items or model.n_segments != n_segments:
+            raise RecommenderRequestError("the published model does not match the catalogue")
+        return content_gain_statistics(
+            histories,
+            model,
+            candidates,
+            noise_multiplier=z,
+            rng=node.rng_for(int(payload["request_id"])),
+            noise_share=mode.noise_share,
+            ledger=node.ledger if mode.charge else None,
+        )
 
     # -- data -------------------------------------------------------------------------------
 

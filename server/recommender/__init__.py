@@ -1,7 +1,7 @@
 """Server halves of the recommender: they see only sums of client releases."""
 
 from fedseg.server.recommender.blend import PopularityPrior
-from fedseg.server.recommender.content import segment_attribute_weights
+from fedseg.server.recommender.content import ContentModel, attribute_weights, catalogue_attributes
 from fedseg.server.recommender.ease import (
     RecommenderModel,
     choose_items,
@@ -16,6 +16,9 @@ from fedseg.server.recommender.popularity import (
 )
 
 __all__ = [
+    "ContentModel",
+    "attribute_weights",
+    "catalogue_attributes",
     "PopularityPrior",
     "RecommenderModel",
     "choose_items",
@@ -24,6 +27,5 @@ __all__ = [
     "SegmentPopularity",
     "aggregate_segment_popularity",
     "fedavg",
-    "segment_attribute_weights",
     "suppression_threshold",
 ]

@@ -18,11 +18,13 @@ matrix products. Everything here is post-processing of DP releases: no extra bud
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from fedseg.server.recommender.blend import PopularityPrior
+from fedseg.server.recommender.content import ContentModel, attribute_weights
 
 TIE_BREAK = 1e-3
 
@@ -61,20 +63,25 @@ class RecommenderModel:
     popularity_weight: float
     n_segments: int = 0
     segment_weight: float = 1.0
+    content: ContentModel | None = None
+    content_weight: float = 0.0
 
     def __post_init__(self) -> None:
         n, k = self.vectors.shape
         if len(self.item_index) + self.n_segments != n or len(self.shrinkage) != k:
             raise ValueError("item_index, vectors and shrinkage sizes do not match")
-        if not self.popularity_weight >= 0:
-            raise ValueError("popularity_weight must be >= 0")
+        if not (self.popularity_weight >= 0 and self.content_weight >= 0):
+            raise ValueError("popularity_weight and content_weight must be >= 0")
+        if self.content is not None and self.content.n_items != self.n_items:
+            raise ValueError("the content model and the popularity prior cover different items")
 
     @property
     def n_items(self) -> int:
         return self.prior.n_items
 
     def scores(self, histories: Sequence[np.ndarray], segments: np.ndarray) -> np.ndarray:
-        """Scores (customers x catalogue): EASE scaled to [-1, 1] per customer + weighted prior.
+        """Scores (customers x catalogue): EASE scaled to [-1, 1] per customer + weighted prior,
+        plus content_weight × the content affinity (in [0, 1]) when the model has one.
 
         Items in a customer's own history get arbitrary scores; `recommend` masks them.
         """
@@ -96,6 +103,8 @@ class RecommenderModel:
         # only breaks ties, since the segment columns already give EASE its intercepts.
         out = self.popularity_weight * self.prior.scores(np.asarray(segments))
         out[:, self.item_index] = ease + TIE_BREAK * out[:, self.item_index]
+        if self.content is not None and self.content_weight > 0:
+            out += self.content_weight * self.content.affinity(histories)
         return out
 
     def recommend(self, history_items: np.ndarray, segment: int, n: int = 10) -> np.ndarray:
@@ -115,7 +124,51 @@ class RecommenderModel:
             "n_segments": self.n_segments,
             "segment_weight": self.segment_weight,
             "prior": self.prior.to_dict(),
+            "content": None if self.content is None else self.content.to_dict(),
+            "content_weight": self.content_weight,
         }
+
+    def to_arrays(self) -> dict[str, np.ndarray | float | int]:
+        """Flat message form (arrays travel raw): what a merchant needs to score its customers.
+
+        The overall prior and the content part only; per-segment popularity is not sent."""
+        arrays: dict[str, np.ndarray | float | int] = {
+            "item_index": self.item_index,
+            "vectors": self.vectors,
+            "shrinkage": self.shrinkage,
+            "prior_overall": self.prior.overall,
+            "popularity_weight": self.popularity_weight,
+            "n_segments": self.n_segments,
+            "segment_weight": self.segment_weight,
+        }
+        if self.content is not None:
+            arrays["attribute_indicators"] = self.content.indicators
+            arrays["attribute_weights"] = self.content.weights
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, Any]) -> RecommenderModel:
+        """Inverse of to_arrays; missing or malformed fields raise ValueError naming them."""
+        arrays = {}
+        for name, ndim in (("item_index", 1), ("vectors", 2), ("shrinkage", 1)):
+            arrays[name] = _checked(data, name, ndim=ndim)
+        arrays["prior_overall"] = _checked(data, "prior_overall", ndim=1)
+        content = None
+        if "attribute_indicators" in data:
+            indicators = _checked(data, "attribute_indicators", ndim=2)
+            names = tuple(f"attribute {j}" for j in range(indicators.shape[1]))
+            weights = _checked(data, "attribute_weights", ndim=1)
+            content = ContentModel(names, indicators, weights)
+        return cls(
+            arrays["item_index"].astype(np.int64),
+            arrays["vectors"],
+            arrays["shrinkage"],
+            PopularityPrior(arrays["prior_overall"]),
+            float(data.get("popularity_weight", 0.0)),
+            int(data.get("n_segments", 0)),
+            float(data.get("segment_weight", 1.0)),
+            content,
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> RecommenderModel:
@@ -126,6 +179,7 @@ class RecommenderModel:
         index = np.asarray(data["item_index"], dtype=np.int64)
         n_segments = int(data.get("n_segments", 0))
         vectors = np.asarray(data["vectors"], dtype=np.float64)
+        content = data.get("content")
         return cls(
             index,
             vectors.reshape(len(index) + n_segments, -1),
@@ -134,6 +188,8 @@ class RecommenderModel:
             float(data["popularity_weight"]),
             n_segments,
             float(data.get("segment_weight", 1.0)),
+            None if content is None else ContentModel.from_dict(content),
+            float(data.get("content_weight", 0.0)),
         )
 
 
@@ -146,6 +202,8 @@ def fit_recommender(
     segment_weight: float = 1.0,
     lam_scale: float = 5.0,
     popularity_weight: float = 0.3,
+    attributes: tuple[tuple[str, ...], np.ndarray] | None = None,
+    content_weight: float = 0.2,
 ) -> RecommenderModel:
     """Summed releases {"gram", "overall"[, "segments"]} -> RecommenderModel.
 
@@ -153,6 +211,8 @@ def fit_recommender(
     the std of the noise in the summed Gram (sigma·sqrt(M) for local noise at M merchants,
     sigma for distributed noise); 0 = no noise. λ = lam_scale ×
     the mean diagonal of the Gram (Steck's λ=500 on MovieLens is ~8× it) + the noise edge.
+    `attributes` (names, items x attributes indicators of the public catalogue) adds content
+    scoring with weights from the popularity release.
     """
     gram = _checked(summed, "gram", ndim=2)
     item_index = np.asarray(item_index, dtype=np.int64)
@@ -165,6 +225,11 @@ def fit_recommender(
     lam = lam_scale * max(float(np.mean(np.diag(gram))), 1e-12) + edge
     shrinkage = weights[keep] / (weights[keep] + lam)
     prior = PopularityPrior.from_release(summed)
+    content = None
+    if attributes is not None and len(attributes[0]):
+        names, indicators = attributes
+        weights = attribute_weights(_checked(summed, "overall", ndim=1), indicators)
+        content = ContentModel(tuple(names), indicators, weights)
     return RecommenderModel(
         item_index,
         vectors[:, keep],
@@ -173,12 +238,14 @@ def fit_recommender(
         popularity_weight,
         n_segments,
         segment_weight,
+        content,
+        content_weight if content is not None else 0.0,
     )
 
 
-def _checked(summed: dict[str, np.ndarray], part: str, *, ndim: int) -> np.ndarray:
+def _checked(summed: Mapping[str, Any], part: str, *, ndim: int) -> np.ndarray:
     if part not in summed:
-        raise ValueError(f"aggregate has no {part!r} part")
+        raise ValueError(f"field {part!r} is missing")
     array = np.asarray(summed[part], dtype=np.float64)
     if array.ndim != ndim or not np.all(np.isfinite(array)):
         raise ValueError(f"{part!r} must be a finite {ndim}-d array, got shape {array.shape}")

@@ -3,7 +3,10 @@
 Round 1 asks every merchant for its noisy unit-norm item popularity; the server keeps the
 items whose summed popularity stands clear of the noise (`choose_items`). Round 2 asks for
 the noisy Gram over those items plus one pseudo-item per segment; the server fits EASE
-on the sum (`fit_recommender`). Each request carries the published segmentation (scaler +
+on the sum (`fit_recommender`). When the catalogue has item attributes, round 3 sends the
+model back and asks each merchant how many more held-back items content scoring would hit
+(client/recommender/check.py); the server switches content on only if the noisy sum says
+it helps. Each request carries the published segmentation (scaler +
 centres), so merchants assign their own customers' segments locally, and the public item
 catalogue. Written against ``Transport`` like ``SegmentationRun``: every noisy request is
 charged to the server's ledger before it is sent (unless the aggregator charges itself,
@@ -14,8 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,33 +26,37 @@ from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import Aggregate, ReplySpec
 from fedseg.server.config import SegmentationConfig
+from fedseg.server.recommender.content import catalogue_attributes, choose_content_weight
 from fedseg.server.recommender.ease import RecommenderModel, choose_items, fit_recommender
 from fedseg.server.segmentation import Aggregator, noisy_round
 from fedseg.server.transport import Transport
 
 POPULARITY_RELEASE = "recommender_item_popularity"
 GRAM_RELEASE = "recommender_gram"
+CONTENT_RELEASE = "recommender_content_check"
 # As benchmarked (benchmarks/recommender.py, docs/recommender.md).
 MAX_GRAM_ITEMS = 1000
 SEGMENT_WEIGHT = 4.0
 POPULARITY_WEIGHT = 0.3
+CONTENT_WEIGHTS = np.array([0.3])  # candidates of the content check (0 is always one)
 
 
 class CatalogueError(ValueError):
     """The item catalogue the recommender needs is missing or unusable."""
 
 
-def read_catalogue(path: str | Path) -> list[str]:
-    """Item ids (as str, in file order) of a catalogue CSV with an ``item_id`` column."""
+def read_catalogue(path: str | Path) -> pd.DataFrame:
+    """The catalogue CSV, rows in file order, ``item_id`` as str; other columns (category,
+    genres, price, price_tier, year) are the public item attributes of content scoring."""
     if not str(path):
         raise CatalogueError("the recommender needs an item catalogue (run_config 'items')")
     try:
-        table = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False)
+        table = pd.read_csv(path, dtype={"item_id": str}, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:
         raise CatalogueError(f"{path}: cannot read the item catalogue ({exc})") from None
     if "item_id" not in table.columns:
         raise CatalogueError(f"{path}: the item catalogue has no column 'item_id'")
-    ids = table["item_id"].astype(str).str.strip()
+    ids = table["item_id"].fillna("").astype(str).str.strip()
     empty = np.flatnonzero((ids == "").to_numpy())
     if len(empty):
         raise CatalogueError(f"{path}: row {int(empty[0]) + 2}: empty item_id")
@@ -59,7 +65,7 @@ def read_catalogue(path: str | Path) -> list[str]:
         raise CatalogueError(f"{path}: item_id {repeated.iloc[0]!r} appears twice")
     if not len(ids):
         raise CatalogueError(f"{path}: the item catalogue is empty")
-    return ids.tolist()
+    return table.assign(item_id=ids)
 
 
 @dataclass
@@ -74,11 +80,12 @@ class RecommenderRun:
     excluded: set[int] = field(default_factory=set)
     request_ids: itertools.count = field(default_factory=itertools.count)
     history: list[dict] = field(default_factory=list)
+    content_gains: np.ndarray | None = None  # the check's noisy gains, once it has run
 
     def fit(
-        self, scaling: FeatureScaling, centres: np.ndarray, catalogue: Sequence[str]
+        self, scaling: FeatureScaling, centres: np.ndarray, catalogue: pd.DataFrame
     ) -> RecommenderModel:
-        """Both rounds; the model's item indices refer to positions in ``catalogue``."""
+        """All rounds; the model's item indices refer to rows of ``catalogue``."""
         k = len(centres)
         segmentation = {
             "lower": np.asarray(scaling.lower, dtype=np.float64),
@@ -87,7 +94,7 @@ class RecommenderRun:
             "scale": np.asarray(scaling.scale, dtype=np.float64),
             "radius": float(scaling.radius),
             "centres": np.asarray(centres, dtype=np.float64),
-            "items": [str(item) for item in catalogue],
+            "items": catalogue["item_id"].tolist(),
         }
         z_pop = self.noise_multipliers[POPULARITY_RELEASE]
         spec = ReplySpec(shapes={"overall": (len(catalogue),)}, sigmas={"overall": z_pop})
@@ -109,14 +116,30 @@ class RecommenderRun:
         )
         spec = ReplySpec(shapes={"gram": (size * (size + 1) // 2,)}, sigmas={"gram": z_gram})
         gram = self._noisy_round("item_gram", GRAM_RELEASE, request, z_gram, spec)
-        return fit_recommender(
+        checked = CONTENT_RELEASE in self.noise_multipliers
+        model = fit_recommender(
             {"overall": popularity.sums["overall"], "gram": symmetric(gram.sums["gram"], size)},
             item_index=items,
             gram_sigma=z_gram * self._spread(gram),
             n_segments=k,
             segment_weight=SEGMENT_WEIGHT,
             popularity_weight=POPULARITY_WEIGHT,
+            attributes=catalogue_attributes(catalogue) if checked else None,
+            content_weight=0.0,
         )
+        return self._check_content(segmentation, model) if model.content is not None else model
+
+    def _check_content(self, segmentation: dict, model: RecommenderModel) -> RecommenderModel:
+        """Round 3: the merchants' noisy gain in hits per candidate content weight decides it."""
+        z = self.noise_multipliers[CONTENT_RELEASE]
+        request = dict(segmentation, **model.to_arrays(), candidates=CONTENT_WEIGHTS)
+        bound = math.sqrt(len(CONTENT_WEIGHTS))
+        spec = ReplySpec(
+            shapes={"gain": (len(CONTENT_WEIGHTS),)}, sigmas={"gain": z * bound}, max_norm=bound
+        )
+        gains = self._noisy_round("content_check", CONTENT_RELEASE, request, z, spec).sums["gain"]
+        self.content_gains = gains
+        return replace(model, content_weight=choose_content_weight(gains, CONTENT_WEIGHTS))
 
     def _spread(self, agg: Aggregate) -> float:
         """Std of the summed noise over σ: one σ with distributed noise, else √contributors."""

@@ -1,0 +1,108 @@
+"""Does content scoring help these customers? A DP count the server chooses the weight by.
+
+Content scoring (server/recommender/content.py) helps where item attributes say something a
+customer's segment does not (MovieLens: genres and release years) and costs accuracy where
+they only repeat it (the synthetic personas). Which one holds is a property of the data, so
+the merchants measure it: each customer's last item is held back, the rest of their history
+is scored by the published model with content weight 0 and with each candidate weight, and
+the item is ranked against `N_NEGATIVES` unseen items (the evaluation protocol of
+CONTRACT.md). The release is, per candidate, Σ_customers (hit with it - hit without): one
+customer moves each entry by at most 1, so the vector has L2 sensitivity sqrt(candidates).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.privacy.mechanisms import GaussianMechanism
+
+if TYPE_CHECKING:
+    from fedseg.privacy.ledger import PrivacyLedger
+    from fedseg.server.recommender.ease import RecommenderModel
+
+CONTENT_CHECK_RELEASE = "recommender_content_check"
+N_NEGATIVES, TOP_N, CHUNK = 99, 10, 512
+
+
+def content_check_mechanism(*, noise_multiplier: float, candidates: int) -> GaussianMechanism:
+    """The release: 'gain', one entry per candidate weight, sensitivity sqrt(candidates)."""
+    if candidates < 1:
+        raise ValueError(f"at least one candidate content weight is needed, got {candidates}")
+    return GaussianMechanism(
+        noise_multiplier=noise_multiplier, sensitivities={"gain": math.sqrt(candidates)}
+    )
+
+
+def content_gain_statistics(
+    histories: CustomerHistories,
+    model: RecommenderModel,
+    candidates: np.ndarray,
+    *,
+    noise_multiplier: float,
+    rng: np.random.Generator,
+    noise_share: float = 1.0,
+    ledger: PrivacyLedger | None = None,
+) -> dict[str, np.ndarray]:
+    """Noisy {"gain": (len(candidates),)}: extra hits@10 each candidate weight would give.
+
+    Customers with one item have nothing to hold back and contribute 0. The ledger is
+    charged before any history is read.
+    """
+    candidates = np.asarray(candidates, dtype=np.float64)
+    if candidates.ndim != 1 or not np.all(candidates > 0):
+        raise ValueError("candidate content weights must be a 1-d array of positive numbers")
+    if model.content is None:
+        raise ValueError("the model has no content part to check")
+    if not 0 < noise_share <= 1:
+        raise ValueError(f"noise_share must be in (0, 1], got {noise_share}")
+    mechanism = content_check_mechanism(
+        noise_multiplier=noise_multiplier, candidates=len(candidates)
+    )
+    if ledger is not None:
+        ledger.charge(mechanism.as_release(CONTENT_CHECK_RELEASE))
+    eligible = np.flatnonzero([len(h) >= 2 for h in histories.items])
+    gain = np.zeros(len(candidates))
+    for start in range(0, len(eligible), CHUNK):
+        gain += _chunk_gain(histories, model, candidates, eligible[start : start + CHUNK], rng)
+    scaled = GaussianMechanism(
+        noise_multiplier=noise_multiplier * math.sqrt(noise_share),
+        sensitivities=mechanism.sensitivities,
+    )
+    return scaled.release({"gain": gain}, rng)
+
+
+def _chunk_gain(histories, model, candidates, positions, rng) -> np.ndarray:
+    past = [histories.items[p][:-1] for p in positions]
+    held = np.array([histories.items[p][-1] for p in positions], dtype=np.int64)
+    base = replace(model, content_weight=0.0).scores(past, histories.segments[positions])
+    affinity = model.content.affinity(past)
+    negatives = _unseen_sample(past, held, model.n_items, rng)
+    rows = np.arange(len(positions))
+    hits = []
+    for weight in np.concatenate([[0.0], candidates]):
+        scores = base + weight * affinity
+        positive = scores[rows, held][:, None]
+        sampled = scores[rows[:, None], negatives]
+        rank = (sampled > positive).sum(axis=1) + 0.5 * (sampled == positive).sum(axis=1)
+        hits.append(rank < TOP_N)
+    return np.array([np.sum(hit.astype(int) - hits[0]) for hit in hits[1:]], dtype=np.float64)
+
+
+def _unseen_sample(past, held, n_items, rng) -> np.ndarray:
+    """Per row, up to N_NEGATIVES distinct items outside the history and the held item
+    (uniform: the smallest random keys among the allowed items)."""
+    keys = rng.random((len(past), n_items))
+    for row, history in enumerate(past):
+        keys[row, history] = np.inf
+    keys[np.arange(len(past)), held] = np.inf
+    count = min(N_NEGATIVES, n_items - 1)
+    sample = np.argpartition(keys, count - 1, axis=1)[:, :count]
+    # A customer who saw nearly the whole catalogue may leave fewer allowed items than
+    # `count`: those slots point at seen items and are dropped by repeating the held item,
+    # which ties with the positive and counts as half a rank, as in the evaluation.
+    blocked = np.isinf(np.take_along_axis(keys, sample, axis=1))
+    return np.where(blocked, held[:, None], sample)

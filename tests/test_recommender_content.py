@@ -1,0 +1,184 @@
+"""Content scoring and the merchants' DP check of it: known values, sensitivity, noise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fedseg.client.recommender.check import (
+    CONTENT_CHECK_RELEASE,
+    content_check_mechanism,
+    content_gain_statistics,
+)
+from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.privacy.accounting import Release
+from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
+from fedseg.server.recommender.blend import PopularityPrior
+from fedseg.server.recommender.content import (
+    ContentModel,
+    attribute_weights,
+    catalogue_attributes,
+    choose_content_weight,
+)
+from fedseg.server.recommender.ease import RecommenderModel
+from scipy import stats
+
+N_A = N_B = 60  # catalogue: items 0..59 of kind A, 60..119 of kind B
+HELD = 59  # the A item every A customer holds back
+
+
+def _model(content_weight: float = 0.0) -> RecommenderModel:
+    """No EASE components; popularity: B items 1.0, A items 0.5, the held A item 0.7."""
+    overall = np.r_[np.full(N_A, 0.5), np.full(N_B, 1.0)]
+    overall[HELD] = 0.7
+    indicators = np.zeros((N_A + N_B, 2))
+    indicators[:N_A, 0] = indicators[N_A:, 1] = 1.0
+    content = ContentModel(("kind=A", "kind=B"), indicators, np.ones(2))
+    empty = np.zeros((1, 0))
+    return RecommenderModel(
+        np.array([0]), empty, np.zeros(0), PopularityPrior(overall), 0.3,
+        content=content, content_weight=content_weight,
+    )  # fmt: skip
+
+
+def _customers(histories: list[list[int]]) -> CustomerHistories:
+    return CustomerHistories(
+        np.arange(len(histories)),
+        tuple(np.asarray(h, dtype=np.int64) for h in histories),
+        np.zeros(len(histories), dtype=np.int64),
+    )
+
+
+def test_catalogue_attributes_hand_computed():
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "genres": ["Drama|War", "Drama", None, "Comedy"],
+            "price": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    names, matrix = catalogue_attributes(items)
+    assert names == (
+        "genres=Comedy", "genres=Drama", "genres=War",
+        "price_tier=q1", "price_tier=q2", "price_tier=q3", "price_tier=q4",
+    )  # fmt: skip
+    expected = [[0, 1, 1, 1, 0, 0, 0], [0, 1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0],
+                [1, 0, 0, 0, 0, 0, 1]]  # fmt: skip
+    np.testing.assert_array_equal(matrix, expected)
+    assert catalogue_attributes(items[["item_id"]])[0] == ()
+
+
+def test_attribute_weights_are_square_root_inverse_shares():
+    indicators = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    weights = attribute_weights(np.array([2.0, 1.0, -5.0]), indicators)  # noise below 0 → 0
+    np.testing.assert_allclose(weights, [math.sqrt(3 / 2), math.sqrt(3 / 1)])
+    with pytest.raises(ValueError, match="covers 2 items"):
+        attribute_weights(np.ones(2), indicators)
+
+
+def test_affinity_hand_computed_and_round_trip():
+    content = ContentModel(("x", "y"), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
+                           np.array([1.0, 2.0]))  # fmt: skip
+    # History (item 0, item 2): profile (1, 0.5), weighted (1, 1) → scores (1, 1, 2) / 2.
+    np.testing.assert_allclose(content.affinity([np.array([0, 2]), np.array([])]),
+                               [[0.5, 0.5, 1.0], [0.0, 0.0, 0.0]])  # fmt: skip
+    again = ContentModel.from_dict(content.to_dict())
+    np.testing.assert_array_equal(again.indicators, content.indicators)
+    np.testing.assert_array_equal(again.weights, content.weights)
+
+
+def test_choose_content_weight_takes_the_best_positive_gain():
+    assert choose_content_weight(np.array([3.0, 7.5]), np.array([0.1, 0.3])) == 0.3
+    assert choose_content_weight(np.array([-2.0, -0.1]), np.array([0.1, 0.3])) == 0.0
+    with pytest.raises(ValueError, match="2 gains for 1"):
+        choose_content_weight(np.array([1.0, 2.0]), np.array([0.1]))
+
+
+def test_content_scoring_moves_the_ranking_as_computed():
+    model = _model(content_weight=0.3)
+    scores = model.scores([np.array([0, 1])], np.array([0]))[0]
+    assert scores[HELD] == pytest.approx(0.3 * 0.7 + 0.3)  # A item: prior + full affinity
+    assert scores[N_A] == pytest.approx(0.3 * 1.0)  # B item: prior, no affinity
+    top = model.recommend(np.array([0, 1]), segment=0, n=1)
+    assert top.tolist() == [HELD]
+    restored = RecommenderModel.from_arrays(model.to_arrays())
+    assert restored.content_weight == 0.0  # the weight is the server's choice, not sent
+    np.testing.assert_allclose(
+        restored.scores([np.array([0, 1])], np.array([0])),
+        model.scores([np.array([0, 1])], np.array([0])) - 0.3 * model.content.affinity(
+            [np.array([0, 1])]
+        ),
+    )
+
+
+def test_noiseless_gain_counts_the_customers_content_wins():
+    # Three A customers hold back the A item HELD: without content it sits below all ~50
+    # sampled B items (miss); with weight 0.3 it tops every negative (hit) → +1 each.
+    # Two B customers hold back a B item: it ties with the sampled B items either way → 0.
+    # One customer has a single item: nothing to hold back → 0.
+    customers = _customers([[0, 1, HELD], [2, HELD], [3, 4, 5, HELD], [60, 61], [62, 63], [7]])
+    gain = content_gain_statistics(
+        customers, _model(), np.array([0.3, 1e-6]),
+        noise_multiplier=0.0, rng=np.random.default_rng(0),
+    )["gain"]  # fmt: skip
+    np.testing.assert_array_equal(gain, [3.0, 0.0])
+
+
+def test_heavy_customer_moves_each_entry_by_at_most_one():
+    light = _customers([[0, HELD], [60, 61]])
+    heavy = _customers([[0, HELD], [60, 61], list(range(58)) + [HELD]])
+    for seed in range(5):
+        gains = [
+            content_gain_statistics(
+                c, _model(), np.array([0.05, 0.3, 2.0]),
+                noise_multiplier=0.0, rng=np.random.default_rng(seed),
+            )["gain"]  # fmt: skip
+            for c in (light, heavy)
+        ]
+        assert np.abs(gains[1] - gains[0]).max() <= 1.0
+
+
+def test_gain_noise_has_std_z_times_sqrt_candidates():
+    customers, z, draws = _customers([[60, 61]]), 2.0, 3000  # noiseless gain is 0
+    rng = np.random.default_rng(11)
+    samples = np.stack([
+        content_gain_statistics(customers, _model(), np.array([0.1, 0.2, 0.3, 0.4]),
+                                noise_multiplier=z, rng=rng)["gain"]
+        for _ in range(draws)
+    ])  # fmt: skip
+    assert content_check_mechanism(noise_multiplier=z, candidates=4).sensitivities["gain"] == 2.0
+    sum_sq = float((samples**2).sum()) / (z * 2.0) ** 2  # χ² with 4·draws degrees of freedom
+    dof = samples.size
+    assert stats.chi2.ppf(5e-7, dof) < sum_sq < stats.chi2.ppf(1 - 5e-7, dof)
+
+
+def test_ledger_is_charged_before_reading_and_cap_refuses():
+    customers = _customers([[0, HELD]])
+    ledger = PrivacyLedger(None, epsilon_cap=100.0, delta=1e-6)
+    content_gain_statistics(customers, _model(), np.array([0.3]), noise_multiplier=1.5,
+                            rng=np.random.default_rng(0), ledger=ledger)  # fmt: skip
+    expected = PrivacyLedger(None, epsilon_cap=100.0, delta=1e-6)
+    expected.charge(Release(CONTENT_CHECK_RELEASE, 1.5))
+    assert ledger.spent() == pytest.approx(expected.spent())
+    capped = PrivacyLedger(None, epsilon_cap=0.5, delta=1e-6)
+    with pytest.raises(BudgetExceeded):
+        content_gain_statistics(_customers([[0]]), _model(), np.array([0.3]),
+                                noise_multiplier=1.0, rng=np.random.default_rng(0),
+                                ledger=capped)  # fmt: skip
+    assert capped.spent() == 0.0
+
+
+def test_bad_requests_raise_value_errors():
+    customers = _customers([[0, HELD]])
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="positive"):
+        content_gain_statistics(customers, _model(), np.array([0.0]), noise_multiplier=1.0,
+                                rng=rng)  # fmt: skip
+    bare = RecommenderModel.from_arrays({k: v for k, v in _model().to_arrays().items()
+                                         if not k.startswith("attribute")})  # fmt: skip
+    with pytest.raises(ValueError, match="no content part"):
+        content_gain_statistics(customers, bare, np.array([0.3]), noise_multiplier=1.0, rng=rng)
+    with pytest.raises(ValueError, match="'vectors' is missing"):
+        RecommenderModel.from_arrays({"item_index": np.array([0])})
