@@ -108,7 +108,8 @@ def load_merchant_table(
         raise DataError(f"{label}: empty table (no {'columns' if raw.shape[1] == 0 else 'rows'})")
     raw = normalize_columns(raw, label)
     identifiers = tuple(c for c in raw.columns if c != "user_id" and is_direct_identifier(c))
-    raw = raw.drop(columns=list(identifiers))
+    if identifiers:
+        raw = raw.drop(columns=list(identifiers))
     kind = detect_kind(list(raw.columns), label)
     ignored: tuple[str, ...] = ()
     if kind == "events":

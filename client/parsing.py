@@ -24,12 +24,23 @@ class ParsedColumn:
 
 def parse_text(column: pd.Series) -> ParsedColumn:
     """Identifiers and labels as stripped text; integral floats (``7.0``) become ``"7"``."""
+    if _plain_integers(column):  # no gaps, no spaces: the digits alone, without pandas' passes
+        text = pd.Series(
+            [str(v) for v in column.tolist()], index=column.index, name=column.name, dtype="str"
+        )
+        return ParsedColumn(text, np.zeros(len(column), dtype=bool), np.zeros(len(column), bool))
     if pd.api.types.is_float_dtype(column) and _integral(column):
         column = column.astype("Int64")
     text = column.astype("str").str.strip()
     missing = column.isna().to_numpy() | (text == "").to_numpy()
-    text = text.where(~missing)
+    if missing.any():
+        text = text.where(~missing)
     return ParsedColumn(text, missing, np.zeros(len(column), dtype=bool))
+
+
+def _plain_integers(column: pd.Series) -> bool:
+    """A NumPy integer column (Parquet, SQL ids): it cannot hold a gap."""
+    return isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu"
 
 
 def parse_number(column: pd.Series) -> ParsedColumn:

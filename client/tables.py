@@ -6,13 +6,20 @@ malformed number or timestamp is (and counts it).
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import warnings
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 from fedseg.client.errors import DataError
+
+try:  # pandas' conversion used by pd.read_parquet (private, hence the fallback)
+    from pandas.io._util import arrow_table_to_pandas as _arrow_table_to_pandas
+except ImportError:  # pragma: no cover - depends on the pandas version
+    _arrow_table_to_pandas = None
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -54,9 +61,31 @@ def _read_csv(path: Path, *, sep: str) -> pd.DataFrame:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return _parquet_frame(path)
     except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
         raise DataError(f"{path}: unreadable Parquet ({_first_line(exc)})") from None
+
+
+def _parquet_frame(path: Path) -> pd.DataFrame:
+    """What ``pd.read_parquet(path)`` returns, in a third of the time for small files.
+
+    ``pd.read_parquet`` opens a single file through pyarrow's dataset layer (~1 ms of
+    set-up, most of a small merchant's read); ``ParquetFile.read`` reads the same table,
+    and pandas' own Arrow-to-pandas conversion then gives the same frame, dtypes and attrs.
+    """
+    if _arrow_table_to_pandas is None:  # pandas moved its helper: the public way
+        return pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as handle:
+        table = handle.read(use_pandas_metadata=True)
+    with warnings.catch_warnings():  # as pd.read_parquet does
+        warnings.filterwarnings("ignore", "make_block is deprecated")
+        frame = _arrow_table_to_pandas(table)
+    metadata = table.schema.metadata or {}
+    if b"PANDAS_ATTRS" in metadata:
+        frame.attrs = json.loads(metadata[b"PANDAS_ATTRS"])
+    return frame
 
 
 def _read_sql(url: str) -> pd.DataFrame:

@@ -146,8 +146,9 @@ def validate_features(table: pd.DataFrame, source: str) -> tuple[pd.DataFrame, d
     checks = RowChecks(len(table))
     user = _required_text(table, "user_id", source, checks)
     clean: dict[str, pd.Series] = {"user_id": user.values}
-    names = table.columns.drop("user_id")
-    if all(_plain_numeric(table[n]) for n in names):
+    names = table.columns[table.columns != "user_id"]
+    numeric = all(_plain_numeric(table[n]) for n in names)
+    if numeric:
         values, missing, bad = _numeric_block(table, names, source)
         frame = pd.DataFrame(values, columns=names, index=table.index)
         frame.insert(0, "user_id", user.values)
@@ -163,12 +164,31 @@ def validate_features(table: pd.DataFrame, source: str) -> tuple[pd.DataFrame, d
         frame = pd.DataFrame(clean)
     checks.flag("missing_value", missing)
     checks.flag("bad_value", bad)
-    _flag_duplicates(frame, checks)
+    users = pd.factorize(user.values)[0]  # equal ids, equal codes; missing ones are -1
+    if numeric:
+        _flag_duplicate_vectors(users, values, checks)
+    else:
+        _flag_duplicates(frame, checks)
     kept = np.flatnonzero(checks.keep)
     conflicting = np.zeros(len(frame), dtype=bool)
-    conflicting[kept] = frame["user_id"].iloc[kept].duplicated(keep=False).to_numpy()
+    conflicting[kept] = np.bincount(users[kept], minlength=1)[users[kept]] > 1
     checks.flag("conflicting_user_id", conflicting)
     return _kept(frame, checks, source), checks.counts()
+
+
+def _flag_duplicate_vectors(users: np.ndarray, values: np.ndarray, checks: RowChecks) -> None:
+    """``_flag_duplicates`` for a user code plus a float block, without a DataFrame.
+
+    Kept rows hold finite values only, and ``+ 0.0`` turns -0.0 into 0.0, so two rows
+    are equal (as ``DataFrame.duplicated`` compares them) exactly when their bits are."""
+    kept = np.flatnonzero(checks.keep)
+    rows = np.column_stack([users[kept], (values[kept] + 0.0).view(np.int64)])
+    _, first = np.unique(rows, axis=0, return_index=True)  # a stable sort: first copies
+    duplicate = np.ones(len(kept), dtype=bool)
+    duplicate[first] = False
+    flagged = np.zeros(len(users), dtype=bool)
+    flagged[kept] = duplicate
+    checks.flag("duplicate_row", flagged)
 
 
 def _plain_numeric(column: pd.Series) -> bool:
