@@ -89,12 +89,13 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         durable=settings.simulation_seed is None,
     )  # fmt: skip
     seed = settings.simulation_seed
+    merchant_key = _stable_int(settings.merchant_id)
 
     def rng_for(request_id: int) -> np.random.Generator:
         # Simulations: one stream per (seed, merchant, request), identical on every backend.
         if seed is None:
             return np.random.default_rng()
-        return np.random.default_rng([seed, _stable_int(settings.merchant_id), request_id])
+        return np.random.default_rng([seed, merchant_key, request_id])
 
     node = MerchantNode(
         features[[s.name for s in specs]].to_numpy(dtype=np.float64),

@@ -52,6 +52,8 @@ class MerchantNode:
         self.rng_for = rng_for
         self._cached_scaling: FeatureScaling | None = None
         self._cached_z = np.empty((0, len(self.names)))
+        self._scaling_key: tuple = ()
+        self._scaling_built: tuple[FeatureScaling, float] | None = None
         self._handlers: dict[str, Callable[[Mapping[str, Any], ReleaseMode], dict]] = {
             "describe": self._describe,
             "feature_histograms": self._histograms,
@@ -117,28 +119,39 @@ class MerchantNode:
         counts = feature_histograms(self._model_space(), edges)
         return self._release(payload, mechanism, {"counts": counts}, mode)
 
-    def _scaling(self, payload: Mapping[str, Any]) -> FeatureScaling:
-        return FeatureScaling(
-            names=self.names,
-            log=self.log,
-            lower=tuple(_array(payload, "lower", ndim=1)),
-            upper=tuple(_array(payload, "upper", ndim=1)),
-            mean=tuple(_array(payload, "mean", ndim=1)),
-            scale=tuple(_array(payload, "scale", ndim=1)),
-            radius=float(payload["radius"]),
+    def _scaling(self, payload: Mapping[str, Any]) -> tuple[FeatureScaling, float]:
+        """The request's scaling and the L2 bound of one transformed customer (the
+        sensitivity of a sum). Every round sends the same scaling, so the last one built
+        is reused when the checked arrays carry the same bytes (same bytes, same values)."""
+        lower, upper, mean, scale = (
+            _array(payload, name, ndim=1) for name in ("lower", "upper", "mean", "scale")
         )
+        radius = float(payload["radius"])
+        key = (lower.tobytes(), upper.tobytes(), mean.tobytes(), scale.tobytes(), radius)
+        if key != self._scaling_key:
+            scaling = FeatureScaling(
+                names=self.names,
+                log=self.log,
+                lower=tuple(lower),
+                upper=tuple(upper),
+                mean=tuple(mean),
+                scale=tuple(scale),
+                radius=radius,
+            )
+            radius_bound = min(scaling.radius, scaling.box_radius())
+            self._scaling_key, self._scaling_built = key, (scaling, radius_bound)
+        return self._scaling_built
 
     def _transformed(self, scaling: FeatureScaling) -> np.ndarray:
         """The customers in standardized space; the scaling is the same every round."""
-        if self._cached_scaling != scaling:
+        if self._cached_scaling is not scaling and self._cached_scaling != scaling:
             self._cached_scaling, self._cached_z = scaling, scaling.transform(self.features)
         return self._cached_z
 
     def _square_norm(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
         """Σ‖z‖² over this merchant's customers: with the cluster statistics it gives the
         within-cluster cost, which choosing k needs. One customer adds ‖z‖² ≤ R²."""
-        scaling = self._scaling(payload)
-        radius = min(scaling.radius, scaling.box_radius())
+        scaling, radius = self._scaling(payload)
         mechanism = GaussianMechanism(
             noise_multiplier=_noise_multiplier(payload), sensitivities={"square_norm": radius**2}
         )
@@ -146,12 +159,11 @@ class MerchantNode:
         return self._release(payload, mechanism, {"square_norm": total}, mode)
 
     def _cluster_stats(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-        scaling = self._scaling(payload)
+        scaling, radius = self._scaling(payload)
         centres = _array(payload, "centres", ndim=2)
         if centres.shape[1] != scaling.dim:
             raise BadRequest(f"'centres' has {centres.shape[1]} columns for {scaling.dim} features")
         # Every transformed vector has norm ≤ radius and joins exactly one cluster.
-        radius = min(scaling.radius, scaling.box_radius())
         share = float(payload["sums_share"])
         if not 0 < share < 1:
             raise BadRequest(f"'sums_share' must be in (0, 1), got {share}")
@@ -176,6 +188,8 @@ class MerchantNode:
         # Distributed noise: this node adds a 1/n share of the variance; the secure sum
         # of n shares carries the full σ. Local noise: noise_share = 1.
         rng = self.rng_for(int(payload["request_id"]))
+        if mode.noise_share == 1.0:  # z·√1 is z: the mechanism itself, not a rebuilt copy
+            return mechanism.release(values, rng)
         scaled = GaussianMechanism(
             noise_multiplier=mechanism.noise_multiplier * np.sqrt(mode.noise_share),
             sensitivities=mechanism.sensitivities,

@@ -51,9 +51,41 @@ def test_nodes_are_kept_within_a_run_and_dropped_by_the_next(mixture_federation)
     assert client_app._node(_context(mixture_federation, 1, "run-a")) is other
     fresh = client_app._node(_context(mixture_federation, 0, "run-b"))
     assert fresh is not first
-    runs = {run for _, run in client_app._nodes}
+    runs = {run for _, run in client_app._nodes if run}  # "" : deployed nodes, kept
     assert "run-a" not in runs and "run-b" in runs
     # going back to an old run id builds anew and drops run-b's merchants
     again = client_app._node(_context(mixture_federation, 0, "run-a"))
     assert again is not first
-    assert {run for _, run in client_app._nodes} == {"run-a"}
+    assert {run for _, run in client_app._nodes if run} == {"run-a"}
+
+
+def test_a_node_answers_each_round_with_the_scaling_it_was_sent():
+    """The node reuses its last scaling only for identical bytes: a new one is used at once."""
+    from fedseg.client.node import MerchantNode
+    from fedseg.client.statistics import cluster_statistics
+    from fedseg.privacy.ledger import PrivacyLedger
+    from fedseg.privacy.scaling import FeatureScaling
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-5, 5, size=(50, 2))
+    node = MerchantNode(
+        x, names=["a", "b"], log=[False, False], lower=[-10.0] * 2, upper=[10.0] * 2,
+        ledger=PrivacyLedger(None, epsilon_cap=float("inf"), delta=1e-6),
+        rng_for=lambda request: np.random.default_rng(request),
+    )  # fmt: skip
+    centres = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    for request, (mean, radius) in enumerate([(0.0, 3.0), (0.0, 3.0), (1.0, 3.0), (1.0, 2.0)]):
+        scaling = FeatureScaling(
+            names=("a", "b"), log=(False, False), lower=(-10.0, -10.0), upper=(10.0, 10.0),
+            mean=(mean, mean), scale=(2.0, 2.0), radius=radius,
+        )  # fmt: skip
+        payload = {
+            "lower": np.array(scaling.lower), "upper": np.array(scaling.upper),
+            "mean": np.array(scaling.mean), "scale": np.array(scaling.scale),
+            "radius": radius, "centres": centres, "sums_share": 0.5,
+            "noise_multiplier": 0.0, "release": "cluster_stats", "request_id": request,
+        }  # fmt: skip
+        reply = node.handle("cluster_stats", payload)
+        sums, counts = cluster_statistics(scaling.transform(x), centres)
+        np.testing.assert_array_equal(reply["sums"], sums)
+        np.testing.assert_array_equal(reply["counts"], counts)
