@@ -28,31 +28,33 @@ import numpy as np
 import pandas as pd
 import torch
 from fedseg.client.recommender import (
-    CustomerHistories,
     build_histories,
     gram_statistics,
     popularity_statistics,
-    segment_item_counts,
 )
 from fedseg.client.recommender.check import content_gain_statistics
 from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.server.config import SegmentationConfig
 from fedseg.server.recommender import (
-    aggregate_segment_popularity,
     choose_items,
     fit_recommender,
-    suppression_threshold,
 )
 from fedseg.server.recommender.content import catalogue_attributes, choose_content_weight
+from fedseg.server.recommender.rounds import (
+    CONTENT_WEIGHTS,
+    MAX_GRAM_ITEMS,
+    POPULARITY_WEIGHT,
+    SEGMENT_WEIGHT,
+)
 from fedseg.simulations import recsys_eval as ev
 from fedseg.simulations.datasets import load_movielens_100k
 from fedseg.simulations.synthetic import generate_federation
 from sklearn.cluster import KMeans
 
-DELTA, CAP_L = 1e-6, 20
+DELTA = 1e-6
 SEGMENTATION_SHARE, POPULARITY_SHARE, SEGMENT_SHARE = 0.1, 0.5, 0.0
-MAX_GRAM_ITEMS, SEGMENT_COLUMNS, SEGMENT_WEIGHT, POPULARITY_WEIGHT = 1000, True, 4.0, 0.3
-CONTENT_SHARE, CONTENT_WEIGHTS = 0.1, np.array([0.3])
+CONTENT_SHARE = SegmentationConfig().content_share
 OUT = Path(__file__).parent / "results" / "recommender.json"
 
 
@@ -68,12 +70,7 @@ def merchant_histories(fed, segment_of):
 
 def pooled(parts):
     trains = [train for train, _ in parts.values()]
-    merged = CustomerHistories(
-        np.concatenate([np.asarray(t.user_ids, dtype=object) for t in trains]),
-        tuple(h for t in trains for h in t.items),
-        np.concatenate([t.segments for t in trains]),
-    )
-    return merged, np.concatenate([test for _, test in parts.values()])
+    return ev.pool(trains), np.concatenate([test for _, test in parts.values()])
 
 
 def budget(epsilon):
@@ -122,7 +119,7 @@ def dp_ease(parts, n_items, k, epsilon, noise, rng, attributes=None):
             train,
             item_index=items,
             noise_multiplier=z["gram"],
-            n_segments=k if SEGMENT_COLUMNS else 0,
+            n_segments=k,
             segment_weight=SEGMENT_WEIGHT,
             noise_share=share,
             normalize=private,
@@ -135,7 +132,7 @@ def dp_ease(parts, n_items, k, epsilon, noise, rng, attributes=None):
         {**summed, **gram},
         item_index=items,
         gram_sigma=z["gram"] * spread,
-        n_segments=k if SEGMENT_COLUMNS else 0,
+        n_segments=k,
         segment_weight=SEGMENT_WEIGHT,
         popularity_weight=POPULARITY_WEIGHT,
         attributes=attributes,
@@ -164,33 +161,6 @@ def _summed(releases):
         for part, value in release.items():
             total[part] = total.get(part, 0.0) + value
     return total
-
-
-def dp_capped_popularity(parts, n_items, k, epsilon, rng):
-    """The earlier baseline: capped (L=20) per-segment counts with the recommender's budget."""
-    z = calibrate(
-        [
-            PlannedRelease("segmentation", share=SEGMENTATION_SHARE),
-            PlannedRelease("popularity", share=1 - SEGMENTATION_SHARE),
-        ],
-        epsilon=epsilon,
-        delta=DELTA,
-    )["popularity"]
-    summed = sum(
-        segment_item_counts(
-            train,
-            rng,
-            n_items=n_items,
-            n_segments=k,
-            max_items_per_customer=CAP_L,
-            noise_multiplier=z,
-        )["counts"]
-        for train, _ in parts.values()
-    )
-    threshold = suppression_threshold(
-        noise_multiplier=z, max_items_per_customer=CAP_L, n_merchants=len(parts)
-    )
-    return aggregate_segment_popularity({"counts": summed}, threshold=threshold)
 
 
 def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
@@ -227,8 +197,14 @@ def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
             content_weight=model.content_weight,
         )
     for epsilon in epsilons:
-        popularity = dp_capped_popularity(parts, n_items, k, epsilon, rng)
-        rows[f"DP segment popularity (capped) ε={epsilon:g}"] = run(
+        popularity = ev.dp_segment_popularity(
+            [part for part, _ in parts.values()], n_items=n_items, n_segments=k, rng=rng,
+            noise_multiplier=ev.segment_popularity_noise(
+                epsilon=epsilon, delta=DELTA, recommender_share=1 - SEGMENTATION_SHARE
+            ),
+            distributed=True,
+        )  # fmt: skip
+        rows[f"DP segment popularity (capped, secagg) ε={epsilon:g}"] = run(
             lambda pos, p=popularity: p.scores(train.segments[pos])
         )
         for noise, content in (("secagg", None), ("secagg", attributes), ("local", attributes)):

@@ -10,13 +10,21 @@ same inputs as the federated models so they run side by side in one benchmark.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.client.recommender.popularity import segment_item_counts
+from fedseg.privacy.accounting import PlannedRelease, calibrate
+from fedseg.server.recommender.popularity import (
+    SegmentPopularity,
+    aggregate_segment_popularity,
+    suppression_threshold,
+)
 from scipy import sparse
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+SEGMENT_POPULARITY_CAP = 20  # items per customer in the DP per-segment popularity baseline
 
 
 def leave_last_out(histories: CustomerHistories) -> tuple[CustomerHistories, np.ndarray]:
@@ -104,6 +112,57 @@ def item_gram(histories: CustomerHistories, n_items: int) -> np.ndarray:
         shape=(len(histories), n_items),
     )
     return (matrix.T @ matrix).toarray()
+
+
+def pool(parts: Sequence[CustomerHistories]) -> CustomerHistories:
+    """Several merchants' histories as one population (evaluation only)."""
+    return CustomerHistories(
+        np.concatenate([np.asarray(p.user_ids, dtype=object) for p in parts]),
+        tuple(h for p in parts for h in p.items),
+        np.concatenate([p.segments for p in parts]),
+    )
+
+
+def dp_segment_popularity(
+    parts: Sequence[CustomerHistories],
+    *,
+    n_items: int,
+    n_segments: int,
+    noise_multiplier: float,
+    rng: np.random.Generator,
+    distributed: bool,
+    cap: int = SEGMENT_POPULARITY_CAP,
+) -> SegmentPopularity:
+    """The seed paper's per-segment popularity with user-level DP, as a baseline.
+
+    Each merchant's capped (≤ `cap` items per customer) noisy counts, summed and suppressed
+    below noise. `distributed`: one noise draw on the sum, as secure aggregation with
+    distributed noise would give; else every merchant adds its own (local noise).
+    """
+    groups = [pool(parts)] if distributed else list(parts)
+    summed = sum(
+        segment_item_counts(
+            part, rng, n_items=n_items, n_segments=n_segments,
+            max_items_per_customer=cap, noise_multiplier=noise_multiplier,
+        )["counts"]
+        for part in groups
+    )  # fmt: skip
+    threshold = suppression_threshold(
+        noise_multiplier=noise_multiplier, max_items_per_customer=cap, n_merchants=len(groups)
+    )
+    return aggregate_segment_popularity({"counts": summed}, threshold=threshold)
+
+
+def segment_popularity_noise(*, epsilon: float, delta: float, recommender_share: float) -> float:
+    """Noise multiplier of the DP per-segment popularity baseline given the recommender's share
+    of a run's ε (the segmentation keeps the rest); 0 without privacy."""
+    if not np.isfinite(epsilon):
+        return 0.0
+    plan = [
+        PlannedRelease("segmentation", share=1.0 - recommender_share),
+        PlannedRelease("popularity", share=recommender_share),
+    ]
+    return calibrate(plan, epsilon=epsilon, delta=delta)["popularity"]
 
 
 def random_scorer(n_items: int, rng: np.random.Generator) -> ScoreFn:

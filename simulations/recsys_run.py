@@ -55,8 +55,12 @@ def recommender_evaluation(
 
     recommender = RecommenderModel.from_dict(published)
     catalogue = [str(item) for item in published["item_ids"]]
-    full = pooled_histories(model, merchant_files, catalogue, seed=seed)
-    train, test = recsys_eval.leave_last_out(full)
+    parts = [
+        recsys_eval.leave_last_out(part)
+        for part in merchant_histories(model, merchant_files, catalogue, seed=seed)
+    ]
+    train = recsys_eval.pool([part for part, _ in parts])
+    test = np.concatenate([held for _, held in parts])
     rng = np.random.default_rng([max(seed, 0), 6])
     tested = np.flatnonzero(test >= 0)
     if len(tested) > MAX_EVALUATED:
@@ -65,23 +69,58 @@ def recommender_evaluation(
         test = np.where(keep, test, -1)
     negatives = recsys_eval.sample_negatives(train, test, len(catalogue), rng)
 
-    def score(positions: np.ndarray) -> np.ndarray:
-        return recommender.scores([train.items[p] for p in positions], train.segments[positions])
+    def metrics(score: recsys_eval.ScoreFn) -> dict[str, float]:
+        return recsys_eval.ranking_metrics(score, train, test, negatives)
 
-    figures = recsys_eval.ranking_metrics(score, train, test, negatives)
+    figures = metrics(
+        lambda positions: recommender.scores(
+            [train.items[p] for p in positions], train.segments[positions]
+        )
+    )
     figures.update(
         evaluated_customers=int((test >= 0).sum()),
         gram_items=len(recommender.item_index),
         components=int(recommender.vectors.shape[1]),
+        content_weight=recommender.content_weight,
+        baselines=_baselines(
+            metrics, [part for part, _ in parts], train, (model.k, len(catalogue)), run_config, rng
+        ),
     )
     return {"recommender": figures}
 
 
-def pooled_histories(
+def _baselines(metrics, parts, train, shape, run_config, rng) -> dict[str, dict[str, float]]:
+    """Global and per-segment popularity on the same split, segments and negatives; the
+    per-segment one also with user-level DP at the recommender's share of the run's ε."""
+    from fedseg.server.config import SegmentationConfig
+    from fedseg.simulations import recsys_eval
+
+    cfg = SegmentationConfig.from_run_config(run_config)
+    k, n_items = shape
+    counts = np.zeros((k, n_items))
+    for items, segment in zip(train.items, train.segments, strict=True):
+        counts[segment, items] += 1
+    z = recsys_eval.segment_popularity_noise(
+        epsilon=cfg.epsilon, delta=cfg.delta, recommender_share=cfg.recommender_share
+    )
+    private = recsys_eval.dp_segment_popularity(
+        parts, n_items=n_items, n_segments=k, noise_multiplier=z, rng=rng,
+        distributed=cfg.noise == "distributed",
+    )  # fmt: skip
+    return {
+        "global_popularity": metrics(recsys_eval.global_popularity_scorer(train, n_items)),
+        "segment_popularity": metrics(
+            recsys_eval.segment_popularity_scorer(counts, train.segments)
+        ),
+        "segment_popularity_dp": metrics(lambda p: private.scores(train.segments[p])),
+    }
+
+
+def merchant_histories(
     model: SegmentModel, merchant_files: list[Path], catalogue: list[str], *, seed: int
-) -> CustomerHistories:
-    """Every merchant's full histories (before the hold-out), segments from the model."""
-    from fedseg.client.recommender.histories import CustomerHistories, build_histories
+) -> list[CustomerHistories]:
+    """Each merchant's full histories (before the hold-out), segments from the model."""
+    from fedseg.client.recommender.histories import build_histories
     from fedseg.client.recommender.tasks import string_ids
 
     index = {item: position for position, item in enumerate(catalogue)}
@@ -96,11 +135,7 @@ def pooled_histories(
         segment_of = dict(zip(features.index.astype(str), labels.tolist(), strict=True))
         events = string_ids(events)
         parts.append(build_histories(events, index, segment_of))
-    return CustomerHistories(
-        np.concatenate([np.asarray(p.user_ids, dtype=object) for p in parts]),
-        tuple(h for p in parts for h in p.items),
-        np.concatenate([p.segments for p in parts]),
-    )
+    return parts
 
 
 def _on(value: object) -> bool:

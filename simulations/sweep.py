@@ -156,13 +156,23 @@ def collect_results(out: str | Path, scenario: Scenario | None = None) -> pd.Dat
         record = json.loads(path.read_text())
         if wanted is not None and record["point_id"] not in wanted:
             continue
-        metrics = {k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, dict)}
-        rows.append({c: record[c] for c in ID_COLUMNS} | metrics)
+        rows.append({c: record[c] for c in ID_COLUMNS} | _flat(record.get("metrics", {})))
     frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS)
     if rows:
         frame["epsilon"] = frame["epsilon"].astype(float)
         frame = frame.sort_values(["setting", "epsilon", "seed"], kind="stable")
     return frame.reset_index(drop=True)
+
+
+def _flat(metrics: dict, prefix: str = "") -> dict:
+    """Nested metrics as dotted columns ("recommender.hr_at_10")."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _finished(out: Path, point: GridPoint) -> bool:

@@ -77,6 +77,11 @@ def test_metrics_beat_random_ranking(traced_run):
     assert figures["ndcg_at_10"] > 0.1
     assert figures["hr_at_10_full"] > 0.1
     assert figures["evaluated_customers"] > 1000
+    baselines = figures["baselines"]  # same customers, segments and negatives, side by side
+    assert set(baselines) == {"global_popularity", "segment_popularity", "segment_popularity_dp"}
+    # The synthetic personas buy differently: knowing the segment beats global popularity.
+    assert baselines["segment_popularity"]["hr_at_10"] > baselines["global_popularity"]["hr_at_10"]
+    assert 0.1 < baselines["segment_popularity_dp"]["hr_at_10"] <= 1.0
 
 
 @pytest.mark.slow
@@ -235,3 +240,17 @@ def test_capped_merchant_refuses_before_releasing(tmp_path):
     with pytest.raises(BudgetExceeded):
         node.handle("item_popularity", dict(payload, noise_multiplier=1.0))
     assert node.ledger.spent() == 0.0
+
+
+@pytest.mark.slow
+def test_catalogue_without_attributes_skips_the_content_check(tmp_path):
+    fed = write_federation(generate_federation(users=400, merchants=2, seed=3), tmp_path / "fed")
+    items = pd.read_csv(fed / "items.csv")[["item_id"]]
+    items.to_csv(fed / "items.csv", index=False)
+    config = {"k": 3, "epsilon": 4.0, "rounds": 2, "seed": 3, "recommender": True}
+    result = simulate(fed, config, out_dir=tmp_path / "out")
+    names = {r["name"] for r in result.model.privacy["releases"]}
+    assert "recommender_content_check" not in names and "recommender_gram" in names
+    assert 0.99 * 4.0 < result.model.privacy["epsilon"] <= 4.0  # its share went to the rest
+    published = result.model.extras["recommender"]
+    assert published["content"] is None and "content_check" not in published

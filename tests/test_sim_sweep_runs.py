@@ -12,7 +12,7 @@ from conftest import write_mixture_federation
 from fedseg.simulations.run_metrics import evaluate_point, pooled_data
 from fedseg.simulations.runner import evaluate_model, simulate
 from fedseg.simulations.scenario import Scenario
-from fedseg.simulations.sweep import run_sweep
+from fedseg.simulations.sweep import collect_results, run_sweep
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,17 @@ def test_sweep_on_two_spawned_workers_matches_inline(small_federation, tmp_path)
     inline = run_sweep(scenario, tmp_path / "inline", workers=0, progress=False).results
     columns = ["point_id", "epsilon_spent", "cost_ratio", "ari", "centroid_error"]
     pd.testing.assert_frame_equal(pooled[columns], inline[columns])
+
+
+def test_nested_metrics_become_dotted_columns(tmp_path):
+    points = tmp_path / "points"
+    points.mkdir()
+    record = {
+        "point_id": "p0", "setting": "local", "noise": "local", "secure_agg": False,
+        "epsilon": 1.0, "seed": 0, "status": "ok", "error": "",
+        "metrics": {"ari": 0.9, "recommender": {"hr_at_10": 0.5, "baselines": {"g": {"x": 2}}}},
+    }  # fmt: skip
+    (points / "p0.json").write_text(json.dumps(record))
+    row = collect_results(tmp_path).iloc[0]
+    assert row["ari"] == 0.9 and row["recommender.hr_at_10"] == 0.5
+    assert row["recommender.baselines.g.x"] == 2

@@ -36,7 +36,7 @@ GRAM_RELEASE = "recommender_gram"
 CONTENT_RELEASE = "recommender_content_check"
 # As benchmarked (benchmarks/recommender.py, docs/recommender.md).
 MAX_GRAM_ITEMS = 1000
-SEGMENT_WEIGHT = 4.0
+SEGMENT_WEIGHT = 1.0
 POPULARITY_WEIGHT = 0.3
 CONTENT_WEIGHTS = np.array([0.3])  # candidates of the content check (0 is always one)
 
