@@ -162,4 +162,6 @@ def customer_features(
     absent = [s.name for s in specs if s.name not in table.columns]
     if absent:
         raise DataError(f"{report.source}: missing feature column {absent[0]!r}")
-    return table[[s.name for s in specs]].astype(np.float64), specs, report
+    names = [s.name for s in specs]
+    ordered = table if list(table.columns) == names else table[names]  # usually already so
+    return ordered.astype(np.float64), specs, report

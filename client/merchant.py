@@ -97,8 +97,10 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
             return np.random.default_rng()
         return np.random.default_rng([seed, merchant_key, request_id])
 
+    names = [s.name for s in specs]
+    ordered = features if list(features.columns) == names else features[names]
     node = MerchantNode(
-        features[[s.name for s in specs]].to_numpy(dtype=np.float64),
+        ordered.to_numpy(dtype=np.float64),
         names=[s.name for s in specs],
         log=[s.log for s in specs],
         lower=[s.lower for s in specs],

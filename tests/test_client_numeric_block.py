@@ -44,6 +44,7 @@ def _random_table(seed: int, rows: int) -> pd.DataFrame:
             "user_id": rng.choice(["a", "b", "c", " d ", "7", ""], size=rows),
             "x": rng.choice(_CELLS, size=rows),
             "y": rng.choice(_CELLS[:5], size=rows),
+            "n": pd.array(rng.choice([1, 2, None], size=rows), dtype="Int64"),
         }
     )
     return pd.concat([table, table.sample(frac=0.5, random_state=seed)], ignore_index=True)
