@@ -134,9 +134,11 @@ def load_merchant_table(
 def _pseudonymize_column(user_ids: pd.Series, pseudonymizer: Pseudonymizer, kind: str) -> pd.Series:
     """Hash each distinct id once; events keep a compact categorical column."""
     codes, uniques = pd.factorize(user_ids)
-    pseudonyms = pd.Index(pseudonymizer.pseudonymize(uniques), dtype="str")
+    hashed = pseudonymizer.pseudonymize(uniques.tolist())  # plain str: no per-item Arrow reads
     if kind == "features":
-        return pd.Series(pseudonyms.take(codes), index=user_ids.index, name="user_id")
+        rows = [hashed[c] for c in codes.tolist()]
+        return pd.Series(rows, index=user_ids.index, name="user_id", dtype="str")
+    pseudonyms = pd.Index(hashed, dtype="str")
     return pd.Series(
         pd.Categorical.from_codes(codes, categories=pseudonyms),
         index=user_ids.index,
