@@ -40,12 +40,12 @@ from fedseg.server.recommender import (
     choose_items,
     fit_recommender,
 )
-from fedseg.server.recommender.content import catalogue_attributes, choose_content_weight
+from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
 from fedseg.server.recommender.rounds import (
-    CONTENT_WEIGHTS,
     MAX_GRAM_ITEMS,
     POPULARITY_WEIGHT,
     SEGMENT_WEIGHT,
+    scorer_candidates,
 )
 from fedseg.simulations import recsys_eval as ev
 from fedseg.simulations.datasets import load_movielens_100k
@@ -138,12 +138,13 @@ def dp_ease(parts, n_items, k, epsilon, noise, rng, attributes=None):
         attributes=attributes,
         content_weight=0.0,
     )
-    if model.content is not None:  # round 3: the merchants' DP verdict on content scoring
+    if model.content is not None:  # round 3: the merchants' DP verdict on the scorers
+        candidates = scorer_candidates(model)
         gains = _summed(
             content_gain_statistics(
                 train,
                 model,
-                CONTENT_WEIGHTS,
+                candidates,
                 noise_multiplier=z["content"],
                 noise_share=share,
                 rng=rng,
@@ -151,7 +152,8 @@ def dp_ease(parts, n_items, k, epsilon, noise, rng, attributes=None):
             )
             for mid, (train, _) in parts.items()
         )["gain"]
-        model = replace(model, content_weight=choose_content_weight(gains, CONTENT_WEIGHTS))
+        content_weight, lift_strength = choose_candidate(gains, candidates)
+        model = replace(model, content_weight=content_weight, lift_strength=lift_strength)
     return model, max(ledger.spent() for ledger in ledgers.values())
 
 
@@ -195,6 +197,7 @@ def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
             model_scorer(model),
             gram_items=len(model.item_index),
             content_weight=model.content_weight,
+            lift_strength=model.lift_strength,
         )
     for epsilon in epsilons:
         popularity = ev.dp_segment_popularity(
@@ -216,6 +219,7 @@ def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
                 gram_items=len(model.item_index),
                 components=int(model.vectors.shape[1]),
                 content_weight=model.content_weight,
+                lift_strength=model.lift_strength,
             )
     _print_table(name, rows, len(train), len(parts), n_items, time.perf_counter() - t0)
     return rows
@@ -226,10 +230,12 @@ def _print_table(name, rows, n_users, n_merchants, n_items, seconds):
         f"\n{name}: {n_users} customers, {n_merchants} merchants, {n_items} items, {seconds:.0f} s"
     )
     header = f"{'method':48s} {'HR@10':>7s} {'NDCG@10':>8s} {'HR@10 full':>11s} {'ε spent':>8s}"
-    print(header + f" {'content w':>9s}")
+    print(header + f" {'content w':>9s} {'lift κ':>6s}")
     for method, m in rows.items():
         spent = f"{m['epsilon_spent']:8.3f}" if "epsilon_spent" in m else " " * 8
         content = f"{m['content_weight']:9.2f}" if "content_weight" in m else ""
+        if "lift_strength" in m:
+            content += f" {m['lift_strength']:6.0f}"
         print(
             f"{method:48s} {m['hr_at_10']:7.3f} {m['ndcg_at_10']:8.3f} "
             f"{m['hr_at_10_full']:11.3f} {spent} {content}"

@@ -110,7 +110,7 @@ def _has_attributes(catalogue: pd.DataFrame) -> bool:
 
 def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: pd.DataFrame) -> dict:
     """The recommender rounds after the segmentation, within the same budget and ledger."""
-    from fedseg.server.recommender.rounds import CONTENT_WEIGHTS, RecommenderRun
+    from fedseg.server.recommender.rounds import RecommenderRun
 
     # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
     secure = run.aggregate if run.cfg.secure_agg else None
@@ -120,11 +120,8 @@ def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: pd.DataFrame
     )  # fmt: skip
     model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
     published = {**model.to_dict(), "item_ids": catalogue["item_id"].tolist()}
-    if rounds.content_gains is not None:
-        published["content_check"] = {
-            "candidates": CONTENT_WEIGHTS.tolist(),
-            "noisy_gain_in_hits": rounds.content_gains.tolist(),
-        }
+    if rounds.content_check is not None:
+        published["content_check"] = rounds.content_check
     return published
 
 

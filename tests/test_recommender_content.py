@@ -20,13 +20,14 @@ from fedseg.server.recommender.content import (
     ContentModel,
     attribute_weights,
     catalogue_attributes,
-    choose_content_weight,
+    choose_candidate,
 )
 from fedseg.server.recommender.ease import RecommenderModel
 from scipy import stats
 
 N_A = N_B = 60  # catalogue: items 0..59 of kind A, 60..119 of kind B
 HELD = 59  # the A item every A customer holds back
+ONE = np.array([[0.3, 0.0]])  # one candidate: content weight 0.3
 
 
 def _model(content_weight: float = 0.0) -> RecommenderModel:
@@ -89,11 +90,12 @@ def test_affinity_hand_computed_and_round_trip():
     np.testing.assert_array_equal(again.weights, content.weights)
 
 
-def test_choose_content_weight_takes_the_best_positive_gain():
-    assert choose_content_weight(np.array([3.0, 7.5]), np.array([0.1, 0.3])) == 0.3
-    assert choose_content_weight(np.array([-2.0, -0.1]), np.array([0.1, 0.3])) == 0.0
+def test_choose_candidate_takes_the_best_positive_gain():
+    rows = np.array([[0.3, 0.0], [0.0, 10.0]])
+    assert choose_candidate(np.array([3.0, 7.5]), rows).tolist() == [0.0, 10.0]
+    assert choose_candidate(np.array([-2.0, -0.1]), rows).tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="2 gains for 1"):
-        choose_content_weight(np.array([1.0, 2.0]), np.array([0.1]))
+        choose_candidate(np.array([1.0, 2.0]), rows[:1])
 
 
 def test_content_scoring_moves_the_ranking_as_computed():
@@ -107,9 +109,8 @@ def test_content_scoring_moves_the_ranking_as_computed():
     assert restored.content_weight == 0.0  # the weight is the server's choice, not sent
     np.testing.assert_allclose(
         restored.scores([np.array([0, 1])], np.array([0])),
-        model.scores([np.array([0, 1])], np.array([0])) - 0.3 * model.content.affinity(
-            [np.array([0, 1])]
-        ),
+        model.scores([np.array([0, 1])], np.array([0]))
+        - 0.3 * model.content.affinity([np.array([0, 1])]),
     )
 
 
@@ -120,7 +121,7 @@ def test_noiseless_gain_counts_the_customers_content_wins():
     # One customer has a single item: nothing to hold back → 0.
     customers = _customers([[0, 1, HELD], [2, HELD], [3, 4, 5, HELD], [60, 61], [62, 63], [7]])
     gain = content_gain_statistics(
-        customers, _model(), np.array([0.3, 1e-6]),
+        customers, _model(), np.array([[0.3, 0.0], [1e-6, 0.0]]),
         noise_multiplier=0.0, rng=np.random.default_rng(0),
     )["gain"]  # fmt: skip
     np.testing.assert_array_equal(gain, [3.0, 0.0])
@@ -132,8 +133,11 @@ def test_heavy_customer_moves_each_entry_by_at_most_one():
     for seed in range(5):
         gains = [
             content_gain_statistics(
-                c, _model(), np.array([0.05, 0.3, 2.0]),
-                noise_multiplier=0.0, rng=np.random.default_rng(seed),
+                c,
+                _model(),
+                np.array([[0.05, 0.0], [0.3, 0.0], [2.0, 0.0]]),
+                noise_multiplier=0.0,
+                rng=np.random.default_rng(seed),
             )["gain"]  # fmt: skip
             for c in (light, heavy)
         ]
@@ -144,7 +148,7 @@ def test_gain_noise_has_std_z_times_sqrt_candidates():
     customers, z, draws = _customers([[60, 61]]), 2.0, 3000  # noiseless gain is 0
     rng = np.random.default_rng(11)
     samples = np.stack([
-        content_gain_statistics(customers, _model(), np.array([0.1, 0.2, 0.3, 0.4]),
+        content_gain_statistics(customers, _model(), np.array([[w, 0.0] for w in (1, 2, 3, 4)]),
                                 noise_multiplier=z, rng=rng)["gain"]
         for _ in range(draws)
     ])  # fmt: skip
@@ -157,14 +161,14 @@ def test_gain_noise_has_std_z_times_sqrt_candidates():
 def test_ledger_is_charged_before_reading_and_cap_refuses():
     customers = _customers([[0, HELD]])
     ledger = PrivacyLedger(None, epsilon_cap=100.0, delta=1e-6)
-    content_gain_statistics(customers, _model(), np.array([0.3]), noise_multiplier=1.5,
+    content_gain_statistics(customers, _model(), ONE, noise_multiplier=1.5,
                             rng=np.random.default_rng(0), ledger=ledger)  # fmt: skip
     expected = PrivacyLedger(None, epsilon_cap=100.0, delta=1e-6)
     expected.charge(Release(CONTENT_CHECK_RELEASE, 1.5))
     assert ledger.spent() == pytest.approx(expected.spent())
     capped = PrivacyLedger(None, epsilon_cap=0.5, delta=1e-6)
     with pytest.raises(BudgetExceeded):
-        content_gain_statistics(_customers([[0]]), _model(), np.array([0.3]),
+        content_gain_statistics(_customers([[0]]), _model(), ONE,
                                 noise_multiplier=1.0, rng=np.random.default_rng(0),
                                 ledger=capped)  # fmt: skip
     assert capped.spent() == 0.0
@@ -173,12 +177,15 @@ def test_ledger_is_charged_before_reading_and_cap_refuses():
 def test_bad_requests_raise_value_errors():
     customers = _customers([[0, HELD]])
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="positive"):
-        content_gain_statistics(customers, _model(), np.array([0.0]), noise_multiplier=1.0,
+    with pytest.raises(ValueError, match="not both 0"):
+        content_gain_statistics(customers, _model(), np.zeros((1, 2)), noise_multiplier=1.0,
                                 rng=rng)  # fmt: skip
+    with pytest.raises(ValueError, match="segment lift"):  # the model has no lift part
+        content_gain_statistics(customers, _model(), np.array([[0.0, 10.0]]),
+                                noise_multiplier=1.0, rng=rng)  # fmt: skip
     bare = RecommenderModel.from_arrays({k: v for k, v in _model().to_arrays().items()
                                          if not k.startswith("attribute")})  # fmt: skip
-    with pytest.raises(ValueError, match="no content part"):
-        content_gain_statistics(customers, bare, np.array([0.3]), noise_multiplier=1.0, rng=rng)
+    with pytest.raises(ValueError, match="no content"):
+        content_gain_statistics(customers, bare, ONE, noise_multiplier=1.0, rng=rng)
     with pytest.raises(ValueError, match="'vectors' is missing"):
         RecommenderModel.from_arrays({"item_index": np.array([0])})

@@ -16,7 +16,12 @@ from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 from fedseg.server.recommender.ease import RecommenderModel
-from fedseg.server.recommender.rounds import CatalogueError, read_catalogue, symmetric
+from fedseg.server.recommender.rounds import (
+    SCORER_CANDIDATES,
+    CatalogueError,
+    read_catalogue,
+    symmetric,
+)
 from fedseg.simulations.federation import write_federation
 from fedseg.simulations.runner import merchant_files, simulate
 from fedseg.simulations.synthetic import generate_federation
@@ -254,3 +259,14 @@ def test_catalogue_without_attributes_skips_the_content_check(tmp_path):
     assert 0.99 * 4.0 < result.model.privacy["epsilon"] <= 4.0  # its share went to the rest
     published = result.model.extras["recommender"]
     assert published["content"] is None and "content_check" not in published
+
+
+@pytest.mark.slow
+def test_content_check_offers_every_scorer_and_applies_its_choice(traced_run):
+    _, root, _ = traced_run
+    published = SegmentModel.load(root / "out" / "model.json").extras["recommender"]
+    check = published["content_check"]
+    assert check["candidates"] == SCORER_CANDIDATES.tolist()  # segments → lift rows too
+    best = int(np.argmax(check["noisy_gain"]))
+    chosen = check["candidates"][best] if check["noisy_gain"][best] > 0 else [0.0, 0.0]
+    assert [published["content_weight"], published["lift_strength"]] == chosen

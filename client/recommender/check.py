@@ -1,13 +1,14 @@
-"""Does content scoring help these customers? A DP count the server chooses the weight by.
+"""Which scorer suits these customers? A DP count the server chooses the model's scorer by.
 
-Content scoring (server/recommender/content.py) helps where item attributes say something a
-customer's segment does not (MovieLens: genres and release years) and costs accuracy where
-they only repeat it (the synthetic personas). Which one holds is a property of the data, so
-the merchants measure it: each customer's last item is held back, the rest of their history
-is scored by the published model with content weight 0 and with each candidate weight, and
-the item is ranked against `N_NEGATIVES` unseen items (the evaluation protocol of
-CONTRACT.md). The release is, per candidate, Σ_customers (hit with it - hit without): one
-customer moves each entry by at most 1, so the vector has L2 sensitivity sqrt(candidates).
+The published model can score with DP-EASE alone, DP-EASE plus content scoring
+(server/recommender/content.py), or per-segment popularity personalized by attribute mix
+(server/recommender/lift.py). Which ranks best is a property of the data (MovieLens: EASE
+plus genres and years; the synthetic personas: segment popularity), so the merchants measure
+it: each customer's last item is held back, the rest of their history is scored by EASE
+alone and by each candidate (a row (content_weight, lift_strength)), and the item is ranked
+against `N_NEGATIVES` unseen items (the evaluation protocol of CONTRACT.md). The release is,
+per candidate, Σ_customers (hit with it − hit with EASE alone): one customer moves each
+entry by at most 1, so the vector has L2 sensitivity sqrt(candidates).
 """
 
 from __future__ import annotations
@@ -47,16 +48,19 @@ def content_gain_statistics(
     noise_share: float = 1.0,
     ledger: PrivacyLedger | None = None,
 ) -> dict[str, np.ndarray]:
-    """Noisy {"gain": (len(candidates),)}: extra hits@10 each candidate weight would give.
+    """Noisy {"gain": (len(candidates),)}: extra hits@10 each candidate scorer would give.
 
-    Customers with one item have nothing to hold back and contribute 0. The ledger is
-    charged before any history is read.
+    `candidates` rows are (content_weight, lift_strength), not both 0. Customers with one
+    item have nothing to hold back and contribute 0. The ledger is charged before any
+    history is read.
     """
     candidates = np.asarray(candidates, dtype=np.float64)
-    if candidates.ndim != 1 or not np.all(candidates > 0):
-        raise ValueError("candidate content weights must be a 1-d array of positive numbers")
-    if model.content is None:
-        raise ValueError("the model has no content part to check")
+    if candidates.ndim != 2 or candidates.shape[1] != 2 or not len(candidates):
+        raise ValueError("candidates must be rows of (content_weight, lift_strength)")
+    if np.any(candidates < 0) or np.any(candidates.sum(axis=1) <= 0):
+        raise ValueError("candidate weights must be >= 0 and not both 0 in a row")
+    if model.content is None or (model.lift is None and np.any(candidates[:, 1] > 0)):
+        raise ValueError("the model has no content (or segment lift) part to check")
     if not 0 < noise_share <= 1:
         raise ValueError(f"noise_share must be in (0, 1], got {noise_share}")
     mechanism = content_check_mechanism(
@@ -78,13 +82,13 @@ def content_gain_statistics(
 def _chunk_gain(histories, model, candidates, positions, rng) -> np.ndarray:
     past = [histories.items[p][:-1] for p in positions]
     held = np.array([histories.items[p][-1] for p in positions], dtype=np.int64)
-    base = replace(model, content_weight=0.0).scores(past, histories.segments[positions])
-    affinity = model.content.affinity(past)
+    segments = histories.segments[positions]
     negatives = _unseen_sample(past, held, model.n_items, rng)
     rows = np.arange(len(positions))
     hits = []
-    for weight in np.concatenate([[0.0], candidates]):
-        scores = base + weight * affinity
+    for content_weight, lift_strength in np.vstack([[0.0, 0.0], candidates]):
+        variant = replace(model, content_weight=content_weight, lift_strength=lift_strength)
+        scores = variant.scores(past, segments)
         positive = scores[rows, held][:, None]
         sampled = scores[rows[:, None], negatives]
         rank = (sampled > positive).sum(axis=1) + 0.5 * (sampled == positive).sum(axis=1)

@@ -110,9 +110,9 @@ class RecommenderTasks:
     def content_check(
         self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
     ) -> dict[str, np.ndarray]:
-        """Round 3: noisy extra hits per candidate content weight (client/recommender/check.py)."""
+        """Round 3: noisy extra hits per candidate scorer (client/recommender/check.py)."""
         z = _noise_multiplier(payload)
-        candidates = _array(payload, "candidates", ndim=1)
+        candidates = _array(payload, "candidates", ndim=2)
         mechanism = content_check_mechanism(noise_multiplier=z, candidates=len(candidates))
         _refuse_early(node, mode, mechanism.as_release(CONTENT_CHECK_RELEASE))
         histories, n_items, n_segments = self._histories(node, payload)

@@ -42,6 +42,12 @@ class ContentModel:
     def n_items(self) -> int:
         return len(self.indicators)
 
+    @property
+    def kinds(self) -> np.ndarray:
+        """Kind id per attribute column ("category=x" and "category=y" share one)."""
+        order: dict[str, int] = {}
+        return np.array([order.setdefault(n.split("=", 1)[0], len(order)) for n in self.names])
+
     def affinity(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(customers x items) R(x, y), scaled to [0, 1] per customer (0 for empty histories)."""
         profiles = np.zeros((len(histories), len(self.names)))
@@ -122,12 +128,13 @@ def _values(value: object) -> set[str]:
     return {part.strip() for part in parts if part.strip() and part.strip().lower() != "nan"}
 
 
-def choose_content_weight(gains: np.ndarray, candidates: np.ndarray) -> float:
-    """The candidate with the largest noisy gain in hits, or 0 (no content) if none gains."""
+def choose_candidate(gains: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The candidate row with the largest noisy gain in hits, or a row of zeros (the
+    baseline scorer) if no candidate gains."""
     gains, candidates = np.asarray(gains, dtype=np.float64), np.asarray(candidates)
-    if gains.shape != candidates.shape or not gains.size:
-        raise ValueError(f"{gains.size} gains for {candidates.size} candidate weights")
+    if gains.shape != (len(candidates),) or not gains.size:
+        raise ValueError(f"{gains.size} gains for {len(candidates)} candidates")
     if not np.all(np.isfinite(gains)):
-        raise ValueError("content gains contain NaN or inf")
+        raise ValueError("gains contain NaN or inf")
     best = int(np.argmax(gains))
-    return float(candidates[best]) if gains[best] > 0 else 0.0
+    return candidates[best] if gains[best] > 0 else np.zeros_like(candidates[best])

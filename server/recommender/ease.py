@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from fedseg.server.recommender.blend import PopularityPrior
 from fedseg.server.recommender.content import ContentModel, attribute_weights
+from fedseg.server.recommender.lift import SegmentLift
 
 TIE_BREAK = 1e-3
 
@@ -54,7 +55,12 @@ def choose_items(
 
 @dataclass(frozen=True)
 class RecommenderModel:
-    """DP-EASE factors over `item_index` plus a popularity prior over the whole catalogue."""
+    """DP-EASE factors over `item_index` plus a popularity prior over the whole catalogue.
+
+    Optional parts, scored only when chosen (by the merchants' DP check): content scoring
+    added to EASE (`content_weight` > 0), or instead of EASE, per-segment popularity
+    personalized by attribute mix (`lift_strength` > 0, server/recommender/lift.py).
+    """
 
     item_index: np.ndarray
     vectors: np.ndarray
@@ -65,13 +71,17 @@ class RecommenderModel:
     segment_weight: float = 1.0
     content: ContentModel | None = None
     content_weight: float = 0.0
+    lift: SegmentLift | None = None
+    lift_strength: float = 0.0
 
     def __post_init__(self) -> None:
         n, k = self.vectors.shape
         if len(self.item_index) + self.n_segments != n or len(self.shrinkage) != k:
             raise ValueError("item_index, vectors and shrinkage sizes do not match")
-        if not (self.popularity_weight >= 0 and self.content_weight >= 0):
-            raise ValueError("popularity_weight and content_weight must be >= 0")
+        if min(self.popularity_weight, self.content_weight, self.lift_strength) < 0:
+            raise ValueError("popularity_weight, content_weight and lift_strength must be >= 0")
+        if self.lift_strength > 0 and (self.lift is None or self.content is None):
+            raise ValueError("lift_strength > 0 needs the lift and content parts")
         if self.content is not None and self.content.n_items != self.n_items:
             raise ValueError("the content model and the popularity prior cover different items")
 
@@ -85,6 +95,8 @@ class RecommenderModel:
 
         Items in a customer's own history get arbitrary scores; `recommend` masks them.
         """
+        if self.lift_strength > 0:
+            return self.lift.scores(histories, segments, self.content, strength=self.lift_strength)
         lookup = np.full(self.n_items, -1, dtype=np.int64)
         lookup[self.item_index] = np.arange(len(self.item_index))
         n = len(self.item_index)
@@ -126,6 +138,8 @@ class RecommenderModel:
             "prior": self.prior.to_dict(),
             "content": None if self.content is None else self.content.to_dict(),
             "content_weight": self.content_weight,
+            "lift": None if self.lift is None else self.lift.segment_items.tolist(),
+            "lift_strength": self.lift_strength,
         }
 
     def to_arrays(self) -> dict[str, np.ndarray | float | int]:
@@ -142,8 +156,11 @@ class RecommenderModel:
             "segment_weight": self.segment_weight,
         }
         if self.content is not None:
+            arrays["attribute_names"] = list(self.content.names)
             arrays["attribute_indicators"] = self.content.indicators
             arrays["attribute_weights"] = self.content.weights
+        if self.lift is not None:
+            arrays["segment_items"] = self.lift.segment_items
         return arrays
 
     @classmethod
@@ -156,9 +173,12 @@ class RecommenderModel:
         content = None
         if "attribute_indicators" in data:
             indicators = _checked(data, "attribute_indicators", ndim=2)
-            names = tuple(f"attribute {j}" for j in range(indicators.shape[1]))
+            names = tuple(str(name) for name in data.get("attribute_names", []))
             weights = _checked(data, "attribute_weights", ndim=1)
             content = ContentModel(names, indicators, weights)
+        lift = None
+        if "segment_items" in data:
+            lift = SegmentLift(_checked(data, "segment_items", ndim=2))
         return cls(
             arrays["item_index"].astype(np.int64),
             arrays["vectors"],
@@ -168,6 +188,7 @@ class RecommenderModel:
             int(data.get("n_segments", 0)),
             float(data.get("segment_weight", 1.0)),
             content,
+            lift=lift,
         )
 
     @classmethod
@@ -190,6 +211,8 @@ class RecommenderModel:
             float(data.get("segment_weight", 1.0)),
             None if content is None else ContentModel.from_dict(content),
             float(data.get("content_weight", 0.0)),
+            None if data.get("lift") is None else SegmentLift(np.asarray(data["lift"], float)),
+            float(data.get("lift_strength", 0.0)),
         )
 
 
@@ -225,11 +248,14 @@ def fit_recommender(
     lam = lam_scale * max(float(np.mean(np.diag(gram))), 1e-12) + edge
     shrinkage = weights[keep] / (weights[keep] + lam)
     prior = PopularityPrior.from_release(summed)
-    content = None
+    content = lift = None
     if attributes is not None and len(attributes[0]):
         names, indicators = attributes
-        weights = attribute_weights(_checked(summed, "overall", ndim=1), indicators)
-        content = ContentModel(tuple(names), indicators, weights)
+        overall = _checked(summed, "overall", ndim=1)
+        content = ContentModel(tuple(names), indicators, attribute_weights(overall, indicators))
+        if n_segments:
+            n = len(item_index)
+            lift = SegmentLift.from_gram_block(gram[n:, :n], item_index, overall)
     return RecommenderModel(
         item_index,
         vectors[:, keep],
@@ -240,6 +266,7 @@ def fit_recommender(
         segment_weight,
         content,
         content_weight if content is not None else 0.0,
+        lift,
     )
 
 

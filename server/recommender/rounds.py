@@ -4,9 +4,10 @@ Round 1 asks every merchant for its noisy unit-norm item popularity; the server 
 items whose summed popularity stands clear of the noise (`choose_items`). Round 2 asks for
 the noisy Gram over those items plus one pseudo-item per segment; the server fits EASE
 on the sum (`fit_recommender`). When the catalogue has item attributes, round 3 sends the
-model back and asks each merchant how many more held-back items content scoring would hit
-(client/recommender/check.py); the server switches content on only if the noisy sum says
-it helps. Each request carries the published segmentation (scaler +
+model back and asks each merchant how many more held-back items each candidate scorer
+(EASE + content, or per-segment popularity lifted by the customer's attribute mix) would hit
+than EASE alone (client/recommender/check.py); the server keeps the best candidate if its
+noisy gain is positive, else EASE alone. Each request carries the published segmentation (scaler +
 centres), so merchants assign their own customers' segments locally, and the public item
 catalogue. Written against ``Transport`` like ``SegmentationRun``: every noisy request is
 charged to the server's ledger before it is sent (unless the aggregator charges itself,
@@ -26,7 +27,7 @@ from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import Aggregate, ReplySpec
 from fedseg.server.config import SegmentationConfig
-from fedseg.server.recommender.content import catalogue_attributes, choose_content_weight
+from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
 from fedseg.server.recommender.ease import RecommenderModel, choose_items, fit_recommender
 from fedseg.server.segmentation import Aggregator, noisy_round
 from fedseg.server.transport import Transport
@@ -38,7 +39,8 @@ CONTENT_RELEASE = "recommender_content_check"
 MAX_GRAM_ITEMS = 1000
 SEGMENT_WEIGHT = 1.0
 POPULARITY_WEIGHT = 0.3
-CONTENT_WEIGHTS = np.array([0.3])  # candidates of the content check (0 is always one)
+# Scorers the merchants' check compares with EASE alone: rows (content_weight, lift_strength).
+SCORER_CANDIDATES = np.array([[0.3, 0.0], [0.0, 3.0], [0.0, 10.0], [0.0, 30.0]])
 
 
 class CatalogueError(ValueError):
@@ -80,7 +82,7 @@ class RecommenderRun:
     excluded: set[int] = field(default_factory=set)
     request_ids: itertools.count = field(default_factory=itertools.count)
     history: list[dict] = field(default_factory=list)
-    content_gains: np.ndarray | None = None  # the check's noisy gains, once it has run
+    content_check: dict | None = None  # the check's candidates and noisy gains, once run
 
     def fit(
         self, scaling: FeatureScaling, centres: np.ndarray, catalogue: pd.DataFrame
@@ -130,16 +132,18 @@ class RecommenderRun:
         return self._check_content(segmentation, model) if model.content is not None else model
 
     def _check_content(self, segmentation: dict, model: RecommenderModel) -> RecommenderModel:
-        """Round 3: the merchants' noisy gain in hits per candidate content weight decides it."""
+        """Round 3: the merchants' noisy gain in hits per candidate scorer picks the scorer."""
         z = self.noise_multipliers[CONTENT_RELEASE]
-        request = dict(segmentation, **model.to_arrays(), candidates=CONTENT_WEIGHTS)
-        bound = math.sqrt(len(CONTENT_WEIGHTS))
+        candidates = scorer_candidates(model)
+        request = dict(segmentation, **model.to_arrays(), candidates=candidates)
+        bound = math.sqrt(len(candidates))
         spec = ReplySpec(
-            shapes={"gain": (len(CONTENT_WEIGHTS),)}, sigmas={"gain": z * bound}, max_norm=bound
+            shapes={"gain": (len(candidates),)}, sigmas={"gain": z * bound}, max_norm=bound
         )
         gains = self._noisy_round("content_check", CONTENT_RELEASE, request, z, spec).sums["gain"]
-        self.content_gains = gains
-        return replace(model, content_weight=choose_content_weight(gains, CONTENT_WEIGHTS))
+        self.content_check = {"candidates": candidates.tolist(), "noisy_gain": gains.tolist()}
+        content_weight, lift_strength = choose_candidate(gains, candidates)
+        return replace(model, content_weight=content_weight, lift_strength=lift_strength)
 
     def _spread(self, agg: Aggregate) -> float:
         """Std of the summed noise over σ: one σ with distributed noise, else √contributors."""
@@ -150,6 +154,12 @@ class RecommenderRun:
         self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
     ) -> Aggregate:
         return noisy_round(self, task, release, payload, z, spec)
+
+
+def scorer_candidates(model: RecommenderModel) -> np.ndarray:
+    """SCORER_CANDIDATES the model can score: segment lift only when it has segments."""
+    usable = SCORER_CANDIDATES[:, 1] == 0 if model.lift is None else slice(None)
+    return SCORER_CANDIDATES[usable]
 
 
 def symmetric(upper: np.ndarray, size: int) -> np.ndarray:
