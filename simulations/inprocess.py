@@ -9,7 +9,9 @@ deterministic and cost microseconds per message.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -23,6 +25,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 SUPERLINK_NODE_ID = 1  # Flower's own id for the server side
 CLIENT_APP_ERROR = 2  # Flower's ErrorCode.CLIENT_APP_RAISED_EXCEPTION
+_YOUNG_COLLECTION_THRESHOLD = 10_000  # allocations between young collections (default 700)
 
 
 class InProcessGrid(Grid):
@@ -161,5 +164,28 @@ def run_inprocess(
         state=RecordDict(),
         run_config=dict(run_config),
     )
-    server_app(grid, context)
+    with _fewer_collections():
+        server_app(grid, context)
     return grid
+
+
+@contextlib.contextmanager
+def _fewer_collections():
+    """Python's cyclic garbage collector, tuned for one simulated federation.
+
+    Thousands of merchants in one process keep hundreds of thousands of objects alive,
+    and every full collection walks all of them (and every module's objects): at the
+    default thresholds that took ~6% of a 1,000-merchant run and more at 10,000. Objects
+    from before the run are frozen (never scanned, nothing there is the run's garbage)
+    and the young generation is collected every 10,000 allocations instead of 700, so
+    full collections rarely trigger. Nothing is computed differently; both are undone
+    when the run ends.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
