@@ -181,11 +181,12 @@ def _fewer_collections():
     full collections rarely trigger. Nothing is computed differently; both are undone
     when the run ends.
     """
-    threshold = gc.get_threshold()
+    threshold, caller_froze = gc.get_threshold(), gc.get_freeze_count() > 0
     gc.freeze()
     gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
     try:
         yield
     finally:
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if not caller_froze:  # a caller's own frozen objects stay frozen
+            gc.unfreeze()
