@@ -191,9 +191,9 @@ def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
         "EASE (central, λ=500)": run(ev.ease_scorer(ev.fit_ease(train, n_items, 500.0), train)),
     }
     attributes = catalogue_attributes(fed.items)
-    for content, label in ((None, " (no content)"), (attributes, "")):
+    for content, label in ((None, "EASE alone"), (attributes, "checked scorer")):
         model, _ = dp_ease(parts, n_items, k, np.inf, "secagg", rng, content)
-        rows[f"federated EASE{label} (non-private)"] = run(
+        rows[f"federated {label}, non-private"] = run(
             model_scorer(model),
             gram_items=len(model.item_index),
             content_weight=model.content_weight,
@@ -207,14 +207,19 @@ def evaluate(name, fed, segment_of, k, epsilons, eval_users, rng):
             ),
             distributed=True,
         )  # fmt: skip
-        rows[f"DP segment popularity (capped, secagg) ε={epsilon:g}"] = run(
-            lambda pos, p=popularity: p.scores(train.segments[pos])
-        )
+        baseline = lambda pos, p=popularity: p.scores(train.segments[pos])  # noqa: E731
+        rows[f"DP segment popularity (capped, secagg) ε={epsilon:g}"] = run(baseline)
         for noise, content in (("secagg", None), ("secagg", attributes), ("local", attributes)):
             model, spent = dp_ease(parts, n_items, k, epsilon, noise, rng, content)
-            label = " (no content)" if content is None else ""
-            rows[f"DP-EASE{label} {noise} ε={epsilon:g}"] = run(
+            label = "EASE alone" if content is None else "checked scorer"
+            gain, se = ev.paired_gain(
+                ev.sampled_hits(model_scorer(model), test, negatives),
+                ev.sampled_hits(baseline, test, negatives),
+            )
+            rows[f"DP {label}, {noise}, ε={epsilon:g}"] = run(
                 model_scorer(model),
+                gain_over_dp_segment_popularity=gain,
+                gain_standard_error=se,
                 epsilon_spent=spent,
                 gram_items=len(model.item_index),
                 components=int(model.vectors.shape[1]),
@@ -229,16 +234,21 @@ def _print_table(name, rows, n_users, n_merchants, n_items, seconds):
     print(
         f"\n{name}: {n_users} customers, {n_merchants} merchants, {n_items} items, {seconds:.0f} s"
     )
-    header = f"{'method':48s} {'HR@10':>7s} {'NDCG@10':>8s} {'HR@10 full':>11s} {'ε spent':>8s}"
-    print(header + f" {'content w':>9s} {'lift κ':>6s}")
+    print(
+        f"{'method':44s} {'HR@10':>6s} {'NDCG@10':>7s} {'HR full':>7s} {'ε spent':>7s} "
+        f"{'content w':>9s} {'lift κ':>6s} {'vs DP seg. pop. (±SE)':>22s}"
+    )
     for method, m in rows.items():
-        spent = f"{m['epsilon_spent']:8.3f}" if "epsilon_spent" in m else " " * 8
-        content = f"{m['content_weight']:9.2f}" if "content_weight" in m else ""
-        if "lift_strength" in m:
-            content += f" {m['lift_strength']:6.0f}"
+        spent = f"{m['epsilon_spent']:7.3f}" if "epsilon_spent" in m else ""
+        scorer = (
+            f"{m['content_weight']:9.2f} {m['lift_strength']:6.0f}" if "lift_strength" in m else ""
+        )
+        gain = ""
+        if "gain_standard_error" in m:
+            gain = f"{m['gain_over_dp_segment_popularity']:+.3f} ± {m['gain_standard_error']:.3f}"
         print(
-            f"{method:48s} {m['hr_at_10']:7.3f} {m['ndcg_at_10']:8.3f} "
-            f"{m['hr_at_10_full']:11.3f} {spent} {content}"
+            f"{method:44s} {m['hr_at_10']:6.3f} {m['ndcg_at_10']:7.3f} {m['hr_at_10_full']:7.3f} "
+            f"{spent:>7s} {scorer:>16s} {gain:>22s}"
         )
 
 

@@ -76,10 +76,7 @@ def ranking_metrics(
     for start in range(0, len(tested), chunk):
         positions = tested[start : start + chunk]
         scores = np.array(score_fn(positions), dtype=np.float64)
-        rows = np.arange(len(positions))
-        positive = scores[rows, test_items[positions]]
-        sampled = scores[rows[:, None], negatives[positions]]
-        rank = (sampled > positive[:, None]).sum(1) + 0.5 * (sampled == positive[:, None]).sum(1)
+        positive, rank = _sampled_ranks(scores, positions, test_items, negatives)
         hits.append(rank < k)
         gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
         for row, position in enumerate(positions):
@@ -93,6 +90,41 @@ def ranking_metrics(
         "ndcg_at_10": float(np.concatenate(gains).mean()),
         "hr_at_10_full": float(np.concatenate(full_hits).mean()),
     }
+
+
+def sampled_hits(
+    score_fn: ScoreFn,
+    test_items: np.ndarray,
+    negatives: np.ndarray,
+    k: int = 10,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """Per tested customer (in order), 1.0 if the positive ranks in the top k of the sample."""
+    tested = np.flatnonzero(test_items >= 0)
+    hits = []
+    for start in range(0, len(tested), chunk):
+        positions = tested[start : start + chunk]
+        scores = np.array(score_fn(positions), dtype=np.float64)
+        hits.append(_sampled_ranks(scores, positions, test_items, negatives)[1] < k)
+    return np.concatenate(hits).astype(np.float64) if hits else np.zeros(0)
+
+
+def paired_gain(hits: np.ndarray, baseline_hits: np.ndarray) -> tuple[float, float]:
+    """Mean per-customer difference in hits and its standard error (same customers and
+    negatives for both, so the pairing removes most of the sampling noise)."""
+    difference = np.asarray(hits, float) - np.asarray(baseline_hits, float)
+    if len(difference) < 2:
+        raise ValueError("a paired comparison needs at least two customers")
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+
+
+def _sampled_ranks(scores, positions, test_items, negatives):
+    """(positive scores, rank among the sampled negatives; ties count half)."""
+    rows = np.arange(len(positions))
+    positive = scores[rows, test_items[positions]]
+    sampled = scores[rows[:, None], negatives[positions]]
+    rank = (sampled > positive[:, None]).sum(1) + 0.5 * (sampled == positive[:, None]).sum(1)
+    return positive, rank
 
 
 def interaction_matrix(histories: CustomerHistories, n_items: int) -> np.ndarray:

@@ -82,6 +82,7 @@ def recommender_evaluation(
         gram_items=len(recommender.item_index),
         components=int(recommender.vectors.shape[1]),
         content_weight=recommender.content_weight,
+        lift_strength=recommender.lift_strength,
         baselines=_baselines(
             metrics, [part for part, _ in parts], train, (model.k, len(catalogue)), run_config, rng
         ),
