@@ -1,11 +1,15 @@
 """Choosing k privately (the seed paper's FAQ): one DP fit per candidate k, all within ONE
 total (ε, δ) budget, then a noisy cost curve and a suggested k.
 
-Shared statistics. The first fit (the largest k) releases the DP feature histograms; every
-other fit reuses that model's scaler and marginals (run_config ``statistics-from``) and spends
-its whole ε on initialization and Lloyd rounds. All fits therefore cluster in the SAME
-standardized space, so their costs are comparable, and the histograms, released once, can
-get a large share of the budget (``statistics_share``), which makes the scaling good.
+Shared statistics, nested fits. The first fit (the largest k) releases the DP feature
+histograms and initializes privately; every smaller k warm-starts (run_config
+``warm-start``) from the next larger k's centres with the closest pair merged (Ward's
+criterion, the pair whose merge raises the k-means cost least): it reuses that model's
+scaler and marginals and spends its whole ε on Lloyd rounds. All fits therefore cluster in
+the SAME standardized space, so their costs are comparable; the histograms, released once,
+can get a large share of the budget (``statistics_share``), which makes the scaling good;
+and no fit for a small k starts from a fresh noisy initialization that can stall in a poor
+local optimum (a fit of k+1 that split one segment in two merges back to it).
 
 Budget. Every release is a plain Gaussian with noise multiplier z; these compose exactly as
 one Gaussian whose 1/z² is the sum of theirs (a "precision"). ``plan_budget`` gives the shared
@@ -46,6 +50,8 @@ from fedseg.server.model import SegmentModel
 DEFAULT_MIN_GAIN = 0.15  # DP noise moves the curve by a few %: demand a clear gain
 DEFAULT_STATISTICS_SHARE = 0.25
 DEFAULT_SQUARE_NORM_SHARE = 0.02
+# The largest k's private initialization seeds every fit (the smaller k merge its centres).
+DEFAULT_INIT_SHARE = 0.07
 SHARE_KEYS = {"feature_histograms": "histogram-share", "init_cluster_stats": "init-share",
               "recommender": "recommender-share", "square_norm": "square-norm-share"}  # fmt: skip
 
@@ -101,11 +107,14 @@ def parse_k_range(text: str) -> tuple[int, ...]:
     return tuple(sorted(ks))
 
 
-def fit_releases(run_config: dict[str, Any], *, epsilon: float) -> list[Release]:
-    """The releases of one fit that reuses shared statistics, at ``epsilon``."""
+def fit_releases(
+    run_config: dict[str, Any], *, epsilon: float, init: bool = False
+) -> list[Release]:
+    """The releases of one fit that reuses the shared statistics, at ``epsilon``: Lloyd
+    rounds only (warm-started), or with ``init`` also the private initialization."""
     cfg = SegmentationConfig.from_run_config({**run_config, "epsilon": epsilon})
     counts = {"init_cluster_stats": cfg.init_rounds, "cluster_stats": cfg.rounds}
-    plan = noise_plan(cfg, histograms=False)
+    plan = noise_plan(cfg, histograms=False, init=init)
     return [Release(name, z, count=counts.get(name, 1)) for name, z in plan.items()]
 
 
@@ -121,21 +130,29 @@ def plan_budget(
     delta: float,
     statistics_share: float = DEFAULT_STATISTICS_SHARE,
     square_norm_share: float = DEFAULT_SQUARE_NORM_SHARE,
+    init_share: float = DEFAULT_INIT_SHARE,
 ) -> KBudget:
     """Split ``epsilon_total`` over the shared releases and ``runs`` fits (module docstring).
 
     Shares are of the total precision Σ 1/z²: ``statistics_share`` for the histograms,
-    ``square_norm_share`` for the Σ‖z‖² release (0: none), the rest evenly over the fits.
+    ``square_norm_share`` for the Σ‖z‖² release (0: none), ``init_share`` for the largest
+    k's initialization, the rest evenly over the fits' Lloyd rounds.
     """
-    fits_share = 1 - statistics_share - square_norm_share
-    if statistics_share <= 0 or square_norm_share < 0 or statistics_share + square_norm_share >= 1:
-        raise ValueError("statistics_share > 0, square_norm_share ≥ 0, and their sum < 1")
+    fits_share = 1 - statistics_share - square_norm_share - init_share
+    if min(statistics_share, init_share) <= 0 or square_norm_share < 0 or fits_share <= 0:
+        raise ValueError("statistics and init shares > 0, square_norm_share ≥ 0, sum < 1")
+    init_rounds = SegmentationConfig.from_run_config(run_config).init_rounds
 
     def everything(eps: float) -> list[Release]:
-        fit = fit_releases(run_config, epsilon=eps)
-        unit = runs * _precision(fit) / fits_share  # the total precision
+        fits = fit_releases(run_config, epsilon=eps) * runs
+        unit = _precision(fits) / fits_share  # the total precision
         shared = [("feature_histograms", statistics_share), ("square_norm", square_norm_share)]
-        return [Release(n, 1 / math.sqrt(s * unit)) for n, s in shared if s > 0] + fit * runs
+        first = [Release(n, 1 / math.sqrt(s * unit)) for n, s in shared if s > 0]
+        first.append(
+            Release("init_cluster_stats", math.sqrt(init_rounds / (init_share * unit)),
+                    count=init_rounds)
+        )  # fmt: skip
+        return first + fits
 
     lo, hi = epsilon_total / (4 * runs), epsilon_total
     while epsilon_spent(everything(lo), delta=delta) > epsilon_total:
@@ -232,17 +249,44 @@ def fit_candidates(
     root: Path,
     backend: str = "inprocess",
 ) -> dict[int, SegmentModel]:
-    """The largest k first, releasing the shared statistics; every other k reuses them."""
+    """The largest k first, releasing the shared statistics; every smaller k warm-starts
+    from the previous fit's centres merged down to k (module docstring)."""
     from fedseg.simulations.runner import simulate
 
-    shared = root / f"k{max(ks)}" / "model.json"
-    models = {}
+    models: dict[int, SegmentModel] = {}
     for k in sorted(ks, reverse=True):
-        extra = budget.first if k == max(ks) else {**budget.others, "statistics-from": str(shared)}
+        extra = budget.first
+        if models:
+            start = merged_model(models[min(models)], k).save(root / f"k{k}-start.json")
+            extra = {**budget.others, "warm-start": str(start)}
         config = {**run_config, **extra, "k": k}
         result = simulate(data_dir, config, out_dir=root / f"k{k}", backend=backend, evaluate=False)
         models[k] = result.model
     return models
+
+
+def merged_model(model: SegmentModel, k: int) -> SegmentModel:
+    """``model`` with its closest centres merged (Ward) until k remain: post-processing."""
+    from dataclasses import replace
+
+    centres = [np.asarray(c, dtype=np.float64) for c in model.centres_standardized]
+    sizes = [max(float(n), 1e-9) for n in model.segment_sizes]
+    if not 1 <= k <= len(centres):
+        raise ValueError(f"cannot merge {len(centres)} centres down to {k}")
+    while len(centres) > k:
+        pairs = [(a, b) for a in range(len(centres)) for b in range(a + 1, len(centres))]
+        a, b = min(pairs, key=lambda p: _ward(centres, sizes, *p))
+        total = sizes[a] + sizes[b]
+        centres[a] = (sizes[a] * centres[a] + sizes[b] * centres[b]) / total
+        sizes[a] = total
+        del centres[b], sizes[b]
+    return replace(model, centres_standardized=np.array(centres), segment_sizes=np.array(sizes))
+
+
+def _ward(centres: list[np.ndarray], sizes: list[float], a: int, b: int) -> float:
+    """Increase of the k-means cost when clusters a and b become one."""
+    weight = sizes[a] * sizes[b] / (sizes[a] + sizes[b])
+    return weight * float(np.sum((centres[a] - centres[b]) ** 2))
 
 
 def k_choice(
