@@ -16,6 +16,7 @@ from fedseg.simulations.choose_k import (
     choose_k,
     composed_spend,
     fit_releases,
+    merged_model,
     parse_k_range,
     plan_budget,
     square_norm_per_customer,
@@ -113,6 +114,19 @@ def _model(centres, sizes, *, d, extras=None, mean=0.0, scale=1.0):
     return SegmentModel(
         scaling, np.asarray(centres, float), np.asarray(sizes, float), extras=extras or {}
     )
+
+
+def test_merging_takes_the_pair_with_the_smallest_ward_cost():
+    # Ward costs: (0,1) 10·1/11·1 = 0.91, (1,2) 1·1/2·0.25 = 0.125, (0,2) 10/11·2.25 = 2.05.
+    model = _model([[0.0], [1.0], [1.5]], [10.0, 1.0, 1.0], d=1)
+    merged = merged_model(model, 2)
+    np.testing.assert_allclose(merged.centres_standardized, [[0.0], [1.25]])
+    np.testing.assert_allclose(merged.segment_sizes, [10.0, 2.0])
+    one = merged_model(model, 1)  # the size-weighted mean of everything
+    np.testing.assert_allclose(one.centres_standardized, [[(0 + 1 + 1.5) / 12]])
+    assert merged.scaling == model.scaling
+    with pytest.raises(ValueError, match="down to 4"):
+        merged_model(model, 4)
 
 
 def test_unexplained_share_by_hand():
