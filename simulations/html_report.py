@@ -22,6 +22,9 @@ SUMMARY_METRICS = (
     ("centroid_error", "centroid error"),
     ("empty_clusters", "empty clusters"),
     ("bytes_per_client_round", "bytes / client / round"),
+    ("recommender.hr_at_10", "HR@10 (recommender)"),
+    ("recommender.ndcg_at_10", "NDCG@10"),
+    ("recommender.baselines.segment_popularity_dp.hr_at_10", "HR@10 DP segment popularity"),
     ("wall_s", "wall s"),
 )
 STYLE = """

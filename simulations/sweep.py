@@ -116,20 +116,20 @@ def prepare_seed(scenario: Scenario, seed: int, out: Path) -> Path:
 
 def run_point(scenario: Scenario, point: GridPoint, data_dir: Path, out: Path) -> dict:
     """Simulate one point and evaluate it; any failure becomes an error record."""
+    from fedseg.simulations.recsys_run import HOLDOUT_KEY, recommender_evaluation
     from fedseg.simulations.run_metrics import evaluate_point, pooled_data
-    from fedseg.simulations.runner import simulate
+    from fedseg.simulations.runner import merchant_files, simulate
     from threadpoolctl import threadpool_limits
 
     started = time.process_time()
+    run_config = scenario.run_config(point)
+    if scenario.recommender:  # merchants hold out each customer's last item, to evaluate on
+        run_config[HOLDOUT_KEY] = True
     try:
         with threadpool_limits(1):
             run_dir = out / "runs" / point.point_id
             result = simulate(
-                data_dir,
-                scenario.run_config(point),
-                out_dir=run_dir,
-                backend=scenario.backend,
-                evaluate=False,
+                data_dir, run_config, out_dir=run_dir, backend=scenario.backend, evaluate=False
             )
             pooled = pooled_data(
                 data_dir,
@@ -138,6 +138,10 @@ def run_point(scenario: Scenario, point: GridPoint, data_dir: Path, out: Path) -
                 cache_dir=_cache_dir(out, scenario, point.seed),
             )
             metrics = {**result.metrics, **evaluate_point(result.model, pooled, seed=point.seed)}
+            files = merchant_files(data_dir)
+            metrics |= recommender_evaluation(
+                result.model, data_dir, files, run_config, seed=point.seed
+            )
             # CPU seconds of this worker for run + evaluation: comparable on a loaded machine.
             metrics["point_cpu_s"] = time.process_time() - started
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -112,3 +112,21 @@ def test_nested_metrics_become_dotted_columns(tmp_path):
     row = collect_results(tmp_path).iloc[0]
     assert row["ari"] == 0.9 and row["recommender.hr_at_10"] == 0.5
     assert row["recommender.baselines.g.x"] == 2
+
+
+@pytest.mark.slow
+def test_sweep_with_the_recommender_reports_its_hit_rates(tmp_path):
+    from fedseg.simulations.federation import write_federation
+    from fedseg.simulations.synthetic import generate_federation
+
+    data = write_federation(generate_federation(users=900, merchants=2, seed=4), tmp_path / "fed")
+    scenario = Scenario(
+        data=str(data), k=3, rounds=2, epsilons=(4.0,), seeds=(0,), recommender=True
+    )
+    table = pd.read_csv(run_sweep(scenario, tmp_path / "out", workers=0, progress=False).csv_path)
+    row = table.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    # Random ranking gets 0.1; the personas buy differently, so both clear it.
+    assert row["recommender.hr_at_10"] > 0.2
+    assert row["recommender.baselines.segment_popularity.hr_at_10"] > 0.2
+    assert row["recommender.evaluated_customers"] > 800
