@@ -100,6 +100,7 @@ TASKS = {
     "item_popularity": "query",
     "item_gram": "query",
     "content_check": "query",
+    "recommender_train": "train",
 }
 
 

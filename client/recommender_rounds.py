@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from fedseg.client.node import MerchantNode, ReleaseMode
 
-RECOMMENDER_TASKS = ("item_popularity", "item_gram", "content_check")
+RECOMMENDER_TASKS = ("item_popularity", "item_gram", "content_check", "recommender_train")
 
 
 def offer_recommender(

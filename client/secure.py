@@ -42,7 +42,7 @@ def secure_step(
     elif stage == "masked":
         reply = client.masked_input(session.pop("values"), message)
         # Once this reply leaves, our statistics can be part of a released sum.
-        node.ledger.charge(Release(name=session["release"], noise_multiplier=session["z"]))
+        node.ledger.charge(session["release_charged"])
     elif stage == "unmask":
         z_top = topup_noise_multiplier(
             session["z"], survivors=len(message["survivors"]), noise_clients=session["planned"]
@@ -68,7 +68,8 @@ def _open(
         raise BadRequest(f"'noise_clients' must be in [1, {config.num_clients}], got {planned}")
     request = {k: v for k, v in payload.items() if not k.startswith(("secagg_", "noise_clients"))}
     z, release = float(payload["noise_multiplier"]), str(payload["release"])
-    if node.ledger.would_exceed(Release(name=release, noise_multiplier=z)):
+    charged = Release.of_request(payload)
+    if node.ledger.would_exceed(charged):
         raise BudgetExceeded(f"request {release!r} would exceed this merchant's privacy cap")
     values = node.handle(task, request, noise_share=1.0 / planned, charge=False)
     expected = dict(config.vector_spec)
@@ -81,6 +82,7 @@ def _open(
         "z": z,
         "planned": planned,
         "release": release,
+        "release_charged": charged,
     }
     reply = client.advertise_keys()
     return flatten(reply), pickle.dumps(session)

@@ -38,6 +38,7 @@ MESSAGE_TYPES = {
     "item_popularity": "query.item_popularity",
     "item_gram": "query.item_gram",
     "content_check": "query.content_check",
+    "recommender_train": "train.recommender_train",
 }
 
 app = ServerApp()
@@ -62,7 +63,9 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     warm = _read_model(cfg.warm_start)
     statistics = _read_model(cfg.statistics_from)
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
-    if catalogue is not None and not _has_attributes(catalogue):
+    if catalogue is not None and (
+        cfg.recommender_model != "ease" or not _has_attributes(catalogue)
+    ):
         cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
     aggregate = None
     if cfg.secure_agg:
@@ -110,16 +113,24 @@ def _has_attributes(catalogue: pd.DataFrame) -> bool:
 
 def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: pd.DataFrame) -> dict:
     """The recommender rounds after the segmentation, within the same budget and ledger."""
-    from fedseg.server.recommender.rounds import RecommenderRun
+    from fedseg.server.recommender.neural import DPSGD_RELEASE, DpsgdRun
+    from fedseg.server.recommender.rounds import RecommenderRun, segmentation_payload
 
     # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
     secure = run.aggregate if run.cfg.secure_agg else None
-    rounds = RecommenderRun(
-        run.transport, run.cfg, run.ledger, fitted["noise_plan"], aggregate=secure,
-        excluded=run.excluded, request_ids=run.request_ids, history=run.history,
-    )  # fmt: skip
+    shared = dict(
+        aggregate=secure, excluded=run.excluded, request_ids=run.request_ids, history=run.history
+    )
+    item_ids = catalogue["item_id"].tolist()
+    if run.cfg.recommender_model == "dpsgd":
+        rounds = DpsgdRun(run.transport, run.cfg, run.ledger,
+                          fitted["noise_plan"][DPSGD_RELEASE], **shared)  # fmt: skip
+        segmentation = segmentation_payload(fitted["scaling"], fitted["centres"], catalogue)
+        model = rounds.fit(segmentation, len(item_ids), run.rng)
+        return {**model.to_dict(), "item_ids": item_ids}
+    rounds = RecommenderRun(run.transport, run.cfg, run.ledger, fitted["noise_plan"], **shared)
     model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
-    published = {**model.to_dict(), "item_ids": catalogue["item_id"].tolist()}
+    published = {**model.to_dict(), "item_ids": item_ids}
     if rounds.content_check is not None:
         published["content_check"] = rounds.content_check
     return published

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fedseg.privacy.accounting import PlannedRelease, calibrate
-from fedseg.server.config import SegmentationConfig
+from fedseg.server.config import DPSGD_SAMPLING_RATE, SegmentationConfig
 
 
 def noise_plan(
@@ -22,7 +22,13 @@ def noise_plan(
         kinds.append(("feature_histograms", seg * cfg.histogram_share, 1))
         if cfg.square_norm_share > 0:
             kinds.append(("square_norm", seg * cfg.square_norm_share, 1))
-    if cfg.recommender_share > 0:  # content check, then popularity and Gram in equal halves
+    rates = {}
+    if cfg.recommender_share > 0 and cfg.recommender_model == "dpsgd":  # every local step
+        kinds.append(
+            ("recommender_dpsgd", cfg.recommender_share, cfg.fedavg_rounds * cfg.dpsgd_steps)
+        )
+        rates["recommender_dpsgd"] = DPSGD_SAMPLING_RATE
+    elif cfg.recommender_share > 0:  # content check, then popularity and Gram in equal halves
         check = cfg.recommender_share * cfg.content_share
         half = (cfg.recommender_share - check) / 2
         kinds += [("recommender_item_popularity", half, 1), ("recommender_gram", half, 1)]
@@ -31,5 +37,10 @@ def noise_plan(
     # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
     per_release = {name: share / count for name, share, count in kinds}
     total = sum(per_release.values())
-    plan = [PlannedRelease(name, share=per_release[name] / total, count=c) for name, _, c in kinds]
+    plan = [
+        PlannedRelease(
+            name, share=per_release[name] / total, count=c, sampling_rate=rates.get(name)
+        )
+        for name, _, c in kinds
+    ]
     return calibrate(plan, epsilon=cfg.epsilon, delta=cfg.delta)

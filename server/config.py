@@ -7,6 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 NOISE_PLACEMENTS = ("local", "distributed")
+RECOMMENDER_MODELS = ("ease", "dpsgd")
+# DP-SGD training at each merchant per FedAvg round (client/recommender/dpsgd.py): one epoch
+# in Poisson batches of rate DPSGD_SAMPLING_RATE, so round(1 / rate) steps per round.
+DPSGD_SAMPLING_RATE, DPSGD_EPOCHS, DPSGD_LEARNING_RATE = 0.1, 1.0, 0.01
 AGGREGATIONS = ("sum", "median", "trimmed")
 DEFAULT_RECOMMENDER_SHARE = 0.9  # of the run's ε, as benchmarked (docs/recommender.md)
 
@@ -43,6 +47,8 @@ class SegmentationConfig:
     recommender_share: float = 0.0
     recommender: bool = False  # also fit the DP-EASE recommender (server/recommender/rounds.py)
     content_share: float = 0.1  # of the recommender's share: the DP check of content scoring
+    recommender_model: str = "ease"  # or "dpsgd": the opacus neural model, FedAvg rounds
+    fedavg_rounds: int = 5  # FedAvg rounds of the dpsgd model
     items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
     warm_start: str = ""  # path of an earlier model.json: start from its centres and scaler
@@ -79,6 +85,17 @@ class SegmentationConfig:
             raise ValueError(
                 "budget shares must be ≥ 0 and leave a positive share for Lloyd rounds"
             )
+        if self.recommender_model not in RECOMMENDER_MODELS:
+            raise ValueError(
+                f"recommender-model must be one of {RECOMMENDER_MODELS}, got {self.recommender_model!r}"
+            )
+        if self.recommender_model == "dpsgd" and self.noise == "distributed":
+            raise ValueError(
+                "the dpsgd recommender adds its noise at every local step: use "
+                "--noise local (secure aggregation still hides each update)"
+            )
+        if self.fedavg_rounds < 1:
+            raise ValueError(f"fedavg-rounds must be at least 1, got {self.fedavg_rounds}")
         if not 0 <= self.content_share < 1:
             raise ValueError(f"content-share must be in [0, 1), got {self.content_share}")
         if not 0 <= self.dropout_tolerance < 0.5:
@@ -95,6 +112,11 @@ class SegmentationConfig:
     @property
     def segmentation_share(self) -> float:
         return 1.0 - self.recommender_share
+
+    @property
+    def dpsgd_steps(self) -> int:
+        """DP-SGD steps per merchant per FedAvg round."""
+        return max(1, round(DPSGD_EPOCHS / DPSGD_SAMPLING_RATE))
 
     @property
     def n_candidates(self) -> int:

@@ -125,7 +125,7 @@ class SecureAggregator:
     def _charge(self, payload: Payload, *, survivors: int, planned: int) -> None:
         """Charge the round once enough masked inputs arrived, before anything is unmasked."""
         z = float(payload["noise_multiplier"])
-        self.ledger.charge(Release(name=str(payload["release"]), noise_multiplier=z))
+        self.ledger.charge(Release.of_request(payload))
         z_top = topup_noise_multiplier(z, survivors=survivors, noise_clients=planned)
         if z_top is not None:
             self.ledger.charge(

@@ -230,9 +230,9 @@ def noisy_round(
     # Connected merchants, asked afresh each round: a node the SuperLink has marked
     # offline is not waited for in every later round.
     nodes = sorted(set(run.transport.node_ids()) - run.excluded)
-    if not getattr(run.aggregate, "charges_ledger", False):
-        run.ledger.charge(Release(name=release, noise_multiplier=z))
     request = dict(payload, release=release, noise_multiplier=z, request_id=next(run.request_ids))
+    if not getattr(run.aggregate, "charges_ledger", False):
+        run.ledger.charge(Release.of_request(request))
     started = time.perf_counter()
     if run.aggregate is not None:
         agg = run.aggregate(task, request, spec, nodes)

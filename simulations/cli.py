@@ -76,6 +76,9 @@ def simulate(
     recommender: Annotated[
         bool, Opt("--recommender", help="Also fit the DP recommender (same --epsilon)")
     ] = False,
+    recommender_model: Annotated[
+        str, Opt(help="ease (DP-EASE, default) or dpsgd (opacus DP-SGD, FedAvg rounds)")
+    ] = "ease",
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
@@ -101,6 +104,7 @@ def simulate(
         if len(ks) > 1:
             raise ValueError("--recommender needs one --k (choosing k does not fit a recommender)")
         run_config["recommender"] = True
+        run_config["recommender-model"] = recommender_model
     if epsilon_cap is not None:
         run_config["sim-epsilon-cap"] = _parse_epsilon(epsilon_cap)
     SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work

@@ -50,10 +50,10 @@ def recommender_evaluation(
     if published is None or not _on(run_config.get(HOLDOUT_KEY, False)):
         return {}
     # Imported here: the recommender modules load torch and scipy (seconds).
-    from fedseg.server.recommender.ease import RecommenderModel
+    from fedseg.server.recommender.neural import load_recommender
     from fedseg.simulations import recsys_eval
 
-    recommender = RecommenderModel.from_dict(published)
+    recommender = load_recommender(published)
     catalogue = [str(item) for item in published["item_ids"]]
     parts = [
         recsys_eval.leave_last_out(part)
@@ -79,10 +79,11 @@ def recommender_evaluation(
     )
     figures.update(
         evaluated_customers=int((test >= 0).sum()),
-        gram_items=len(recommender.item_index),
-        components=int(recommender.vectors.shape[1]),
-        content_weight=recommender.content_weight,
-        lift_strength=recommender.lift_strength,
+        kind=published.get("kind", "dp-ease"),
+        gram_items=len(getattr(recommender, "item_index", ())),
+        components=int(getattr(recommender, "vectors", np.zeros((0, 0))).shape[1]),
+        content_weight=getattr(recommender, "content_weight", 0.0),
+        lift_strength=getattr(recommender, "lift_strength", 0.0),
         baselines=_baselines(
             metrics, [part for part, _ in parts], train, (model.k, len(catalogue)), run_config, rng
         ),

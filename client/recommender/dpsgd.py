@@ -11,6 +11,7 @@ sampling_rate=q)`, charged to the merchant's ledger before the first step.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,9 +103,11 @@ def train_local(
         step = _private_step(
             model, config, len(histories), noise_multiplier, max_grad_norm, generator
         )
-    for _ in range(config.steps):
-        batch = np.flatnonzero(rng.random(len(histories)) < config.sampling_rate)
-        step(*_training_batch(histories.subset(batch), model.scores.out_features, config, rng))
+    with warnings.catch_warnings():  # opacus' ghost clipping trips a torch hook notice
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for _ in range(config.steps):
+            batch = np.flatnonzero(rng.random(len(histories)) < config.sampling_rate)
+            step(*_training_batch(histories.subset(batch), model.scores.out_features, config, rng))
     return get_parameters(model)
 
 

@@ -1,6 +1,6 @@
 """Top-N recommendations for a merchant's own customers, from the published model.
 
-Runs at the merchant (`fedseg assign`): the published DP-EASE model scores each
+Runs at the merchant (`fedseg assign`): the published model (DP-EASE or dpsgd) scores each
 customer's own item history and segment; nothing leaves. Items the published catalogue
 does not know cannot be scored: they are left out of the history used for scoring (a
 customer with none of the catalogue's items gets their segment's best items).
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fedseg.server.recommender.ease import RecommenderModel
+from fedseg.server.recommender.neural import load_recommender
 
 TOP_N = 10
 
@@ -42,7 +42,7 @@ def recommend_items(
     """Space-separated top-``n`` item ids per customer, best first, none already in the history."""
     if "item_ids" not in published:
         raise ValueError("the model's recommender has no field 'item_ids'")
-    model = RecommenderModel.from_dict(dict(published))
+    model = load_recommender(dict(published))
     item_ids = np.asarray([str(i) for i in published["item_ids"]], dtype=object)
     if len(item_ids) != model.n_items:
         raise ValueError("the model's recommender: 'item_ids' does not match its catalogue size")

@@ -99,3 +99,20 @@ def score_customers(
     with torch.no_grad():
         logits = model(flat, offsets, torch.as_tensor(np.asarray(segments), dtype=torch.long))
     return logits.numpy()
+
+
+WIRE_PREFIX = "param__"
+
+
+def to_wire(parameters: Parameters) -> dict[str, np.ndarray]:
+    """Parameters as message fields ("history.weight" → "param__history__weight")."""
+    return {WIRE_PREFIX + name.replace(".", "__"): value for name, value in parameters.items()}
+
+
+def from_wire(fields: dict) -> Parameters:
+    """The parameters among a message's fields (inverse of ``to_wire``)."""
+    return {
+        key.removeprefix(WIRE_PREFIX).replace("__", "."): np.asarray(value, dtype=np.float32)
+        for key, value in fields.items()
+        if key.startswith(WIRE_PREFIX)
+    }

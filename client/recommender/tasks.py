@@ -39,7 +39,7 @@ from fedseg.server.recommender.ease import RecommenderModel
 if TYPE_CHECKING:
     from fedseg.client.node import MerchantNode, ReleaseMode
 
-TASKS = ("item_popularity", "item_gram", "content_check")
+TASKS = ("item_popularity", "item_gram", "content_check", "recommender_train")
 
 
 class RecommenderRequestError(ValueError):
@@ -131,6 +131,39 @@ class RecommenderTasks:
             noise_share=mode.noise_share,
             ledger=node.ledger if mode.charge else None,
         )
+
+    def recommender_train(
+        self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
+    ) -> dict[str, np.ndarray]:
+        """A FedAvg round of the dpsgd model: opacus DP-SGD on this merchant's customers,
+        one sample = one customer's whole history (server/recommender/neural.py)."""
+        from fedseg.client.recommender.dpsgd import LocalTrainingConfig, dpsgd_release, train_local
+        from fedseg.client.recommender.model import from_wire, to_wire
+
+        z = _noise_multiplier(payload)
+        config = LocalTrainingConfig(
+            epochs=float(payload["epochs"]),
+            sampling_rate=float(payload["sampling_rate"]),
+            learning_rate=float(payload["learning_rate"]),
+        )
+        release = dpsgd_release(config, noise_multiplier=z)
+        if release != Release.of_request(payload):  # what the secure path would charge
+            raise RecommenderRequestError(
+                f"the request's accounting ({payload.get('release_count')} steps) does not match "
+                f"its training ({config.steps} steps at rate {config.sampling_rate})"
+            )
+        _refuse_early(node, mode, release)
+        histories, n_items, n_segments = self._histories(node, payload)
+        parameters = from_wire(dict(payload))
+        try:
+            trained = train_local(
+                histories, parameters, config, node.rng_for(int(payload["request_id"])),
+                noise_multiplier=z if z > 0 else None,
+                ledger=node.ledger if mode.charge else None,
+            )  # fmt: skip
+        except (KeyError, ValueError) as exc:
+            raise RecommenderRequestError(f"the broadcast model: {exc}") from None
+        return {name: value.astype(np.float64) for name, value in to_wire(trained).items()}
 
     # -- data -------------------------------------------------------------------------------
 

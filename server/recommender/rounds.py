@@ -89,15 +89,7 @@ class RecommenderRun:
     ) -> RecommenderModel:
         """All rounds; the model's item indices refer to rows of ``catalogue``."""
         k = len(centres)
-        segmentation = {
-            "lower": np.asarray(scaling.lower, dtype=np.float64),
-            "upper": np.asarray(scaling.upper, dtype=np.float64),
-            "mean": np.asarray(scaling.mean, dtype=np.float64),
-            "scale": np.asarray(scaling.scale, dtype=np.float64),
-            "radius": float(scaling.radius),
-            "centres": np.asarray(centres, dtype=np.float64),
-            "items": catalogue["item_id"].tolist(),
-        }
+        segmentation = segmentation_payload(scaling, centres, catalogue)
         z_pop = self.noise_multipliers[POPULARITY_RELEASE]
         spec = ReplySpec(shapes={"overall": (len(catalogue),)}, sigmas={"overall": z_pop})
         popularity = self._noisy_round(
@@ -154,6 +146,22 @@ class RecommenderRun:
         self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
     ) -> Aggregate:
         return noisy_round(self, task, release, payload, z, spec)
+
+
+def segmentation_payload(
+    scaling: FeatureScaling, centres: np.ndarray, catalogue: pd.DataFrame
+) -> dict:
+    """What every recommender request carries: the published segmentation (merchants assign
+    their own customers' segments) and the public catalogue's item ids."""
+    return {
+        "lower": np.asarray(scaling.lower, dtype=np.float64),
+        "upper": np.asarray(scaling.upper, dtype=np.float64),
+        "mean": np.asarray(scaling.mean, dtype=np.float64),
+        "scale": np.asarray(scaling.scale, dtype=np.float64),
+        "radius": float(scaling.radius),
+        "centres": np.asarray(centres, dtype=np.float64),
+        "items": catalogue["item_id"].tolist(),
+    }
 
 
 def scorer_candidates(model: RecommenderModel) -> np.ndarray:
