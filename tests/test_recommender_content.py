@@ -22,7 +22,7 @@ from fedseg.server.recommender.content import (
     catalogue_attributes,
     choose_candidate,
 )
-from fedseg.server.recommender.ease import RecommenderModel
+from fedseg.server.recommender.model import RecommenderModel
 from scipy import stats
 
 N_A = N_B = 60  # catalogue: items 0..59 of kind A, 60..119 of kind B

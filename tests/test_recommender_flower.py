@@ -15,7 +15,7 @@ from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
-from fedseg.server.recommender.ease import RecommenderModel
+from fedseg.server.recommender.model import RecommenderModel
 from fedseg.server.recommender.rounds import (
     SCORER_CANDIDATES,
     CatalogueError,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from fedseg.server.recommender.blend import PopularityPrior
 from fedseg.server.recommender.content import ContentModel
-from fedseg.server.recommender.ease import RecommenderModel
 from fedseg.server.recommender.lift import FLOOR, SegmentLift
+from fedseg.server.recommender.model import RecommenderModel
 
 # Items 0, 1 in category A, 2, 3 in category B; item 3 has no price tier, the rest "low".
 CONTENT = ContentModel(

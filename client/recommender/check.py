@@ -23,7 +23,7 @@ from fedseg.privacy.mechanisms import GaussianMechanism
 
 if TYPE_CHECKING:
     from fedseg.privacy.ledger import PrivacyLedger
-    from fedseg.server.recommender.ease import RecommenderModel
+    from fedseg.server.recommender.model import RecommenderModel
 
 CONTENT_CHECK_RELEASE = "recommender_content_check"
 N_NEGATIVES, TOP_N, CHUNK = 99, 10, 512

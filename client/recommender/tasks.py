@@ -34,7 +34,7 @@ from fedseg.client.recommender.histories import CustomerHistories, build_histori
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import BudgetExceeded
 from fedseg.privacy.scaling import FeatureScaling
-from fedseg.server.recommender.ease import RecommenderModel
+from fedseg.server.recommender.model import RecommenderModel
 
 if TYPE_CHECKING:
     from fedseg.client.node import MerchantNode, ReleaseMode

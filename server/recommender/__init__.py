@@ -2,13 +2,9 @@
 
 from fedseg.server.recommender.blend import PopularityPrior
 from fedseg.server.recommender.content import ContentModel, attribute_weights, catalogue_attributes
-from fedseg.server.recommender.ease import (
-    RecommenderModel,
-    choose_items,
-    fit_recommender,
-    noise_edge,
-)
+from fedseg.server.recommender.ease import choose_items, fit_recommender, noise_edge
 from fedseg.server.recommender.fedavg import fedavg
+from fedseg.server.recommender.model import RecommenderModel
 from fedseg.server.recommender.popularity import (
     SegmentPopularity,
     aggregate_segment_popularity,

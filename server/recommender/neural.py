@@ -102,7 +102,7 @@ class NeuralRecommender:
 
 def load_recommender(published: dict):
     """The published recommender of model.json, whichever kind it is."""
-    from fedseg.server.recommender.ease import RecommenderModel
+    from fedseg.server.recommender.model import RecommenderModel
 
     if published.get("kind") == "dp-sgd":
         return NeuralRecommender.from_dict(published)

@@ -28,7 +28,8 @@ from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import Aggregate, ReplySpec
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
-from fedseg.server.recommender.ease import RecommenderModel, choose_items, fit_recommender
+from fedseg.server.recommender.ease import choose_items, fit_recommender
+from fedseg.server.recommender.model import RecommenderModel
 from fedseg.server.segmentation import Aggregator, noisy_round
 from fedseg.server.transport import Transport
 
