@@ -94,7 +94,7 @@ def test_recommender_messages_leak_no_customer_data(traced_run):
     fed, root, _ = traced_run
     files = sorted((root / "trace").iterdir())
     kinds = {f.name.split("-", 2)[2] for f in files}
-    assert {"query.item_popularity.pb", "query.item_gram.pb"} <= kinds
+    assert {"query.item_popularity.pb", "query.item_gram.pb", "query.content_check.pb"} <= kinds
     blob = b"".join(f.read_bytes() for f in files)
     sizes = []
     for path in merchant_files(fed):
@@ -276,10 +276,28 @@ def test_content_check_offers_every_scorer_and_applies_its_choice(traced_run):
 def test_dpsgd_recommender_through_the_apps_plain_and_secure(tmp_path):
     from fedseg.client.assign import assign_segments
 
-    fed = write_federation(generate_federation(users=3000, merchants=3, seed=6), tmp_path / "fed")
+    generated = generate_federation(users=3000, merchants=3, seed=6)
+    for merchant_id, table in generated.merchants.items():  # ids long enough to search for
+        table["user_id"] = [f"customer-{merchant_id}-{u}" for u in table["user_id"]]
+    generated.truth["user_id"] = (
+        "customer-" + generated.truth["merchant_id"] + "-" + generated.truth["user_id"].astype(str)
+    )
+    fed = write_federation(generated, tmp_path / "fed")
     base = {"k": 3, "epsilon": 6.0, "rounds": 2, "seed": 6, "recommender": True,
             "recommender-model": "dpsgd", "fedavg-rounds": 2}  # fmt: skip
-    plain = simulate(fed, base, out_dir=tmp_path / "plain", state_dir=tmp_path / "state")
+    plain = simulate(fed, base, out_dir=tmp_path / "plain", state_dir=tmp_path / "state",
+                     trace_dir=tmp_path / "trace")  # fmt: skip
+    traced = sorted((tmp_path / "trace").iterdir())
+    assert any(f.name.endswith("train.recommender_train.pb") for f in traced)
+    blob = b"".join(f.read_bytes() for f in traced)
+    sizes = []
+    for path in merchant_files(fed):  # the trained parameters carry no customer's data
+        raw = pd.read_csv(path)
+        features, _, _ = customer_features(path, pseudonymizer=Pseudonymizer.for_simulation(
+            path.stem, 6))  # fmt: skip
+        assert_no_identifier_sent(blob, raw, features.index)
+        sizes.append(len(features))
+    assert_no_per_customer_array(traced, sizes)
     secure = simulate(fed, {**base, "secure-agg": True}, out_dir=tmp_path / "secure")
     steps = SegmentationConfig().dpsgd_steps
     for result in (plain, secure):
