@@ -14,7 +14,7 @@ import numpy as np
 from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
 from fedseg.client.node import MerchantNode
 from fedseg.client.secure import secure_step
-from fedseg.privacy.wire import RAW_STYPE, from_raw, to_raw
+from fedseg.privacy.wire import array_fields, decode_array
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -122,7 +122,7 @@ def to_records(payload: dict[str, Any]) -> RecordDict:
     arrays = ArrayRecord()
     for k, v in payload.items():
         if isinstance(v, np.ndarray):
-            arrays[k] = Array(*_raw(v))
+            arrays[k] = Array(*array_fields(v))
     config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     return RecordDict({"arrays": arrays, "config": ConfigRecord(config)})
 
@@ -135,15 +135,3 @@ def from_records(records: RecordDict) -> dict[str, Any]:
         elif isinstance(record, ConfigRecord):
             payload.update(dict(record))
     return payload
-
-
-def _raw(array: np.ndarray) -> tuple:
-    dtype, shape, data = to_raw(array)
-    return dtype, shape, RAW_STYPE, data
-
-
-def decode_array(array: Array) -> np.ndarray:
-    """Raw arrays (both apps send these) or standard ``.npy`` ones."""
-    if array.stype == RAW_STYPE:
-        return from_raw(array.dtype, tuple(array.shape), array.data)
-    return array.numpy()

@@ -9,6 +9,7 @@ and decoding refuses anything that is not a plain number array of exactly its si
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -35,3 +36,20 @@ def from_raw(dtype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
     if any(n < 0 for n in shape) or kind.itemsize * math.prod(shape) != len(data):
         raise ValueError(f"{len(data)} bytes do not hold a {dtype} array of shape {tuple(shape)}")
     return np.frombuffer(data, dtype=kind).reshape(shape).copy()
+
+
+def array_fields(array: np.ndarray) -> tuple[str, tuple[int, ...], str, bytes]:
+    """(dtype, shape, stype, data): the arguments of a Flower ``Array`` holding ``array`` raw."""
+    dtype, shape, data = to_raw(array)
+    return dtype, shape, RAW_STYPE, data
+
+
+def decode_array(array: Any) -> np.ndarray:
+    """A received Flower ``Array``: raw (both apps send these) or a standard ``.npy`` one.
+
+    Duck-typed (``stype``, ``dtype``, ``shape``, ``data``, ``numpy()``) so this module
+    never imports Flower.
+    """
+    if array.stype == RAW_STYPE:
+        return from_raw(array.dtype, tuple(array.shape), array.data)
+    return array.numpy()

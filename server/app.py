@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
-from fedseg.privacy.wire import RAW_STYPE, from_raw, to_raw
+from fedseg.privacy.wire import array_fields, decode_array
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
@@ -63,9 +63,7 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     warm = _read_model(cfg.warm_start)
     statistics = _read_model(cfg.statistics_from)
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
-    if catalogue is not None and (
-        cfg.recommender_model != "ease" or not _has_attributes(catalogue)
-    ):
+    if catalogue is not None and not _has_attributes(catalogue):
         cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
     aggregate = None
     if cfg.secure_agg:
@@ -212,7 +210,7 @@ def _reply(message: Message, max_bytes: int | None) -> Reply:
 
 def to_records(payload: Mapping[str, Any]) -> RecordDict:
     """Arrays into an ArrayRecord, scalars and lists into a ConfigRecord."""
-    arrays = {k: Array(*_raw(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
+    arrays = {k: Array(*array_fields(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
     config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
     return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
 
@@ -227,15 +225,3 @@ def from_records(records: RecordDict) -> dict[str, Any]:
         else:
             raise ValueError(f"unexpected record {name!r}")
     return payload
-
-
-def _raw(array: np.ndarray) -> tuple:
-    dtype, shape, data = to_raw(array)
-    return dtype, shape, RAW_STYPE, data
-
-
-def decode_array(array: Array) -> np.ndarray:
-    """Raw arrays (both apps send these) or standard ``.npy`` ones."""
-    if array.stype == RAW_STYPE:
-        return from_raw(array.dtype, tuple(array.shape), array.data)
-    return array.numpy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from fedseg.client.recommender.check import sampled_rank
 from fedseg.client.recommender.histories import CustomerHistories
 from fedseg.client.recommender.popularity import segment_item_counts
 from fedseg.privacy.accounting import PlannedRelease, calibrate
@@ -76,7 +77,8 @@ def ranking_metrics(
     for start in range(0, len(tested), chunk):
         positions = tested[start : start + chunk]
         scores = np.array(score_fn(positions), dtype=np.float64)
-        positive, rank = _sampled_ranks(scores, positions, test_items, negatives)
+        positive = scores[np.arange(len(positions)), test_items[positions]]
+        rank = sampled_rank(scores, test_items[positions], negatives[positions])
         hits.append(rank < k)
         gains.append(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0))
         for row, position in enumerate(positions):
@@ -105,7 +107,7 @@ def sampled_hits(
     for start in range(0, len(tested), chunk):
         positions = tested[start : start + chunk]
         scores = np.array(score_fn(positions), dtype=np.float64)
-        hits.append(_sampled_ranks(scores, positions, test_items, negatives)[1] < k)
+        hits.append(sampled_rank(scores, test_items[positions], negatives[positions]) < k)
     return np.concatenate(hits).astype(np.float64) if hits else np.zeros(0)
 
 
@@ -116,15 +118,6 @@ def paired_gain(hits: np.ndarray, baseline_hits: np.ndarray) -> tuple[float, flo
     if len(difference) < 2:
         raise ValueError("a paired comparison needs at least two customers")
     return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
-
-
-def _sampled_ranks(scores, positions, test_items, negatives):
-    """(positive scores, rank among the sampled negatives; ties count half)."""
-    rows = np.arange(len(positions))
-    positive = scores[rows, test_items[positions]]
-    sampled = scores[rows[:, None], negatives[positions]]
-    rank = (sampled > positive[:, None]).sum(1) + 0.5 * (sampled == positive[:, None]).sum(1)
-    return positive, rank
 
 
 def interaction_matrix(histories: CustomerHistories, n_items: int) -> np.ndarray:

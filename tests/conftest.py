@@ -56,7 +56,7 @@ def assert_no_per_customer_array(files, sizes) -> None:
 
 def traced_arrays(data: bytes) -> list[np.ndarray]:
     """Every array in one traced message (``--trace`` writes Flower's protobuf bytes)."""
-    from fedseg.client.app import decode_array
+    from fedseg.privacy.wire import decode_array
     from flwr.app import ArrayRecord
     from flwr.common.serde import message_from_proto
     from flwr.proto.message_pb2 import Message as ProtoMessage

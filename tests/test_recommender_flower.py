@@ -33,17 +33,40 @@ EPSILON = 8.0
 @pytest.fixture(scope="module")
 def traced_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("rec")
-    generated = generate_federation(users=1200, merchants=3, seed=5)
-    for merchant_id, table in generated.merchants.items():  # ids long enough to search for
-        table["user_id"] = [f"customer-{merchant_id}-{u}" for u in table["user_id"]]
-    truth = generated.truth
-    truth["user_id"] = "customer-" + truth["merchant_id"] + "-" + truth["user_id"].astype(str)
-    fed = write_federation(generated, root / "fed")
+    fed = _federation_with_long_ids(root / "fed", users=1200, seed=5)
     config = {"k": 4, "epsilon": EPSILON, "rounds": 3, "seed": 5, "recommender": True}
     result = simulate(
         fed, config, out_dir=root / "out", trace_dir=root / "trace", state_dir=root / "state"
     )
     return fed, root, result
+
+
+def _federation_with_long_ids(path, *, users, seed):
+    """A 3-merchant synthetic federation whose user ids are long enough to search for."""
+    generated = generate_federation(users=users, merchants=3, seed=seed)
+    for merchant_id, table in generated.merchants.items():
+        table["user_id"] = [f"customer-{merchant_id}-{u}" for u in table["user_id"]]
+    truth = generated.truth
+    truth["user_id"] = "customer-" + truth["merchant_id"] + "-" + truth["user_id"].astype(str)
+    return write_federation(generated, path)
+
+
+def _assert_nothing_of_a_customer_sent(fed, files, *, seed):
+    """No id, pseudonym, e-mail, item history or per-customer array in the traced messages."""
+    blob = b"".join(f.read_bytes() for f in files)
+    sizes = []
+    for path in merchant_files(fed):
+        raw = pd.read_csv(path)
+        pseudonymizer = Pseudonymizer.for_simulation(path.stem, seed)
+        features, _, _ = customer_features(path, pseudonymizer=pseudonymizer)
+        assert_no_identifier_sent(blob, raw, features.index)
+        for _, items in list(raw.groupby("user_id")["item_id"])[:200]:
+            history = pd.unique(items.to_numpy())
+            if len(history) >= 3:  # a customer's item list, as int or float arrays would carry it
+                assert history.astype(np.int64).tobytes() not in blob, "an item history was sent"
+                assert history.astype(np.float64).tobytes() not in blob, "an item history was sent"
+        sizes.append(len(features))
+    assert_no_per_customer_array(files, sizes)
 
 
 @pytest.mark.slow
@@ -95,20 +118,7 @@ def test_recommender_messages_leak_no_customer_data(traced_run):
     files = sorted((root / "trace").iterdir())
     kinds = {f.name.split("-", 2)[2] for f in files}
     assert {"query.item_popularity.pb", "query.item_gram.pb", "query.content_check.pb"} <= kinds
-    blob = b"".join(f.read_bytes() for f in files)
-    sizes = []
-    for path in merchant_files(fed):
-        raw = pd.read_csv(path)
-        pseudonymizer = Pseudonymizer.for_simulation(path.stem, 5)
-        features, _, _ = customer_features(path, pseudonymizer=pseudonymizer)
-        assert_no_identifier_sent(blob, raw, features.index)
-        for _, items in list(raw.groupby("user_id")["item_id"])[:200]:
-            history = pd.unique(items.to_numpy())
-            if len(history) >= 3:  # a customer's item list, as int or float arrays would carry it
-                assert history.astype(np.int64).tobytes() not in blob, "an item history was sent"
-                assert history.astype(np.float64).tobytes() not in blob, "an item history was sent"
-        sizes.append(len(features))
-    assert_no_per_customer_array(files, sizes)
+    _assert_nothing_of_a_customer_sent(fed, files, seed=5)
 
 
 @pytest.mark.slow
@@ -276,28 +286,14 @@ def test_content_check_offers_every_scorer_and_applies_its_choice(traced_run):
 def test_dpsgd_recommender_through_the_apps_plain_and_secure(tmp_path):
     from fedseg.client.assign import assign_segments
 
-    generated = generate_federation(users=3000, merchants=3, seed=6)
-    for merchant_id, table in generated.merchants.items():  # ids long enough to search for
-        table["user_id"] = [f"customer-{merchant_id}-{u}" for u in table["user_id"]]
-    generated.truth["user_id"] = (
-        "customer-" + generated.truth["merchant_id"] + "-" + generated.truth["user_id"].astype(str)
-    )
-    fed = write_federation(generated, tmp_path / "fed")
+    fed = _federation_with_long_ids(tmp_path / "fed", users=3000, seed=6)
     base = {"k": 3, "epsilon": 6.0, "rounds": 2, "seed": 6, "recommender": True,
             "recommender-model": "dpsgd", "fedavg-rounds": 2}  # fmt: skip
     plain = simulate(fed, base, out_dir=tmp_path / "plain", state_dir=tmp_path / "state",
                      trace_dir=tmp_path / "trace")  # fmt: skip
     traced = sorted((tmp_path / "trace").iterdir())
     assert any(f.name.endswith("train.recommender_train.pb") for f in traced)
-    blob = b"".join(f.read_bytes() for f in traced)
-    sizes = []
-    for path in merchant_files(fed):  # the trained parameters carry no customer's data
-        raw = pd.read_csv(path)
-        features, _, _ = customer_features(path, pseudonymizer=Pseudonymizer.for_simulation(
-            path.stem, 6))  # fmt: skip
-        assert_no_identifier_sent(blob, raw, features.index)
-        sizes.append(len(features))
-    assert_no_per_customer_array(traced, sizes)
+    _assert_nothing_of_a_customer_sent(fed, traced, seed=6)  # trained parameters only
     secure = simulate(fed, {**base, "secure-agg": True}, out_dir=tmp_path / "secure")
     steps = SegmentationConfig().dpsgd_steps
     for result in (plain, secure):

@@ -84,16 +84,20 @@ def _chunk_gain(histories, model, candidates, positions, rng) -> np.ndarray:
     held = np.array([histories.items[p][-1] for p in positions], dtype=np.int64)
     segments = histories.segments[positions]
     negatives = _unseen_sample(past, held, model.n_items, rng)
-    rows = np.arange(len(positions))
     hits = []
     for content_weight, lift_strength in np.vstack([[0.0, 0.0], candidates]):
         variant = replace(model, content_weight=content_weight, lift_strength=lift_strength)
-        scores = variant.scores(past, segments)
-        positive = scores[rows, held][:, None]
-        sampled = scores[rows[:, None], negatives]
-        rank = (sampled > positive).sum(axis=1) + 0.5 * (sampled == positive).sum(axis=1)
-        hits.append(rank < TOP_N)
+        hits.append(sampled_rank(variant.scores(past, segments), held, negatives) < TOP_N)
     return np.array([np.sum(hit.astype(int) - hits[0]) for hit in hits[1:]], dtype=np.float64)
+
+
+def sampled_rank(scores: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Per row, the positive item's rank among that row's sampled negatives (0 = best);
+    a tie counts half, so a constant scorer gets chance-level ranks."""
+    rows = np.arange(len(scores))
+    positive = scores[rows, positives][:, None]
+    sampled = scores[rows[:, None], negatives]
+    return (sampled > positive).sum(axis=1) + 0.5 * (sampled == positive).sum(axis=1)
 
 
 def _unseen_sample(past, held, n_items, rng) -> np.ndarray:

@@ -76,9 +76,7 @@ class RecommenderTasks:
             n_items=n_items,
             n_segments=n_segments,
             noise_multiplier=z,
-            rng=node.rng_for(int(payload["request_id"])),
-            noise_share=mode.noise_share,
-            ledger=node.ledger if mode.charge else None,
+            **_release_args(node, payload, mode),
         )
 
     def item_gram(
@@ -98,12 +96,10 @@ class RecommenderTasks:
             histories,
             item_index=item_index,
             noise_multiplier=z,
-            rng=node.rng_for(int(payload["request_id"])),
             n_segments=n_segments,
             segment_weight=float(payload.get("segment_weight", 1.0)),
-            noise_share=mode.noise_share,
             normalize=bool(payload.get("normalize", True)),
-            ledger=node.ledger if mode.charge else None,
+            **_release_args(node, payload, mode),
         )["gram"]
         return {"gram": gram[np.triu_indices(len(gram))]}
 
@@ -127,9 +123,7 @@ class RecommenderTasks:
             model,
             candidates,
             noise_multiplier=z,
-            rng=node.rng_for(int(payload["request_id"])),
-            noise_share=mode.noise_share,
-            ledger=node.ledger if mode.charge else None,
+            **_release_args(node, payload, mode),
         )
 
     def recommender_train(
@@ -228,6 +222,16 @@ def drop_last_items(histories: CustomerHistories) -> CustomerHistories:
     """Every customer with two or more items loses the last one (leave-last-out training)."""
     items = tuple(h[:-1] if len(h) >= 2 else h for h in histories.items)
     return CustomerHistories(histories.user_ids, items, histories.segments)
+
+
+def _release_args(node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
+    """The request's noise stream, this merchant's noise share, and the ledger to charge (none
+    under secure aggregation: the secure step charges)."""
+    return {
+        "rng": node.rng_for(int(payload["request_id"])),
+        "noise_share": mode.noise_share,
+        "ledger": node.ledger if mode.charge else None,
+    }
 
 
 def _refuse_early(node: MerchantNode, mode: ReleaseMode, release: Release) -> None:
