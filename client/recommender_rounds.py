@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from fedseg.client.node import MerchantNode, ReleaseMode
+from fedseg.client.node import Answer, MerchantNode
+from fedseg.privacy.accounting import Release
 
 RECOMMENDER_TASKS = ("item_popularity", "item_gram", "content_check", "recommender_train")
 
@@ -25,13 +26,13 @@ def offer_recommender(
     """Register the recommender tasks on `node` (plain and secure paths alike)."""
     loaded: list = []
 
-    def handler(task: str) -> Callable[[Mapping[str, Any], ReleaseMode], dict]:
-        def answer(payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
+    def handler(task: str) -> Callable[[MerchantNode, Mapping[str, Any], Release], Answer]:
+        def answer(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
             if not loaded:
                 from fedseg.client.recommender.tasks import RecommenderTasks
 
                 loaded.append(RecommenderTasks(customer_ids, load_events, holdout_last))
-            return getattr(loaded[0], task)(node, payload, mode)
+            return getattr(loaded[0], task)(node, payload, planned)
 
         return answer
 

@@ -11,7 +11,7 @@ and releases nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from fedseg.server.transport import Reply, RoundLog
@@ -37,8 +37,16 @@ class RoundFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Aggregate:
+    """Summed statistics, who contributed, and the noise the sums carry.
+
+    ``noise_share`` is each contributor's share of a full noise draw (1 with local noise);
+    ``noise_sigmas`` (set by the round) is the noise std of each summed part.
+    """
+
     sums: dict[str, np.ndarray]
     log: RoundLog
+    noise_share: float = 1.0
+    noise_sigmas: dict[str, float] = field(default_factory=dict)
 
 
 def screen_replies(

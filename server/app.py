@@ -15,31 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
-from fedseg.privacy.wire import array_fields, decode_array
+from fedseg.privacy.protocol.records import array_bytes, from_records, to_records
+from fedseg.privacy.protocol.tasks import message_type
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
+from fedseg.server.privacy_report import privacy_report
 from fedseg.server.report import render_report
 from fedseg.server.robust import RobustAggregator, RobustConfig
 from fedseg.server.secure import SecureAggregator
-from fedseg.server.segmentation import SegmentationRun
+from fedseg.server.segmentation import Rounds, SegmentationFit, SegmentationRun
 from fedseg.server.transport import Reply
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 if TYPE_CHECKING:
     import pandas as pd
-
-MESSAGE_TYPES = {
-    "describe": "query.describe",
-    "feature_histograms": "query.feature_histograms",
-    "cluster_stats": "train.cluster_stats",
-    "square_norm": "query.square_norm",
-    "item_popularity": "query.item_popularity",
-    "item_gram": "query.item_gram",
-    "content_check": "query.content_check",
-    "recommender_train": "train.recommender_train",
-}
 
 app = ServerApp()
 
@@ -65,36 +56,33 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
     if catalogue is not None and not _has_attributes(catalogue):
         cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
-    aggregate = None
-    if cfg.secure_agg:
-        aggregate = SecureAggregator(
-            transport, ledger, distributed=cfg.noise == "distributed",
-            dropout_tolerance=cfg.dropout_tolerance, min_clients=cfg.min_clients,
-        )  # fmt: skip
-    elif cfg.aggregation != "sum":
-        robust = RobustConfig(method=cfg.aggregation)
-        aggregate = RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
-    run = SegmentationRun(
-        transport,
-        cfg,
-        ledger,
-        rng,
-        aggregate=aggregate,
-        warm_start=warm,
-        statistics_from=statistics,
-    )
+    rounds = Rounds(transport, cfg, ledger, aggregate=_aggregator(transport, ledger, cfg))
+    run = SegmentationRun(rounds, rng, warm_start=warm, statistics_from=statistics)
     fitted = run.fit()
-    extras = {"marginals": fitted["marginals"]}
+    extras = {"marginals": fitted.marginals}
     if cfg.recommender:
-        extras["recommender"] = _fit_recommender(run, fitted, catalogue)
+        extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
     return SegmentModel(
-        scaling=fitted["scaling"],
-        centres_standardized=fitted["centres"],
-        segment_sizes=fitted["sizes"],
-        privacy=ledger.report(),
-        history=fitted["history"],
+        scaling=fitted.scaling,
+        centres_standardized=fitted.centres,
+        segment_sizes=fitted.sizes,
+        privacy=privacy_report(ledger, built_on=warm or statistics),
+        history=rounds.history,
         extras=extras,
     )
+
+
+def _aggregator(transport, ledger: PrivacyLedger, cfg: SegmentationConfig):
+    if cfg.secure_agg:
+        return SecureAggregator(
+            transport, ledger, distributed=cfg.noise == "distributed",
+            dropout_tolerance=cfg.dropout_tolerance, collusion=cfg.collusion,
+            min_clients=cfg.min_clients,
+        )  # fmt: skip
+    if cfg.aggregation != "sum":
+        robust = RobustConfig(method=cfg.aggregation)
+        return RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
+    return None
 
 
 def _read_catalogue(path: str) -> pd.DataFrame:
@@ -109,28 +97,26 @@ def _has_attributes(catalogue: pd.DataFrame) -> bool:
     return len(catalogue_attributes(catalogue)[0]) > 0
 
 
-def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: pd.DataFrame) -> dict:
+def _fit_recommender(
+    rounds: Rounds, fitted: SegmentationFit, catalogue: pd.DataFrame, rng: np.random.Generator
+) -> dict:
     """The recommender rounds after the segmentation, within the same budget and ledger."""
-    from fedseg.server.recommender.neural import DPSGD_RELEASE, DpsgdRun
+    from fedseg.server.recommender.neural import DpsgdRun
     from fedseg.server.recommender.rounds import RecommenderRun, segmentation_payload
 
     # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
-    secure = run.aggregate if run.cfg.secure_agg else None
-    shared = dict(
-        aggregate=secure, excluded=run.excluded, request_ids=run.request_ids, history=run.history
-    )
+    if not rounds.cfg.secure_agg:
+        rounds = replace(rounds, aggregate=None)
     item_ids = catalogue["item_id"].tolist()
-    if run.cfg.recommender_model == "dpsgd":
-        rounds = DpsgdRun(run.transport, run.cfg, run.ledger,
-                          fitted["noise_plan"][DPSGD_RELEASE], **shared)  # fmt: skip
-        segmentation = segmentation_payload(fitted["scaling"], fitted["centres"], catalogue)
-        model = rounds.fit(segmentation, len(item_ids), run.rng)
+    if rounds.cfg.recommender_model == "dpsgd":
+        segmentation = segmentation_payload(fitted.scaling, fitted.centres, catalogue)
+        model = DpsgdRun(rounds).fit(segmentation, len(item_ids), rng)
         return {**model.to_dict(), "item_ids": item_ids}
-    rounds = RecommenderRun(run.transport, run.cfg, run.ledger, fitted["noise_plan"], **shared)
-    model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
+    recommender = RecommenderRun(rounds)
+    model = recommender.fit(fitted.scaling, fitted.centres, catalogue)
     published = {**model.to_dict(), "item_ids": item_ids}
-    if rounds.content_check is not None:
-        published["content_check"] = rounds.content_check
+    if recommender.content_check is not None:
+        published["content_check"] = recommender.content_check
     return published
 
 
@@ -187,7 +173,7 @@ class GridTransport:
         self, task: str, contents: Mapping[int, RecordDict], max_bytes: int | None
     ) -> list[Reply]:
         messages = [
-            Message(content=content, dst_node_id=node_id, message_type=MESSAGE_TYPES[task])
+            Message(content=content, dst_node_id=node_id, message_type=message_type(task))
             for node_id, content in contents.items()
         ]
         replies = self.grid.send_and_receive(messages, timeout=self.timeout)
@@ -199,29 +185,9 @@ def _reply(message: Message, max_bytes: int | None) -> Reply:
     if message.has_error():
         return Reply(node_id, error=message.error.reason or f"error code {message.error.code}")
     try:
-        arrays = message.content.get("arrays")
-        size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
+        size = array_bytes(message.content)
         if max_bytes is not None and size > max_bytes:  # refused undecoded; check_reply says why
             return Reply(node_id, size_bytes=size)
         return Reply(node_id, payload=from_records(message.content), size_bytes=size)
     except (ValueError, TypeError) as exc:
         return Reply(node_id, error=f"undecodable reply: {exc}")
-
-
-def to_records(payload: Mapping[str, Any]) -> RecordDict:
-    """Arrays into an ArrayRecord, scalars and lists into a ConfigRecord."""
-    arrays = {k: Array(*array_fields(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
-    config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
-    return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
-
-
-def from_records(records: RecordDict) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    for name, record in records.items():
-        if isinstance(record, ArrayRecord):
-            payload.update({k: decode_array(a) for k, a in record.items()})
-        elif isinstance(record, ConfigRecord):
-            payload.update(dict(record))
-        else:
-            raise ValueError(f"unexpected record {name!r}")
-    return payload

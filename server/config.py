@@ -37,7 +37,8 @@ class SegmentationConfig:
     noise: str = "local"
     secure_agg: bool = False
     aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
-    dropout_tolerance: float = 0.1  # share of merchants that may drop from a secure round
+    dropout_tolerance: float = 0.3  # share of merchants that may drop from a secure round
+    collusion: float = 0.0  # share of merchants assumed to collude with the server (γ)
     min_clients: int = 1
     expected_nodes: int = 0  # wait for this many merchants before starting (0: until stable)
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
@@ -100,6 +101,8 @@ class SegmentationConfig:
             raise ValueError(f"content-share must be in [0, 1), got {self.content_share}")
         if not 0 <= self.dropout_tolerance < 0.5:
             raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
+        if not 0 <= self.collusion < 0.5:
+            raise ValueError(f"collusion must be in [0, 0.5), got {self.collusion}")
         if self.min_clients < 1:
             raise ValueError("min-clients must be at least 1")
 

@@ -66,7 +66,7 @@ class RobustAggregator:
         self._sized = "max_bytes" in params  # transport can refuse big replies undecoded
 
     def __call__(
-        self, task: str, payload: Payload, spec: ReplySpec, nodes: Sequence[int]
+        self, task: str, payload: Payload, spec: ReplySpec, nodes: Sequence[int], **_: object
     ) -> Aggregate:
         if task == "feature_histograms":
             spec = replace(spec, equal_row_totals=True)

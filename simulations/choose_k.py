@@ -236,7 +236,8 @@ def choose_k(
                          statistics_share=statistics_share)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fedseg-k-") as scratch:
         root = Path(out_dir) if out_dir else Path(scratch)
-        models = fit_candidates(data_dir, run_config, ks, budget, root=root, backend=backend)
+        capped = {"sim-epsilon-cap": epsilon_total, **run_config}  # each merchant: all fits
+        models = fit_candidates(data_dir, capped, ks, budget, root=root, backend=backend)
     return k_choice(models, budget, epsilon_total=epsilon_total, delta=delta, min_gain=min_gain)
 
 
@@ -253,15 +254,22 @@ def fit_candidates(
     from the previous fit's centres merged down to k (module docstring)."""
     from fedseg.simulations.runner import simulate
 
+    # One set of merchants' ledgers for every fit: each merchant caps the fits together at
+    # the total ε, and every fit draws fresh noise (a merchant's noise streams are numbered
+    # by its ledger, so fits sharing it never reuse one).
     models: dict[int, SegmentModel] = {}
-    for k in sorted(ks, reverse=True):
-        extra = budget.first
-        if models:
-            start = merged_model(models[min(models)], k).save(root / f"k{k}-start.json")
-            extra = {**budget.others, "warm-start": str(start)}
-        config = {**run_config, **extra, "k": k}
-        result = simulate(data_dir, config, out_dir=root / f"k{k}", backend=backend, evaluate=False)
-        models[k] = result.model
+    with tempfile.TemporaryDirectory(prefix="fedseg-k-ledgers-") as ledgers:
+        for k in sorted(ks, reverse=True):
+            extra = budget.first
+            if models:
+                start = merged_model(models[min(models)], k).save(root / f"k{k}-start.json")
+                extra = {**budget.others, "warm-start": str(start)}
+            config = {**run_config, **extra, "k": k}
+            result = simulate(
+                data_dir, config, out_dir=root / f"k{k}", backend=backend, evaluate=False,
+                state_dir=ledgers,
+            )  # fmt: skip
+            models[k] = result.model
     return models
 
 

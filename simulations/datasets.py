@@ -27,6 +27,10 @@ from fedseg.simulations.synthetic import generate_federation, merchant_ids
 
 DATASETS = ("synthetic", "cdnow", "ml-100k")
 CANADIAN_REGION = 0
+# Public as-of dates: the day after each data set's last record (CDNOW ends 1998-06-30,
+# MovieLens-100k's last rating is on 1998-04-22).
+CDNOW_AS_OF = "1998-07-01T00:00:00Z"
+MOVIELENS_AS_OF = "1998-04-23T00:00:00Z"
 
 
 class DatasetNotInstalledError(ValueError):
@@ -62,7 +66,7 @@ def load_cdnow(*, merchants: int = 10) -> Federation:
         }
     )
     region = events["user_id"].to_numpy() % merchants
-    return _split(events, region, merchant_ids(merchants), items=None)
+    return _split(events, region, merchant_ids(merchants), items=None, as_of=CDNOW_AS_OF)
 
 
 def load_movielens_100k(*, regions: int = 10) -> Federation:
@@ -102,7 +106,7 @@ def load_movielens_100k(*, regions: int = 10) -> Federation:
         unknown = events.loc[region.isna(), "user_id"].iloc[0]
         raise ValueError(f"{folder / 'ml-100k.inter'}: user {unknown} is not in ml-100k.user")
     names = [f"region{r}" for r in range(regions)]
-    return _split(events, region.to_numpy(dtype=int), names, items=items)
+    return _split(events, region.to_numpy(dtype=int), names, items=items, as_of=MOVIELENS_AS_OF)
 
 
 def zip_zones(zip_codes: pd.Series) -> np.ndarray:
@@ -115,13 +119,18 @@ def zip_zones(zip_codes: pd.Series) -> np.ndarray:
 
 
 def _split(
-    events: pd.DataFrame, region: np.ndarray, names: list[str], *, items: pd.DataFrame | None
+    events: pd.DataFrame,
+    region: np.ndarray,
+    names: list[str],
+    *,
+    items: pd.DataFrame | None,
+    as_of: str,
 ) -> Federation:
     merchants = {
         name: events[region == index].reset_index(drop=True) for index, name in enumerate(names)
     }
     merchants = {name: table for name, table in merchants.items() if len(table)}
-    return Federation(merchants=merchants, items=items, truth=None, kind="events")
+    return Federation(merchants=merchants, items=items, truth=None, kind="events", as_of=as_of)
 
 
 def _read_atomic(path: Path) -> pd.DataFrame:

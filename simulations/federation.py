@@ -5,12 +5,14 @@ On disk::
     DIR/merchants/<merchant_id>.csv | .parquet   one table per merchant (events or features)
     DIR/items.csv                                optional catalogue
     DIR/truth.csv                                optional: merchant_id, user_id, segment
+    DIR/federation.toml                          optional public run parameters (as_of)
 
 `truth.csv` is for evaluation only; no client or server code path reads it.
 """
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ KINDS = ("events", "features")
 FORMATS = ("auto", "csv", "parquet")
 # Above this many rows in total, `fmt="auto"` writes Parquet (CSV is slow and large).
 PARQUET_THRESHOLD_ROWS = 1_000_000
+FEDERATION_FILE = "federation.toml"
 
 
 class FederationLayoutError(DataError):
@@ -37,6 +40,7 @@ class Federation:
     items: pd.DataFrame | None
     truth: pd.DataFrame | None
     kind: str
+    as_of: str | None = None  # public run parameter: the time recency is measured from
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,7 +82,22 @@ def write_federation(fed: Federation, out_dir: str | Path, *, fmt: str = "auto")
         fed.items.to_csv(out / "items.csv", index=False)
     if fed.truth is not None:
         fed.truth.to_csv(out / "truth.csv", index=False)
+    if fed.as_of is not None:
+        (out / FEDERATION_FILE).write_text(f'as_of = "{fed.as_of}"\n')
     return out
+
+
+def public_parameters(directory: str | Path) -> dict[str, str]:
+    """The public run parameters a federation directory declares (federation.toml), as run
+    config entries, e.g. {"as-of": "2025-01-01T00:00:00Z"}; none if it has no such file."""
+    path = Path(directory) / FEDERATION_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise FederationLayoutError(f"{path}: not a TOML file ({exc})") from None
+    return {"as-of": str(data["as_of"])} if "as_of" in data else {}
 
 
 def read_federation(directory: str | Path) -> Federation:
@@ -103,7 +122,8 @@ def read_federation(directory: str | Path) -> Federation:
         merchants = {m: _parse_timestamps(t, where=m) for m, t in merchants.items()}
     items = _read_optional(root / "items.csv", ("item_id", "category", "price"))
     truth = _read_optional(root / "truth.csv", TRUTH_COLUMNS)
-    return Federation(merchants=merchants, items=items, truth=truth, kind=kind)
+    as_of = public_parameters(root).get("as-of")
+    return Federation(merchants=merchants, items=items, truth=truth, kind=kind, as_of=as_of)
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fedseg.client.features import customer_features
+from fedseg.client.features import customer_features, within_window
 from fedseg.client.loading import load_merchant_table
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.server.model import SegmentModel
@@ -57,7 +57,9 @@ def recommender_evaluation(
     catalogue = [str(item) for item in published["item_ids"]]
     parts = [
         recsys_eval.leave_last_out(part)
-        for part in merchant_histories(model, merchant_files, catalogue, seed=seed)
+        for part in merchant_histories(
+            model, merchant_files, catalogue, seed=seed, as_of=run_config.get("as-of")
+        )
     ]
     train = recsys_eval.pool([part for part, _ in parts])
     test = np.concatenate([held for _, held in parts])
@@ -119,7 +121,12 @@ def _baselines(metrics, parts, train, shape, run_config, rng) -> dict[str, dict[
 
 
 def merchant_histories(
-    model: SegmentModel, merchant_files: list[Path], catalogue: list[str], *, seed: int
+    model: SegmentModel,
+    merchant_files: list[Path],
+    catalogue: list[str],
+    *,
+    seed: int,
+    as_of: str | None = None,
 ) -> list[CustomerHistories]:
     """Each merchant's full histories (before the hold-out), segments from the model."""
     from fedseg.client.recommender.histories import build_histories
@@ -129,8 +136,10 @@ def merchant_histories(
     parts = []
     for path in merchant_files:
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
-        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer)
+        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
         events, report = load_merchant_table(path, pseudonymizer=pseudonymizer)
+        if as_of is not None:
+            events = within_window(events, as_of)
         if report.kind != "events":
             raise ValueError(f"{path}: a features table has no item histories to evaluate")
         labels = model.predict(features[list(model.features)].to_numpy(dtype=np.float64))

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 from fedseg.client.app import app as client_app
 from fedseg.client.features import customer_features
-from fedseg.client.merchant import MERCHANT_SUFFIXES
+from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
+from fedseg.simulations.federation import public_parameters
 from fedseg.simulations.metrics import clustering_metrics
 from fedseg.simulations.recsys_run import recommender_evaluation, recommender_settings
 from fedseg.simulations.tracing import TraceWriter
@@ -69,6 +70,7 @@ def simulate(
         if state_dir is None and backend == "ray":
             state_dir = scratch
         config = {
+            **public_parameters(data_dir),
             **run_config,
             "out-dir": str(out_dir),
             "sim-data-dir": str(data_dir),
@@ -76,6 +78,7 @@ def simulate(
             "sim-run-id": uuid.uuid4().hex,
             "expected-nodes": n_merchants,
         }
+        config["as-of"] = as_of_timestamp(str(config.get("as-of", ""))).isoformat()
         config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
         started = time.perf_counter()
         if backend == "inprocess":
@@ -104,15 +107,21 @@ def simulate(
         "wall_s": wall,
     }
     if evaluate:
-        metrics.update(evaluate_model(model, data_dir, seed=int(run_config.get("seed", 0))))
+        seed, as_of = int(run_config.get("seed", 0)), config["as-of"]
+        metrics.update(evaluate_model(model, data_dir, seed=seed, as_of=as_of))
         files, seed = merchant_files(data_dir), int(run_config.get("seed", 0))
         metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
 
 
-def pooled_features(data_dir: Path, *, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every merchant's customer features stacked, with planted segments if truth.csv exists."""
+def pooled_features(
+    data_dir: Path, *, seed: int, as_of: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every merchant's customer features stacked, with planted segments if truth.csv exists.
+
+    ``as_of`` defaults to the federation's public one (federation.toml), as the merchants'."""
+    as_of = as_of or public_parameters(data_dir).get("as-of") or None
     truth_path = data_dir / "truth.csv"
     truth = (
         pd.read_csv(truth_path, dtype={"user_id": str, "merchant_id": str})
@@ -122,7 +131,7 @@ def pooled_features(data_dir: Path, *, seed: int) -> tuple[np.ndarray, np.ndarra
     rows, labels = [], []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
-        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer)
+        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
         rows.append(features[[s.name for s in specs]].to_numpy(dtype=np.float64))
         if truth is not None:
             mine = truth[truth["merchant_id"] == path.stem]
@@ -135,8 +144,10 @@ def pooled_features(data_dir: Path, *, seed: int) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def evaluate_model(model: SegmentModel, data_dir: Path, *, seed: int) -> dict[str, Any]:
-    x, truth = pooled_features(data_dir, seed=seed)
+def evaluate_model(
+    model: SegmentModel, data_dir: Path, *, seed: int, as_of: str | None = None
+) -> dict[str, Any]:
+    x, truth = pooled_features(data_dir, seed=seed, as_of=as_of)
     z = model.scaling.transform(x)
     metrics = clustering_metrics(
         x,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from fedseg.simulations.catalogue import make_catalogue, persona_item_cdf
 from fedseg.simulations.customers import draw_customers
-from fedseg.simulations.events import draw_views, event_log, expand_events
+from fedseg.simulations.events import AS_OF, draw_views, event_log, expand_events
 from fedseg.simulations.federation import Federation
 from fedseg.simulations.personas import make_personas
 from fedseg.simulations.synthetic_features import feature_table
@@ -84,6 +84,7 @@ def generate_federation(
             }
         ),
         kind=config.kind,
+        as_of=f"{AS_OF}Z",
     )
 
 

@@ -37,7 +37,7 @@ def test_bad_input_is_one_line_without_traceback(args, needle):
 def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path):
     data = tmp_path / "fed"
     assert (
-        fedseg("generate", "--out", str(data), "--users", "1500", "--merchants", "3").returncode
+        fedseg("generate", "--out", str(data), "--users", "4000", "--merchants", "3").returncode
         == 0
     )
     state = tmp_path / "state"

@@ -2,16 +2,16 @@
 
 import numpy as np
 import pytest
-from fedseg.client.recommender import (
+from fedseg.client.recommender.histories import (
     CustomerHistories,
     HistoryError,
     build_histories,
     collate_histories,
-    segment_item_counts,
 )
-from fedseg.server.recommender import (
+from fedseg.client.recommender.popularity import segment_item_counts
+from fedseg.server.recommender.fedavg import fedavg
+from fedseg.server.recommender.popularity import (
     aggregate_segment_popularity,
-    fedavg,
     suppression_threshold,
 )
 from fedseg.simulations.recsys_eval import fit_ease, leave_last_out, ranking_metrics
