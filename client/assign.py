@@ -27,7 +27,8 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
     scaling = FeatureScaling.from_dict(model["scaler"])
     centres = np.asarray(model["centroids_standardized"], dtype=np.float64)
     pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
-    features, specs, _ = customer_features(data, pseudonymizer=pseudonymizer)
+    as_of = model.get("as_of")  # recency as the model measured it (None: the data's latest)
+    features, specs, _ = customer_features(data, pseudonymizer=pseudonymizer, as_of=as_of)
     missing = [n for n in scaling.names if n not in features.columns]
     if missing:
         raise DataError(

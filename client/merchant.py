@@ -23,6 +23,7 @@ from fedseg.client.node import FeatureColumns, MerchantNode
 from fedseg.client.policy import MerchantPolicy
 from fedseg.client.recommender_rounds import offer_recommender
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.protocol import run
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 
 MERCHANT_SUFFIXES = (".csv", ".parquet")
@@ -58,17 +59,11 @@ class MerchantSettings:
 
 
 def as_of_timestamp(text: str) -> pd.Timestamp:
-    """The run's public ``as-of`` as a UTC timestamp; empty means the next UTC midnight (a
-    date every merchant can compute without looking at its data)."""
-    if not text:
-        return pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta(days=1)
+    """The run's public ``as-of`` as a pandas UTC timestamp (privacy/protocol/run.py)."""
     try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
-        raise DataError(
-            "run config 'as-of' is not a date (use ISO 8601, e.g. 2025-01-01)"
-        ) from None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return pd.Timestamp(run.as_of(text))
+    except run.RunParameterError as exc:
+        raise DataError(str(exc)) from None
 
 
 def simulation_source(data_dir: str | Path, partition_id: int) -> Path:

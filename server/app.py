@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol.records import array_bytes, from_records, to_records
+from fedseg.privacy.protocol.run import as_of
 from fedseg.privacy.protocol.tasks import message_type
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
@@ -59,7 +60,7 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     rounds = Rounds(transport, cfg, ledger, aggregate=_aggregator(transport, ledger, cfg))
     run = SegmentationRun(rounds, rng, warm_start=warm, statistics_from=statistics)
     fitted = run.fit()
-    extras = {"marginals": fitted.marginals}
+    extras = {"marginals": fitted.marginals, "as_of": as_of(cfg.as_of).isoformat()}
     if cfg.recommender:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
     return SegmentModel(

@@ -52,6 +52,9 @@ class SegmentationConfig:
     fedavg_rounds: int = 5  # FedAvg rounds of the dpsgd model
     items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
+    as_of: str = (
+        ""  # public: the time every merchant measures recency from ("" = next UTC midnight)
+    )
     warm_start: str = ""  # path of an earlier model.json: start from its centres and scaler
     statistics_from: str = ""  # path of an earlier model.json: reuse its scaler and marginals
 

@@ -206,7 +206,9 @@ class SegmentationRun:
             r.node_id for r in replies if r.error is None and (r.payload or {}).get("accepted") == 1
         ]
         answered = {r.node_id: _reason(r) for r in replies if r.node_id not in accepted}
-        why = {n: answered.get(n, "no reply before the deadline") for n in asked if n not in accepted}
+        why = {
+            n: answered.get(n, "no reply before the deadline") for n in asked if n not in accepted
+        }
         rejected = {n: f"node {n}: {reason}" for n, reason in why.items()}
         for node, reason in why.items():
             self.rounds.left_out[node] = f"left out: did not accept the plan ({reason})"

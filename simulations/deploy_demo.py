@@ -21,6 +21,7 @@ from fedseg.server.model import SegmentModel
 from fedseg.simulations.deploy_commands import app_run_config
 from fedseg.simulations.deploy_local import LocalDeployment, Merchant
 from fedseg.simulations.deploy_processes import DeploymentError
+from fedseg.simulations.federation import public_parameters
 from fedseg.simulations.runner import merchant_files
 
 
@@ -87,7 +88,7 @@ def run_demo(
     """Deploy the federation in ``data_dir`` locally, run fedseg once, stop everything."""
     work_dir = Path(work_dir).resolve()
     out_dir = work_dir / "out"
-    overrides = {**(run_config or {}), "out-dir": str(out_dir)}
+    overrides = {**public_parameters(data_dir), **(run_config or {}), "out-dir": str(out_dir)}
     if test_seed is not None:
         overrides["seed"] = test_seed
     config = app_run_config(overrides)

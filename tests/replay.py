@@ -48,7 +48,9 @@ def simulation_config(data_dir: Path, out_dir: Path, **config: Any) -> dict:
     }
 
 
-def record(data_dir: Path, out_dir: Path, *, node: int = 2, **config: Any) -> list[tuple[str, dict]]:
+def record(
+    data_dir: Path, out_dir: Path, *, node: int = 2, **config: Any
+) -> list[tuple[str, dict]]:
     """Every request the shipped ServerApp sends node ``node`` in one real run."""
     run_config = simulation_config(data_dir, out_dir, **config)
     recorder = Recorder(node)

@@ -99,8 +99,8 @@ def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
     # Each round after the crash waits round-timeout for m01, so keep rounds few.
     run_config = {"k": 3, "epsilon": 2.0, "rounds": 1, "init-rounds": 1, "min-clients": 2,
                   "round-timeout": 30.0}  # fmt: skip
-    # m01 dies (SIGKILL of its whole process group) after describe + feature histograms.
-    result = run_demo(fed, tmp_path / "work", run_config=run_config, kill=KillPlan("m01", 2))
+    # m01 dies (SIGKILL of its whole process group) after describe, plan, feature histograms.
+    result = run_demo(fed, tmp_path / "work", run_config=run_config, kill=KillPlan("m01", 3))
     assert result.status == "finished:completed"
     assert result.leftovers == []
     rows = result.contributions

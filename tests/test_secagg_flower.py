@@ -98,7 +98,9 @@ def test_dropouts_after_masking_abort_and_say_exactly_what_was_charged():
     round releases nothing, and the run's ledger carries the same charge as theirs."""
     transport = _FlakyTransport(list(range(10, 16)), vanish={10, 11, 12}, stage="unmask")
     ledger = PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6)
-    with pytest.raises(RoundFailed, match="stays charged on the run's ledger and on those of the 6"):
+    with pytest.raises(
+        RoundFailed, match="stays charged on the run's ledger and on those of the 6"
+    ):
         _secure_round(transport, ledger)
     charged = [m.ledger.releases for m in transport.merchants.values()]
     assert all(len(releases) == 1 for releases in charged)
