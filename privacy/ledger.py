@@ -100,8 +100,9 @@ class PrivacyLedger:
         """Record ``release`` (on disk before returning) or raise BudgetExceeded, recording
         nothing. Call this before any noisy value of the release can leave."""
         with self._locked(write=True):
-            spent, total = self._epsilon(self._releases), self._epsilon([*self._releases, release])
+            total = self._epsilon([*self._releases, release])
             if total > self.epsilon_cap:
+                spent = self._epsilon(self._releases)
                 raise BudgetExceeded(
                     f"privacy budget exceeded: cap epsilon={self.epsilon_cap:g} at "
                     f"delta={self.delta:g}, spent {spent:.4f}, request {release.name!r} "

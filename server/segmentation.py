@@ -219,9 +219,10 @@ class SegmentationRun:
              "seconds": time.perf_counter() - started}
         )  # fmt: skip
         if len(accepted) < self.cfg.min_clients:
+            reasons = "; ".join(list(rejected.values())[:3])
             raise RoundFailed(
                 f"plan: only {len(accepted)} of {len(asked)} merchants accepted the run's plan, "
-                f"at least {self.cfg.min_clients} needed; nothing was released"
+                f"at least {self.cfg.min_clients} needed; nothing was released ({reasons})"
             )
 
     def _feature_scaling(self, declaration: dict, z: float) -> FeatureScaling:

@@ -83,3 +83,5 @@ def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path)
                    "--state-dir", str(state), "--epsilon-cap", "3", "--epsilon", "2.9")  # fmt: skip
     assert third.returncode == 2 and "budget" in third.stderr.lower()
     assert not (tmp_path / "c" / "model.json").exists()
+    # Refused as a whole, before its first release: nothing more was spent.
+    assert PrivacyLedger(state / "m0" / "ledger.json", epsilon_cap=3, delta=1e-6).spent() == spent

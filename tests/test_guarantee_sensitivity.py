@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import extreme_customer
 from fedseg.privacy import releases
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.simulations.federation import write_federation
@@ -31,29 +32,6 @@ KINDS = {
     releases.HISTOGRAMS, releases.SQUARE_NORM, releases.INIT, releases.LLOYD,
     releases.POPULARITY, releases.GRAM, releases.CONTENT_CHECK,
 }  # fmt: skip
-
-
-def extreme_customer(table: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
-    """One customer as unlike the others as the schema allows."""
-    rng = np.random.default_rng(0)
-    items = catalogue["item_id"].to_numpy()
-    n = 400
-    times = pd.date_range("2005-03-02", "2025-02-28T23:00", periods=n)
-    events = pd.DataFrame(
-        {
-            "user_id": 10**9,
-            "timestamp": times,
-            "event": np.resize(["view", "purchase", "cart", "review"], n),
-            "item_id": np.r_[rng.permutation(items)[: n - 1], 10**8],  # one item nobody lists
-            "price": 1e5,
-            "category": np.resize(["electronics", "toys", "fashion", "garden"], n),
-            "quantity": 10.0,
-            "duration_s": 3600.0,
-            "rating": 5.0,
-            "email": "extreme@example.com",
-        }
-    )
-    return pd.concat([table, events[table.columns]], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
