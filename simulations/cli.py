@@ -224,6 +224,48 @@ def assign(
     typer.echo(f"wrote {len(table)} customers to {out}")
 
 
+ledger = typer.Typer(no_args_is_help=True, help="A merchant's own privacy ledger.")
+app.add_typer(ledger, name="ledger")
+
+
+@ledger.command("show")
+def ledger_show(
+    state_dir: Annotated[Path, Opt(help="The merchant's state directory")],
+) -> None:
+    """Print what this merchant's ledger has recorded and spent."""
+    from fedseg.privacy.ledger import PrivacyLedger
+
+    path = state_dir / "ledger.json"
+    report = PrivacyLedger(path, epsilon_cap=float("inf"), delta=_ledger_delta(path)).report()
+    typer.echo(f"{path}: ε = {report['epsilon']:.4f} at δ = {report['delta']:g}")
+    for entry in report["releases"]:
+        typer.echo(f"  {entry['name']}: {entry['count']} × z = {entry['noise_multiplier']:.4g}")
+
+
+@ledger.command("reset")
+def ledger_reset(
+    state_dir: Annotated[Path, Opt(help="The merchant's state directory")],
+    yes: Annotated[bool, Opt("--yes", help="Confirm: forget everything this ledger spent")] = False,
+) -> None:
+    """Forget every release this merchant's ledger recorded (its spent budget starts at 0).
+
+    Only for a merchant that knows its customers' earlier releases no longer matter (new
+    customers, a new data set): the ledger is what holds the lifetime cap."""
+    from fedseg.privacy.ledger import reset_ledger
+
+    if not yes:
+        raise ValueError("fedseg ledger reset forgets the spent budget: add --yes to confirm")
+    existed = reset_ledger(state_dir / "ledger.json")
+    typer.echo(f"{state_dir / 'ledger.json'}: {'reset' if existed else 'no ledger; mark cleared'}")
+
+
+def _ledger_delta(path: Path) -> float:
+    try:
+        return float(json.loads(path.read_text()).get("delta", 1e-6))
+    except (OSError, ValueError):
+        return 1e-6
+
+
 from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
 
 register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...

@@ -17,9 +17,9 @@ from fedseg.client.app import settings_from_context
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.plan import RunPlan
 from fedseg.privacy.protocol.codes import CODES, reason
+from fedseg.simulations.replay import Merchants
 from flwr.app import Context, RecordDict
 from flwr.common.serde import message_to_proto
-from replay import Merchants
 
 EDGES = np.tile(np.linspace(-20.0, 20.0, 9), (2, 1))
 

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pytest
-from conftest import extreme_customer
 from fedseg.client import merchant
 from fedseg.client.merchant import MerchantSettings, build_node
 from fedseg.client.plan import AcceptedPlan
@@ -23,6 +22,7 @@ from fedseg.privacy.audit import audit
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.plan import RunPlan
+from fedseg.simulations.neighbours import extreme_customer
 from fedseg.simulations.synthetic import generate_federation
 
 DELTA, CLAIMED, TRIALS = 1e-5, 1.0, 4000

@@ -1,5 +1,6 @@
 """Driving the shipped ClientApp as a server would: record a real run's requests, replay
-them, or send hand-made (hostile) ones, through Flower messages and the in-process Grid."""
+them, or send hand-made (hostile) ones, through Flower messages and the in-process Grid.
+Used by the privacy tests and the audit benchmark."""
 
 from __future__ import annotations
 
