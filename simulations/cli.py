@@ -65,6 +65,10 @@ def simulate(
     ] = 0.0,
     backend: Annotated[str, Opt(help="inprocess or ray")] = "inprocess",
     seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
+    as_of: Annotated[
+        str | None,
+        Opt(help="Public time recency is measured from (ISO 8601; default: the federation's)"),
+    ] = None,
     trace: Annotated[
         Path | None, Opt(help="Write every message clients send to this directory")
     ] = None,
@@ -100,6 +104,8 @@ def simulate(
         "seed": seed,
         "warm-start": str(warm_start or ""),
     }
+    if as_of is not None:
+        run_config["as-of"] = as_of
     if recommender:
         if len(ks) > 1:
             raise ValueError("--recommender needs one --k (choosing k does not fit a recommender)")

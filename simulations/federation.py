@@ -1,4 +1,4 @@
-"""A federation of merchant tables, in memory and on disk (CONTRACT.md, "A federation on disk").
+"""A federation of merchant tables, in memory and on disk (docs/contract.md, "A federation on disk").
 
 On disk::
 
@@ -29,7 +29,7 @@ FEDERATION_FILE = "federation.toml"
 
 
 class FederationLayoutError(DataError):
-    """A federation directory or table does not follow CONTRACT.md (a ValueError)."""
+    """A federation directory or table does not follow docs/contract.md (a ValueError)."""
 
 
 @dataclass(frozen=True)

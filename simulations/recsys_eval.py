@@ -1,6 +1,6 @@
 """Recommender evaluation: leave-last-out splits, HR@10 / NDCG@10, baselines.
 
-Protocol (fixed by CONTRACT.md): each customer's last item is held out; the
+Protocol (fixed by docs/contract.md): each customer's last item is held out; the
 positive is ranked against 99 sampled items the customer never touched
 (`hr_at_10`, `ndcg_at_10`) and against every unseen item (`hr_at_10_full`).
 Ties count half, so a constant scorer gets chance-level numbers, not perfect ones.

@@ -6,7 +6,7 @@ each merchant drops every customer's last item before building histories). The e
 rebuilds exactly the histories the merchants used (same files, same simulation pseudonyms,
 segments from the published model), takes the dropped items as the test items and scores
 with the published `RecommenderModel`: HR@10 / NDCG@10 against 99 sampled negatives
-(seeded) and full-ranking HR@10 (CONTRACT.md).
+(seeded) and full-ranking HR@10 (docs/contract.md).
 """
 
 from __future__ import annotations

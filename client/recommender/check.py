@@ -6,7 +6,7 @@ The published model can score with DP-EASE alone, DP-EASE plus content scoring
 plus genres and years; the synthetic personas: segment popularity), so the merchants measure
 it: each customer's last item is held back, the rest of their history is scored by EASE
 alone and by each candidate (a row (content_weight, lift_strength)), and the item is ranked
-against `N_NEGATIVES` unseen items (the evaluation protocol of CONTRACT.md). The release is,
+against `N_NEGATIVES` unseen items (the evaluation protocol of docs/contract.md). The release is,
 per candidate, Σ_customers (hit with it − hit with EASE alone): one customer moves each
 entry by at most 1, so the vector has L2 sensitivity sqrt(candidates).
 """
