@@ -60,7 +60,11 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     rounds = Rounds(transport, cfg, ledger, aggregate=_aggregator(transport, ledger, cfg))
     run = SegmentationRun(rounds, rng, warm_start=warm, statistics_from=statistics)
     fitted = run.fit()
-    extras = {"marginals": fitted.marginals, "as_of": as_of(cfg.as_of).isoformat()}
+    extras = {
+        "marginals": fitted.marginals,
+        "as_of": as_of(cfg.as_of).isoformat(),
+        "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
+    }
     if cfg.recommender:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
     return SegmentModel(

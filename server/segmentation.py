@@ -50,6 +50,7 @@ class Rounds:
     members: tuple[int, ...] = ()  # every merchant connected when the run started
     left_out: dict[int, str] = field(default_factory=dict)  # merchant → why it takes no part
     noise: dict[str, float] = field(default_factory=dict)  # noise multiplier per release kind
+    sizes: dict[int, tuple[float, float]] = field(default_factory=dict)  # node → (n̂, its σ)
 
     def gaussian_round(
         self, task: str, kind: str, payload: dict, mechanism: GaussianMechanism, spec: ReplySpec
@@ -82,7 +83,7 @@ class Rounds:
         nodes = sorted(connected - set(self.left_out))
         request = dict(payload, release=release.name, request_id=next(self.request_ids))
         sigmas = dict(sigmas or dict.fromkeys(spec.shapes, 0.0))
-        spec = replace(spec, sigmas=sigmas)
+        spec = replace(spec, sigmas=sigmas, request_id=request["request_id"])
         if not getattr(self.aggregate, "charges_ledger", False):
             self.ledger.charge(release)
         started = time.perf_counter()
@@ -243,6 +244,11 @@ class SegmentationRun:
             noise_sigma=total_sigma,
         )
         self._histograms = (kmeans.denoise_histograms(agg.sums["counts"], total_sigma), edges)
+        # A merchant's row totals are its customer count plus noise of std σ·√(bins/d) on
+        # their mean: later cluster counts must add up to it.
+        bins, d = edges.shape[1] - 1, edges.shape[0]
+        size_sigma = mechanism.sigmas()["counts"] * math.sqrt(bins / d)
+        self.rounds.sizes = {node: (n, size_sigma) for node, n in agg.sizes.items()}
         return replace(scaling, radius=scaling.box_radius())  # box clipping enforces it
 
     def _square_norm_round(self, scaling: FeatureScaling, z: float) -> dict:
@@ -293,8 +299,9 @@ class SegmentationRun:
         k, d = centres.shape
         mechanism = releases.cluster_mechanism(z, radius=scaling.radius, dim=d)
         spec = ReplySpec(
-            shapes={"sums": (k, d), "counts": (k,)}, sigmas={}, max_norm=scaling.radius
-        )
+            shapes={"sums": (k, d), "counts": (k,)}, sigmas={}, max_norm=scaling.radius,
+            sizes=self.rounds.sizes or None,
+        )  # fmt: skip
         return self.rounds.gaussian_round("cluster_stats", kind, payload, mechanism, spec)
 
 

@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 from fedseg.client.statistics import nearest_centre
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.metrics import kmeans_cost, reference_cost
+from fedseg.simulations.metrics import kmeans_cost, partition_metrics, reference_cost
 from fedseg.simulations.runner import pooled_features
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,7 @@ def evaluate_point(model: SegmentModel, pooled: PooledData, *, seed: int) -> dic
     }
     if pooled.truth is not None:
         labels = nearest_centre(z, model.centres_standardized)
-        metrics["ari"] = float(adjusted_rand_score(pooled.truth, labels))
-        metrics["nmi"] = float(normalized_mutual_info_score(pooled.truth, labels))
+        metrics.update(partition_metrics(pooled.truth, labels))
     metrics["n_users"] = int(len(pooled.x))
     metrics["empty_clusters"] = int(np.sum(model.segment_sizes < 1))
     metrics["centroid_error"] = float(errors.mean())

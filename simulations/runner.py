@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fedseg.client.app import app as client_app
+from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp
 from fedseg.privacy.pseudonyms import Pseudonymizer
@@ -131,14 +132,19 @@ def pooled_features(
     rows, labels = [], []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
-        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
+        try:
+            features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
+        except DataError:  # an unusable merchant took no part in the run either
+            continue
         rows.append(features[[s.name for s in specs]].to_numpy(dtype=np.float64))
         if truth is not None:
             mine = truth[truth["merchant_id"] == path.stem]
             segment = dict(
                 zip(pseudonymizer.pseudonymize(mine["user_id"]), mine["segment"], strict=True)
             )
-            labels.append(features.index.map(segment).to_numpy())
+            labels.append(features.index.map(segment).to_numpy(dtype=np.float64, na_value=np.nan))
+    if not rows:
+        raise DataError(f"{data_dir}: no merchant file could be loaded for the evaluation")
     x = np.vstack(rows)
     y = np.concatenate(labels) if truth is not None else None
     return x, y

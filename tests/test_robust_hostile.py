@@ -36,8 +36,9 @@ ATTACKS = {  # each maps a merchant's honest payload to what it sends
 }
 
 
-def hostile_client(attack: str, partitions=HOSTILE):
-    """The real ClientApp, whose statistics are rewritten for the chosen partitions."""
+def hostile_client(attack: str, partitions=HOSTILE, only: str | None = None):
+    """The real ClientApp, whose statistics are rewritten for the chosen partitions (in
+    every round, or ``only`` in rounds of that message type)."""
 
     def app(message: Message, context: Context) -> Message:
         reply = client_app(message, context)
@@ -45,11 +46,26 @@ def hostile_client(attack: str, partitions=HOSTILE):
         kind = message.metadata.message_type
         if pid not in partitions or reply.has_error() or kind in ("query.describe", "query.plan"):
             return reply
+        if only is not None and kind != only:
+            return reply
         payload = from_records(reply.content)
         arrays = {k: v for k, v in payload.items() if isinstance(v, np.ndarray)}
         return Message(to_records({**payload, **ATTACKS[attack](arrays)}), reply_to=message)
 
     return app
+
+
+@pytest.mark.slow
+def test_counts_that_contradict_the_merchants_own_histograms_are_rejected(federation, honest):
+    """Two merchants claim 100× their customers in the Lloyd rounds only: their counts no
+    longer add up to the size their histograms showed, so even plain summation drops them."""
+    attacked = fit(federation, "sum", client=hostile_client("scale_counts_x100",
+                                                            only="train.cluster_stats"))  # fmt: skip
+    assert centre_error(honest, attacked) < 0.10
+    rounds = [h for h in attacked["history"] if h["task"] == "cluster_stats"]
+    for entry in rounds:
+        for node in (HOSTILE[0] + 2, HOSTILE[1] + 2):
+            assert "adds up to" in entry["rejected"][str(node)]
 
 
 def fit(fed: Path, method: str, client=client_app, **config) -> dict:
@@ -65,7 +81,11 @@ def fit(fed: Path, method: str, client=client_app, **config) -> dict:
         }
         run_inprocess(server_app, client, num_nodes=MERCHANTS, run_config=run_config)
         model = SegmentModel.load(Path(tmp) / "model.json")
-        return {"scaling": model.scaling, "centres": model.centres_standardized}
+        return {
+            "scaling": model.scaling,
+            "centres": model.centres_standardized,
+            "history": model.history,
+        }
 
 
 def centre_error(honest: dict, other: dict) -> float:
