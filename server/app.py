@@ -82,7 +82,7 @@ def _aggregator(transport, ledger: PrivacyLedger, cfg: SegmentationConfig):
         return SecureAggregator(
             transport, ledger, distributed=cfg.noise == "distributed",
             dropout_tolerance=cfg.dropout_tolerance, collusion=cfg.collusion,
-            min_clients=cfg.min_clients,
+            min_clients=cfg.min_clients, round_timeout=cfg.round_timeout or None,
         )  # fmt: skip
     if cfg.aggregation != "sum":
         robust = RobustConfig(method=cfg.aggregation)
@@ -171,17 +171,30 @@ class GridTransport:
         content = to_records(payload)
         return self._send(task, {node_id: content for node_id in node_ids}, max_bytes)
 
-    def request_each(self, task: str, payloads: Mapping[int, Mapping[str, Any]]) -> list[Reply]:
-        return self._send(task, {node_id: to_records(p) for node_id, p in payloads.items()}, None)
+    def request_each(
+        self,
+        task: str,
+        payloads: Mapping[int, Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> list[Reply]:
+        contents = {node_id: to_records(p) for node_id, p in payloads.items()}
+        return self._send(task, contents, None, timeout=timeout)
 
     def _send(
-        self, task: str, contents: Mapping[int, RecordDict], max_bytes: int | None
+        self,
+        task: str,
+        contents: Mapping[int, RecordDict],
+        max_bytes: int | None,
+        *,
+        timeout: float | None = None,
     ) -> list[Reply]:
         messages = [
             Message(content=content, dst_node_id=node_id, message_type=message_type(task))
             for node_id, content in contents.items()
         ]
-        replies = self.grid.send_and_receive(messages, timeout=self.timeout)
+        wait = self.timeout if timeout is None else timeout
+        replies = self.grid.send_and_receive(messages, timeout=wait)
         return [_reply(m, max_bytes) for m in replies]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
@@ -46,6 +47,7 @@ class SecureAggregator:
         dropout_tolerance: float,
         collusion: float,
         min_clients: int,
+        round_timeout: float | None = None,
     ) -> None:
         self.transport = transport
         self.ledger = ledger
@@ -53,6 +55,7 @@ class SecureAggregator:
         self.dropout_tolerance = dropout_tolerance
         self.collusion = collusion
         self.min_clients = max(min_clients, 2)
+        self.round_timeout = round_timeout  # one deadline for all stages of a round
         self._round_ids = itertools.count(1)
 
     def __call__(
@@ -83,6 +86,7 @@ class SecureAggregator:
         server = SecAggServer(config, round_id=round_id)
         opening = dict(payload, secagg_round=round_id, secagg_config=json.dumps(asdict(config)))
         charged = False
+        self._deadline = None if not self.round_timeout else time.monotonic() + self.round_timeout
         try:
             keys = self._stage(task, "advertise", {n: opening for n in nodes}, log)
             roster = flatten(server.collect_keys(keys))
@@ -118,7 +122,8 @@ class SecureAggregator:
         """Send one protocol stage; replies that fail count as this node dropping out."""
         requests = {n: dict(p, secagg_stage=stage) for n, p in payloads.items()}
         answers = {}
-        for reply in self.transport.request_each(task, requests):
+        left = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.1)
+        for reply in self.transport.request_each(task, requests, timeout=left):
             log.bytes_received += reply.size_bytes
             if reply.error is not None or reply.payload is None:
                 log.rejected[reply.node_id] = f"node {reply.node_id}: {stage}: {reply.error}"

@@ -51,7 +51,7 @@ class _FlakyTransport:
     def node_ids(self):
         return list(self.nodes)
 
-    def request_each(self, task, payloads):
+    def request_each(self, task, payloads, *, timeout=None):
         from fedseg.client.secure import secure_step
 
         replies = []
