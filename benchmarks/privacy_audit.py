@@ -2,7 +2,7 @@
 
 A real run of the shipped apps is recorded; for each release kind its first request is
 answered many times by the merchant's own node (client/node.py, the path every reply takes)
-on a real events table D and on D plus one extreme customer (simulations/neighbours.py),
+on a real events table D and on D plus one extreme customer (simulations/data/neighbours.py),
 with the release calibrated to ε = 1 on its own. privacy/audit.py turns the replies into
 lower bounds on ε (Clopper–Pearson, and the Gaussian trade-off bound), which must stay below
 the claim. Prints a table and writes JSON.
@@ -35,10 +35,10 @@ from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.audit import audit
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.plan import RunPlan
-from fedseg.simulations.federation import write_federation
-from fedseg.simulations.neighbours import extreme_customer
-from fedseg.simulations.replay import arrays, record
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.backends.replay import arrays, record
+from fedseg.simulations.data.federation import write_federation
+from fedseg.simulations.data.neighbours import extreme_customer
+from fedseg.simulations.data.synthetic import generate_federation
 
 AS_OF, DELTA, CLAIMED = "2025-03-01T00:00:00Z", 1e-5, 1.0
 

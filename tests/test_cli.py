@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-FEDSEG = [sys.executable, "-m", "fedseg.simulations.cli"]
+FEDSEG = [sys.executable, "-m", "fedseg.simulations.cli.main"]
 
 
 def fedseg(*args: str, cwd=None) -> subprocess.CompletedProcess:

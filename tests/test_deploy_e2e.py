@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from conftest import write_mixture_federation
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.deploy_demo import KillPlan, run_demo
-from fedseg.simulations.deploy_local import LocalDeployment, Merchant
-from fedseg.simulations.deploy_processes import MARKER_VARIABLE, pid_alive
-from fedseg.simulations.runner import simulate
+from fedseg.simulations.deploy.demo import KillPlan, run_demo
+from fedseg.simulations.deploy.local import LocalDeployment, Merchant
+from fedseg.simulations.deploy.processes import MARKER_VARIABLE, pid_alive
+from fedseg.simulations.experiments.runner import simulate
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def no_process_left_behind():
 def test_demo_command_equals_the_simulation_of_the_same_federation_and_seed(tmp_path):
     # Prepare: `fedseg demo-deploy` in deterministic test mode, keeping its files.
     done = subprocess.run(
-        [sys.executable, "-m", "fedseg.simulations.cli", "demo-deploy", "--merchants", "3",
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "demo-deploy", "--merchants", "3",
          "--users", "900", "--k", "3", "--epsilon", "2", "--rounds", "2", "--seed", "4",
          "--test-seed", "9", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
@@ -118,7 +118,7 @@ def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
 def test_demo_stopped_by_sigterm_midway_leaves_no_process(tmp_path):
     before = set(deployment_processes())
     demo = subprocess.Popen(
-        [sys.executable, "-m", "fedseg.simulations.cli", "demo-deploy", "--merchants", "2",
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "demo-deploy", "--merchants", "2",
          "--users", "300", "--out", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -17,7 +17,7 @@ from fedseg.client.app import settings_from_context
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.plan import RunPlan
 from fedseg.privacy.protocol.codes import CODES, reason
-from fedseg.simulations.replay import Merchants
+from fedseg.simulations.backends.replay import Merchants
 from flwr.app import Context, RecordDict
 from flwr.common.serde import message_to_proto
 

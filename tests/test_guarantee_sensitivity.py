@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from fedseg.privacy import releases
 from fedseg.privacy.scaling import FeatureScaling
-from fedseg.simulations.federation import write_federation
-from fedseg.simulations.neighbours import extreme_customer
-from fedseg.simulations.replay import Merchants, arrays, record, simulation_config
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.backends.replay import Merchants, arrays, record, simulation_config
+from fedseg.simulations.data.federation import write_federation
+from fedseg.simulations.data.neighbours import extreme_customer
+from fedseg.simulations.data.synthetic import generate_federation
 
 # The run's public as-of is two months after the synthetic events end (2024-12-31): a
 # merchant measuring recency from its own latest event would move every customer when

@@ -13,7 +13,7 @@ from fedseg.privacy.ledger import BudgetExceeded
 from fedseg.server import kmeans
 from fedseg.server.aggregation import ReplySpec, RoundFailed, aggregate_plain
 from fedseg.server.transport import Reply
-from fedseg.simulations.runner import pooled_features, simulate
+from fedseg.simulations.experiments.runner import pooled_features, simulate
 from sklearn.cluster import KMeans
 
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import assert_no_identifier_sent, assert_no_per_customer_array
 from fedseg.client.features import customer_features
 from fedseg.privacy.pseudonyms import Pseudonymizer
-from fedseg.simulations.federation import write_federation
-from fedseg.simulations.runner import merchant_files, simulate
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.data.federation import write_federation
+from fedseg.simulations.data.synthetic import generate_federation
+from fedseg.simulations.experiments.runner import merchant_files, simulate
 
 DIRTY_CELLS = ("not-a-price-7731", "1999-99-99T99:99", "unheard-of-event", "-41.5")
 

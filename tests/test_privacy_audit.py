@@ -22,8 +22,8 @@ from fedseg.privacy.audit import audit
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.plan import RunPlan
-from fedseg.simulations.neighbours import extreme_customer
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.data.neighbours import extreme_customer
+from fedseg.simulations.data.synthetic import generate_federation
 
 DELTA, CLAIMED, TRIALS = 1e-5, 1.0, 4000
 Z = calibrate([PlannedRelease("h", 1.0)], epsilon=CLAIMED, delta=DELTA)["h"]

@@ -11,7 +11,7 @@ from fedseg.privacy import releases
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.server.recommender.ease import choose_items, fit_recommender
 from fedseg.server.recommender.model import RecommenderModel
-from fedseg.simulations.recsys_eval import fit_ease, interaction_matrix
+from fedseg.simulations.experiments.recsys_eval import fit_ease, interaction_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm

@@ -26,9 +26,9 @@ from fedseg.server.recommender.rounds import (
     CatalogueError,
     read_catalogue,
 )
-from fedseg.simulations.federation import write_federation
-from fedseg.simulations.runner import merchant_files, simulate
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.data.federation import write_federation
+from fedseg.simulations.data.synthetic import generate_federation
+from fedseg.simulations.experiments.runner import merchant_files, simulate
 
 RELEASES = {"recommender_item_popularity", "recommender_gram", "recommender_content_check"}
 EPSILON = 8.0

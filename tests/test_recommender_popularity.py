@@ -14,7 +14,7 @@ from fedseg.server.recommender.popularity import (
     aggregate_segment_popularity,
     suppression_threshold,
 )
-from fedseg.simulations.recsys_eval import fit_ease, leave_last_out, ranking_metrics
+from fedseg.simulations.experiments.recsys_eval import fit_ease, leave_last_out, ranking_metrics
 
 
 def _customers(histories, segments):

@@ -19,7 +19,7 @@ from fedseg.server.aggregation import RoundFailed
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.validation import left_out_table
-from fedseg.simulations.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
+from fedseg.simulations.backends.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
 from flwr.app import Array, Context, Message, RecordDict
 from flwr.serverapp import ServerApp
 from flwr.supercore.run import Run

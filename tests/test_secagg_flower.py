@@ -10,7 +10,7 @@ from fedseg.privacy.releases import cluster_mechanism
 from fedseg.server.aggregation import ReplySpec, RoundFailed
 from fedseg.server.secure import SecureAggregator
 from fedseg.server.transport import Reply
-from fedseg.simulations.runner import simulate
+from fedseg.simulations.experiments.runner import simulate
 
 
 def test_secure_sum_gives_the_plain_model_without_noise(mixture_federation, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import write_mixture_federation
-from fedseg.simulations.runner import simulate
+from fedseg.simulations.experiments.runner import simulate
 
 
 @pytest.mark.slow

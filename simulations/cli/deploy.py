@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fedseg.simulations.deploy_commands import (
+from fedseg.simulations.deploy.commands import (
     DEPLOY_ROUND_TIMEOUT_S,
     app_run_config,
     superlink_command,
     supernode_command,
     write_app_project,
 )
-from fedseg.simulations.deploy_pki import TlsFiles, write_node_keypair, write_tls_certificates
-from fedseg.simulations.deploy_processes import flower_executable, free_port
+from fedseg.simulations.deploy.pki import TlsFiles, write_node_keypair, write_tls_certificates
+from fedseg.simulations.deploy.processes import flower_executable, free_port
 
 Opt = typer.Option
 INSECURE_HELP = "Run without TLS and SuperNode authentication (local tests only)"
@@ -145,9 +145,9 @@ def demo_deploy(
 ) -> None:
     """A real SuperLink and SuperNodes on 127.0.0.1 with TLS and auth, one run end to end."""
     from fedseg.server.report import render_report
-    from fedseg.simulations.deploy_demo import render_contributions, run_demo
-    from fedseg.simulations.federation import write_federation
-    from fedseg.simulations.synthetic import generate_federation
+    from fedseg.simulations.data.federation import write_federation
+    from fedseg.simulations.data.synthetic import generate_federation
+    from fedseg.simulations.deploy.demo import render_contributions, run_demo
 
     if insecure:
         typer.echo("WARNING: --insecure: no TLS, no SuperNode authentication", err=True)
@@ -176,7 +176,7 @@ def contributors(
     """Which merchant contributed to which round of a run (from model.json's history)."""
     import json
 
-    from fedseg.simulations.deploy_demo import contributors_per_round, render_contributions
+    from fedseg.simulations.deploy.demo import contributors_per_round, render_contributions
 
     history = json.loads(model.read_text()).get("history", [])
     named = json.loads(nodes.read_text()) if nodes else {}

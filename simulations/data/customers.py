@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from fedseg.simulations.personas import Persona, persona_table
+from fedseg.simulations.data.personas import Persona, persona_table
 
 # Spread of a customer's own rates around the persona's (lognormal sigma).
 INDIVIDUAL_SPREAD = 0.15

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fedseg.simulations.catalogue import Catalogue
-from fedseg.simulations.customers import Customers
-from fedseg.simulations.personas import CATEGORIES, Persona, persona_table
-from fedseg.simulations.sampling import sample_from_rows
+from fedseg.simulations.data.catalogue import Catalogue
+from fedseg.simulations.data.customers import Customers
+from fedseg.simulations.data.personas import CATEGORIES, Persona, persona_table
+from fedseg.simulations.data.sampling import sample_from_rows
 
 WINDOW_START = np.datetime64("2024-01-01T00:00:00", "s")
 WINDOW_SECONDS = 366 * 86_400  # observation window: calendar year 2024

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from fedseg.simulations.catalogue import make_catalogue, persona_item_cdf
-from fedseg.simulations.customers import draw_customers
-from fedseg.simulations.events import AS_OF, draw_views, event_log, expand_events
-from fedseg.simulations.federation import Federation
-from fedseg.simulations.personas import make_personas
-from fedseg.simulations.synthetic_features import feature_table
+from fedseg.simulations.data.catalogue import make_catalogue, persona_item_cdf
+from fedseg.simulations.data.customers import draw_customers
+from fedseg.simulations.data.events import AS_OF, draw_views, event_log, expand_events
+from fedseg.simulations.data.federation import Federation
+from fedseg.simulations.data.personas import make_personas
+from fedseg.simulations.data.synthetic_features import feature_table
 
 # Merchant size weights are lognormal(0, MERCHANT_SIZE_SIGMA): a few large, many small.
 MERCHANT_SIZE_SIGMA = 1.0

@@ -125,7 +125,7 @@ def _format(value: object) -> str:
 
 def write_sweep_report(out_dir: str | Path, results: pd.DataFrame) -> dict[str, Path]:
     """tradeoff.png, profiles.png, convergence.png and report.html for a finished sweep."""
-    from fedseg.simulations.plots import plot_convergence, plot_profiles, plot_tradeoff
+    from fedseg.simulations.reports.plots import plot_convergence, plot_profiles, plot_tradeoff
 
     out = Path(out_dir)
     paths = {"ε vs accuracy": plot_tradeoff(results, out / "tradeoff.png")}

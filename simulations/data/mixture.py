@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fedseg.simulations.federation import Federation, write_federation
-from fedseg.simulations.synthetic import assign_personas, merchant_ids, merchant_sizes
+from fedseg.simulations.data.federation import Federation, write_federation
+from fedseg.simulations.data.synthetic import assign_personas, merchant_ids, merchant_sizes
 
 CENTER_BOX = 10.0
 CLUSTER_STD = 1.0

@@ -18,11 +18,11 @@ from typing import Any
 
 from fedseg.privacy.pseudonyms import write_key_file
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.deploy_commands import app_run_config
-from fedseg.simulations.deploy_local import LocalDeployment, Merchant
-from fedseg.simulations.deploy_processes import DeploymentError
-from fedseg.simulations.federation import public_parameters
-from fedseg.simulations.runner import merchant_files
+from fedseg.simulations.data.federation import public_parameters
+from fedseg.simulations.deploy.commands import app_run_config
+from fedseg.simulations.deploy.local import LocalDeployment, Merchant
+from fedseg.simulations.deploy.processes import DeploymentError
+from fedseg.simulations.experiments.runner import merchant_files
 
 
 @dataclass(frozen=True)

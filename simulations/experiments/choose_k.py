@@ -252,7 +252,7 @@ def fit_candidates(
 ) -> dict[int, SegmentModel]:
     """The largest k first, releasing the shared statistics; every smaller k warm-starts
     from the previous fit's centres merged down to k (module docstring)."""
-    from fedseg.simulations.runner import simulate
+    from fedseg.simulations.experiments.runner import simulate
 
     # One set of merchants' ledgers for every fit: each merchant caps the fits together at
     # the total ε, and every fit draws fresh noise (a merchant's noise streams are numbered

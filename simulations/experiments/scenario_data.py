@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from fedseg.simulations.federation import Federation, write_federation
-from fedseg.simulations.scenario import Scenario
+from fedseg.simulations.data.federation import Federation, write_federation
+from fedseg.simulations.experiments.scenario import Scenario
 
 READY = ".ready"
 
@@ -32,7 +32,7 @@ def prepare_federation(scenario: Scenario, seed: int, root: str | Path) -> Path:
 
 def build_federation(scenario: Scenario, seed: int) -> Federation:
     """The in-memory federation of a scenario (data options only) and seed."""
-    from fedseg.simulations.datasets import load_dataset
+    from fedseg.simulations.data.datasets import load_dataset
 
     if scenario.dataset == "cdnow":
         return load_dataset("cdnow", merchants=scenario.merchants)
@@ -57,7 +57,7 @@ def build_federation(scenario: Scenario, seed: int) -> Federation:
 
 
 def _mixture(scenario: Scenario, seed: int) -> Federation:
-    from fedseg.simulations.mixture import gaussian_mixture_federation, mixture_to_federation
+    from fedseg.simulations.data.mixture import gaussian_mixture_federation, mixture_to_federation
 
     mixture = gaussian_mixture_federation(
         n=scenario.users,

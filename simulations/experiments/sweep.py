@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fedseg.simulations.scenario import GridPoint, Scenario
+from fedseg.simulations.experiments.scenario import GridPoint, Scenario
 
 ID_COLUMNS = ["point_id", "setting", "noise", "secure_agg", "epsilon", "seed", "status", "error"]
 DEFAULT_WORKERS = 2
@@ -104,8 +104,8 @@ def _as_completed(futures):
 
 def prepare_seed(scenario: Scenario, seed: int, out: Path) -> Path:
     """Generate (or find) the seed's federation and its pooled evaluation data."""
-    from fedseg.simulations.run_metrics import pooled_data
-    from fedseg.simulations.scenario_data import prepare_federation
+    from fedseg.simulations.experiments.run_metrics import pooled_data
+    from fedseg.simulations.experiments.scenario_data import prepare_federation
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
@@ -116,9 +116,9 @@ def prepare_seed(scenario: Scenario, seed: int, out: Path) -> Path:
 
 def run_point(scenario: Scenario, point: GridPoint, data_dir: Path, out: Path) -> dict:
     """Simulate one point and evaluate it; any failure becomes an error record."""
-    from fedseg.simulations.recsys_run import HOLDOUT_KEY, recommender_evaluation
-    from fedseg.simulations.run_metrics import evaluate_point, pooled_data
-    from fedseg.simulations.runner import merchant_files, simulate
+    from fedseg.simulations.experiments.recsys_run import HOLDOUT_KEY, recommender_evaluation
+    from fedseg.simulations.experiments.run_metrics import evaluate_point, pooled_data
+    from fedseg.simulations.experiments.runner import merchant_files, simulate
     from threadpoolctl import threadpool_limits
 
     started = time.process_time()

@@ -15,7 +15,7 @@ from fedseg.client.app import app as client_app
 from fedseg.privacy.protocol.records import from_records, to_records
 from fedseg.privacy.protocol.tasks import message_type
 from fedseg.server.app import app as server_app
-from fedseg.simulations.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
+from fedseg.simulations.backends.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
 from flwr.app import Message
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity

@@ -51,7 +51,7 @@ def recommender_evaluation(
         return {}
     # Imported here: the recommender modules load torch and scipy (seconds).
     from fedseg.server.recommender.neural import load_recommender
-    from fedseg.simulations import recsys_eval
+    from fedseg.simulations.experiments import recsys_eval
 
     recommender = load_recommender(published)
     catalogue = [str(item) for item in published["item_ids"]]
@@ -97,7 +97,7 @@ def _baselines(metrics, parts, train, shape, run_config, rng) -> dict[str, dict[
     """Global and per-segment popularity on the same split, segments and negatives; the
     per-segment one also with user-level DP at the recommender's share of the run's ε."""
     from fedseg.server.config import SegmentationConfig
-    from fedseg.simulations import recsys_eval
+    from fedseg.simulations.experiments import recsys_eval
 
     cfg = SegmentationConfig.from_run_config(run_config)
     k, n_items = shape

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedseg.simulations.deploy_commands import (
+from fedseg.simulations.deploy.commands import (
     connection_entry,
     node_config_arg,
     superlink_command,
@@ -26,14 +26,14 @@ from fedseg.simulations.deploy_commands import (
     write_app_project,
     write_flwr_config,
 )
-from fedseg.simulations.deploy_pki import (
+from fedseg.simulations.deploy.pki import (
     DEFAULT_HOSTS,
     NodeKeyFiles,
     TlsFiles,
     write_node_keypair,
     write_tls_certificates,
 )
-from fedseg.simulations.deploy_processes import (
+from fedseg.simulations.deploy.processes import (
     DeploymentError,
     ProcessGroup,
     Service,

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from fedseg.client.statistics import nearest_centre
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.metrics import kmeans_cost, partition_metrics, reference_cost
-from fedseg.simulations.runner import pooled_features
+from fedseg.simulations.experiments.metrics import kmeans_cost, partition_metrics, reference_cost
+from fedseg.simulations.experiments.runner import pooled_features
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 

@@ -30,8 +30,8 @@ def generate(
     seed: Annotated[int, Opt(help="Random seed")] = 0,
 ) -> None:
     """Write a synthetic federation (merchants/, items.csv, truth.csv)."""
-    from fedseg.simulations.federation import write_federation
-    from fedseg.simulations.synthetic import generate_federation
+    from fedseg.simulations.data.federation import write_federation
+    from fedseg.simulations.data.synthetic import generate_federation
 
     fed = generate_federation(
         users=users, merchants=merchants, segments=segments, alpha=alpha, kind=kind, seed=seed
@@ -87,9 +87,9 @@ def simulate(
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
     from fedseg.server.config import SegmentationConfig
-    from fedseg.simulations.choose_k import parse_k_range
-    from fedseg.simulations.runner import simulate as run
-    from fedseg.simulations.runner import write_report
+    from fedseg.simulations.experiments.choose_k import parse_k_range
+    from fedseg.simulations.experiments.runner import simulate as run
+    from fedseg.simulations.experiments.runner import write_report
 
     ks = parse_k_range(k)
     run_config = {
@@ -128,7 +128,7 @@ def simulate(
 
 def _choose_k(data_dir: Path, run_config: dict, ks: tuple[int, ...], *, out: Path, backend: str):
     """One DP fit per k, all within the one --epsilon; print the noisy cost curve and a k."""
-    from fedseg.simulations.choose_k import choose_k
+    from fedseg.simulations.experiments.choose_k import choose_k
 
     if run_config["warm-start"]:
         raise ValueError("--k with several values cannot be combined with --warm-start")
@@ -146,8 +146,8 @@ def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, se
         if not data.is_dir():
             raise ValueError(f"{data}: no such federation directory")
         return data
-    from fedseg.simulations.datasets import load_dataset
-    from fedseg.simulations.federation import write_federation
+    from fedseg.simulations.data.datasets import load_dataset
+    from fedseg.simulations.data.federation import write_federation
 
     name = dataset or "synthetic"
     typer.echo(f"preparing the {name} federation…", err=True)
@@ -187,9 +187,9 @@ def sweep(
     out: Annotated[Path, Opt(help="Output directory (resumable)")] = Path("fedseg-sweep"),
 ) -> None:
     """Run an ε × seed grid; write results.csv, tradeoff.png and report.html (resumable)."""
-    from fedseg.simulations.html_report import summary_table, write_sweep_report
-    from fedseg.simulations.scenario import load_scenario, scenario_from_mapping
-    from fedseg.simulations.sweep import run_sweep
+    from fedseg.simulations.experiments.scenario import load_scenario, scenario_from_mapping
+    from fedseg.simulations.experiments.sweep import run_sweep
+    from fedseg.simulations.reports.html_report import summary_table, write_sweep_report
 
     if data is not None and dataset is not None:
         raise ValueError("give --data or --dataset, not both")
@@ -272,7 +272,7 @@ def _ledger_delta(path: Path) -> float:
         return 1e-6
 
 
-from fedseg.simulations.deploy_cli import register_deploy_commands  # noqa: E402
+from fedseg.simulations.cli.deploy import register_deploy_commands  # noqa: E402
 
 register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
 

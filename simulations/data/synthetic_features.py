@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from fedseg.client.feature_specs import KNOWN_SPECS
-from fedseg.simulations.catalogue import Catalogue
-from fedseg.simulations.customers import Customers
-from fedseg.simulations.events import VIEW_SPREAD, WINDOW_SECONDS
-from fedseg.simulations.personas import CATEGORIES, Persona, persona_table
-from fedseg.simulations.sampling import sample_from_rows
+from fedseg.simulations.data.catalogue import Catalogue
+from fedseg.simulations.data.customers import Customers
+from fedseg.simulations.data.events import VIEW_SPREAD, WINDOW_SECONDS
+from fedseg.simulations.data.personas import CATEGORIES, Persona, persona_table
+from fedseg.simulations.data.sampling import sample_from_rows
 
 SECONDS_PER_DAY = 86_400
 # As in client/features.py: a customer who never bought gets the recency spec's upper bound.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 
-from fedseg.simulations.deploy_commands import write_app_project
+from fedseg.simulations.deploy.commands import write_app_project
 from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID

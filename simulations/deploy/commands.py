@@ -21,7 +21,7 @@ from typing import Any
 
 import tomli_w
 from fedseg.server.config import SegmentationConfig
-from fedseg.simulations.deploy_pki import TlsFiles
+from fedseg.simulations.deploy.pki import TlsFiles
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
-from fedseg.simulations.federation import public_parameters
-from fedseg.simulations.metrics import clustering_metrics
-from fedseg.simulations.recsys_run import recommender_evaluation, recommender_settings
-from fedseg.simulations.tracing import TraceWriter
+from fedseg.simulations.backends.tracing import TraceWriter
+from fedseg.simulations.data.federation import public_parameters
+from fedseg.simulations.experiments.metrics import clustering_metrics
+from fedseg.simulations.experiments.recsys_run import recommender_evaluation, recommender_settings
 
 BACKENDS = ("inprocess", "ray")
 
@@ -83,7 +83,7 @@ def simulate(
         config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
         started = time.perf_counter()
         if backend == "inprocess":
-            from fedseg.simulations.inprocess import run_inprocess
+            from fedseg.simulations.backends.inprocess import run_inprocess
 
             tracer = TraceWriter(trace_dir) if trace_dir else None
             run_inprocess(
@@ -91,7 +91,7 @@ def simulate(
                 dropout=float(run_config.get("dropout", 0.0)),
             )  # fmt: skip
         elif backend == "ray":
-            from fedseg.simulations.ray_backend import run_ray
+            from fedseg.simulations.backends.ray_engine import run_ray
 
             if trace_dir:
                 raise ValueError("--trace needs the inprocess backend")

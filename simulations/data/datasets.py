@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fedseg.simulations.federation import Federation
-from fedseg.simulations.synthetic import generate_federation, merchant_ids
+from fedseg.simulations.data.federation import Federation
+from fedseg.simulations.data.synthetic import generate_federation, merchant_ids
 
 DATASETS = ("synthetic", "cdnow", "ml-100k")
 CANADIAN_REGION = 0

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from fedseg.simulations.personas import CATEGORIES, PRICE_TIERS, Persona, persona_table
-from fedseg.simulations.sampling import cumulative_rows
+from fedseg.simulations.data.personas import CATEGORIES, PRICE_TIERS, Persona, persona_table
+from fedseg.simulations.data.sampling import cumulative_rows
 
 TIER_BASE_PRICE = (8.0, 30.0, 120.0, 500.0)
 CATEGORY_PRICE_FACTOR = {"electronics": 2.0, "home": 1.3, "beauty": 0.6, "grocery": 0.3}
