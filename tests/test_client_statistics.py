@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import accepted_plan, bare_node
 from fedseg.client import app as client_app
-from fedseg.client.statistics import nearest_centre
+from fedseg.privacy.published.segments import nearest_centre
 from flwr.app import Context, RecordDict
 from threadpoolctl import threadpool_limits
 

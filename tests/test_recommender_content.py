@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 from fedseg.client.recommender.check import content_gain
 from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.privacy.published.content import ContentModel
+from fedseg.privacy.published.prior import PopularityPrior
+from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.privacy.releases import content_check_mechanism
-from fedseg.server.recommender.blend import PopularityPrior
 from fedseg.server.recommender.content import (
-    ContentModel,
     attribute_weights,
     catalogue_attributes,
     choose_candidate,
 )
-from fedseg.server.recommender.model import RecommenderModel
 from scipy import stats
 
 N_A = N_B = 60  # catalogue: items 0..59 of kind A, 60..119 of kind B

@@ -5,8 +5,8 @@ import pytest
 import torch
 from fedseg.client.recommender.dpsgd import LocalTrainingConfig, train_local
 from fedseg.client.recommender.histories import CustomerHistories
-from fedseg.client.recommender.model import init_parameters, model_from_parameters, score_customers
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.published.neural import init_parameters, model_from_parameters, score_customers
 from fedseg.privacy.releases import dpsgd_release
 from opacus.accountants import PRVAccountant, RDPAccountant
 

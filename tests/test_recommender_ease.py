@@ -9,8 +9,8 @@ from fedseg.client.recommender.gram import item_gram, item_popularity
 from fedseg.client.recommender.histories import CustomerHistories
 from fedseg.privacy import releases
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.server.recommender.ease import choose_items, fit_recommender
-from fedseg.server.recommender.model import RecommenderModel
 from fedseg.simulations.experiments.recsys_eval import fit_ease, interaction_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st

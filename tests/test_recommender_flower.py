@@ -17,10 +17,10 @@ from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
 from fedseg.privacy.plan import RunPlan
 from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
-from fedseg.server.recommender.model import RecommenderModel
 from fedseg.server.recommender.rounds import (
     SCORER_CANDIDATES,
     CatalogueError,

@@ -6,9 +6,9 @@ from fedseg.client.recommender.histories import (
     CustomerHistories,
     HistoryError,
     build_histories,
-    collate_histories,
 )
 from fedseg.client.recommender.popularity import segment_item_counts
+from fedseg.privacy.published.neural import collate_histories
 from fedseg.server.recommender.fedavg import fedavg
 from fedseg.server.recommender.popularity import (
     aggregate_segment_popularity,

@@ -2,7 +2,7 @@
 
 The published model can score with DP-EASE alone, DP-EASE plus content scoring
 (server/recommender/content.py), or per-segment popularity personalized by attribute mix
-(server/recommender/lift.py). Which ranks best is a property of the data (MovieLens: EASE
+(privacy/published/lift.py). Which ranks best is a property of the data (MovieLens: EASE
 plus genres and years; the synthetic personas: segment popularity), so the merchants measure
 it: each customer's last item is held back, the rest of their history is scored by EASE
 alone and by each candidate (a row (content_weight, lift_strength)), and the item is ranked
@@ -21,7 +21,7 @@ import numpy as np
 from fedseg.client.recommender.histories import CustomerHistories
 
 if TYPE_CHECKING:
-    from fedseg.server.recommender.model import RecommenderModel
+    from fedseg.privacy.published.recommender import RecommenderModel
 
 N_NEGATIVES, TOP_N, CHUNK = 99, 10, 512
 

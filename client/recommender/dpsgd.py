@@ -16,8 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from fedseg.client.recommender.histories import CustomerHistories, collate_histories
-from fedseg.client.recommender.model import Parameters, get_parameters, model_from_parameters
+from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.privacy.published.neural import (
+    Parameters,
+    collate_histories,
+    get_parameters,
+    model_from_parameters,
+)
 from fedseg.privacy.releases import DPSGD_CLIP_NORM
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizerFastGradientClipping

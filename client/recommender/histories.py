@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 
 class HistoryError(ValueError):
@@ -82,17 +81,3 @@ def build_histories(
     items = tuple(np.split(indices, starts[1:]))
     segments = np.array([segment_of[u] for u in users], dtype=np.int64)
     return CustomerHistories(users, items, segments)
-
-
-def collate_histories(
-    histories: list[np.ndarray],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack variable-length histories into EmbeddingBag's (flat, offsets) form.
-
-    opacus computes per-sample gradients of `nn.EmbeddingBag` only for this
-    1-D input form, so every batch goes through here.
-    """
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
-    flat = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
-    return torch.as_tensor(flat, dtype=torch.long), torch.as_tensor(offsets, dtype=torch.long)

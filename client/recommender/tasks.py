@@ -21,9 +21,9 @@ from fedseg.client.node import Answer, BadRequest
 from fedseg.client.recommender.check import content_gain
 from fedseg.client.recommender.gram import item_gram, item_popularity
 from fedseg.client.recommender.histories import CustomerHistories, build_histories
-from fedseg.client.statistics import nearest_centre
 from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
+from fedseg.privacy.published.segments import nearest_centre
 from fedseg.privacy.scaling import FeatureScaling
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class RecommenderTasks:
         self, node: MerchantNode, payload: Mapping[str, Any], planned: Release
     ) -> Answer:
         """Round 3: noisy extra hits per candidate scorer (client/recommender/check.py)."""
-        from fedseg.server.recommender.model import RecommenderModel
+        from fedseg.privacy.published.recommender import RecommenderModel
 
         candidates = _array(payload, "candidates", ndim=2)
         try:
@@ -115,7 +115,7 @@ class RecommenderTasks:
         one sample = one customer's whole history, at this merchant's own sampling rate and
         number of steps (server/recommender/neural.py)."""
         from fedseg.client.recommender.dpsgd import LocalTrainingConfig, train_local
-        from fedseg.client.recommender.model import from_wire, to_wire
+        from fedseg.privacy.published.neural import from_wire, to_wire
 
         policy, z = node.policy, planned.noise_multiplier
         try:

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fedseg.privacy import releases
+from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import ReplySpec
 from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
 from fedseg.server.recommender.ease import choose_items, fit_recommender
-from fedseg.server.recommender.model import RecommenderModel
 from fedseg.server.segmentation import Rounds, scaling_payload
 
 # As benchmarked (benchmarks/recommender.py, docs/recommender.md).

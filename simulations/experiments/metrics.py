@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from fedseg.client.statistics import nearest_centre
+from fedseg.privacy.published.segments import nearest_centre
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 

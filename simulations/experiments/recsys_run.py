@@ -50,7 +50,7 @@ def recommender_evaluation(
     if published is None or not _on(run_config.get(HOLDOUT_KEY, False)):
         return {}
     # Imported here: the recommender modules load torch and scipy (seconds).
-    from fedseg.server.recommender.neural import load_recommender
+    from fedseg.privacy.published.recommender import load_recommender
     from fedseg.simulations.experiments import recsys_eval
 
     recommender = load_recommender(published)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fedseg.client.statistics import nearest_centre
+from fedseg.privacy.published.segments import nearest_centre
 from fedseg.server.model import SegmentModel
 from fedseg.simulations.experiments.metrics import kmeans_cost, partition_metrics, reference_cost
 from fedseg.simulations.experiments.runner import pooled_features

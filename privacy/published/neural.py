@@ -10,6 +10,9 @@ leaves the client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -92,13 +95,25 @@ def score_customers(
     model: HistoryRecommender, histories: list[np.ndarray], segments: np.ndarray
 ) -> np.ndarray:
     """Item scores (customers x items) for local serving and evaluation."""
-    from fedseg.client.recommender.histories import collate_histories
-
     flat, offsets = collate_histories(list(histories))
     model.eval()
     with torch.no_grad():
         logits = model(flat, offsets, torch.as_tensor(np.asarray(segments), dtype=torch.long))
     return logits.numpy()
+
+
+def collate_histories(
+    histories: list[np.ndarray],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack variable-length histories into EmbeddingBag's (flat, offsets) form.
+
+    opacus computes per-sample gradients of `nn.EmbeddingBag` only for this
+    1-D input form, so every batch goes through here.
+    """
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
+    flat = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
+    return torch.as_tensor(flat, dtype=torch.long), torch.as_tensor(offsets, dtype=torch.long)
 
 
 WIRE_PREFIX = "param__"
@@ -116,3 +131,32 @@ def from_wire(fields: dict) -> Parameters:
         for key, value in fields.items()
         if key.startswith(WIRE_PREFIX)
     }
+
+
+@dataclass(frozen=True)
+class NeuralRecommender:
+    """The averaged parameters; scores a customer from their history and segment."""
+
+    parameters: dict[str, np.ndarray]
+
+    @property
+    def n_items(self) -> int:
+        return int(self.parameters["scores.bias"].shape[0])
+
+    def scores(self, histories: Sequence[np.ndarray], segments: np.ndarray) -> np.ndarray:
+        """(customers x items) logits; items in a customer's history are not masked here."""
+        model = model_from_parameters(self.parameters)
+        histories = [np.asarray(h, dtype=np.int64) for h in histories]
+        return score_customers(model, histories, np.asarray(segments, dtype=np.int64))
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "dp-sgd",
+            "parameters": {name: value.tolist() for name, value in self.parameters.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NeuralRecommender:
+        if "parameters" not in data:
+            raise ValueError("the dp-sgd recommender has no field 'parameters'")
+        return cls({k: np.asarray(v, dtype=np.float32) for k, v in data["parameters"].items()})

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from fedseg.server.recommender.content import ContentModel
+from fedseg.privacy.published.content import ContentModel
 
 FLOOR = 1e-3  # share of P(y | s) spread by overall popularity (items outside the Gram)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fedseg.server.recommender.blend import PopularityPrior
-from fedseg.server.recommender.content import ContentModel
-from fedseg.server.recommender.lift import SegmentLift
+from fedseg.privacy.published.content import ContentModel
+from fedseg.privacy.published.lift import SegmentLift
+from fedseg.privacy.published.prior import PopularityPrior
 
 TIE_BREAK = 1e-3
 
@@ -27,7 +27,7 @@ class RecommenderModel:
 
     Optional parts, scored only when chosen (by the merchants' DP check): content scoring
     added to EASE (`content_weight` > 0), or instead of EASE, per-segment popularity
-    personalized by attribute mix (`lift_strength` > 0, server/recommender/lift.py).
+    personalized by attribute mix (`lift_strength` > 0, privacy/published/lift.py).
     """
 
     item_index: np.ndarray
@@ -192,3 +192,13 @@ def checked_array(summed: Mapping[str, Any], part: str, *, ndim: int) -> np.ndar
     if array.ndim != ndim or not np.all(np.isfinite(array)):
         raise ValueError(f"{part!r} must be a finite {ndim}-d array, got shape {array.shape}")
     return array
+
+
+def load_recommender(published: Mapping[str, Any]):
+    """The published recommender of model.json, whichever kind it is (the DP-SGD one loads
+    torch, so only when asked for)."""
+    if published.get("kind") == "dp-sgd":
+        from fedseg.privacy.published.neural import NeuralRecommender
+
+        return NeuralRecommender.from_dict(dict(published))
+    return RecommenderModel.from_dict(dict(published))
