@@ -21,7 +21,7 @@ from fedseg.client.features import customer_features, within_window
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.node import FeatureColumns, MerchantNode
 from fedseg.client.policy import MerchantPolicy
-from fedseg.client.recommender_rounds import offer_recommender
+from fedseg.client.recommender.offer import offer_recommender
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol import run
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file

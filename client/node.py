@@ -76,7 +76,7 @@ class MerchantNode:
         self.ledger = ledger
         self.policy = policy
         self.noise_seed = None if noise_seed is None else tuple(noise_seed)
-        self._scaled: tuple[tuple, FeatureScaling, np.ndarray] | None = None
+        self._scaled: tuple[FeatureScaling, np.ndarray] | None = None
         self._handlers: dict[str, Handler] = {
             "feature_histograms": _histograms,
             "cluster_stats": _cluster_stats,
@@ -146,21 +146,13 @@ class MerchantNode:
         """The request's public scaling, the customers in that standardized space, and the L2
         bound of one transformed customer (the sensitivity of a sum), reused while the
         request's scaling stays the same (it does every Lloyd round)."""
-        lower, upper, mean, scale = (
-            _array(payload, name, ndim=1) for name in ("lower", "upper", "mean", "scale")
-        )
-        radius = _finite(payload, "radius")
-        key = (lower.tobytes(), upper.tobytes(), mean.tobytes(), scale.tobytes(), radius)
-        if self._scaled is None or self._scaled[0] != key:
-            try:
-                scaling = FeatureScaling(
-                    names=self.names, log=self.columns.log, lower=tuple(lower),
-                    upper=tuple(upper), mean=tuple(mean), scale=tuple(scale), radius=radius,
-                )  # fmt: skip
-            except ValueError as exc:
-                raise BadRequest(f"the request's scaling: {exc}") from None
-            self._scaled = (key, scaling, scaling.transform(self.features))
-        _, scaling, z = self._scaled
+        try:
+            scaling = FeatureScaling.from_payload(payload, names=self.names, log=self.columns.log)
+        except ValueError as exc:
+            raise BadRequest(f"the request's scaling: {exc}") from None
+        if self._scaled is None or self._scaled[0] != scaling:
+            self._scaled = (scaling, scaling.transform(self.features))
+        scaling, z = self._scaled
         return scaling, z, min(scaling.radius, scaling.box_radius())
 
     def model_space(self) -> np.ndarray:
@@ -224,13 +216,3 @@ def _array(payload: Mapping[str, Any], name: str, *, ndim: int) -> np.ndarray:
     if not np.all(np.isfinite(value)):
         raise BadRequest(f"field {name!r} has non-finite values")
     return value.astype(np.float64)
-
-
-def _finite(payload: Mapping[str, Any], name: str) -> float:
-    try:
-        value = float(payload[name])
-    except (KeyError, TypeError, ValueError):
-        raise BadRequest(f"field {name!r} must be a number") from None
-    if not value > 0:
-        raise BadRequest(f"field {name!r} must be positive")
-    return value

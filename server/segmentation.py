@@ -256,7 +256,7 @@ class SegmentationRun:
         mechanism = releases.square_norm_mechanism(z, radius=scaling.radius)
         spec = ReplySpec(shapes={"square_norm": (1,)}, sigmas={})
         agg = self.rounds.gaussian_round(
-            "square_norm", releases.SQUARE_NORM, scaling_payload(scaling), mechanism, spec
+            "square_norm", releases.SQUARE_NORM, scaling.to_payload(), mechanism, spec
         )
         return {"square_norm": float(agg.sums["square_norm"][0])}
 
@@ -295,7 +295,7 @@ class SegmentationRun:
         return centres, sizes
 
     def _cluster_round(self, kind: str, scaling: FeatureScaling, centres, z: float) -> Aggregate:
-        payload = {**scaling_payload(scaling), "centres": np.asarray(centres, dtype=np.float64)}
+        payload = {**scaling.to_payload(), "centres": np.asarray(centres, dtype=np.float64)}
         k, d = centres.shape
         mechanism = releases.cluster_mechanism(z, radius=scaling.radius, dim=d)
         spec = ReplySpec(
@@ -325,14 +325,3 @@ def _reason(reply: Reply) -> str:
     if reply.error is not None:
         return describe_code(reply.error)
     return "no usable answer"
-
-
-def scaling_payload(scaling: FeatureScaling) -> dict:
-    """The public scaling every merchant applies before computing a statistic."""
-    return {
-        "lower": np.asarray(scaling.lower),
-        "upper": np.asarray(scaling.upper),
-        "mean": np.asarray(scaling.mean),
-        "scale": np.asarray(scaling.scale),
-        "radius": float(scaling.radius),
-    }

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 
-def write_mixture_federation(
+def write_blob_federation(
     root: Path, *, n: int, d: int, k: int, merchants: int, seed: int, spread: float = 10.0
 ) -> Path:
     """A features-kind federation: Gaussian blobs, merchant m gets every merchants-th row."""
@@ -34,7 +34,7 @@ def write_mixture_federation(
 
 @pytest.fixture
 def mixture_federation(tmp_path: Path) -> Path:
-    return write_mixture_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
+    return write_blob_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
 
 
 def assert_no_identifier_sent(blob: bytes, raw: pd.DataFrame, pseudonyms) -> None:

@@ -24,7 +24,7 @@ from fedseg.simulations.experiments.choose_k import (
     unexplained_share,
 )
 
-from tests.conftest import write_mixture_federation
+from tests.conftest import write_blob_federation
 
 
 @pytest.mark.parametrize(("text", "ks"), [("5", (5,)), ("2-4", (2, 3, 4)), ("8,2,4", (2, 4, 8))])
@@ -191,7 +191,7 @@ def test_composed_spend_reads_model_privacy_reports():
 
 @pytest.mark.slow
 def test_choose_k_end_to_end_shares_statistics_within_the_total(tmp_path):
-    data = write_mixture_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
+    data = write_blob_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
     choice = choose_k(
         data, {"seed": 0, "rounds": 3}, [2, 3, 4], epsilon_total=4.0, out_dir=tmp_path / "out"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_mixture_federation
+from conftest import write_blob_federation
 from fedseg.server.model import SegmentModel
 from fedseg.simulations.deploy.demo import KillPlan, run_demo
 from fedseg.simulations.deploy.local import LocalDeployment, Merchant
@@ -73,7 +73,7 @@ def test_demo_command_equals_the_simulation_of_the_same_federation_and_seed(tmp_
 
 
 def test_unregistered_supernode_is_rejected_and_a_registered_one_accepted(tmp_path):
-    fed = write_mixture_federation(tmp_path / "fed", n=60, d=2, k=2, merchants=2, seed=1)
+    fed = write_blob_federation(tmp_path / "fed", n=60, d=2, k=2, merchants=2, seed=1)
     merchants = [
         Merchant(f"m0{i}", fed / "merchants" / f"m0{i}.csv", 1.0, tmp_path / f"state{i}",
                  test_seed=0)
@@ -95,7 +95,7 @@ def test_unregistered_supernode_is_rejected_and_a_registered_one_accepted(tmp_pa
 
 
 def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
-    fed = write_mixture_federation(tmp_path / "fed", n=1200, d=3, k=3, merchants=3, seed=2)
+    fed = write_blob_federation(tmp_path / "fed", n=1200, d=3, k=3, merchants=3, seed=2)
     # Each round after the crash waits round-timeout for m01, so keep rounds few.
     run_config = {"k": 3, "epsilon": 2.0, "rounds": 1, "init-rounds": 1, "min-clients": 2,
                   "round-timeout": 30.0}  # fmt: skip

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_mixture_federation
+from conftest import write_blob_federation
 from fedseg.client.app import settings_from_context
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.plan import RunPlan
@@ -26,7 +26,7 @@ EDGES = np.tile(np.linspace(-20.0, 20.0, 9), (2, 1))
 
 @pytest.fixture
 def federation(tmp_path):
-    return write_mixture_federation(tmp_path / "fed", n=300, d=2, k=2, merchants=2, seed=3)
+    return write_blob_federation(tmp_path / "fed", n=300, d=2, k=2, merchants=2, seed=3)
 
 
 def merchants(fed, **run_config) -> Merchants:

@@ -75,11 +75,9 @@ def test_plain_aggregation_rejects_bad_replies_and_keeps_the_round():
 
 
 def test_infinite_epsilon_one_merchant_equals_sklearn_lloyd(tmp_path):
-    from conftest import write_mixture_federation
+    from conftest import write_blob_federation
 
-    fed = write_mixture_federation(
-        tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0
-    )
+    fed = write_blob_federation(tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0)
     base = {"k": 4, "epsilon": float("inf"), "rounds": 1, "seed": 0}
     first = simulate(fed, base, out_dir=tmp_path / "first", evaluate=False).model
     x, _ = pooled_features(fed, seed=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_mixture_federation
+from conftest import write_blob_federation
 from fedseg.client.app import app as client_app
 from fedseg.privacy.protocol.records import from_records, to_records
 from fedseg.server.aggregation import RoundFailed
@@ -102,7 +102,7 @@ def centre_error(honest: dict, other: dict) -> float:
 def federation(tmp_path_factory) -> Path:
     # 2,000 customers per merchant at ε = 4: DP noise moves honest centres by ~2% of the gap.
     root = tmp_path_factory.mktemp("hostile") / "fed"
-    return write_mixture_federation(root, n=20_000, d=3, k=3, merchants=MERCHANTS, seed=11)
+    return write_blob_federation(root, n=20_000, d=3, k=3, merchants=MERCHANTS, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def run_with_stragglers(server_app: ServerApp, fed: Path, tmp: Path, **config) -
 
 @pytest.fixture(scope="module")
 def small_federation(tmp_path_factory) -> Path:
-    return write_mixture_federation(
+    return write_blob_federation(
         tmp_path_factory.mktemp("slow") / "fed", n=3000, d=3, k=3, merchants=6, seed=2
     )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_mixture_federation
+from conftest import write_blob_federation
 from fedseg.simulations.experiments.run_metrics import evaluate_point, pooled_data
 from fedseg.simulations.experiments.runner import evaluate_model, simulate
 from fedseg.simulations.experiments.scenario import Scenario
@@ -18,7 +18,7 @@ from fedseg.simulations.experiments.sweep import collect_results, run_sweep
 @pytest.fixture(scope="module")
 def small_federation(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fed")
-    return write_mixture_federation(root, n=1200, d=3, k=3, merchants=3, seed=5)
+    return write_blob_federation(root, n=1200, d=3, k=3, merchants=3, seed=5)
 
 
 def test_cached_evaluation_matches_the_runners(small_federation, tmp_path):

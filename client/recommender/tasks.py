@@ -24,7 +24,6 @@ from fedseg.client.recommender.histories import CustomerHistories, build_histori
 from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.published.segments import nearest_centre
-from fedseg.privacy.scaling import FeatureScaling
 
 if TYPE_CHECKING:
     from fedseg.client.node import MerchantNode
@@ -147,7 +146,7 @@ class RecommenderTasks:
         centres = _array(payload, "centres", ndim=2)
         key = centres.tobytes() + "\x1f".join(map(str, catalogue)).encode()
         if self._cache is None or self._cache[0] != key:
-            segments = assign_segments(node, payload, centres)
+            segments = local_segments(node, payload, centres)
             self._cache = (key, self._build(catalogue, segments))
         return self._cache[1]
 
@@ -166,24 +165,16 @@ class RecommenderTasks:
         return drop_last_items(histories) if self.holdout_last else histories
 
 
-def assign_segments(
+def local_segments(
     node: MerchantNode, payload: Mapping[str, Any], centres: np.ndarray
 ) -> np.ndarray:
     """Each customer's nearest published centre, computed locally (as `fedseg assign`)."""
-    scaling = FeatureScaling(
-        names=node.names,
-        log=node.columns.log,
-        lower=tuple(_array(payload, "lower", ndim=1)),
-        upper=tuple(_array(payload, "upper", ndim=1)),
-        mean=tuple(_array(payload, "mean", ndim=1)),
-        scale=tuple(_array(payload, "scale", ndim=1)),
-        radius=float(payload.get("radius", 1.0)),
-    )
+    scaling, z, _ = node.scaled(payload)
     if centres.shape[1] != scaling.dim:
         raise RecommenderRequestError(
             f"'centres' has {centres.shape[1]} columns for {scaling.dim} features"
         )
-    return nearest_centre(scaling.transform(node.features), centres)
+    return nearest_centre(z, centres)
 
 
 def string_ids(events: pd.DataFrame) -> pd.DataFrame:

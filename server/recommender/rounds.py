@@ -27,7 +27,7 @@ from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import ReplySpec
 from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
 from fedseg.server.recommender.ease import choose_items, fit_recommender
-from fedseg.server.segmentation import Rounds, scaling_payload
+from fedseg.server.segmentation import Rounds
 
 # As benchmarked (benchmarks/recommender.py, docs/recommender.md).
 MAX_GRAM_ITEMS = 1000
@@ -133,7 +133,7 @@ def segmentation_payload(
     """What every recommender request carries: the published segmentation (merchants assign
     their own customers' segments) and the public catalogue's item ids."""
     return {
-        **scaling_payload(scaling),
+        **scaling.to_payload(),
         "centres": np.asarray(centres, dtype=np.float64),
         "items": catalogue["item_id"].tolist(),
     }
