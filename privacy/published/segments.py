@@ -85,9 +85,8 @@ def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
     labels = np.empty(len(z), dtype=np.int64)
     centre_sq = np.einsum("ij,ij->i", centres, centres)
     # Products this thin (k × d per row) run faster on one BLAS thread: waking the others
-    # costs more than they save (10k × 8 rows: 8 ms vs 0.8 ms for 8 centres, 20 vs 6.5 ms
-    # for 160, measured on this project's 2-core machine).
-    # Blocks of about a million distances stay in cache; one product, updated in place.
+    # costs more than they save (BENCHMARKS.md, "Engineering notes"). Blocks of about a
+    # million distances stay in cache; one product, updated in place.
     chunk = max(1024, _BLOCK_DISTANCES // len(centres))
     # Setting the limit costs ~60 µs, more than a product of a few hundred rows: below
     # _SINGLE_THREAD_WORK multiply-adds OpenBLAS runs one thread by itself (its own

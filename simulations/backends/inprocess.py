@@ -111,8 +111,8 @@ def copied(message: Message) -> Message:
     """An independent copy of ``message``, as a serializing transport would deliver it.
 
     Every record (and every ``Array`` object) is new, so mutating the copy's content never
-    touches the original; the arrays' bytes, immutable, are shared. About 6x faster than
-    ``copy.deepcopy``, which dominated simulations with thousands of merchants.
+    touches the original; the arrays' bytes, immutable, are shared, so it is much cheaper
+    than ``copy.deepcopy`` (BENCHMARKS.md, "Engineering notes").
     """
     metadata = copy.copy(message.metadata)
     if message.has_error():
@@ -174,8 +174,7 @@ def _fewer_collections():
     """Python's cyclic garbage collector, tuned for one simulated federation.
 
     Thousands of merchants in one process keep hundreds of thousands of objects alive,
-    and every full collection walks all of them (and every module's objects): at the
-    default thresholds that took ~6% of a 1,000-merchant run and more at 10,000. Objects
+    and every full collection walks all of them (and every module's objects). Objects
     from before the run are frozen (never scanned, nothing there is the run's garbage)
     and the young generation is collected every 10,000 allocations instead of 700, so
     full collections rarely trigger. Nothing is computed differently; both are undone
