@@ -151,4 +151,4 @@ def test_dates_beyond_nanosecond_range_are_counted_bad_rows_not_a_crash(tmp_path
         "u2,2024-01-02T03:04:05Z,purchase,b,10\n"
     )
     features, _, report = customer_features(path, pseudonymizer=PSEUDONYMIZER)
-    assert report.dropped == {"bad_timestamp": 2} and len(features) == 1
+    assert report.dropped == {"bad timestamp": 2} and len(features) == 1
