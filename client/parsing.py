@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from fedseg.client.schema import EVENT_NAMES, canonical_event_name
 
 # The cells pandas' CSV reader reads as missing (``pandas._libs.parsers.STR_NA_VALUES``).
@@ -22,6 +24,7 @@ MISSING_TEXT = frozenset(
      "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 )  # fmt: skip
 _MISSING = list(MISSING_TEXT)
+_MISSING_ARROW = pa.array(sorted(MISSING_TEXT))
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def parse_text(column: pd.Series) -> ParsedColumn:
     if pd.api.types.is_float_dtype(column) and _integral(column):
         column = column.astype("Int64")
     text = column.astype("str").str.strip()
-    missing = (column.isna().to_numpy() | text.isin(_MISSING).to_numpy()) & ~bad
+    missing = _missing_text(text) & ~bad
     if missing.any() or bad.any():
         text = text.where(~missing & ~bad)
     return ParsedColumn(text, missing, bad)
@@ -83,11 +86,21 @@ def parse_number(column: pd.Series) -> ParsedColumn:
         undecodable = np.zeros(len(column), dtype=bool)
     else:
         column, undecodable = _decoded(column)
-        text = column.astype("str").str.strip().where(column.notna())
-        missing = (text.isna() | text.isin(_MISSING)).to_numpy() & ~undecodable
-        values = _text_to_float(text.where(~missing))
+        text = column.astype("str").str.strip()
+        missing = _missing_text(text) & ~undecodable
+        values = _text_to_float(text.where(~missing) if missing.any() else text)
     finite = np.isfinite(values.to_numpy())
     return ParsedColumn(values.where(finite), missing, (~finite | undecodable) & ~missing)
+
+
+def _missing_text(text: pd.Series) -> np.ndarray:
+    """Gaps and the cells CSV reads as missing; one pyarrow pass over Arrow-backed text
+    (``Series.isin`` costs ~0.3 ms even on a 200-row column)."""
+    arrow = text.array.__arrow_array__() if hasattr(text.array, "__arrow_array__") else None
+    if arrow is None:
+        return text.isna().to_numpy() | text.isin(_MISSING).to_numpy()
+    hits = pc.or_kleene(pc.is_null(arrow), pc.is_in(arrow, value_set=_MISSING_ARROW))
+    return np.asarray(hits, dtype=bool)
 
 
 def _text_to_float(text: pd.Series) -> pd.Series:
@@ -109,9 +122,9 @@ def parse_timestamp(column: pd.Series) -> ParsedColumn:
         values = _from_unix_seconds(column.astype("float64"))
     else:
         column, undecodable = _decoded(column)
-        text = column.astype("str").str.strip().where(column.notna())
-        missing = (text.isna() | text.isin(_MISSING)).to_numpy() & ~undecodable
-        text = text.where(~missing)
+        text = column.astype("str").str.strip()
+        missing = _missing_text(text) & ~undecodable
+        text = text.where(~missing) if missing.any() else text
         if _looks_like_unix_seconds(text):
             values = _from_unix_seconds(pd.to_numeric(text, errors="coerce"))
         else:

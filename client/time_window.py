@@ -37,9 +37,11 @@ class TimeWindow:
 
     def outside(self, times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """Masks of the times after ``as_of`` and before ``floor`` (NaT is neither)."""
+        none = np.zeros(len(times), dtype=bool)
+        if self.as_of is None and self.floor is None:
+            return none, none
         ns = pd.DatetimeIndex(times).as_unit("ns").asi8
         known = ns != np.iinfo(np.int64).min  # NaT
-        none = np.zeros(len(ns), dtype=bool)
         late = known & (ns > self.as_of.value) if self.as_of is not None else none
         early = known & (ns < self.floor.value) if self.floor is not None else none
         return late, early

@@ -10,10 +10,11 @@ Events rules, in order: ``missing user_id`` / ``bad user_id`` (not UTF-8 text),
 1677-2262), ``after as_of``, ``before floor`` (the run's public time window),
 ``missing event``, ``unknown event`` (see :mod:`fedseg.client.schema` for the names and
 aliases accepted), ``missing item_id`` / ``bad item_id``, ``missing price`` (purchase and
-cart rows only; views and reviews may omit a price), ``bad price`` (not a finite number,
-or so large that sums of such values could overflow), ``negative price``, then
-``bad``/``negative`` for ``quantity``, ``duration_s``, ``rating``, ``amount overflows``
-(a purchase whose price × quantity is that large), ``bad category``,
+cart rows only; views and reviews may omit a price), ``bad price`` (not a finite number),
+``negative price``, then ``bad``/``negative`` for ``quantity``, ``duration_s`` (``bad``
+also when so large that a customer's sum could overflow), ``rating``, ``amount
+overflows`` (a purchase whose price × quantity is that large, or not finite),
+``bad category``,
 ``missing session_id`` (when the column exists: sessions are counted from it),
 ``missing order_id`` (purchase rows, when the column exists: orders are counted from it),
 and last ``duplicate row`` (identical to an earlier kept row after parsing).
@@ -36,6 +37,7 @@ from fedseg.client.typed_tables import TypedTable
 LARGEST_SUMMABLE = float(np.finfo(np.float64).max) / 2**53
 # Rows dropped by these rules are normal in good data; strict mode refuses only the others.
 EXPECTED_DROPS = frozenset({"after as_of", "before floor", "duplicate row"})
+_SUMMED = ("quantity", "duration_s")  # per customer; prices are summed as amounts
 
 
 class RowChecks:
@@ -86,7 +88,8 @@ def check_events(typed: TypedTable, window: TimeWindow) -> RowChecks:
     for name in ("price", "quantity", "duration_s", "rating"):
         if name in columns:
             values = frame[name].to_numpy()
-            checks.flag(f"bad {name}", columns[name].bad | (np.abs(values) > LARGEST_SUMMABLE))
+            too_large = np.abs(values) > LARGEST_SUMMABLE if name in _SUMMED else False
+            checks.flag(f"bad {name}", columns[name].bad | too_large)
             checks.flag(f"negative {name}", values < 0)
     with np.errstate(over="ignore", invalid="ignore"):
         amount = frame["price"].to_numpy() * frame["quantity"].to_numpy()
