@@ -105,7 +105,9 @@ def test_strict_mode_and_reports_of_dirty_tables_carry_no_cell(tmp_path, fmt):
     with pytest.raises(DataError) as error:
         load_merchant_table(source, pseudonymizer=PSEUDO, strict=True)
     message = str(error.value)
-    assert message.startswith(f"{source}: strict mode: 8 bad rows: 2 bad timestamp (first at row 8)")
+    assert message.startswith(
+        f"{source}: strict mode: 8 bad rows: 2 bad timestamp (first at row 8)"
+    )
     assert_no_cell(message, DIRTY)
 
 
