@@ -38,10 +38,6 @@ class ParsedColumn:
     bad: np.ndarray
     renamed: tuple[str, ...] = ()
 
-    @property
-    def valid(self) -> np.ndarray:
-        return ~self.missing & ~self.bad
-
 
 def parse_text(column: pd.Series) -> ParsedColumn:
     """Identifiers and labels as stripped text; integral floats (``7.0``) become ``"7"``."""
