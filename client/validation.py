@@ -63,12 +63,9 @@ class RowChecks:
 
     def first_rows(self) -> dict[str, int]:
         """The first row (numbered from 1) charged to each reason."""
-        rows = {}
-        for position in np.flatnonzero(self._first >= 0):
-            rows.setdefault(self._reasons[self._first[position]], int(position) + 1)
-            if len(rows) == len(self._reasons):
-                break
-        return rows
+        flagged = np.flatnonzero(self._first >= 0)
+        codes, first = np.unique(self._first[flagged], return_index=True)
+        return {self._reasons[c]: int(flagged[f]) + 1 for c, f in zip(codes, first, strict=True)}
 
 
 def check_events(typed: TypedTable, window: TimeWindow) -> RowChecks:
