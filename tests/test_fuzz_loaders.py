@@ -144,8 +144,8 @@ def junk_tables(draw) -> pd.DataFrame:
 def write(table: pd.DataFrame, folder: Path, fmt: str) -> tuple[object, str] | None:
     """Write ``table`` as CSV, Parquet or SQLite; return (source, label), None if refused."""
     if fmt == "sqlite":
-        if table.columns.duplicated().any() or "" in table.columns:
-            return None  # SQLite cannot hold such headers
+        if table.columns.str.lower().duplicated().any() or "" in table.columns:
+            return None  # SQLite cannot hold such headers (its names ignore case)
         db = folder / "merchant.db"
         with sqlite3.connect(db) as connection:
             table.to_sql("events", connection, index=False)
