@@ -46,7 +46,9 @@ def synthetic_events(n_events: int, n_users: int, rng: np.random.Generator) -> p
             "item_id": np.char.add("i", rng.integers(0, 10_000, n_events).astype(str)),
             "price": np.round(rng.lognormal(3.0, 1.0, n_events), 2),
             "quantity": np.where(kinds == 2, 1 + rng.poisson(0.3, n_events), np.nan),
-            "duration_s": np.where(kinds == 0, np.round(rng.exponential(45.0, n_events), 1), np.nan),
+            "duration_s": np.where(
+                kinds == 0, np.round(rng.exponential(45.0, n_events), 1), np.nan
+            ),
             "category": rng.choice(["home", "fashion", "electronics", "beauty"], n_events),
             "email": "someone@example.com",
         }
@@ -85,7 +87,9 @@ def timed(sources: list[str], repeats: int) -> tuple[float, int]:
     best, rows = float("inf"), 0
     for _ in range(repeats):
         start = time.perf_counter()
-        rows = sum(load_merchant_table(s, pseudonymizer=PSEUDONYMIZER)[1].rows_read for s in sources)
+        rows = sum(
+            load_merchant_table(s, pseudonymizer=PSEUDONYMIZER)[1].rows_read for s in sources
+        )
         best = min(best, time.perf_counter() - start)
     return best, rows
 
@@ -104,7 +108,9 @@ def main() -> None:
         print(f"{'source':44} {'rows':>10} {'seconds':>9} {'rows/s':>12}")
         for name, sources in cases.items():
             seconds, rows = timed(sources, args.repeats)
-            table.append({"source": name, "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds})
+            table.append(
+                {"source": name, "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+            )
             print(f"{name:44} {rows:>10,} {seconds:>9.3f} {rows / seconds:>12,.0f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {
