@@ -16,6 +16,7 @@ FLOWER_ALLOWED = {
     "client/app.py",
     "server/app.py",
     "privacy/protocol/records.py",
+    "simulations/backends/flower_run.py",
     "simulations/backends/inprocess.py",
     "simulations/backends/ray_engine.py",
     "simulations/backends/replay.py",
