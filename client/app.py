@@ -64,6 +64,7 @@ def settings_from_context(context: Context) -> MerchantSettings:
         key_file="" if test_seed is not None else str(node.get("key-file", "")),
         state_dir=str(node.get("state-dir", "")),
         simulation_seed=test_seed,
+        strict=str(node.get("strict", "false")).lower() in ("1", "true", "yes"),
     )
 
 

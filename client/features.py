@@ -130,18 +130,6 @@ def _share_columns(log: CustomerEvents, specs: Sequence[FeatureSpec]) -> dict[st
     return columns
 
 
-HISTORY_FLOOR = pd.Timedelta(days=20 * 365)  # events older than as_of minus this are dropped
-
-
-def within_window(events: pd.DataFrame, as_of: object) -> pd.DataFrame:
-    """The events inside the run's public window (as_of − 20 years, as_of]: a customer's
-    features then depend only on their own records and the public as_of."""
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    times = events["timestamp"]
-    return events[((times <= stamp) & (times > stamp - HISTORY_FLOOR)).to_numpy()]
-
-
 def feature_specs_for_table(features: pd.DataFrame) -> tuple[FeatureSpec, ...]:
     """Specs for a features table: the declared spec for known names, else a generic one."""
     names = [c for c in features.columns if c != "user_id"]
@@ -161,17 +149,19 @@ def customer_features(
     specs: Sequence[FeatureSpec] | None = None,
     as_of: object = None,
     source_name: str | None = None,
+    strict: bool = False,
 ) -> tuple[pd.DataFrame, tuple[FeatureSpec, ...], LoadReport]:
-    """Load a merchant table of either kind and return (features, specs, load report)."""
+    """Load a merchant table of either kind and return (features, specs, load report).
+
+    With the run's public ``as_of`` the loader keeps only the events inside the run's window
+    (client/time_window.py), and recency is measured from ``as_of``."""
     clean, report = load_merchant_table(
-        source, pseudonymizer=pseudonymizer, source_name=source_name
+        source, pseudonymizer=pseudonymizer, source_name=source_name, as_of=as_of, strict=strict
     )
     if report.kind == "events":
         specs = tuple(specs) if specs is not None else _default_specs_for(clean)
-        if as_of is not None:
-            clean = within_window(clean, as_of)
-            if clean.empty:
-                raise DataError(f"{report.source}: no events in the run's window up to as-of")
+        if clean.empty:
+            raise DataError(f"{report.source}: no events in the run's window ({report.window})")
         return build_features(clean, specs=specs, as_of=as_of), specs, report
     table = clean.set_index("user_id")
     specs = tuple(specs) if specs is not None else feature_specs_for_table(table)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from fedseg.client.errors import DataError
-from fedseg.client.features import customer_features, within_window
+from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.node import FeatureColumns, MerchantNode
 from fedseg.client.policy import MerchantPolicy
@@ -27,6 +28,7 @@ from fedseg.privacy.protocol import run
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 
 MERCHANT_SUFFIXES = (".csv", ".parquet")
+log = logging.getLogger("fedseg.merchant")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class MerchantSettings:
     state_dir: str = ""
     simulation_seed: int | None = None  # simulations and the node-config test mode only
     holdout_last: bool = False  # simulations only: hide each customer's last item (evaluation)
+    strict: bool = False  # refuse a table with any bad row instead of dropping and counting it
 
     def __post_init__(self) -> None:
         if not self.data_path:
@@ -91,9 +94,10 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
     else:
         pseudonymizer = Pseudonymizer.for_simulation(settings.merchant_id, settings.simulation_seed)
     as_of = as_of_timestamp(settings.as_of)
-    features, specs, _ = customer_features(
-        settings.data_path, pseudonymizer=pseudonymizer, as_of=as_of
+    features, specs, report = customer_features(
+        settings.data_path, pseudonymizer=pseudonymizer, as_of=as_of, strict=settings.strict
     )
+    log.info("merchant %s: %s", settings.merchant_id, report.summary())  # its own log only
     ledger_path = Path(settings.state_dir) / "ledger.json" if settings.state_dir else None
     policy = settings.policy
     ledger = PrivacyLedger(
@@ -125,12 +129,11 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
 
 
 def _item_events(data_path: str, pseudonymizer: Pseudonymizer, as_of: pd.Timestamp):
-    """The clean events up to ``as_of`` (same pseudonyms as the features), or None for a
-    features table."""
-    clean, report = load_merchant_table(data_path, pseudonymizer=pseudonymizer)
-    if report.kind != "events":
-        return None
-    return within_window(clean, as_of)
+    """The clean events of the run's window (same pseudonyms as the features), or None for a
+    features table. Loaded again on the first recommender request rather than kept: a
+    segmentation-only run should not hold every event in memory."""
+    clean, report = load_merchant_table(data_path, pseudonymizer=pseudonymizer, as_of=as_of)
+    return clean if report.kind == "events" else None
 
 
 def _stable_int(text: str) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fedseg.client.features import customer_features, within_window
+from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.server.model import SegmentModel
@@ -137,9 +137,7 @@ def merchant_histories(
     for path in merchant_files:
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
         features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
-        events, report = load_merchant_table(path, pseudonymizer=pseudonymizer)
-        if as_of is not None:
-            events = within_window(events, as_of)
+        events, report = load_merchant_table(path, pseudonymizer=pseudonymizer, as_of=as_of)
         if report.kind != "events":
             raise ValueError(f"{path}: a features table has no item histories to evaluate")
         labels = model.predict(features[list(model.features)].to_numpy(dtype=np.float64))
