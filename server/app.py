@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from logging import INFO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from fedseg.server.secure import SecureAggregator
 from fedseg.server.segmentation import Rounds, SegmentationFit, SegmentationRun
 from fedseg.server.transport import Reply
 from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 if TYPE_CHECKING:
@@ -43,13 +45,24 @@ def main(grid: Grid, context: Context) -> None:
     started = time.perf_counter()
     transport = GridTransport(grid, timeout=cfg.round_timeout or None)
     transport.wait_for_nodes(expected=cfg.expected_nodes, minimum=cfg.min_clients)
-    model = fit_model(transport, cfg)
+    model = fit_model(transport, cfg, on_round=log_round)
     model.save(out_dir / "model.json")
     (out_dir / "report.md").write_text(render_report(model))
+    log(INFO, "fedseg: wrote %s and report.md (ε = %.4g at δ = %g)",
+        (out_dir / "model.json").resolve(), model.privacy["epsilon"], model.privacy["delta"])  # fmt: skip
     context.state["fedseg"] = ConfigRecord({"wall-s": time.perf_counter() - started})
 
 
-def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
+def log_round(entry: dict) -> None:
+    """One line per round in the run's log (``flwr log RUN_ID`` shows it to the operator)."""
+    rejected = entry.get("rejected", {})
+    first = f"; first refusal: {next(iter(rejected.values()))}" if rejected else ""
+    log(INFO, "fedseg: %s: %d of %d merchants contributed, %d left out, %.2f s%s",
+        entry.get("task"), len(entry.get("contributors", [])), entry.get("asked", 0),
+        len(rejected), entry.get("seconds", 0.0), first)  # fmt: skip
+
+
+def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentModel:
     rng = np.random.default_rng(cfg.seed if cfg.seed >= 0 else None)
     ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
     warm = _read_model(cfg.warm_start)
@@ -57,7 +70,8 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
     if catalogue is not None and not _has_attributes(catalogue):
         cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
-    rounds = Rounds(transport, cfg, ledger, aggregate=_aggregator(transport, ledger, cfg))
+    aggregate = _aggregator(transport, ledger, cfg)
+    rounds = Rounds(transport, cfg, ledger, aggregate=aggregate, on_round=on_round)
     run = SegmentationRun(rounds, rng, warm_start=warm, statistics_from=statistics)
     fitted = run.fit()
     extras = {

@@ -51,6 +51,13 @@ class Rounds:
     left_out: dict[int, str] = field(default_factory=dict)  # merchant → why it takes no part
     noise: dict[str, float] = field(default_factory=dict)  # noise multiplier per release kind
     sizes: dict[int, tuple[float, float]] = field(default_factory=dict)  # node → (n̂, its σ)
+    on_round: Callable[[dict], None] | None = None  # told of every round, e.g. to log it
+
+    def record(self, entry: dict) -> None:
+        """Keep one round's log entry (and tell ``on_round``)."""
+        self.history.append(entry)
+        if self.on_round is not None:
+            self.on_round(entry)
 
     def gaussian_round(
         self, task: str, kind: str, payload: dict, mechanism: GaussianMechanism, spec: ReplySpec
@@ -99,7 +106,7 @@ class Rounds:
             if node not in nodes:
                 reason = self.left_out.get(node, "offline: the SuperLink no longer lists it")
                 agg.log.rejected.setdefault(node, f"node {node}: {reason}")
-        self.history.append(agg.log.to_dict())
+        self.record(agg.log.to_dict())
         placement = releases.NoisePlacement(agg.noise_share)
         contributors = len(agg.log.contributors)
         noise = {p: placement.sigma_of_sum(s, contributors) for p, s in sigmas.items()}
@@ -187,7 +194,7 @@ class SegmentationRun:
         for r in replies:
             if r.node_id not in agreeing and r.error is None:
                 self.rounds.left_out[r.node_id] = "left out: declared other features (describe)"
-        self.rounds.history.append(
+        self.rounds.record(
             {"task": "describe", "asked": len(nodes), "contributors": list(agreeing),
              "seconds": time.perf_counter() - started}
         )  # fmt: skip
@@ -214,7 +221,7 @@ class SegmentationRun:
         for node, reason in why.items():
             self.rounds.left_out[node] = f"left out: did not accept the plan ({reason})"
         self.rounds.noise = {r.name: r.noise_multiplier for r in plan.releases}
-        self.rounds.history.append(
+        self.rounds.record(
             {"task": "plan", "asked": len(asked), "contributors": accepted,
              "rejected": {str(k): v for k, v in rejected.items()},
              "seconds": time.perf_counter() - started}
