@@ -139,6 +139,8 @@ def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_fe
     assert again.scaling == first.scaling and again.k == 4
     names = {r["name"] for r in again.privacy["releases"]}
     assert names == {"init_cluster_stats", "cluster_stats"}
+    for entry in again.privacy["releases"]:  # the server charges the mechanism's own release
+        assert entry["l2_sensitivity"] == 1.0 and entry["sigma"] == entry["noise_multiplier"]
     assert again.privacy["run_epsilon"] <= 1.0
     # It republishes the first model's scaler and marginals: its report covers those too.
     inherited = again.privacy["inherited"]
