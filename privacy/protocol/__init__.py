@@ -1,0 +1,1 @@
+"""Definitions both halves of the protocol read: the operator's feature schema."""
