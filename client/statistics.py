@@ -60,3 +60,45 @@ def cluster_statistics(z: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, 
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     sums = np.stack([np.bincount(labels, weights=z[:, j], minlength=k) for j in range(d)], axis=1)
     return sums.reshape(k, d), counts
+
+
+# -- statistics of the accuracy work (issue 16); raw values only, the node adds noise ------
+
+
+def clipped_moments(u: np.ndarray, *, gram: bool) -> dict[str, np.ndarray]:
+    """Count, sum and second moments of rows already clipped to the public box [-1, 1]^d.
+
+    ``gram``: the full Σ u uᵀ (for a DP projection), else only its diagonal Σ u².
+    One customer adds 1 to the count, u (‖u‖ ≤ √d) to the sum and u uᵀ (Frobenius norm
+    ‖u‖² ≤ d) or u² (L2 norm ≤ √d) to the second moments.
+    """
+    second = u.T @ u if gram else np.einsum("ij,ij->j", u, u)
+    return {"count": np.array([float(len(u))]), "sum": u.sum(axis=0), "second": second}
+
+
+def clip_l2(v: np.ndarray, radius: float) -> np.ndarray:
+    """Rows scaled down to L2 norm ≤ ``radius``."""
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v * np.minimum(1.0, radius / np.maximum(norms, 1e-300))
+
+
+def displacement_statistics(
+    z: np.ndarray, centres: np.ndarray, *, radius: float, distance_edges: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-cluster sums of displacements clip(z − c, radius), counts, and a distance histogram.
+
+    Each customer joins its nearest centre, adds its displacement from that centre clipped
+    to ``radius`` (L2) to the cluster's sum, 1 to its count and 1 to one bin of the
+    histogram of distances to its centre (bins ``distance_edges``; outside them, the end
+    bins). The server's new centre is c + sum / count.
+    """
+    k, d = centres.shape
+    labels = nearest_centre(z, centres)
+    offsets = z - centres[labels]
+    distance = np.linalg.norm(offsets, axis=1)
+    moved = offsets * np.minimum(1.0, radius / np.maximum(distance, 1e-300))[:, None]
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.stack([np.bincount(labels, weights=moved[:, j], minlength=k) for j in range(d)], axis=1)
+    inner = distance_edges[1:-1]
+    hist = np.bincount(np.searchsorted(inner, distance, side="right"), minlength=len(inner) + 1)
+    return {"sums": sums.reshape(k, d), "counts": counts, "distances": hist.astype(np.float64)}
