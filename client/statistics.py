@@ -102,3 +102,16 @@ def displacement_statistics(
     inner = distance_edges[1:-1]
     hist = np.bincount(np.searchsorted(inner, distance, side="right"), minlength=len(inner) + 1)
     return {"sums": sums.reshape(k, d), "counts": counts, "distances": hist.astype(np.float64)}
+
+
+def segment_value_sums(
+    x: np.ndarray, labels: np.ndarray, k: int, *, lower: np.ndarray, upper: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-segment sums of each feature in original units, mapped to [-1, 1] by the public
+    bounds (v = (clip(x) − centre) / half-width), and counts: one customer adds v
+    (‖v‖ ≤ √d) to its segment's sums and 1 to its count. ``labels`` come from the
+    published model (its own assignment of each customer)."""
+    centre, half = (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
+    v = (np.clip(x, lower, upper) - centre) / half
+    sums = np.stack([np.bincount(labels, weights=v[:, j], minlength=k) for j in range(v.shape[1])], axis=1)
+    return {"sums": sums.reshape(k, v.shape[1]), "counts": np.bincount(labels, minlength=k).astype(np.float64)}

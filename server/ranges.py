@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.server.kmeans import denoise_histograms
 
 DECADES = 6.0  # unknown sides span 10^-6 .. 10^6 around the known side (or 0)
 
@@ -34,43 +35,52 @@ def range_edges(schema: FeatureSchema, bins: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def significant_bins(
-    noisy_counts: np.ndarray, sigma: float, *, threshold: float = 4.0
-) -> np.ndarray:
-    """Bins whose noisy count is above ``threshold`` σ, or above half of it with a neighbour
-    that is too (mass spread over adjacent bins); a feature with none keeps its largest bin."""
-    strong = noisy_counts >= threshold * sigma
-    half = noisy_counts >= 0.5 * threshold * sigma
-    pair = np.zeros_like(half)
-    pair[:, 1:] |= half[:, 1:] & half[:, :-1]
-    pair[:, :-1] |= half[:, :-1] & half[:, 1:]
-    keep = strong | pair
-    empty = ~keep.any(axis=1)
-    keep[empty, np.argmax(noisy_counts[empty], axis=1)] = True
-    return keep
-
-
 def bounds_from_histograms(
     noisy_counts: np.ndarray,
     edges: np.ndarray,
     sigma: float,
     *,
-    tail: float = 0.005,
-    threshold: float = 4.0,
+    tail: float = 0.001,
+    widen: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clip bounds per feature: the ``tail`` and 1 − ``tail`` quantiles of the significant
-    bins' mass, widened to the edges of the bins they fall in (geometric bins are coarse,
-    so the bound is never inside the bin the quantile lies in)."""
-    keep = significant_bins(noisy_counts, sigma, threshold=threshold)
-    mass = np.where(keep, np.maximum(noisy_counts, 0.0), 0.0)
+    """Clip bounds per feature: the ``tail`` and 1 − ``tail`` quantiles of the bins that
+    noise alone could not explain (``server/kmeans.py:denoise_histograms``, which merges
+    bins until thin mass passes its test), widened to the edges of the bins they fall in
+    (geometric bins are coarse, so a bound never cuts into the bin its quantile lies in)."""
+    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
     lower, upper = [], []
     for m, e in zip(mass, edges, strict=True):
-        cdf = np.cumsum(m) / max(m.sum(), 1e-12)
-        first = int(np.searchsorted(cdf, tail, side="left"))
-        last = int(np.searchsorted(cdf, 1.0 - tail, side="left"))
+        occupied = np.flatnonzero(m > 0)
+        if occupied.size == 0:
+            lower.append(e[0])
+            upper.append(e[-1])
+            continue
+        cdf = np.cumsum(m) / m.sum()
+        first = int(np.searchsorted(cdf, tail, side="left")) if tail > 0 else occupied[0]
+        last = int(np.searchsorted(cdf, 1.0 - tail, side="left")) if tail > 0 else occupied[-1]
+        # one more bin on each side: a bound that cuts a cluster costs more than a wide box
+        first, last = max(first - widen, 0), min(last + widen, len(e) - 2)
         lower.append(e[first])
-        upper.append(e[min(last, len(e) - 2) + 1])
+        upper.append(e[last + 1])
     return np.array(lower), np.array(upper)
+
+
+def robust_scale(
+    noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    """Interquartile range / 1.349 of each feature's denoised histogram inside the bounds
+    (a fallback standard deviation when the moments are too noisy)."""
+    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
+    out = []
+    for m, e, a, b in zip(mass, edges, lower, upper, strict=True):
+        total = m.sum()
+        if total <= 0:
+            out.append((b - a) / 4)
+            continue
+        cdf = np.concatenate([[0.0], np.cumsum(m) / total])
+        q1, q3 = np.interp([0.25, 0.75], cdf, e)
+        out.append(max((q3 - q1) / 1.349, (b - a) / 200))
+    return np.array(out)
 
 
 def shrink_bounds(

@@ -36,18 +36,23 @@ def scaling_from_moments(
     *,
     names: tuple[str, ...],
     log: tuple[bool, ...],
-    min_scale: float = 0.02,
+    sigma_second: float = 0.0,
+    fallback_scale: np.ndarray | None = None,
 ) -> FeatureScaling:
     """Mean and standard deviation of the clipped features from noisy moments.
 
-    A variance that noise pushed below (``min_scale`` × half-width)² is floored there: a
-    feature cannot be standardized more finely than its noise allows."""
+    Where the noisy variance is not at least 3 of its own noise standard deviations
+    (σ of Σu² / n), the standard deviation falls back to ``fallback_scale`` (the
+    histogram's robust scale), or to a quarter of the box if there is none."""
     n = max(float(noisy["count"][0]), 1.0)
     mean_u = np.clip(noisy["sum"] / n, -1.0, 1.0)
     second = noisy["second"]
     diag = np.diag(second) if second.ndim == 2 else second
-    var_u = np.maximum(diag / n - mean_u**2, min_scale**2)
+    var_u = diag / n - mean_u**2
     centre, half = unit_box(lower, upper)
+    fallback = (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)
+    var_u = np.where(var_u >= 3.0 * sigma_second / n, var_u, fallback)
+    var_u = np.clip(var_u, 1e-6, 1.0)
     return FeatureScaling(
         names=names,
         log=log,

@@ -9,7 +9,7 @@ and a ``GaussianMechanism``, followed by server post-processing from ``server/ra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from fedseg.client.statistics import clipped_moments, displacement_statistics, feature_histograms
@@ -24,7 +24,7 @@ from fedseg.simulations.harness.channel import Channel
 
 @dataclass(frozen=True)
 class FitConfig:
-    range_bins: int = 48
+    range_bins: int = 96
     range_share: float = 0.05
     moments_share: float = 0.10
     init_share: float = 0.25
@@ -35,6 +35,8 @@ class FitConfig:
     radius_quantile: float = 0.9
     distance_share: float = 0.05  # of a displacement release
     min_count_sigmas: float = 3.0
+    init_radius: float = 1.0  # × √d, the first init round's displacement radius
+    min_cell_sigmas: float = 1.0
 
 
 def plan(cfg: FitConfig, *, epsilon: float, delta: float) -> dict[str, float]:
@@ -70,11 +72,10 @@ def fit(
         lambda x: {"counts": feature_histograms(schema.to_model_space(x), edges)},
     )["counts"]  # fmt: skip
     sigma = channel.aggregate_sigmas(mech)["counts"]
-    if private:
-        lower, upper = ranges.bounds_from_histograms(hist, edges, sigma)
-    else:
-        lower, upper = ranges.bounds_from_histograms(hist, edges, 0.0, tail=0.0, threshold=0.0)
+    tail = 0.001 if private else 0.0
+    lower, upper = ranges.bounds_from_histograms(hist, edges, sigma, tail=tail, widen=int(private))
     lower, upper = ranges.shrink_bounds(lower, upper, schema)
+    fallback = ranges.robust_scale(hist, edges, sigma, lower, upper)
     # 2. moments (and the Gram matrix for a projection)
     project = d > cfg.project_above
     mech = GaussianMechanism(
@@ -85,17 +86,27 @@ def fit(
         "feature_moments", mech,
         lambda x: clipped_moments(standardize.to_unit(schema.to_model_space(x), lower, upper), gram=project),
     )  # fmt: skip
-    scaling = standardize.scaling_from_moments(moments, lower, upper, names=schema.names, log=schema.log)
+    sigma_second = channel.aggregate_sigmas(mech)["second"]
+    scaling = standardize.scaling_from_moments(
+        moments, lower, upper, names=schema.names, log=schema.log,
+        sigma_second=sigma_second, fallback_scale=fallback,
+    )  # fmt: skip
     n_hat = max(float(moments["count"][0]), 1.0)
+    # The found bounds only bound the moments' sensitivity; displacement clipping bounds
+    # every later release, so the clustering itself clips only to the schema's known bounds
+    # (a found bound that cuts a cluster would move its centre).
+    known_lo, known_hi = schema.model_bounds()
+    scaling = replace(scaling, lower=tuple(np.nan_to_num(known_lo, nan=-np.inf)),
+                      upper=tuple(np.nan_to_num(known_hi, nan=np.inf)))  # fmt: skip
     basis = variances = None
     if project:
         basis, variances = standardize.projection_from_moments(moments, scaling, min(k, d))
     # 3. initialization: over-complete candidate cells, then weighted k-means++
     dist_edges = lloyd.distance_edges(d)
-    r0 = 2.0 * math.sqrt(d)
+    r0 = cfg.init_radius * math.sqrt(d)
     probe = _displacement_mechanism(z["init_displacements"], r0, d, cfg)
     sigma_sums = channel.aggregate_sigmas(probe)["sums"]
-    m = init_mod.candidate_count(n_hat, k, 2.0 * sigma_sums, most=cfg.max_candidates_per_k * k)
+    m = init_mod.candidate_count(n_hat, k, cfg.min_cell_sigmas * sigma_sums, most=cfg.max_candidates_per_k * k)
     cells = init_mod.gaussian_candidates(m, d, rng, basis=basis, variances=variances)
     history = []
     radius = r0
