@@ -52,7 +52,9 @@ def scaling_from_moments(
     centre, half = unit_box(lower, upper)
     fallback = (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)
     var_u = np.where(var_u >= 3.0 * sigma_second / n, var_u, fallback)
-    var_u = np.clip(var_u, 1e-6, 1.0)
+    var_u = np.clip(np.nan_to_num(var_u, nan=1 / 16), 1e-6, 1.0)
+    if fallback_scale is not None:  # never finer than a tenth of the histogram's scale
+        var_u = np.maximum(var_u, (0.1 * fallback_scale / half) ** 2)
     return FeatureScaling(
         names=names,
         log=log,

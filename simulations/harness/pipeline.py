@@ -37,6 +37,7 @@ class FitConfig:
     min_count_sigmas: float = 3.0
     init_radius: float = 1.0  # × √d, the first init round's displacement radius
     min_cell_sigmas: float = 1.0
+    matched_span: float = 40.0  # found bounds wider than this × the matched scale: use the match
 
 
 def plan(cfg: FitConfig, *, epsilon: float, delta: float) -> dict[str, float]:
@@ -74,8 +75,17 @@ def fit(
     sigma = channel.aggregate_sigmas(mech)["counts"]
     tail = 0.001 if private else 0.0
     lower, upper = ranges.bounds_from_histograms(hist, edges, sigma, tail=tail, widen=int(private))
+    _, fallback, _ = ranges.histogram_scale(hist, edges, sigma, lower, upper)
+    if private:  # too few customers for significant bins: a matched Gaussian shape
+        mu, s_fit, amplitude = ranges.matched_location_scale(hist, edges)
+        kept = ranges.significant_mass(hist, sigma)
+        n_fit = float(np.median(amplitude))
+        thin = (kept < 0.7 * n_fit) & schema.unknown().any(axis=1)
+        unknown = schema.unknown().any(axis=1)
+        lower = np.where(thin, mu - 6 * s_fit, np.where(unknown, np.minimum(lower, mu - 3 * s_fit), lower))
+        upper = np.where(thin, mu + 6 * s_fit, np.where(unknown, np.maximum(upper, mu + 3 * s_fit), upper))
+        fallback = np.where(thin, s_fit, fallback)
     lower, upper = ranges.shrink_bounds(lower, upper, schema)
-    fallback = ranges.robust_scale(hist, edges, sigma, lower, upper)
     # 2. moments (and the Gram matrix for a projection)
     project = d > cfg.project_above
     mech = GaussianMechanism(
@@ -87,20 +97,21 @@ def fit(
         lambda x: clipped_moments(standardize.to_unit(schema.to_model_space(x), lower, upper), gram=project),
     )  # fmt: skip
     sigma_second = channel.aggregate_sigmas(mech)["second"]
+    fallback = np.maximum(fallback, 1e-9)
     scaling = standardize.scaling_from_moments(
         moments, lower, upper, names=schema.names, log=schema.log,
         sigma_second=sigma_second, fallback_scale=fallback,
     )  # fmt: skip
     n_hat = max(float(moments["count"][0]), 1.0)
+    basis = variances = None
+    if project:
+        basis, variances = standardize.projection_from_moments(moments, scaling, min(k, d))
     # The found bounds only bound the moments' sensitivity; displacement clipping bounds
     # every later release, so the clustering itself clips only to the schema's known bounds
     # (a found bound that cuts a cluster would move its centre).
     known_lo, known_hi = schema.model_bounds()
     scaling = replace(scaling, lower=tuple(np.nan_to_num(known_lo, nan=-np.inf)),
                       upper=tuple(np.nan_to_num(known_hi, nan=np.inf)))  # fmt: skip
-    basis = variances = None
-    if project:
-        basis, variances = standardize.projection_from_moments(moments, scaling, min(k, d))
     # 3. initialization: over-complete candidate cells, then weighted k-means++
     dist_edges = lloyd.distance_edges(d)
     r0 = cfg.init_radius * math.sqrt(d)
