@@ -25,10 +25,10 @@ from fedseg.simulations.harness.channel import Channel
 @dataclass(frozen=True)
 class FitConfig:
     range_bins: int = 96
-    range_share: float = 0.05
+    range_share: float = 0.15
     moments_share: float = 0.10
     init_share: float = 0.25
-    init_rounds: int = 2
+    init_rounds: int = 1
     rounds: int = 3
     project_above: int = 16  # d above this: DP-PCA to p = k dimensions for the init
     max_candidates_per_k: int = 20
