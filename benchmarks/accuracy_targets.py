@@ -93,7 +93,9 @@ def run_point(job: tuple) -> list[dict]:
             try:
                 fit = _fit(method, hd, eps, noise, seed)
                 metrics = score(ref, fit["model_space"], fit["labels"], truth=hd.truth)
-                metrics.update({k: fit[k] for k in ("wall_s", "epsilon_spent", "rounds", "releases")})
+                metrics.update(
+                    {k: fit[k] for k in ("wall_s", "epsilon_spent", "rounds", "releases")}
+                )
             except Exception as exc:  # a failed fit is a result too
                 metrics = {"cost_ratio": INF, "error": f"{type(exc).__name__}: {exc}"}
             rows.append({"scenario": name, "method": f"{method} ({noise})", "epsilon": eps,
@@ -112,6 +114,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["scenario"], r["method"], r["epsilon"]), []).append(r)
     table = []
     for (scenario, method, eps), rs in groups.items():
+
         def med(key: str, rs=rs) -> float:
             values = [r[key] for r in rs if key in r]
             return float(np.median(values)) if values else float("nan")
@@ -144,7 +147,9 @@ def main() -> None:
               f"{t['epsilon_spent_max']:>7.4g} {t['wall_s']:>6.2f}")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"delta": DELTA, "summary": table, "runs": rows}, indent=1, default=str))
+    out.write_text(
+        json.dumps({"delta": DELTA, "summary": table, "runs": rows}, indent=1, default=str)
+    )
     print(f"wrote {out}")
 
 

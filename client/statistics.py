@@ -98,7 +98,9 @@ def displacement_statistics(
     distance = np.linalg.norm(offsets, axis=1)
     moved = offsets * np.minimum(1.0, radius / np.maximum(distance, 1e-300))[:, None]
     counts = np.bincount(labels, minlength=k).astype(np.float64)
-    sums = np.stack([np.bincount(labels, weights=moved[:, j], minlength=k) for j in range(d)], axis=1)
+    sums = np.stack(
+        [np.bincount(labels, weights=moved[:, j], minlength=k) for j in range(d)], axis=1
+    )
     inner = distance_edges[1:-1]
     hist = np.bincount(np.searchsorted(inner, distance, side="right"), minlength=len(inner) + 1)
     return {"sums": sums.reshape(k, d), "counts": counts, "distances": hist.astype(np.float64)}
@@ -113,5 +115,10 @@ def segment_value_sums(
     published model (its own assignment of each customer)."""
     centre, half = (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
     v = (np.clip(x, lower, upper) - centre) / half
-    sums = np.stack([np.bincount(labels, weights=v[:, j], minlength=k) for j in range(v.shape[1])], axis=1)
-    return {"sums": sums.reshape(k, v.shape[1]), "counts": np.bincount(labels, minlength=k).astype(np.float64)}
+    sums = np.stack(
+        [np.bincount(labels, weights=v[:, j], minlength=k) for j in range(v.shape[1])], axis=1
+    )
+    return {
+        "sums": sums.reshape(k, v.shape[1]),
+        "counts": np.bincount(labels, minlength=k).astype(np.float64),
+    }

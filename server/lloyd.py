@@ -24,9 +24,7 @@ def distance_edges(dim: int, bins: int = DISTANCE_BINS) -> np.ndarray:
     return np.concatenate([[0.0], inner, [np.inf]])
 
 
-def distance_quantile(
-    noisy_hist: np.ndarray, edges: np.ndarray, sigma: float, q: float
-) -> float:
+def distance_quantile(noisy_hist: np.ndarray, edges: np.ndarray, sigma: float, q: float) -> float:
     """The ``q`` quantile of the distances, from a noisy histogram (bins below 2σ dropped)."""
     counts = np.where(noisy_hist >= 2.0 * sigma, noisy_hist, 0.0)
     if counts.sum() <= 0:

@@ -71,7 +71,9 @@ def noise_warnings(
     if dim > 2:
         fixes.append(f"fewer features (d = {max(1, int(dim / need**2))} instead of {dim})")
     if noise == "local" and merchants > 1:
-        fixes.append(f"distributed noise with secure aggregation (÷{math.sqrt(merchants):.1f} noise)")
+        fixes.append(
+            f"distributed noise with secure aggregation (÷{math.sqrt(merchants):.1f} noise)"
+        )
     unnamed = int(np.sum(relative >= NAMEABLE))
     head = (
         f"noise dominates: predicted centre error up to {worst:.0%} of a segment's spread, "

@@ -70,7 +70,9 @@ def significant_mass(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return np.maximum(noisy_counts, 0).sum(axis=1)
     kept = denoise_histograms(noisy_counts, sigma)
-    fell_back = np.all((kept > 0) == (noisy_counts > 0), axis=1) & (noisy_counts < 6 * sigma).all(axis=1)
+    fell_back = np.all((kept > 0) == (noisy_counts > 0), axis=1) & (noisy_counts < 6 * sigma).all(
+        axis=1
+    )
     return np.where(fell_back, 0.0, kept.sum(axis=1))
 
 
@@ -121,7 +123,9 @@ def matched_location_scale(
         widths = np.diff(finite)
         s_grid = np.geomspace(max(widths[widths > 0].min(), 1e-9), max(np.ptp(finite), 1e-9), grid)
         mu_grid = finite
-        t = np.diff(ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2)
+        t = np.diff(
+            ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2
+        )
         norm = np.maximum(np.linalg.norm(t, axis=2), 1e-12)
         score = (t @ h) / norm  # (s, μ)
         fits.append((score, score / norm, s_grid, mu_grid))

@@ -50,7 +50,9 @@ def scaling_from_moments(
     diag = np.diag(second) if second.ndim == 2 else second
     var_u = diag / n - mean_u**2
     centre, half = unit_box(lower, upper)
-    fallback = (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)
+    fallback = (
+        (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)
+    )
     var_u = np.where(var_u >= 3.0 * sigma_second / n, var_u, fallback)
     var_u = np.clip(np.nan_to_num(var_u, nan=1 / 16), 1e-6, 1.0)
     if fallback_scale is not None:  # never finer than a tenth of the histogram's scale

@@ -96,7 +96,9 @@ def test_matched_shape_finds_the_scale_of_a_thin_column():
     edges = ranges.range_edges(schema, 96)
     x = rng.normal(0, 3, size=(200, 4))
     exact = np.stack([np.histogram(np.clip(x[:, j], -1e6, 1e6), edges[j])[0] for j in range(4)])
-    _, scale, amplitude = ranges.matched_location_scale(exact + rng.normal(0, 10, exact.shape), edges)
+    _, scale, amplitude = ranges.matched_location_scale(
+        exact + rng.normal(0, 10, exact.shape), edges
+    )
     assert np.all((scale > 3 / 1.6) & (scale < 3 * 1.6))
     assert np.all((amplitude > 100) & (amplitude < 400))
 

@@ -45,7 +45,9 @@ def mixture(*, n: int, d: int, k: int, merchants: int, alpha: float, seed: int) 
 
     mix = gaussian_mixture_federation(n=n, d=d, k=k, merchants=merchants, alpha=alpha, seed=seed)
     schema = numeric_table_schema([f"x{j}" for j in range(d)], name="mixture")
-    return HarnessData(f"mixture-n{n}-d{d}-k{k}-m{merchants}", list(mix.parts), schema, k, list(mix.labels))
+    return HarnessData(
+        f"mixture-n{n}-d{d}-k{k}-m{merchants}", list(mix.parts), schema, k, list(mix.labels)
+    )
 
 
 def google_synthetic(
@@ -86,7 +88,9 @@ def sklearn_table(name: str, *, merchants: int = 5, seed: int = 0) -> HarnessDat
     order = np.random.default_rng(seed).permutation(len(x))
     split = np.array_split(order, merchants)
     schema = numeric_table_schema([f"c{j}" for j in range(x.shape[1])], name=name)
-    return HarnessData(name, [x[s] for s in split], schema, SKLEARN_TABLES[name], [y[s] for s in split])
+    return HarnessData(
+        name, [x[s] for s in split], schema, SKLEARN_TABLES[name], [y[s] for s in split]
+    )
 
 
 def _event_features(fed, schema: FeatureSchema, *, seed: int) -> tuple[list, list | None]:

@@ -82,8 +82,12 @@ def fit(
         n_fit = float(np.median(amplitude))
         thin = (kept < 0.7 * n_fit) & schema.unknown().any(axis=1)
         unknown = schema.unknown().any(axis=1)
-        lower = np.where(thin, mu - 6 * s_fit, np.where(unknown, np.minimum(lower, mu - 3 * s_fit), lower))
-        upper = np.where(thin, mu + 6 * s_fit, np.where(unknown, np.maximum(upper, mu + 3 * s_fit), upper))
+        lower = np.where(
+            thin, mu - 6 * s_fit, np.where(unknown, np.minimum(lower, mu - 3 * s_fit), lower)
+        )
+        upper = np.where(
+            thin, mu + 6 * s_fit, np.where(unknown, np.maximum(upper, mu + 3 * s_fit), upper)
+        )
         fallback = np.where(thin, s_fit, fallback)
     lower, upper = ranges.shrink_bounds(lower, upper, schema)
     # 2. moments (and the Gram matrix for a projection)
@@ -117,27 +121,55 @@ def fit(
     r0 = cfg.init_radius * math.sqrt(d)
     probe = _displacement_mechanism(z["init_displacements"], r0, d, cfg)
     sigma_sums = channel.aggregate_sigmas(probe)["sums"]
-    m = init_mod.candidate_count(n_hat, k, cfg.min_cell_sigmas * sigma_sums, most=cfg.max_candidates_per_k * k)
+    m = init_mod.candidate_count(
+        n_hat, k, cfg.min_cell_sigmas * sigma_sums, most=cfg.max_candidates_per_k * k
+    )
     cells = init_mod.gaussian_candidates(m, d, rng, basis=basis, variances=variances)
     history = []
     radius = r0
     for _ in range(cfg.init_rounds):
-        agg, sig = _displacement_round(channel, "init_displacements", scaling, schema, cells, radius, z, d, cfg, dist_edges)
+        agg, sig = _displacement_round(
+            channel, "init_displacements", scaling, schema, cells, radius, z, d, cfg, dist_edges
+        )
         min_count = max(cfg.min_count_sigmas * sig["counts"], 1.0)
-        cells, kept = lloyd.displacement_update(cells, agg["sums"], agg["counts"], min_count=min_count, max_step=radius)
-        radius = max(lloyd.distance_quantile(agg["distances"], dist_edges, sig["distances"], 0.95), 1e-6)
+        cells, kept = lloyd.displacement_update(
+            cells, agg["sums"], agg["counts"], min_count=min_count, max_step=radius
+        )
+        radius = max(
+            lloyd.distance_quantile(agg["distances"], dist_edges, sig["distances"], 0.95), 1e-6
+        )
         history.append({"task": "init", "cells": m, "kept": int(kept.sum()), "radius": radius})
     centres = init_mod.seed_from_cells(cells, agg["counts"], k, min_count=min_count, rng=rng)
     # 4. Lloyd rounds with displacement clipping; radius from the last distance histogram
     radius = radius * 1.5
     sizes = np.zeros(k)
     for round_no in range(1, cfg.rounds + 1):
-        agg, sig = _displacement_round(channel, "cluster_displacements", scaling, schema, centres, radius, z, d, cfg, dist_edges)
+        agg, sig = _displacement_round(
+            channel,
+            "cluster_displacements",
+            scaling,
+            schema,
+            centres,
+            radius,
+            z,
+            d,
+            cfg,
+            dist_edges,
+        )
         min_count = max(cfg.min_count_sigmas * sig["counts"], 1.0)
-        centres, kept = lloyd.displacement_update(centres, agg["sums"], agg["counts"], min_count=min_count, max_step=radius)
+        centres, kept = lloyd.displacement_update(
+            centres, agg["sums"], agg["counts"], min_count=min_count, max_step=radius
+        )
         sizes = agg["counts"]
-        history.append({"task": "lloyd", "round": round_no, "radius": radius, "empty": int((~kept).sum())})
-        radius = max(lloyd.distance_quantile(agg["distances"], dist_edges, sig["distances"], cfg.radius_quantile), 1e-6)
+        history.append(
+            {"task": "lloyd", "round": round_no, "radius": radius, "empty": int((~kept).sum())}
+        )
+        radius = max(
+            lloyd.distance_quantile(
+                agg["distances"], dist_edges, sig["distances"], cfg.radius_quantile
+            ),
+            1e-6,
+        )
     return {"scaling": scaling, "centres": centres, "sizes": sizes, "history": history,
             "sigma_sums": sig["sums"]}  # fmt: skip
 
