@@ -95,10 +95,18 @@ def histogram_scale(
 
 
 def shrink_bounds(
-    lower: np.ndarray, upper: np.ndarray, schema: FeatureSchema
+    lower: np.ndarray, upper: np.ndarray, schema: FeatureSchema, *, keep_public: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Known public bounds always win over found ones, and found ones never leave them."""
+    """Known public bounds always win over found ones, and found ones never leave them.
+
+    A feature with both bounds public keeps them unless the found range is narrower than
+    ``keep_public`` of the public one: noisy quantiles cut thin tails (a share that is 0 for
+    most customers), and a tight public box needs no shrinking."""
     lo, hi = schema.model_bounds()
+    bounded = ~np.isnan(lo) & ~np.isnan(hi)
+    narrow = (upper - lower) < keep_public * (hi - lo)
+    lower = np.where(bounded & ~narrow, lo, lower)
+    upper = np.where(bounded & ~narrow, hi, upper)
     lower = np.where(np.isnan(lo), lower, np.maximum(lower, lo))
     upper = np.where(np.isnan(hi), upper, np.minimum(upper, hi))
     upper = np.where(upper > lower, upper, lower + 1e-9 * np.maximum(1.0, np.abs(lower)))
