@@ -66,14 +66,17 @@ def cluster_statistics(z: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, 
 
 
 def clipped_moments(u: np.ndarray, *, gram: bool) -> dict[str, np.ndarray]:
-    """Count, sum and second moments of rows already clipped to the public box [-1, 1]^d.
+    """Count, sum and squares of rows already clipped to the public box [-1, 1]^d, and with
+    ``gram`` the full Σ u uᵀ too (for a DP projection).
 
-    ``gram``: the full Σ u uᵀ (for a DP projection), else only its diagonal Σ u².
-    One customer adds 1 to the count, u (‖u‖ ≤ √d) to the sum and u uᵀ (Frobenius norm
-    ‖u‖² ≤ d) or u² (L2 norm ≤ √d) to the second moments.
+    One customer adds 1 to the count, u (‖u‖ ≤ √d) to the sum, u² (‖u²‖ ≤ √d) to the
+    squares and u uᵀ (Frobenius norm ‖u‖² ≤ d) to the Gram matrix.
     """
-    second = u.T @ u if gram else np.einsum("ij,ij->j", u, u)
-    return {"count": np.array([float(len(u))]), "sum": u.sum(axis=0), "second": second}
+    out = {"count": np.array([float(len(u))]), "sum": u.sum(axis=0),
+           "square": np.einsum("ij,ij->j", u, u)}  # fmt: skip
+    if gram:
+        out["second"] = u.T @ u
+    return out
 
 
 def clip_l2(v: np.ndarray, radius: float) -> np.ndarray:

@@ -114,7 +114,7 @@ def shrink_bounds(
 
 
 def matched_location_scale(
-    noisy_counts: np.ndarray, edges: np.ndarray, *, grid: int = 48
+    noisy_counts: np.ndarray, edges: np.ndarray, *, grid: int = 48, max_bin_share: float = 0.6
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per feature the Gaussian (μ, s) whose binned shape best matches the noisy histogram,
     and its amplitude (the customers it accounts for): least squares with a free amplitude,
@@ -131,20 +131,25 @@ def matched_location_scale(
         widths = np.diff(finite)
         s_grid = np.geomspace(max(widths[widths > 0].min(), 1e-9), max(np.ptp(finite), 1e-9), grid)
         mu_grid = finite
-        t = np.diff(
-            ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2
-        )
-        norm = np.maximum(np.linalg.norm(t, axis=2), 1e-12)
-        score = (t @ h) / norm  # (s, μ)
-        fits.append((score, score / norm, s_grid, mu_grid))
-    amplitudes = [a[np.unravel_index(np.argmax(sc), sc.shape)] for sc, a, _, _ in fits]
-    n_hat = float(np.median(amplitudes))
+        t = np.diff(ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2)
+        # A shape inside one bin matches any single noise spike; real columns of unknown
+        # range spread over several of these bins.
+        t = np.where(t.max(axis=2, keepdims=True) <= max_bin_share, t, np.nan)
+        fits.append((t, t @ h, np.sum(t * t, axis=2), s_grid, mu_grid))
+    # Every feature counts the same customers: one amplitude n̂ for all (the median of the
+    # free-amplitude fits), then per feature the shape minimizing ‖h − n̂·t‖².
+    free = [np.nanmax(np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf)) for _, th, tt, _, _ in fits]
+    amps_free = []
+    for (_, th, tt, _, _), best in zip(fits, free, strict=True):
+        score = np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf)
+        i, j = np.unravel_index(np.nanargmax(score), score.shape)
+        amps_free.append(th[i, j] / tt[i, j])
+    n_hat = max(float(np.median(amps_free)), 1.0)
     mus, scales, amps = [], [], []
-    for score, amplitude, s_grid, mu_grid in fits:
-        plausible = (amplitude > 0.5 * n_hat) & (amplitude < 2.0 * n_hat)
-        masked = np.where(plausible, score, -np.inf) if plausible.any() else score
-        i, j = np.unravel_index(np.argmax(masked), masked.shape)
+    for _, th, tt, s_grid, mu_grid in fits:
+        fit = np.nan_to_num(2 * n_hat * th - n_hat**2 * tt, nan=-np.inf)
+        i, j = np.unravel_index(np.argmax(fit), fit.shape)
         mus.append(mu_grid[j])
         scales.append(s_grid[i])
-        amps.append(amplitude[i, j])
+        amps.append(n_hat)
     return np.array(mus), np.array(scales), np.array(amps)

@@ -2,8 +2,8 @@
 
 Release ``feature_moments``: each merchant maps a customer to u = (clip(m, lower, upper) − c)/h,
 c and h the centre and half-width of the public (found) bounds, so u ∈ [-1, 1]^d, and sends
-the count (sensitivity 1), Σu (‖u‖ ≤ √d) and Σu² (‖u²‖ ≤ √d) or the full Σuuᵀ
-(‖uuᵀ‖_F = ‖u‖² ≤ d) as one Gaussian mechanism. Everything below is post-processing.
+the count (sensitivity 1), Σu (‖u‖ ≤ √d), Σu² (‖u²‖ ≤ √d) and, for a projection, the full
+Σuuᵀ (‖uuᵀ‖_F = ‖u‖² ≤ d) as one Gaussian mechanism. Everything below is post-processing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from fedseg.privacy.scaling import FeatureScaling
 
 
 def moments_sensitivities(d: int, *, gram: bool) -> dict[str, float]:
-    return {"count": 1.0, "sum": math.sqrt(d), "second": float(d) if gram else math.sqrt(d)}
+    out = {"count": 1.0, "sum": math.sqrt(d), "square": math.sqrt(d)}
+    return {**out, "second": float(d)} if gram else out
+
+
+def moments_shares(*, gram: bool) -> dict[str, float]:
+    """Budget of each part: the Gram matrix only where a projection needs it."""
+    if gram:
+        return {"count": 0.1, "sum": 0.25, "square": 0.25, "second": 0.4}
+    return {"count": 0.1, "sum": 0.3, "square": 0.6}
 
 
 def unit_box(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,9 +54,7 @@ def scaling_from_moments(
     histogram's robust scale), or to a quarter of the box if there is none."""
     n = max(float(noisy["count"][0]), 1.0)
     mean_u = np.clip(noisy["sum"] / n, -1.0, 1.0)
-    second = noisy["second"]
-    diag = np.diag(second) if second.ndim == 2 else second
-    var_u = diag / n - mean_u**2
+    var_u = noisy["square"] / n - mean_u**2
     centre, half = unit_box(lower, upper)
     fallback = (
         (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)

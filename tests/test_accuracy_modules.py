@@ -141,6 +141,7 @@ def test_moments_sensitivities_hold_for_a_box_corner():
     u = np.ones((1, 4))
     stats = clipped_moments(u, gram=True)
     assert np.linalg.norm(stats["sum"]) == pytest.approx(2.0)  # √d
+    assert np.linalg.norm(stats["square"]) == pytest.approx(2.0)  # √d
     assert np.linalg.norm(stats["second"]) == pytest.approx(4.0)  # d
 
 

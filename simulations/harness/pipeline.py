@@ -29,7 +29,7 @@ class FitConfig:
     moments_share: float = 0.10
     init_share: float = 0.25
     init_rounds: int = 1
-    rounds: int = 3
+    rounds: int = 2
     project_above: int = 16  # d above this: DP-PCA to p = k dimensions for the init
     max_candidates_per_k: int = 20
     radius_quantile: float = 0.9
@@ -37,6 +37,7 @@ class FitConfig:
     min_count_sigmas: float = 3.0
     init_radius: float = 1.0  # × √d, the first init round's displacement radius
     min_cell_sigmas: float = 1.0
+    radius_cap: float = 2.0  # × √d: the first Lloyd radius at most
     matched_span: float = 40.0  # found bounds wider than this × the matched scale: use the match
 
 
@@ -94,13 +95,13 @@ def fit(
     project = d > cfg.project_above
     mech = GaussianMechanism(
         z["feature_moments"], standardize.moments_sensitivities(d, gram=project),
-        {"count": 0.1, "sum": 0.3, "second": 0.6},
+        standardize.moments_shares(gram=project),
     )  # fmt: skip
     moments = channel.release(
         "feature_moments", mech,
         lambda x: clipped_moments(standardize.to_unit(schema.to_model_space(x), lower, upper), gram=project),
     )  # fmt: skip
-    sigma_second = channel.aggregate_sigmas(mech)["second"]
+    sigma_second = channel.aggregate_sigmas(mech)["square"]
     fallback = np.maximum(fallback, 1e-9)
     scaling = standardize.scaling_from_moments(
         moments, lower, upper, names=schema.names, log=schema.log,
@@ -135,13 +136,11 @@ def fit(
         cells, kept = lloyd.displacement_update(
             cells, agg["sums"], agg["counts"], min_count=min_count, max_step=radius
         )
-        radius = max(
-            lloyd.distance_quantile(agg["distances"], dist_edges, sig["distances"], 0.95), 1e-6
-        )
+        radius = _next_radius(agg, sig, dist_edges, 0.95, cap=r0)
         history.append({"task": "init", "cells": m, "kept": int(kept.sum()), "radius": radius})
     centres = init_mod.seed_from_cells(cells, agg["counts"], k, min_count=min_count, rng=rng)
     # 4. Lloyd rounds with displacement clipping; radius from the last distance histogram
-    radius = radius * 1.5
+    radius = min(radius * 1.5, cfg.radius_cap * math.sqrt(d))
     sizes = np.zeros(k)
     for round_no in range(1, cfg.rounds + 1):
         agg, sig = _displacement_round(
@@ -164,14 +163,15 @@ def fit(
         history.append(
             {"task": "lloyd", "round": round_no, "radius": radius, "empty": int((~kept).sum())}
         )
-        radius = max(
-            lloyd.distance_quantile(
-                agg["distances"], dist_edges, sig["distances"], cfg.radius_quantile
-            ),
-            1e-6,
-        )
+        radius = _next_radius(agg, sig, dist_edges, cfg.radius_quantile, cap=radius)
     return {"scaling": scaling, "centres": centres, "sizes": sizes, "history": history,
             "sigma_sums": sig["sums"]}  # fmt: skip
+
+
+def _next_radius(agg, sig, edges, q: float, *, cap: float) -> float:
+    """The ``q`` distance quantile, never above ``cap``: a radius only shrinks, since
+    centres only get closer to their customers (and a noisy histogram's tail is noise)."""
+    return min(max(lloyd.distance_quantile(agg["distances"], edges, sig["distances"], q), 1e-6), cap)
 
 
 def _displacement_mechanism(z: float, radius: float, d: int, cfg: FitConfig) -> GaussianMechanism:
