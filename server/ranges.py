@@ -95,16 +95,24 @@ def histogram_scale(
 
 
 def shrink_bounds(
-    lower: np.ndarray, upper: np.ndarray, schema: FeatureSchema, *, keep_public: float = 0.0
+    lower: np.ndarray,
+    upper: np.ndarray,
+    schema: FeatureSchema,
+    *,
+    keep_public: float = 0.0,
+    reliable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Known public bounds always win over found ones, and found ones never leave them.
 
     A feature with both bounds public keeps them unless the found range is narrower than
-    ``keep_public`` of the public one: noisy quantiles cut thin tails (a share that is 0 for
-    most customers), and a tight public box needs no shrinking."""
+    ``keep_public`` of the public one and ``reliable`` (most of the feature's mass is in
+    significant bins): noisy quantiles cut thin tails (a share that is 0 for most
+    customers), and a tight public box needs no shrinking."""
     lo, hi = schema.model_bounds()
     bounded = ~np.isnan(lo) & ~np.isnan(hi)
     narrow = (upper - lower) < keep_public * (hi - lo)
+    if reliable is not None:
+        narrow &= reliable
     lower = np.where(bounded & ~narrow, lo, lower)
     upper = np.where(bounded & ~narrow, hi, upper)
     lower = np.where(np.isnan(lo), lower, np.maximum(lower, lo))
@@ -131,14 +139,19 @@ def matched_location_scale(
         widths = np.diff(finite)
         s_grid = np.geomspace(max(widths[widths > 0].min(), 1e-9), max(np.ptp(finite), 1e-9), grid)
         mu_grid = finite
-        t = np.diff(ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2)
+        t = np.diff(
+            ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2
+        )
         # A shape inside one bin matches any single noise spike; real columns of unknown
         # range spread over several of these bins.
         t = np.where(t.max(axis=2, keepdims=True) <= max_bin_share, t, np.nan)
         fits.append((t, t @ h, np.sum(t * t, axis=2), s_grid, mu_grid))
     # Every feature counts the same customers: one amplitude n̂ for all (the median of the
     # free-amplitude fits), then per feature the shape minimizing ‖h − n̂·t‖².
-    free = [np.nanmax(np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf)) for _, th, tt, _, _ in fits]
+    free = [
+        np.nanmax(np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf))
+        for _, th, tt, _, _ in fits
+    ]
     amps_free = []
     for (_, th, tt, _, _), best in zip(fits, free, strict=True):
         score = np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf)

@@ -37,6 +37,7 @@ class FitConfig:
     min_count_sigmas: float = 3.0
     init_radius: float = 1.0  # × √d, the first init round's displacement radius
     min_cell_sigmas: float = 1.0
+    keep_public: float = 0.5  # public bounds kept unless the found range is narrower
     radius_cap: float = 2.0  # × √d: the first Lloyd radius at most
     matched_span: float = 40.0  # found bounds wider than this × the matched scale: use the match
 
@@ -77,20 +78,22 @@ def fit(
     tail = 0.001 if private else 0.0
     lower, upper = ranges.bounds_from_histograms(hist, edges, sigma, tail=tail, widen=int(private))
     _, fallback, _ = ranges.histogram_scale(hist, edges, sigma, lower, upper)
+    kept = n_fit = None
     if private:  # too few customers for significant bins: a matched Gaussian shape
         mu, s_fit, amplitude = ranges.matched_location_scale(hist, edges)
         kept = ranges.significant_mass(hist, sigma)
         n_fit = float(np.median(amplitude))
         thin = (kept < 0.7 * n_fit) & schema.unknown().any(axis=1)
-        unknown = schema.unknown().any(axis=1)
-        lower = np.where(
-            thin, mu - 6 * s_fit, np.where(unknown, np.minimum(lower, mu - 3 * s_fit), lower)
-        )
-        upper = np.where(
-            thin, mu + 6 * s_fit, np.where(unknown, np.maximum(upper, mu + 3 * s_fit), upper)
-        )
+        # Quantiles of denoised mass cut thin tails (a share that is 0 for most customers):
+        # the bounds always hold μ ± 4s of the matched shape too.
+        lower = np.where(thin, mu - 6 * s_fit, np.minimum(lower, mu - 4 * s_fit))
+        upper = np.where(thin, mu + 6 * s_fit, np.maximum(upper, mu + 4 * s_fit))
         fallback = np.where(thin, s_fit, fallback)
-    lower, upper = ranges.shrink_bounds(lower, upper, schema)
+    # every feature counts every customer: the median total is a good n̂
+    reliable = kept >= 0.95 * float(np.median(hist.sum(axis=1))) if private else None
+    lower, upper = ranges.shrink_bounds(
+        lower, upper, schema, keep_public=cfg.keep_public, reliable=reliable
+    )
     # 2. moments (and the Gram matrix for a projection)
     project = d > cfg.project_above
     mech = GaussianMechanism(
@@ -171,7 +174,9 @@ def fit(
 def _next_radius(agg, sig, edges, q: float, *, cap: float) -> float:
     """The ``q`` distance quantile, never above ``cap``: a radius only shrinks, since
     centres only get closer to their customers (and a noisy histogram's tail is noise)."""
-    return min(max(lloyd.distance_quantile(agg["distances"], edges, sig["distances"], q), 1e-6), cap)
+    return min(
+        max(lloyd.distance_quantile(agg["distances"], edges, sig["distances"], q), 1e-6), cap
+    )
 
 
 def _displacement_mechanism(z: float, radius: float, d: int, cfg: FitConfig) -> GaussianMechanism:
