@@ -148,12 +148,8 @@ def matched_location_scale(
         fits.append((t, t @ h, np.sum(t * t, axis=2), s_grid, mu_grid))
     # Every feature counts the same customers: one amplitude n̂ for all (the median of the
     # free-amplitude fits), then per feature the shape minimizing ‖h − n̂·t‖².
-    free = [
-        np.nanmax(np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf))
-        for _, th, tt, _, _ in fits
-    ]
     amps_free = []
-    for (_, th, tt, _, _), best in zip(fits, free, strict=True):
+    for _, th, tt, _, _ in fits:
         score = np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf)
         i, j = np.unravel_index(np.nanargmax(score), score.shape)
         amps_free.append(th[i, j] / tt[i, j])
