@@ -65,7 +65,7 @@ def noise_warnings(
     if increase < WARN_COST and worst < NAMEABLE:
         return []
     # error ∝ 1/ε (small ε), ∝ √d, ∝ k (segment sizes n/k), ∝ √merchants for local noise
-    need = worst / NAMEABLE
+    need = min(worst / NAMEABLE, 1e3)
     fixes = [f"about {need:.1f}× the ε"]
     fixes.append(f"fewer segments (k = {max(1, int(k / need))} instead of {k})")
     if dim > 2:
@@ -75,9 +75,11 @@ def noise_warnings(
             f"distributed noise with secure aggregation (÷{math.sqrt(merchants):.1f} noise)"
         )
     unnamed = int(np.sum(relative >= NAMEABLE))
+    size = f"{worst:.0%} of" if worst < 10 else "more than 10× the size of"
+    cost = f"+{increase:.0%}" if increase < 10 else "more than 10×"
     head = (
-        f"noise dominates: predicted centre error up to {worst:.0%} of a segment's spread, "
-        f"k-means cost +{increase:.0%} from noise alone"
+        f"noise dominates: predicted centre error up to {size} a segment's spread, "
+        f"k-means cost {cost} from noise alone"
     )
     tail = f"; {unnamed} segment(s) left unnamed" if unnamed else ""
     return [f"{head}{tail}. To fix it use " + ", or ".join(fixes) + "."]

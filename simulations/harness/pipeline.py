@@ -17,7 +17,7 @@ from fedseg.privacy.accounting import PlannedRelease, calibrate
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.protocol.schema import FeatureSchema
 from fedseg.server import init as init_mod
-from fedseg.server import lloyd, ranges, standardize
+from fedseg.server import lloyd, noise_report, ranges, standardize
 from fedseg.server.kmeans import sums_share
 from fedseg.simulations.harness.channel import Channel
 
@@ -167,8 +167,13 @@ def fit(
             {"task": "lloyd", "round": round_no, "radius": radius, "empty": int((~kept).sum())}
         )
         radius = _next_radius(agg, sig, dist_edges, cfg.radius_quantile, cap=radius)
+    assessment = noise_report.assess_noise(
+        sizes, sigma_sums=sig["sums"], sigma_counts=sig["counts"], dim=d,
+        spread=noise_report.rms_distance(agg["distances"], dist_edges),
+        noise=channel.noise, merchants=channel.merchants,
+    )  # fmt: skip
     return {"scaling": scaling, "centres": centres, "sizes": sizes, "history": history,
-            "sigma_sums": sig["sums"]}  # fmt: skip
+            "sigma_sums": sig["sums"], "assessment": assessment}  # fmt: skip
 
 
 def _next_radius(agg, sig, edges, q: float, *, cap: float) -> float:
