@@ -78,19 +78,25 @@ def fit(
     tail = 0.001 if private else 0.0
     lower, upper = ranges.bounds_from_histograms(hist, edges, sigma, tail=tail, widen=int(private))
     _, fallback, _ = ranges.histogram_scale(hist, edges, sigma, lower, upper)
-    kept = n_fit = None
     if private:  # too few customers for significant bins: a matched Gaussian shape
         mu, s_fit, amplitude = ranges.matched_location_scale(hist, edges)
         kept = ranges.significant_mass(hist, sigma)
         n_fit = float(np.median(amplitude))
         thin = (kept < 0.7 * n_fit) & schema.unknown().any(axis=1)
+        # every feature counts every customer: the median total is a good n̂
+        reliable = kept >= 0.95 * float(np.median(hist.sum(axis=1)))
         # Quantiles of denoised mass cut thin tails (a share that is 0 for most customers):
-        # the bounds always hold μ ± 4s of the matched shape too.
-        lower = np.where(thin, mu - 6 * s_fit, np.minimum(lower, mu - 4 * s_fit))
-        upper = np.where(thin, mu + 6 * s_fit, np.maximum(upper, mu + 4 * s_fit))
+        # unless the histogram is well resolved, the bounds hold μ ± 4s of the matched shape.
+        wide = ~thin & ~reliable
+        lower = np.where(
+            thin, mu - 6 * s_fit, np.where(wide, np.minimum(lower, mu - 4 * s_fit), lower)
+        )
+        upper = np.where(
+            thin, mu + 6 * s_fit, np.where(wide, np.maximum(upper, mu + 4 * s_fit), upper)
+        )
         fallback = np.where(thin, s_fit, fallback)
-    # every feature counts every customer: the median total is a good n̂
-    reliable = kept >= 0.95 * float(np.median(hist.sum(axis=1))) if private else None
+    else:
+        reliable = None
     lower, upper = ranges.shrink_bounds(
         lower, upper, schema, keep_public=cfg.keep_public, reliable=reliable
     )
