@@ -79,12 +79,6 @@ def clipped_moments(u: np.ndarray, *, gram: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def clip_l2(v: np.ndarray, radius: float) -> np.ndarray:
-    """Rows scaled down to L2 norm ≤ ``radius``."""
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return v * np.minimum(1.0, radius / np.maximum(norms, 1e-300))
-
-
 def displacement_statistics(
     z: np.ndarray, centres: np.ndarray, *, radius: float, distance_edges: np.ndarray
 ) -> dict[str, np.ndarray]:

@@ -48,8 +48,3 @@ def displacement_update(
         norms = np.linalg.norm(step, axis=1, keepdims=True)
         step *= np.minimum(1.0, max_step / np.maximum(norms, 1e-300))
     return centres + step, kept
-
-
-def centre_error(sigma_sums: float, dim: int, counts: np.ndarray) -> np.ndarray:
-    """Expected L2 error of each noisy centre: σ_sums·√d / n_j (noise of the sums)."""
-    return sigma_sums * math.sqrt(dim) / np.maximum(counts, 1.0)
