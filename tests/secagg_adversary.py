@@ -198,7 +198,8 @@ def impostor_signature(fed: Federation, rank: int, message: bytes) -> bytes:
     return signing.sign(simulation_signing_key(fed.seed + 1000, fed.names[rank]), message)
 
 
-def close(recovered, expected, step: float) -> bool:
+def close(recovered, expected, step: float, count: int = 1) -> bool:
+    """True when ``recovered`` equals the sum of ``count`` inputs up to rounding."""
     return recovered is not None and all(
-        np.abs(recovered[k] - expected[k]).max() <= len(expected) * step for k in expected
+        np.abs(recovered[k] - expected[k]).max() <= count * step for k in expected
     )

@@ -220,3 +220,18 @@ def test_a_merchant_refuses_parameters_outside_its_own_limits():
         SecAggClient(
             fed.session, merchant=name, node_id=1, signing_key=simulation_signing_key(9, name)
         )
+
+
+def test_a_run_of_k_over_2_dropped_ring_neighbours_aborts_before_anything_leaves():
+    """All 14 ring neighbours on one side of merchant u drop before masking (an event of
+    probability <= 2^-20 under random dropouts within the tolerance): the merchants would
+    refuse to unmask u, so the server aborts before the consistency round, saying why."""
+    from fedseg.privacy.secagg.simulate import simulation_session
+
+    rng = np.random.default_rng(8)
+    names = [f"m{i:03d}" for i in range(100)]
+    inputs = {m: {"sums": rng.uniform(-9, 9, (4, 10)), "counts": np.ones(4)} for m in names}
+    session = simulation_session(names, vector_spec=SPEC, max_abs_value=100.0)
+    gone = [names[r] for r in session.graph.sides(0)[0]]
+    with pytest.raises(SecAggAborted, match="no surviving ring neighbour on one side"):
+        run_secagg_round(inputs, max_abs_value=100.0, drop_before_masked=gone)

@@ -25,7 +25,7 @@ from fedseg.privacy.secagg.messages import (
 )
 from fedseg.privacy.secagg.server_keys import Advert, accepted_adverts, advert_lists
 from fedseg.privacy.secagg.session import SecAggSession
-from fedseg.privacy.secagg.survivors import prune, valid_signers
+from fedseg.privacy.secagg.survivors import unsafe_members, valid_signers
 from fedseg.privacy.secagg.unmasking import Unmasker
 
 
@@ -91,7 +91,7 @@ class SecAggServer:
         }
 
     def collect_masked(self, replies: dict[int, Any]) -> dict[int, dict[str, Any]]:
-        """Stage 2 -> the survivor set S (after pruning unsafe members) to every member."""
+        """Stage 2 -> the survivor set S to every member (abort if some member is unsafe)."""
         self._enter("masked", "signatures")
         self._masked, self._statements = {}, {}
         for node, payload in replies.items():
@@ -101,9 +101,15 @@ class SecAggServer:
             if self._valid_masked(advert.rank, payload):
                 self._masked[advert.rank] = payload["masked"]
                 self._statements[advert.rank] = payload["partners_signature"]
-        survivors = prune(self.session, set(self._masked), self._partners)
-        self._need_survivors(len(survivors), "sent usable masked inputs")
-        self._survivors = np.array(sorted(survivors), dtype=np.int64)
+        self._need_survivors(len(self._masked), "sent usable masked inputs")
+        unsafe = unsafe_members(self.session, set(self._masked), self._partners)
+        if unsafe:
+            raise self._abort(
+                f"merchant rank {unsafe[0]} kept no surviving ring neighbour on one side "
+                f"({len(unsafe)} such survivors): the merchants would refuse to unmask. This "
+                "has probability <= 2^-20 within the dropout tolerance; rerun the round"
+            )
+        self._survivors = np.array(sorted(self._masked), dtype=np.int64)
         message = {"round": self.round_id, "survivors": as_ranks_u32(self._survivors)}
         return {self._node[r]: dict(message) for r in self._survivors.tolist()}
 

@@ -41,24 +41,22 @@ def masked_with_all_survivors(
     return bool(np.isin(needed, partners, assume_unique=True).all())
 
 
-def prune(session: SecAggSession, survivors: set[int], partners: dict[int, np.ndarray]) -> set[int]:
-    """Largest subset of ``survivors`` in which every member passes both local rules.
+def unsafe_members(
+    session: SecAggSession, survivors: set[int], partners: dict[int, np.ndarray]
+) -> list[int]:
+    """Members of S the merchants would refuse to unmask (the honest server aborts instead).
 
-    The honest server moves failing members to the dropped side before the consistency
-    round (their inputs are left out, their masks removed), so no merchant has to refuse.
+    Removing one would not help: it widens the run of dropped ring neighbours that made
+    it unsafe, and its neighbour becomes unsafe in turn. Under random dropouts within the
+    tolerance this happens with probability <= 2^-20 (``choose_graph``).
     """
-    kept, n = set(survivors), session.config.num_clients
-    while True:
-        mask = np.zeros(n, dtype=bool)
-        mask[list(kept)] = True
-        failing = {
-            r for r in kept
-            if not (guard_holds(session, r, mask)
-                    and masked_with_all_survivors(session, r, partners[r], mask))
-        }  # fmt: skip
-        if not failing:
-            return kept
-        kept -= failing
+    mask = np.zeros(session.config.num_clients, dtype=bool)
+    mask[list(survivors)] = True
+    return sorted(
+        r for r in survivors
+        if not (guard_holds(session, r, mask)
+                and masked_with_all_survivors(session, r, partners[r], mask))
+    )  # fmt: skip
 
 
 def valid_signers(
