@@ -234,3 +234,38 @@ def test_one_merchant_adding_junk_to_its_masked_words_aborts_the_round():
     with pytest.raises(SecAggAborted, match="outside the range 20 merchants can produce"):
         server.collect_unmask({100 + r: a for r, a in answers.items()})
     assert server.contributors_ == []
+
+
+def _asymmetric_delivery(fed, target):
+    """Deliver to ``target`` only the shares of half its neighbours (W), but its own share
+    to all of them: the other half (H) hold its self-mask seed shares without being mask
+    partners of it. Declaring W dropped would strip every mask of the target."""
+    holders = sorted(int(r) for r in fed.graph.neighbours_of(target))
+    withheld = set(holders[1::2])  # H: hold the target's share, the target never masks with them
+    masked = fed.honest_until_masked(inbox_filter=lambda r, s: r != target or s not in withheld)
+    dropped = set(holders) - withheld  # W: the target's only mask partners
+    survivors = sorted(set(masked) - dropped)
+    return masked, survivors, withheld, dropped
+
+
+@pytest.mark.parametrize("forge", [False, True])
+def test_asymmetric_share_delivery_cannot_isolate_a_merchant(forge):
+    """The holders check the target's signed partner statement: it masked with W only,
+    while H are its neighbours in S. A forged statement claiming H fails its signature."""
+    fed, target = Federation(N_SPARSE), 0
+    masked, survivors, withheld, _ = _asymmetric_delivery(fed, target)
+    assert len(survivors) >= fed.session.config.min_survivors
+    if forge:  # the server claims the target masked with all its neighbours in S
+        claimed = np.array(sorted(set(fed.partners(target)) | withheld), np.int64)
+        statement = signing.partners_message(fed.session.session_id, target, claimed)
+        masked[target] = {**masked[target], "partners": claimed.astype(np.uint32),
+                          "partners_signature": impostor_signature(fed, target, statement)}  # fmt: skip
+    signatures = fed.sign({r: survivors for r in survivors})
+    assert target not in signatures and len(signatures) >= fed.session.config.min_survivors
+    replies = fed.unmask(sorted(signatures), survivors, signatures, masked)
+    if forge:  # what the target really masked with, for the recovery
+        masked[target] = {**masked[target], "partners": np.array(fed.partners(target), np.uint32)}
+    recovered = fed.recover_sum({target}, masked, replies)
+    assert not close(recovered, fed.true_sum({target}), fed.session.config.quantization_step)
+    reason = "has no valid partner statement" if forge else "would be cut off"
+    assert all(f"survivor rank {target} {reason}" in fed.refused[h] for h in withheld)

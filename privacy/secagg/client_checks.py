@@ -15,7 +15,7 @@ from fedseg.privacy.secagg.errors import SecAggProtocolError
 from fedseg.privacy.secagg.messages import KEYS_BYTES, byte_rows, rank_array
 from fedseg.privacy.secagg.session import SecAggSession
 from fedseg.privacy.secagg.signing import SIGNATURE_BYTES
-from fedseg.privacy.secagg.survivors import guard_holds, masked_with_all_survivors, valid_signers
+from fedseg.privacy.secagg.survivors import survivor_view, valid_signers
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,7 @@ def check_survivor_set(
             f"m_min = {config.min_survivors} (n = {config.num_clients}, dropout tolerance "
             f"{config.dropout_tolerance})"
         )
-    mask = _mask(config.num_clients, survivors)
-    if not (
-        guard_holds(session, rank, mask)
-        and masked_with_all_survivors(session, rank, partners, mask)
-    ):
+    if not survivor_view(session, survivors).safe(rank, partners):
         raise SecAggProtocolError(
             f"merchant rank {rank}: the survivor set leaves this merchant cut off from its "
             "neighbours (it masked with a neighbour outside S, or one ring side has too few in S)"
@@ -143,27 +139,17 @@ def check_owner_statements(
         raise SecAggProtocolError(
             f"merchant rank {rank}: a survivor's partner statement is missing"
         )
-    mask, bounds = _mask(n, survivors), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    for i, owner in enumerate(int(o) for o in listed):
-        if owner not in owners:
+    view, bounds = survivor_view(session, survivors), np.concatenate([[0], np.cumsum(counts)])
+    wanted = set(owners)
+    for i, owner in enumerate(listed.tolist()):
+        if owner not in wanted:
             continue
-        partners = rank_array(flat[bounds[i] : bounds[i + 1]], n, session.graph.degree)
-        statement = (
-            None
-            if partners is None
-            else signing.partners_message(session.session_id, owner, partners)
-        )
-        if statement is None or not signing.verify(
-            session.roster.public_keys[owner], signatures[i].tobytes(), statement
-        ):
-            raise SecAggProtocolError(
-                f"merchant rank {rank}: bad partner statement of rank {owner}"
-            )
-        if not (guard_holds(session, owner, mask)
-                and masked_with_all_survivors(session, owner, partners, mask)):  # fmt: skip
-            raise SecAggProtocolError(
-                f"merchant rank {rank}: survivor rank {owner} would be cut off from its neighbours"
-            )
+        partners = rank_array(flat[int(bounds[i]) : int(bounds[i + 1])], n, session.graph.degree)
+        fault = "has no valid partner statement" if partners is None else view.owner_fault(
+            owner, partners, signatures[i].tobytes()
+        )  # fmt: skip
+        if fault is not None:
+            raise SecAggProtocolError(f"merchant rank {rank}: survivor rank {owner} {fault}")
 
 
 def _counts_fit(counts: Any, flat: Any, size: int) -> bool:
@@ -171,9 +157,3 @@ def _counts_fit(counts: Any, flat: Any, size: int) -> bool:
         isinstance(counts, np.ndarray) and counts.dtype.kind in "iu" and counts.shape == (size,)
         and isinstance(flat, np.ndarray) and flat.ndim == 1 and int(counts.sum()) == flat.size
     )  # fmt: skip
-
-
-def _mask(n: int, ranks: np.ndarray) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    mask[ranks] = True
-    return mask

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -36,7 +37,13 @@ def private_bytes(private: X25519PrivateKey) -> bytes:
 
 def exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
     """Raw X25519 shared secret with ``peer_public`` (never used directly as a key)."""
-    return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    return private.exchange(_public_key(peer_public))
+
+
+@lru_cache(maxsize=1 << 15)
+def _public_key(raw: bytes) -> X25519PublicKey:
+    # Parsed once per process: a public key is used by each of its owner's k neighbours.
+    return X25519PublicKey.from_public_bytes(raw)
 
 
 def derive(shared: bytes, context: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:

@@ -9,6 +9,7 @@ derives the same graph from public data and numpy's generator versions never mat
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 
 import numpy as np
 
@@ -32,10 +33,18 @@ class NeighbourGraph:
         return self._ring[(here - self._half) % self.n], self._ring[(here + self._half) % self.n]
 
     def neighbours_of(self, rank: int) -> np.ndarray:
-        """Sorted neighbour ranks (int64)."""
+        """Sorted neighbour ranks (int64; do not modify)."""
         if self.complete:
             return np.delete(np.arange(self.n, dtype=np.int64), rank)
-        return np.sort(np.concatenate(self.sides(rank)))
+        return self._table[rank]
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """(n, k) sorted neighbour ranks of every rank (sparse graphs only)."""
+        offsets = np.concatenate([-self._half[::-1], self._half])
+        table = np.sort(self._ring[(self._position[:, None] + offsets) % self.n], axis=1)
+        table.flags.writeable = False
+        return table
 
     def are_neighbours(self, a: int, b: int) -> bool:
         if a == b:

@@ -69,7 +69,7 @@ def rank_array(value: Any, n: int, max_size: int) -> np.ndarray | None:
     if value.size > max_size:
         return None
     ranks = value.astype(np.int64)
-    if ranks.size and (ranks[0] < 0 or ranks[-1] >= n or np.any(np.diff(ranks) <= 0)):
+    if ranks.size and (ranks[0] < 0 or ranks[-1] >= n or not (ranks[1:] > ranks[:-1]).all()):
         return None
     return ranks
 

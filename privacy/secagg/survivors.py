@@ -21,24 +21,70 @@ from fedseg.privacy.secagg import signing
 from fedseg.privacy.secagg.session import SecAggSession
 
 _CERTIFICATES: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_CERTIFICATE_CACHE = 8  # a simulation checks one certificate per round many times
+_VIEWS: OrderedDict[tuple, SurvivorView] = OrderedDict()
+_CACHE = 8  # a simulation checks one S and one certificate per round many times
 
 
-def guard_holds(session: SecAggSession, rank: int, in_survivors: np.ndarray) -> bool:
-    """Connectivity rule for one survivor (``in_survivors``: bool mask over ranks)."""
-    if session.graph.complete:
-        return True
-    floor = session.config.side_corrupt
-    return all(int(in_survivors[side].sum()) > floor for side in session.graph.sides(rank))
+class SurvivorView:
+    """A survivor set S with what every check of it needs, computed once.
+
+    Pure functions of public data (graph, S, signed statements), so one view is shared
+    by all checks of this process; memoizing them changes no outcome.
+    """
+
+    def __init__(self, session: SecAggSession, survivors: np.ndarray) -> None:
+        self.session, self.survivors = session, survivors
+        self.mask = np.zeros(session.config.num_clients, dtype=bool)
+        self.mask[survivors] = True
+        self.guard = _guard(session, self.mask)
+        self._owners: dict[tuple, str | None] = {}
+
+    def complete(self, rank: int, partners: np.ndarray) -> bool:
+        """Every neighbour of ``rank`` in S is one of its (sorted) mask partners."""
+        neighbours = self.session.graph.neighbours_of(rank)
+        needed = neighbours[self.mask[neighbours]]
+        at = np.searchsorted(partners, needed)
+        return bool(np.all(at < partners.size) and np.array_equal(partners[at], needed))
+
+    def safe(self, rank: int, partners: np.ndarray) -> bool:
+        """Both connectivity rules hold for survivor ``rank``."""
+        return bool(self.guard[rank]) and self.complete(rank, partners)
+
+    def owner_fault(self, owner: int, partners: np.ndarray, signature: bytes) -> str | None:
+        """Why survivor ``owner``'s self-mask must not be revealed (None if it may): its
+        partner statement is not signed, or it is not safe."""
+        key = (owner, partners.tobytes(), signature)
+        if key not in self._owners:
+            statement = signing.partners_message(self.session.session_id, owner, partners)
+            if not signing.verify(self.session.roster.public_keys[owner], signature, statement):
+                self._owners[key] = "has no valid partner statement"
+            elif not self.safe(owner, partners):
+                self._owners[key] = "would be cut off from its neighbours"
+            else:
+                self._owners[key] = None
+        return self._owners[key]
 
 
-def masked_with_all_survivors(
-    session: SecAggSession, rank: int, partners: np.ndarray, in_survivors: np.ndarray
-) -> bool:
-    """True when every neighbour of ``rank`` in S is one of its (sorted) mask partners."""
-    neighbours = session.graph.neighbours_of(rank)
-    needed = neighbours[in_survivors[neighbours]]
-    return bool(np.isin(needed, partners, assume_unique=True).all())
+def survivor_view(session: SecAggSession, survivors: np.ndarray) -> SurvivorView:
+    key = (session.session_id, session.roster.digest, survivors.astype(np.int64).tobytes())
+    return _memo(_VIEWS, key, lambda: SurvivorView(session, survivors))
+
+
+def _guard(session: SecAggSession, mask: np.ndarray) -> np.ndarray:
+    """Per rank: more than ``side_corrupt`` members of S among its k/2 neighbours on each
+    side of the ring (always true on the complete graph). Sliding sums, O(n)."""
+    n, graph = mask.size, session.graph
+    if graph.complete:
+        return np.ones(n, dtype=bool)
+    half, floor = graph.degree // 2, session.config.side_corrupt
+    ring = mask[graph._ring].astype(np.int64)
+    total = np.concatenate([[0], np.cumsum(np.tile(ring, 3))])
+    here = np.arange(n) + n
+    clockwise = total[here + half + 1] - total[here + 1]
+    counter = total[here] - total[here - half]
+    guard = np.empty(n, dtype=bool)
+    guard[graph._ring] = (clockwise > floor) & (counter > floor)
+    return guard
 
 
 def unsafe_members(
@@ -50,13 +96,18 @@ def unsafe_members(
     it unsafe, and its neighbour becomes unsafe in turn. Under random dropouts within the
     tolerance this happens with probability <= 2^-20 (``choose_graph``).
     """
-    mask = np.zeros(session.config.num_clients, dtype=bool)
-    mask[list(survivors)] = True
-    return sorted(
-        r for r in survivors
-        if not (guard_holds(session, r, mask)
-                and masked_with_all_survivors(session, r, partners[r], mask))
-    )  # fmt: skip
+    view = SurvivorView(session, np.array(sorted(survivors), dtype=np.int64))
+    return [r for r in sorted(survivors) if not view.safe(r, partners[r])]
+
+
+def _memo(cache: OrderedDict, key: tuple, build):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = build()
+    if len(cache) > _CACHE:
+        cache.popitem(last=False)
+    return value
 
 
 def valid_signers(
@@ -68,20 +119,12 @@ def valid_signers(
     """
     message = signing.survivors_message(session.session_id, survivors)
     blob = hashlib.sha256(signers.astype(">u4").tobytes() + signatures.tobytes()).digest()
-    key = (message, session.roster.digest, blob)
-    if key in _CERTIFICATES:
-        _CERTIFICATES.move_to_end(key)
-        return _CERTIFICATES[key]
-    keys = session.roster.public_keys
-    valid = np.array(
-        [
-            signing.verify(keys[int(r)], bytes(sig), message)
-            for r, sig in zip(signers, signatures, strict=True)
-        ],
-        dtype=bool,
-    )
-    valid.flags.writeable = False
-    _CERTIFICATES[key] = valid
-    if len(_CERTIFICATES) > _CERTIFICATE_CACHE:
-        _CERTIFICATES.popitem(last=False)
-    return valid
+
+    def check() -> np.ndarray:
+        keys = session.roster.public_keys
+        pairs = zip(signers.tolist(), signatures, strict=True)
+        valid = np.array([signing.verify(keys[r], s.tobytes(), message) for r, s in pairs], bool)
+        valid.flags.writeable = False
+        return valid
+
+    return _memo(_CERTIFICATES, (message, session.roster.digest, blob), check)
