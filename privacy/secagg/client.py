@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from fedseg.privacy.secagg import crypto, shamir, signing
+from fedseg.privacy.secagg import crypto, signing
 from fedseg.privacy.secagg.client_checks import (
     PeerKeys,
     check_certificate,
@@ -25,14 +25,10 @@ from fedseg.privacy.secagg.client_checks import (
 from fedseg.privacy.secagg.encoding import encode
 from fedseg.privacy.secagg.errors import SecAggConfigError, SecAggProtocolError
 from fedseg.privacy.secagg.masking import pair_mask, self_mask
-from fedseg.privacy.secagg.messages import (
-    SHARE_PLAINTEXT_BYTES,
-    as_ranks_u32,
-    is_node_id,
-    share_associated_data,
-)
+from fedseg.privacy.secagg.messages import as_ranks_u32, is_node_id
 from fedseg.privacy.secagg.params import SecAggLimits, SecAggParams
 from fedseg.privacy.secagg.session import SecAggSession
+from fedseg.privacy.secagg.sharing import encrypted_shares, open_share
 
 _PRIVATE = ("_mask_sk", "_enc_sk")
 
@@ -134,26 +130,10 @@ class SecAggClient:
             raise SecAggProtocolError(
                 f"merchant rank {self.rank}: {len(self._peers)} neighbours advertised, threshold {threshold}"
             )
-        secrets = np.concatenate(
-            [
-                shamir.secret_to_chunks(self._self_seed),
-                shamir.secret_to_chunks(crypto.private_bytes(self._mask_sk)),
-            ]
-        )
-        peers = sorted(self._peers)
-        points = np.array([p + 1 for p in peers], dtype=np.int64)
-        rows = shamir.share(secrets, points, threshold)
-        self._receive_keys, ciphertexts = {}, {}
-        for row, peer in zip(rows, peers, strict=True):
-            shared = crypto.exchange(self._enc_sk, self._peers[peer].enc_pk)
-            send_key, self._receive_keys[peer] = crypto.directional_keys(
-                shared, self._context, self.rank, peer
-            )
-            plaintext = shamir.share_to_bytes(row[: shamir.CHUNKS]) + shamir.share_to_bytes(
-                row[shamir.CHUNKS :]
-            )
-            aad = share_associated_data(self._context, self.rank, peer)
-            ciphertexts[peer] = crypto.encrypt(send_key, plaintext, aad)
+        ciphertexts, self._receive_keys = encrypted_shares(
+            self._context, self.rank, (self._self_seed, crypto.private_bytes(self._mask_sk)),
+            self._enc_sk, {p: keys.enc_pk for p, keys in self._peers.items()}, threshold,
+        )  # fmt: skip
         self._stage = "masked"
         return self._reply(shares=ciphertexts)
 
@@ -175,19 +155,16 @@ class SecAggClient:
             )
         self._held = {}
         for peer in self._partners.tolist():
-            opened = self._open_share(peer, inbox[peer])
+            opened = open_share(
+                self._context, self.rank, peer, self._receive_keys[peer], inbox[peer]
+            )
             if opened is not None:  # an unauthentic share is never revealed
                 self._held[peer] = opened
         masked = encoded + self_mask(self._self_seed, encoded.size)
         for peer in self._partners.tolist():
             mask = pair_mask(
-                self._mask_sk,
-                self.rank,
-                peer,
-                self._peers[peer].mask_pk,
-                self._context,
-                encoded.size,
-            )
+                self._mask_sk, self.rank, peer, self._peers[peer].mask_pk, self._context, encoded.size
+            )  # fmt: skip
             masked = masked + mask if self.rank < peer else masked - mask
         statement = signing.partners_message(self._context, self.rank, self._partners)
         self._stage = "consistency"
@@ -227,10 +204,3 @@ class SecAggClient:
                 f"merchant rank {self.rank}: both secrets of rank {owner} requested"
             )
         return self._held[owner][index]
-
-    def _open_share(self, peer: int, blob: Any) -> tuple[bytes, bytes] | None:
-        aad = share_associated_data(self._context, peer, self.rank)
-        plaintext = crypto.decrypt(self._receive_keys[peer], blob, aad)
-        if plaintext is None or len(plaintext) != SHARE_PLAINTEXT_BYTES:
-            return None
-        return plaintext[: shamir.SHARE_BYTES], plaintext[shamir.SHARE_BYTES :]
