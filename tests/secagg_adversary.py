@@ -119,7 +119,7 @@ class Federation:
         in_s = set(np.asarray(survivors).tolist())
         messages = {}
         for r in ranks:
-            owners = [p for p in self.partners(r) if p in in_s and p in masked]
+            owners = [p for p in self.partners(r, masked) if p in in_s and p in masked]
             lists = [np.asarray(masked[o]["partners"]) for o in owners]
             messages[r] = {
                 **certificate,
@@ -134,8 +134,10 @@ class Federation:
             }
         return self.ask("unmask", messages)
 
-    def partners(self, rank: int) -> list[int]:
-        return [int(p) for p in self.clients[rank]._partners]
+    @staticmethod
+    def partners(rank: int, masked: dict[int, dict]) -> list[int]:
+        """The neighbours ``rank`` masked with, as its masked-input reply states."""
+        return np.asarray(masked[rank]["partners"]).astype(int).tolist()
 
     # --- what the adversary does with what it collected -------------------------------
 

@@ -43,7 +43,7 @@ MUTANTS = [
     (
         "no ring-side guard",
         "privacy/secagg/survivors.py",
-        "    guard[graph._ring] = (clockwise > floor) & (counter > floor)",
+        "    guard[graph.ring] = (clockwise > floor) & (counter > floor)",
         "    guard[:] = True",
         f"{T}::test_ring_cut_around_a_segment_is_refused",
     ),

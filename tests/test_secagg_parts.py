@@ -184,7 +184,7 @@ def test_neighbour_graph_is_symmetric_regular_and_sides_cover_it():
             for p in peers
         )
         assert sorted(np.concatenate(graph.sides(rank)).tolist()) == peers.tolist()
-    assert np.array_equal(NeighbourGraph(300, 10, b"s")._ring, NeighbourGraph(300, 10, b"s")._ring)
+    assert np.array_equal(NeighbourGraph(300, 10, b"s").ring, NeighbourGraph(300, 10, b"s").ring)
 
 
 def test_share_encryption_binds_associated_data():

@@ -27,6 +27,11 @@ class NeighbourGraph:
         self._position[self._ring] = np.arange(n)
         self._half = np.arange(1, self.degree // 2 + 1, dtype=np.int64)
 
+    @property
+    def ring(self) -> np.ndarray:
+        """Ranks in ring order (position -> rank); public data every party derives."""
+        return self._ring
+
     def sides(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
         """(counter-clockwise, clockwise) neighbours of ``rank``, k/2 each (sparse graphs)."""
         here = self._position[rank]

@@ -77,13 +77,13 @@ def _guard(session: SecAggSession, mask: np.ndarray) -> np.ndarray:
     if graph.complete:
         return np.ones(n, dtype=bool)
     half, floor = graph.degree // 2, session.config.side_corrupt
-    ring = mask[graph._ring].astype(np.int64)
+    ring = mask[graph.ring].astype(np.int64)
     total = np.concatenate([[0], np.cumsum(np.tile(ring, 3))])
     here = np.arange(n) + n
     clockwise = total[here + half + 1] - total[here + 1]
     counter = total[here] - total[here - half]
     guard = np.empty(n, dtype=bool)
-    guard[graph._ring] = (clockwise > floor) & (counter > floor)
+    guard[graph.ring] = (clockwise > floor) & (counter > floor)
     return guard
 
 
