@@ -32,7 +32,9 @@ REQUEST = {"release": "cluster_stats", "centres": np.arange(6.0).reshape(3, 2)}
 class Federation:
     """n simulated merchants (ranks 0..n-1, node id 100 + rank) and their real clients."""
 
-    def __init__(self, n: int, *, seed: int = 1, round_id: int = 7, params=None, requests=None):
+    def __init__(
+        self, n: int, *, seed: int = 1, round_id: int = 7, params=None, requests=None, used=None
+    ):
         self.n, self.seed, self.round_id = n, seed, round_id
         self.params = params or SecAggParams()
         self.names = [f"merchant-{i:03d}" for i in range(n)]
@@ -44,12 +46,14 @@ class Federation:
             for r in range(n)
         }
         requests = requests or {}
+        self.used = used if used is not None else {r: set() for r in range(n)}
         self.clients = {
             r: SecAggClient(
                 self.session_for(requests.get(r, REQUEST)),
                 merchant=name,
                 node_id=100 + r,
                 signing_key=simulation_signing_key(seed, name),
+                used_sessions=self.used[r],
             )  # fmt: skip
             for r, name in enumerate(self.names)
         }

@@ -13,6 +13,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 T = "tests/test_secagg_attacks.py"
 MUTANTS = [
     (
+        "a session can be joined twice",
+        "privacy/secagg/client.py",
+        "        if session.session_id in used_sessions:",
+        "        if False:",
+        f"{T}::test_a_replayed_session_cannot_reuse_old_survivor_signatures",
+    ),
+    (
         "certificate threshold t instead of m_min",
         "privacy/secagg/client_checks.py",
         "if others + 1 < session.config.min_survivors:",

@@ -11,7 +11,12 @@ import pickle
 
 import numpy as np
 import pytest
-from fedseg.privacy.secagg import SecAggAborted, signing, simulation_signing_key
+from fedseg.privacy.secagg import (
+    SecAggAborted,
+    SecAggProtocolError,
+    signing,
+    simulation_signing_key,
+)
 from secagg_adversary import REQUEST, Federation, close, impostor_signature
 
 N_COMPLETE, N_SPARSE = 20, 100  # n = 20: k = 14, t = 8;  n = 100: k = 28, t = 8, m_min = 70
@@ -270,3 +275,31 @@ def test_asymmetric_share_delivery_cannot_isolate_a_merchant(forge):
     assert not close(recovered, fed.true_sum({target}), fed.session.config.quantization_step)
     reason = "has no valid partner statement" if forge else "would be cut off"
     assert all(f"survivor rank {target} {reason}" in fed.refused[h] for h in withheld)
+
+
+def test_a_replayed_session_cannot_reuse_old_survivor_signatures():
+    """The server repeats a round id and request, so the session (and every statement it
+    binds) is the same: round A's certificate on S would then certify S in round B too,
+    beside a second set signed in round B. Each merchant refuses a session it has
+    already taken part in. (Without that memory, round B splits the target's holders.)"""
+    first = Federation(N_SPARSE)
+    masked = first.honest_until_masked()
+    everyone = sorted(masked)
+    old = first.sign({r: everyone for r in everyone})  # round A's certificate on S
+    with pytest.raises(SecAggProtocolError, match="already took part in this session"):
+        Federation(N_SPARSE, used=first.used)
+    fed, target = Federation(N_SPARSE, used={r: set() for r in range(N_SPARSE)}), 0  # no memory
+    masked = fed.honest_until_masked()
+    holders = fed.partners(target, masked)
+    second = set(holders[len(holders) // 2 :])
+    first_half = set(holders) - second
+    without = [r for r in everyone if r != target]
+    told = {r: (everyone if r in first_half else without) for r in everyone}
+    fresh = fed.sign(told)
+    replies = fed.unmask(
+        sorted(first_half), everyone, old | {r: fresh[r] for r in first_half}, masked
+    )
+    others = {r: s for r, s in fresh.items() if r not in first_half}
+    replies |= fed.unmask(sorted(others), without, others, masked)
+    recovered = fed.recover_sum({target}, masked, replies)
+    assert close(recovered, fed.true_sum({target}), fed.session.config.quantization_step)

@@ -209,17 +209,16 @@ def test_a_merchant_refuses_parameters_outside_its_own_limits():
     name = fed.names[0]
     key = simulation_signing_key(fed.seed, name)
     with pytest.raises(SecAggConfigError, match="exceeds this merchant's limit 0.4"):
-        SecAggClient(fed.session, merchant=name, node_id=1, signing_key=key,
+        SecAggClient(fed.session, merchant=name, node_id=1, signing_key=key, used_sessions=set(),
                      limits=SecAggLimits(max_dropout_tolerance=0.4))  # fmt: skip
     with pytest.raises(SecAggConfigError, match="below this merchant's assumption 0.05"):
         SecAggClient(Federation(20).session, merchant=name, node_id=1, signing_key=key,
-                     limits=SecAggLimits(min_collusion=0.05))  # fmt: skip
+                     used_sessions=set(), limits=SecAggLimits(min_collusion=0.05))  # fmt: skip
     with pytest.raises(SecAggConfigError, match="infeasible"):
         SecAggParams(dropout_tolerance=0.5)
     with pytest.raises(SecAggConfigError, match="does not match the pinned roster"):
-        SecAggClient(
-            fed.session, merchant=name, node_id=1, signing_key=simulation_signing_key(9, name)
-        )
+        SecAggClient(fed.session, merchant=name, node_id=1, used_sessions=set(),
+                     signing_key=simulation_signing_key(9, name))  # fmt: skip
 
 
 def test_a_run_of_k_over_2_dropped_ring_neighbours_aborts_before_anything_leaves():

@@ -42,7 +42,13 @@ def start_round(round_id=0):
         request_digest=request_digest({}), vector_spec=SPEC, max_abs_value=1e3,
     )  # fmt: skip
     clients = {
-        r: SecAggClient(session, merchant=m, node_id=r, signing_key=simulation_signing_key(0, m))
+        r: SecAggClient(
+            session,
+            merchant=m,
+            node_id=r,
+            signing_key=simulation_signing_key(0, m),
+            used_sessions=set(),
+        )  # fmt: skip
         for r, m in enumerate(NAMES)
     }
     server = SecAggServer(session)

@@ -9,6 +9,7 @@ further part. Nothing is revealed before the consistency round has certified S.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableSet
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,9 @@ class SecAggClient:
     """One merchant in one round: fresh round keys and self-mask seed per instance.
 
     ``signing_key`` is the merchant's long-term Ed25519 key, whose public half the pinned
-    roster lists under ``merchant``. ``clipped_`` counts input entries clipped into range;
+    roster lists under ``merchant``. ``used_sessions`` holds the session ids the merchant
+    has taken part in (keep it persistent, beside its ledger): a server repeating a round
+    id and request would recreate the session and could reuse its old signatures. ``clipped_`` counts input entries clipped into range;
     it stays with the merchant (log it locally, never send it).
     """
 
@@ -48,6 +51,7 @@ class SecAggClient:
         merchant: str,
         node_id: int,
         signing_key: Ed25519PrivateKey,
+        used_sessions: MutableSet[bytes],
         limits: SecAggLimits | None = None,
     ) -> None:
         config, limits = session.config, limits or SecAggLimits()
@@ -59,6 +63,9 @@ class SecAggClient:
             raise SecAggConfigError(f"signing key of {merchant!r} does not match the pinned roster")
         if not is_node_id(node_id):
             raise SecAggConfigError("node_id must be an int in [0, 2^64)")
+        if session.session_id in used_sessions:  # a replayed round could reuse old signatures
+            raise SecAggProtocolError(f"merchant {merchant!r} already took part in this session")
+        used_sessions.add(session.session_id)
         self.session, self.merchant, self.rank, self.node_id = session, merchant, rank, node_id
         self._signing_key = signing_key
         self._context = session.session_id

@@ -77,7 +77,11 @@ def run_secagg_round(
     name_of = {node: m for m, node in node_of.items()}
     clients = {
         node_of[m]: SecAggClient(
-            session, merchant=m, node_id=node_of[m], signing_key=simulation_signing_key(seed, m)
+            session,
+            merchant=m,
+            node_id=node_of[m],
+            signing_key=simulation_signing_key(seed, m),
+            used_sessions=set(),
         )
         for m in inputs
     }
