@@ -46,7 +46,8 @@ def _parse(session: SecAggSession, node: int, payload: Any) -> Advert | None:
     if not is_node_id(node) or not well_formed(payload, "advertise", session.round_id):
         return None
     merchant, keys, signature = payload["merchant"], payload["keys"], payload["signature"]
-    rank = session.roster.rank(merchant) if isinstance(merchant, str) else None
+    named = isinstance(merchant, str) and len(merchant) <= 255
+    rank = session.roster.rank(merchant) if named else None
     if rank is None or payload["node_id"] != node or not is_blob(keys, KEYS_BYTES):
         return None
     # A merchant that signed another request digest fails here: the digest is signed.
