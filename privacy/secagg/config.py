@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from fedseg.privacy.secagg.digest import request_digest
 from fedseg.privacy.secagg.errors import SecAggConfigError
@@ -119,6 +119,7 @@ class SecAggConfig:
         return request_digest(fields)
 
 
+@lru_cache(maxsize=256)
 def choose_graph(n: int, dropped: int, corrupt: int) -> tuple[int, int, int, int]:
     """(k, t, c, c_side): the smallest even k whose guard and threshold hold, else n - 1.
 

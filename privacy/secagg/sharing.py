@@ -27,13 +27,13 @@ def encrypted_shares(
     chunks = np.concatenate([shamir.secret_to_chunks(s) for s in secrets])
     peers = sorted(peer_enc_keys)
     rows = shamir.share(chunks, np.array([p + 1 for p in peers], dtype=np.int64), threshold)
+    plaintexts = rows.astype("<u4")  # per row: seed share || key share, 36 bytes each
     ciphertexts, receive_keys = {}, {}
-    for row, peer in zip(rows, peers, strict=True):
+    for plaintext, peer in zip(plaintexts, peers, strict=True):
         shared = crypto.exchange(enc_key, peer_enc_keys[peer])
         send_key, receive_keys[peer] = crypto.directional_keys(shared, context, rank, peer)
-        plaintext = b"".join(shamir.share_to_bytes(half) for half in np.split(row, 2))
         aad = share_associated_data(context, rank, peer)
-        ciphertexts[peer] = crypto.encrypt(send_key, plaintext, aad)
+        ciphertexts[peer] = crypto.encrypt(send_key, plaintext.tobytes(), aad)
     return ciphertexts, receive_keys
 
 
