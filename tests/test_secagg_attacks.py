@@ -263,7 +263,9 @@ def test_asymmetric_share_delivery_cannot_isolate_a_merchant(forge):
     real_partners = masked[target]["partners"]
     if forge:  # the server claims the target masked with all its neighbours in S
         claimed = np.array(sorted(set(fed.partners(target, masked)) | withheld), np.int64)
-        statement = signing.partners_message(fed.session.session_id, target, claimed)
+        statement = signing.partners_message(
+            fed.session.session_id, target, fed.mask_pk(target), claimed
+        )
         masked[target] = {**masked[target], "partners": claimed.astype(np.uint32),
                           "partners_signature": impostor_signature(fed, target, statement)}  # fmt: skip
     signatures = fed.sign({r: survivors for r in survivors})

@@ -200,7 +200,7 @@ def test_statements_are_domain_separated():
     public = key.public_key().public_bytes_raw()
     ranks = np.array([1, 2, 3])
     survivors = signing.survivors_message(b"s" * 32, ranks)
-    partners = signing.partners_message(b"s" * 32, 0, ranks)
+    partners = signing.partners_message(b"s" * 32, 0, bytes(32), ranks)
     signature = signing.sign(key, survivors)
     assert signing.verify(public, signature, survivors)
     assert not signing.verify(public, signature, partners)

@@ -173,7 +173,9 @@ class SecAggClient:
                 self._mask_sk, self.rank, peer, self._peers[peer].mask_pk, self._context, encoded.size
             )  # fmt: skip
             masked = masked + mask if self.rank < peer else masked - mask
-        statement = signing.partners_message(self._context, self.rank, self._partners)
+        statement = signing.partners_message(
+            self._context, self.rank, self._keys[:32], self._partners
+        )
         self._stage = "consistency"
         return self._reply(
             masked=masked, partners=as_ranks_u32(self._partners),
@@ -198,7 +200,8 @@ class SecAggClient:
         check_certificate(self.session, self.rank, survivors, message)
         held = np.array(sorted(self._held), dtype=np.int64)
         alive = held[np.isin(held, survivors)].tolist()
-        check_owner_statements(self.session, self.rank, survivors, alive, message)
+        mask_keys = {p: self._peers[p].mask_pk for p in alive}
+        check_owner_statements(self.session, self.rank, survivors, mask_keys, message)
         gone = held[~np.isin(held, survivors)].tolist()
         self_mask_shares = {p: self._reveal(p, "self_mask", 0) for p in alive}
         key_shares = {p: self._reveal(p, "key", 1) for p in gone}

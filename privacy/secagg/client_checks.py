@@ -88,7 +88,8 @@ def check_survivor_set(
     """The survivor set S to sign: roster ranks, containing us, at least m_min, and safe for us."""
     config = session.config
     survivors = rank_array(message.get("survivors"), config.num_clients, config.num_clients)
-    if survivors is None or not np.isin(rank, survivors):
+    at = 0 if survivors is None else int(np.searchsorted(survivors, rank))
+    if survivors is None or at == survivors.size or survivors[at] != rank:
         raise SecAggProtocolError(f"merchant rank {rank}: malformed survivor set")
     if survivors.size < config.min_survivors:
         raise SecAggProtocolError(
@@ -123,10 +124,15 @@ def check_certificate(
 
 
 def check_owner_statements(
-    session: SecAggSession, rank: int, survivors: np.ndarray, owners: list[int], message: dict
+    session: SecAggSession,
+    rank: int,
+    survivors: np.ndarray,
+    owners: dict[int, bytes],
+    message: dict,
 ) -> None:
-    """Each survivor whose self-mask share we would reveal masked with all its neighbours
-    in S (signed partner statement) and keeps enough of them on each ring side."""
+    """Each survivor whose self-mask share we would reveal (``owners``: rank -> its round
+    mask key) masked with all its neighbours in S (signed partner statement) and keeps
+    enough of them on each ring side."""
     n = session.config.num_clients
     listed = rank_array(message.get("owners"), n, n)
     counts, flat = message.get("owner_partner_counts"), message.get("owner_partners")
@@ -135,18 +141,17 @@ def check_owner_statements(
     )
     if listed is None or signatures is None or not _counts_fit(counts, flat, listed.size):
         raise SecAggProtocolError(f"merchant rank {rank}: malformed partner statements")
-    if not np.isin(owners, listed).all():
+    if not np.isin(list(owners), listed).all():
         raise SecAggProtocolError(
             f"merchant rank {rank}: a survivor's partner statement is missing"
         )
     view, bounds = survivor_view(session, survivors), np.concatenate([[0], np.cumsum(counts)])
-    wanted = set(owners)
     for i, owner in enumerate(listed.tolist()):
-        if owner not in wanted:
+        if owner not in owners:
             continue
         partners = rank_array(flat[int(bounds[i]) : int(bounds[i + 1])], n, session.graph.degree)
         fault = "has no valid partner statement" if partners is None else view.owner_fault(
-            owner, partners, signatures[i].tobytes()
+            owner, owners[owner], partners, signatures[i].tobytes()
         )  # fmt: skip
         if fault is not None:
             raise SecAggProtocolError(f"merchant rank {rank}: survivor rank {owner} {fault}")

@@ -174,7 +174,8 @@ class SecAggServer:
         )
         if partners is None or not np.array_equal(partners, self._partners[rank]):
             return False
-        statement = signing.partners_message(self.session.session_id, rank, partners)
+        mask_pk = self._adverts[self._node[rank]].keys[:32]
+        statement = signing.partners_message(self.session.session_id, rank, mask_pk, partners)
         key = self.session.roster.public_keys[rank]
         return signing.verify(key, payload["partners_signature"], statement)
 

@@ -45,9 +45,10 @@ def advert_message(
     )  # fmt: skip
 
 
-def partners_message(session_id: bytes, rank: int, partners: np.ndarray) -> bytes:
+def partners_message(session_id: bytes, rank: int, mask_pk: bytes, partners: np.ndarray) -> bytes:
+    """Bound to the merchant's round mask key as well, so it is new in every round."""
     ranks = np.ascontiguousarray(partners, dtype=">u4").tobytes()
-    return _frame(b"partners", session_id, rank.to_bytes(4, "big"), ranks)
+    return _frame(b"partners", session_id, rank.to_bytes(4, "big"), mask_pk, ranks)
 
 
 def survivors_message(session_id: bytes, survivors: np.ndarray) -> bytes:

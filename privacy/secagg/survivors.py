@@ -50,12 +50,14 @@ class SurvivorView:
         """Both connectivity rules hold for survivor ``rank``."""
         return bool(self.guard[rank]) and self.complete(rank, partners)
 
-    def owner_fault(self, owner: int, partners: np.ndarray, signature: bytes) -> str | None:
+    def owner_fault(
+        self, owner: int, mask_pk: bytes, partners: np.ndarray, signature: bytes
+    ) -> str | None:
         """Why survivor ``owner``'s self-mask must not be revealed (None if it may): its
         partner statement is not signed, or it is not safe."""
-        key = (owner, partners.tobytes(), signature)
+        key = (owner, mask_pk, partners.tobytes(), signature)
         if key not in self._owners:
-            statement = signing.partners_message(self.session.session_id, owner, partners)
+            statement = signing.partners_message(self.session.session_id, owner, mask_pk, partners)
             if not signing.verify(self.session.roster.public_keys[owner], signature, statement):
                 self._owners[key] = "has no valid partner statement"
             elif not self.safe(owner, partners):
