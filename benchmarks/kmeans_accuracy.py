@@ -44,7 +44,10 @@ N, D, K, DELTA = 100_000, 10, 5, 1e-6
 
 
 def _data(scenario: dict, seed: int, root: Path):
-    from fedseg.simulations.mixture import gaussian_mixture_federation, write_mixture_federation
+    from fedseg.simulations.data.mixture import (
+        gaussian_mixture_federation,
+        write_mixture_federation,
+    )
 
     mix = gaussian_mixture_federation(n=N, d=D, k=K, merchants=scenario["merchants"],
                                       alpha=scenario["alpha"], seed=seed)  # fmt: skip
@@ -56,13 +59,13 @@ def _data(scenario: dict, seed: int, root: Path):
 
 def _cost(x: np.ndarray, centres: np.ndarray) -> tuple[float, np.ndarray]:
     from fedseg.client.statistics import nearest_centre
-    from fedseg.simulations.metrics import kmeans_cost
+    from fedseg.simulations.experiments.metrics import kmeans_cost
 
     return kmeans_cost(x, centres), nearest_centre(x, centres)
 
 
 def _fedseg(path: Path, x, y, reference: float, eps: float, seed: int, noise: str) -> dict:
-    from fedseg.simulations.runner import simulate
+    from fedseg.simulations.experiments.runner import simulate
 
     config = {"k": K, "epsilon": eps, "delta": DELTA, "seed": seed, "noise": noise,
               "secure-agg": noise == "distributed"}  # fmt: skip

@@ -27,7 +27,7 @@ D, K = 8, 8
 
 
 def _fedseg(data: str) -> dict:
-    from fedseg.simulations.runner import simulate
+    from fedseg.simulations.experiments.runner import simulate
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -73,7 +73,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return _child(*args.child)
-    from fedseg.simulations.mixture import gaussian_mixture_federation, write_mixture_federation
+    from fedseg.simulations.data.mixture import (
+        gaussian_mixture_federation,
+        write_mixture_federation,
+    )
 
     with tempfile.TemporaryDirectory() as root:
         mix = gaussian_mixture_federation(

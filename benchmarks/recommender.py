@@ -47,9 +47,9 @@ from fedseg.server.recommender.rounds import (
     SEGMENT_WEIGHT,
     scorer_candidates,
 )
-from fedseg.simulations import recsys_eval as ev
-from fedseg.simulations.datasets import load_movielens_100k
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.data.datasets import load_movielens_100k
+from fedseg.simulations.data.synthetic import generate_federation
+from fedseg.simulations.experiments import recsys_eval as ev
 from sklearn.cluster import KMeans
 
 DELTA = 1e-6

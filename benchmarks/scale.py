@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fedseg.simulations.mixture import gaussian_mixture_federation, write_mixture_federation
-from fedseg.simulations.runner import simulate
+from fedseg.simulations.data.mixture import gaussian_mixture_federation, write_mixture_federation
+from fedseg.simulations.experiments.runner import simulate
 from sklearn.cluster import KMeans
 
 CASES = ((1_000, 100), (10_000, 100), (100, 10_000))

@@ -1,60 +1,92 @@
 """The fedseg Flower ClientApp: a merchant's node, answering the server's requests.
 
-Thin adapter over ``MerchantNode``. Settings come from the node config in deployments
-(``data-path``, ``key-file``, ``epsilon-cap``, ``state-dir``) and from the run config
-in simulations (``sim-data-dir``, ``sim-state-dir``, ``seed``).
+Thin adapter over ``MerchantNode``. Settings and the privacy policy come from the node
+config: in deployments the merchant's own (``data-path``, ``key-file``, ``state-dir``,
+``epsilon-cap``, ``delta`` … see client/policy.py); in simulations, where Flower's node config
+carries ``partition-id``, from the simulator's run config. Only public run parameters
+(``as-of``) are ever taken from a deployed run's config.
+
+An error never leaves with its text: the reply carries a fixed code (privacy/protocol/codes.py)
+and the details go to this merchant's own log.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from fedseg.client.errors import DataError
 from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
-from fedseg.client.node import MerchantNode
+from fedseg.client.node import BadRequest, MerchantNode
+from fedseg.client.plan import AcceptedPlan, OutsidePlan, PlanRefused, accept_plan
+from fedseg.client.policy import MerchantPolicy
 from fedseg.client.secure import secure_step
-from fedseg.privacy.wire import array_fields, decode_array
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError
+from fedseg.privacy.plan import PlanError, RunPlan
+from fedseg.privacy.protocol.codes import CODES, reason
+from fedseg.privacy.protocol.records import from_records, to_records
+from fedseg.privacy.protocol.tasks import MESSAGE_KINDS
+from fedseg.privacy.secagg import SecAggError
+from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.clientapp import ClientApp
 
 app = ClientApp()
-SECAGG_STATE = "fedseg.secagg"
-_nodes: dict[
-    tuple[MerchantSettings, str], MerchantNode
-] = {}  # one node per merchant setting, per process
+log = logging.getLogger("fedseg.merchant")
+PLAN_STATE, SECAGG_STATE = "fedseg.plan", "fedseg.secagg"
+# One node per merchant setting and run, per process.
+_nodes: dict[tuple[MerchantSettings, str], MerchantNode] = {}
 _latest_run = [""]  # the simulation run whose merchants were last added to _nodes
+
+_ERRORS = (
+    (BudgetExceeded, "budget_exceeded"),
+    (PlanRefused, "plan_refused"),
+    (LedgerFileError, "ledger"),
+    (DataError, "data_error"),
+    ((BadRequest, OutsidePlan, PlanError), "bad_request"),
+    (SecAggError, "secagg_protocol"),
+)
 
 
 def settings_from_context(context: Context) -> MerchantSettings:
     node, run = context.node_config, context.run_config
-    epsilon = float(run.get("epsilon", 1.0))
-    delta = float(node.get("delta", run.get("delta", 1e-6)))
-    if "sim-data-dir" in run:  # simulation: data and state laid out by the runner
-        pid = int(node["partition-id"])
-        source = simulation_source(str(run["sim-data-dir"]), pid)
-        state_root = str(run.get("sim-state-dir", ""))
-        return MerchantSettings(
-            data_path=str(source),
-            merchant_id=source.stem,
-            epsilon_cap=float(run.get("sim-epsilon-cap", epsilon)),
-            delta=delta,
-            state_dir=str(Path(state_root) / source.stem) if state_root else "",
-            simulation_seed=max(int(run.get("seed", 0)), 0),
-            holdout_last=str(run.get("sim-holdout-last", False)).lower() in ("1", "true", "yes"),
-        )
+    as_of = str(run.get("as-of", ""))
+    if "data-path" not in node and "partition-id" in node:
+        return _simulation_settings(int(node["partition-id"]), run, as_of)
     data_path = str(node.get("data-path", ""))
     # Node-config `seed` is a deterministic test mode (tests only, never in production):
-    # noise and pseudonym key then follow (seed, merchant-id) exactly as in a simulation.
+    # the pseudonym key and the noise seed then follow (seed, merchant-id) as in a simulation.
     test_seed = int(node["seed"]) if "seed" in node else None
     return MerchantSettings(
         data_path=data_path,
         merchant_id=str(node.get("merchant-id", Path(data_path).stem)),
-        epsilon_cap=float(node.get("epsilon-cap", epsilon)),
-        delta=delta,
+        policy=MerchantPolicy.from_node_config(node),
+        as_of=as_of,
         key_file="" if test_seed is not None else str(node.get("key-file", "")),
         state_dir=str(node.get("state-dir", "")),
         simulation_seed=test_seed,
+        strict=str(node.get("strict", "false")).lower() in ("1", "true", "yes"),
+    )
+
+
+def _simulation_settings(partition_id: int, run, as_of: str) -> MerchantSettings:
+    """A simulated merchant: the simulator is every party, so its run config sets all."""
+    if "sim-data-dir" not in run:
+        raise DataError("simulation: no federation (run config 'sim-data-dir')")
+    source = simulation_source(str(run["sim-data-dir"]), partition_id)
+    state_root = str(run.get("sim-state-dir", ""))
+    cap = run.get("sim-epsilon-cap", run.get("epsilon", 1.0))
+    policy = MerchantPolicy.from_mapping(
+        {"epsilon-cap": cap, "delta": run.get("delta", 1e-6), "collusion": run.get("collusion", 0)},
+        where="simulation run config",
+    )
+    return MerchantSettings(
+        data_path=str(source),
+        merchant_id=source.stem,
+        policy=policy,
+        as_of=as_of,
+        state_dir=str(Path(state_root) / source.stem) if state_root else "",
+        simulation_seed=max(int(run.get("seed", 0)), 0),
+        holdout_last=str(run.get("sim-holdout-last", False)).lower() in ("1", "true", "yes"),
     )
 
 
@@ -66,9 +98,7 @@ def _node(context: Context) -> MerchantNode:
     key = (settings, run)
     node = _nodes.get(key)
     if node is None:
-        # Sweep only when the run changes: a sweep per new merchant made a simulation
-        # with n merchants cost O(n²) (10,000 merchants: ~17 s of the run).
-        if run and run != _latest_run[0]:
+        if run and run != _latest_run[0]:  # sweep once per run change, not once per merchant
             for stale in [k for k in _nodes if k[1] and k[1] != run]:
                 del _nodes[stale]
             _latest_run[0] = run
@@ -78,60 +108,59 @@ def _node(context: Context) -> MerchantNode:
 
 def _answer(task: str, message: Message, context: Context) -> Message:
     payload = from_records(message.content)
-    if "secagg_stage" not in payload:
-        return Message(to_records(_node(context).handle(task, payload)), reply_to=message)
-    # A secure round spans four messages; its state stays in this node's own Context.
-    kept = context.state.get(SECAGG_STATE)
-    state = kept["state"] if isinstance(kept, ConfigRecord) else None
-    reply, state = secure_step(_node(context), context.node_id, task, payload, state)
-    if state is None:
-        context.state.pop(SECAGG_STATE, None)
-    else:
-        context.state[SECAGG_STATE] = ConfigRecord({"state": state})
-    return Message(to_records(reply), reply_to=message)
+    node = _node(context)
+    if task == "describe":
+        return _reply(node.describe(), payload, message)
+    if task == "plan":
+        plan = RunPlan.from_json(payload.get("plan"))
+        accepted = accept_plan(plan, node.policy, node.ledger)
+        context.state[PLAN_STATE] = ConfigRecord({"state": accepted.to_state()})
+        return _reply({"accepted": 1}, payload, message)
+    plan = _accepted_plan(context)
+    try:
+        if "secagg_stage" not in payload:
+            return _reply(node.answer(task, payload, plan), payload, message)
+        # A secure round spans several messages; its state stays in this node's own Context.
+        kept = context.state.get(SECAGG_STATE)
+        state = kept["state"] if isinstance(kept, ConfigRecord) else None
+        reply, state = secure_step(node, context.node_id, task, payload, state, plan)
+        if state is None:
+            context.state.pop(SECAGG_STATE, None)
+        else:
+            context.state[SECAGG_STATE] = ConfigRecord({"state": state})
+        return _reply(reply, payload, message)
+    finally:  # what the plan has used stays counted, whatever happened
+        context.state[PLAN_STATE] = ConfigRecord({"state": plan.to_state()})
 
 
-# Statistics rounds are QUERY messages, K-means training rounds TRAIN messages.
-TASKS = {
-    "describe": "query",
-    "feature_histograms": "query",
-    "square_norm": "query",
-    "cluster_stats": "train",
-    "item_popularity": "query",
-    "item_gram": "query",
-    "content_check": "query",
-    "recommender_train": "train",
-}
+def _accepted_plan(context: Context) -> AcceptedPlan:
+    kept = context.state.get(PLAN_STATE)
+    if not isinstance(kept, ConfigRecord):
+        raise OutsidePlan("no accepted plan in this run: noisy requests come after 'plan'")
+    return AcceptedPlan.from_state(str(kept["state"]))
+
+
+def _reply(values: dict, payload: dict, message: Message) -> Message:
+    """The answer, echoing the request id it answers."""
+    echo = {"request_id": payload["request_id"]} if "request_id" in payload else {}
+    return Message(to_records({**values, **echo}), reply_to=message)
 
 
 def _handler(task: str):
     def handle(message: Message, context: Context) -> Message:
-        return _answer(task, message, context)
+        try:
+            return _answer(task, message, context)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a coded reply
+            code = next((name for kind, name in _ERRORS if isinstance(exc, kind)), "internal")
+            log.warning(
+                "merchant node %s: %s refused (%s): %s", context.node_id, task, code, exc,
+                exc_info=code == "internal",
+            )  # fmt: skip
+            return Message(Error(code=CODES[code][0], reason=reason(code)), reply_to=message)
 
     handle.__name__ = task
     return handle
 
 
-for _task, _kind in TASKS.items():
+for _task, _kind in MESSAGE_KINDS.items():
     getattr(app, _kind)(_task)(_handler(_task))
-
-
-def to_records(payload: dict[str, Any]) -> RecordDict:
-    # Filled item by item: ArrayRecord(array_dict=...) builds every Array a second time
-    # (and a throw-away record), a third of a small reply's encoding time.
-    arrays = ArrayRecord()
-    for k, v in payload.items():
-        if isinstance(v, np.ndarray):
-            arrays[k] = Array(*array_fields(v))
-    config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
-    return RecordDict({"arrays": arrays, "config": ConfigRecord(config)})
-
-
-def from_records(records: RecordDict) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    for record in records.values():
-        if isinstance(record, ArrayRecord):
-            payload.update({k: decode_array(a) for k, a in record.items()})
-        elif isinstance(record, ConfigRecord):
-            payload.update(dict(record))
-    return payload

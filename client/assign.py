@@ -17,32 +17,32 @@ from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.tables import read_table
 from fedseg.privacy.pseudonyms import Pseudonymizer
-from fedseg.privacy.scaling import FeatureScaling
+from fedseg.privacy.published.segments import ModelError, PublishedSegments
 
 
 def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
     """One row per customer: user_id (the merchant's own), segment (1-based), segment_name,
     and ``recommendations`` (top-10 item ids, space-separated) when the model has a recommender."""
-    model = _read_model(Path(model_path))
-    scaling = FeatureScaling.from_dict(model["scaler"])
-    centres = np.asarray(model["centroids_standardized"], dtype=np.float64)
+    try:
+        segments, model = PublishedSegments.load(model_path)
+    except ModelError as exc:
+        raise DataError(str(exc)) from None
     pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
-    features, specs, _ = customer_features(data, pseudonymizer=pseudonymizer)
-    missing = [n for n in scaling.names if n not in features.columns]
+    # Recency as the model measured it (None: the data's own latest event).
+    features, _, _ = customer_features(data, pseudonymizer=pseudonymizer, as_of=segments.as_of)
+    missing = [n for n in segments.features if n not in features.columns]
     if missing:
         raise DataError(
             f"{data}: the model needs feature {missing[0]!r}, which this data does not give"
         )
-    z = scaling.transform(features[list(scaling.names)].to_numpy(dtype=np.float64))
-    labels = np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    labels = segments.assign(features[list(segments.features)].to_numpy(dtype=np.float64))
     raw_ids = read_table(data)["user_id"].astype(str).unique()
     own_id = dict(zip(pseudonymizer.pseudonymize(raw_ids), raw_ids, strict=True))
-    names = model.get("segment_names") or [f"segment {i + 1}" for i in range(len(centres))]
     table = pd.DataFrame(
         {
             "user_id": [own_id[p] for p in features.index],
             "segment": labels + 1,
-            "segment_name": [names[i] for i in labels],
+            "segment_name": [segments.names[i] for i in labels],
         }
     )
     if "recommender" in model:  # top-10 item ids, space-separated, from this merchant's own data
@@ -55,16 +55,3 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
             model["recommender"], events, customers, labels
         )
     return table
-
-
-def _read_model(path: Path) -> dict:
-    import json
-
-    try:
-        model = json.loads(path.read_text())
-        model["scaler"], model["centroids_standardized"]
-    except FileNotFoundError:
-        raise DataError(f"{path}: model file not found") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a fedseg model.json ({exc})") from None
-    return model

@@ -63,13 +63,10 @@ class CustomerEvents:
 
     @cached_property
     def amount(self) -> np.ndarray:
-        """price × quantity on purchases, 0 elsewhere."""
+        """price × quantity on purchases, 0 elsewhere (the loader drops a purchase whose
+        amount would not be finite: 'amount overflows')."""
         price = _column(self.frame, "price", np.nan)
-        amount = np.where(self.is_purchase, price * self.quantity, 0.0)
-        if not np.all(np.isfinite(amount)):
-            row = int(np.flatnonzero(~np.isfinite(amount))[0])
-            raise ValueError(f"purchase at row {row + 1} has no valid price/quantity")
-        return amount
+        return np.where(self.is_purchase, price * self.quantity, 0.0)
 
     @cached_property
     def spend(self) -> np.ndarray:
@@ -152,7 +149,7 @@ def _event_codes(column: pd.Series) -> np.ndarray:
         codes = names.get_indexer(pd.Index(column))
     if codes.size and codes.min() < 0:
         row = int(np.flatnonzero(codes < 0)[0])
-        raise ValueError(f"events row {row + 1}: event {column.iloc[row]!r} not in {EVENT_NAMES}")
+        raise ValueError(f"events row {row + 1}: the event is not one of {EVENT_NAMES}")
     return codes.astype(np.int8)
 
 

@@ -149,13 +149,19 @@ def customer_features(
     specs: Sequence[FeatureSpec] | None = None,
     as_of: object = None,
     source_name: str | None = None,
+    strict: bool = False,
 ) -> tuple[pd.DataFrame, tuple[FeatureSpec, ...], LoadReport]:
-    """Load a merchant table of either kind and return (features, specs, load report)."""
+    """Load a merchant table of either kind and return (features, specs, load report).
+
+    With the run's public ``as_of`` the loader keeps only the events inside the run's window
+    (client/time_window.py), and recency is measured from ``as_of``."""
     clean, report = load_merchant_table(
-        source, pseudonymizer=pseudonymizer, source_name=source_name
+        source, pseudonymizer=pseudonymizer, source_name=source_name, as_of=as_of, strict=strict
     )
     if report.kind == "events":
         specs = tuple(specs) if specs is not None else _default_specs_for(clean)
+        if clean.empty:
+            raise DataError(f"{report.source}: no events in the run's window ({report.window})")
         return build_features(clean, specs=specs, as_of=as_of), specs, report
     table = clean.set_index("user_id")
     specs = tuple(specs) if specs is not None else feature_specs_for_table(table)

@@ -1,19 +1,34 @@
-"""Load a merchant's table: read, drop direct identifiers, validate, pseudonymize.
+"""Load a merchant's table: read, drop direct identifiers, parse once, validate, pseudonymize.
 
 This is the first step at the client: nothing downstream ever sees an email address or
-a clear ``user_id``. Bad rows are dropped and counted per reason in a :class:`LoadReport`
-(see :mod:`fedseg.client.validation` for the rules); a table that cannot be used at all
-raises one :class:`DataError` line naming the file and column.
+a clear ``user_id``. The table goes through each step once:
+
+1. read (:mod:`fedseg.client.tables`: CSV, Parquet, SQLite or another SQL database);
+2. normalize column names, drop direct identifiers, tell events from features
+   (:mod:`fedseg.client.schema`);
+3. parse each column once against the schema into typed columns
+   (:mod:`fedseg.client.typed_tables`);
+4. apply the row rules to the typed columns (:mod:`fedseg.client.validation`): a bad
+   row is dropped and counted per reason in the :class:`LoadReport`, never fatal;
+5. replace ``user_id`` by keyed pseudonyms.
+
+A table that cannot be used at all (unreadable, empty, a required column missing or
+holding no valid value) raises one :class:`DataError` line naming the file, the column
+or row and what is wrong, never a cell's content.
+
+Accepted event names: ``view``, ``cart``, ``purchase``, ``review``, in any case, and the
+aliases ``page_view``/``pageview``/``product_view`` (view), ``add_to_cart``/``addtocart``
+(cart), ``order``/``transaction``/``buy`` (purchase) and ``rating`` (review). Rows with
+other names are dropped as ``unknown event``; ``strict=True`` refuses the table instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from fedseg.client.errors import DataError
+from fedseg.client.load_report import KINDS, LoadReport
 from fedseg.client.schema import (
     EVENT_COLUMNS,
     detect_kind,
@@ -21,67 +36,12 @@ from fedseg.client.schema import (
     normalize_columns,
 )
 from fedseg.client.tables import read_table, source_label
-from fedseg.client.validation import validate_events, validate_features
+from fedseg.client.time_window import TimeWindow
+from fedseg.client.typed_tables import type_events, type_features
+from fedseg.client.validation import EXPECTED_DROPS, RowChecks, check_events, check_features
 from fedseg.privacy.pseudonyms import Pseudonymizer
 
-__all__ = ["DataError", "LoadReport", "load_merchant_table", "read_table"]
-
-KINDS = ("events", "features")
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """What loading kept and dropped; contains counts and column names only, no data."""
-
-    source: str
-    kind: str
-    rows_read: int
-    rows_kept: int
-    dropped: dict[str, int] = field(default_factory=dict)
-    dropped_columns: tuple[str, ...] = ()
-    ignored_columns: tuple[str, ...] = ()
-    n_users: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.rows_kept + sum(self.dropped.values()) != self.rows_read:
-            raise ValueError(
-                f"{self.source}: {self.rows_read} rows read but {self.rows_kept} kept "
-                f"+ {sum(self.dropped.values())} dropped"
-            )
-
-    @property
-    def rows_dropped(self) -> int:
-        return self.rows_read - self.rows_kept
-
-    def summary(self) -> str:
-        """One readable line, e.g. for a merchant's log."""
-        line = (
-            f"{self.source}: {self.kind} table, {self.rows_read:,} rows read, "
-            f"{self.rows_kept:,} kept, {self.n_users:,} customers"
-        )
-        if self.dropped:
-            reasons = ", ".join(f"{n:,} {r}" for r, n in self.dropped.items())
-            line += f"; dropped {self.rows_dropped:,} rows ({reasons})"
-        if self.dropped_columns:
-            line += f"; identifier columns removed: {', '.join(self.dropped_columns)}"
-        if self.ignored_columns:
-            line += f"; columns ignored: {', '.join(self.ignored_columns)}"
-        return line
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "source": self.source,
-            "kind": self.kind,
-            "rows_read": self.rows_read,
-            "rows_kept": self.rows_kept,
-            "dropped": dict(self.dropped),
-            "dropped_columns": list(self.dropped_columns),
-            "ignored_columns": list(self.ignored_columns),
-            "n_users": self.n_users,
-        }
+__all__ = ["KINDS", "DataError", "LoadReport", "load_merchant_table", "read_table"]
 
 
 def load_merchant_table(
@@ -89,6 +49,9 @@ def load_merchant_table(
     *,
     pseudonymizer: Pseudonymizer,
     source_name: str | None = None,
+    as_of: object = None,
+    floor: object = None,
+    strict: bool = False,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read and clean one merchant table of either kind.
 
@@ -97,13 +60,15 @@ def load_merchant_table(
     ``timestamp`` as ``datetime64[ns, UTC]``, ``event`` categorical over view, cart,
     purchase, review, ``item_id`` text, ``price``/``quantity``/``duration_s`` float
     (``price`` may be NaN on views and reviews) and the optional columns present.
-    Features come back as ``user_id`` plus float64 columns, one row per customer."""
-    if isinstance(source, pd.DataFrame):
-        label = source_name or "<dataframe>"
-        raw = source
-    else:
-        label = source_name or source_label(source)
-        raw = read_table(source)
+    Features come back as ``user_id`` plus float64 columns, one row per customer.
+
+    ``as_of`` and ``floor`` (public run parameters, UTC; ``floor`` defaults to 20 years
+    before ``as_of``) drop and count events ``after as_of`` or ``before floor``; features
+    tables have no times and ignore them. ``strict=True`` refuses, with one line, a table
+    in which any row breaks a rule (an unknown event name, a bad value, ...); rows
+    outside the time window and exact duplicates are still dropped and counted."""
+    window = TimeWindow.of(as_of, floor)
+    label, raw = _read(source, source_name)
     if raw.shape[1] == 0 or len(raw) == 0:
         raise DataError(f"{label}: empty table (no {'columns' if raw.shape[1] == 0 else 'rows'})")
     raw = normalize_columns(raw, label)
@@ -112,23 +77,64 @@ def load_merchant_table(
         raw = raw.drop(columns=list(identifiers))
     kind = detect_kind(list(raw.columns), label)
     ignored: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
     if kind == "events":
         ignored = tuple(c for c in raw.columns if c not in EVENT_COLUMNS)
-        clean, dropped = validate_events(raw.drop(columns=list(ignored)), label)
+        typed = type_events(raw.drop(columns=list(ignored)) if ignored else raw, label)
+        checks = check_events(typed, window)
+        aliases = typed.columns["event"].renamed
     else:
-        clean, dropped = validate_features(raw, label)
+        typed = type_features(raw, label)
+        checks = check_features(typed)
+    if strict:
+        _refuse_dropped_rows(checks, label)
+    clean = _kept(typed.frame, checks, label)
     clean["user_id"] = _pseudonymize_column(clean["user_id"], pseudonymizer, kind)
     report = LoadReport(
         source=label,
         kind=kind,
         rows_read=len(raw),
         rows_kept=len(clean),
-        dropped=dropped,
+        dropped=checks.counts(),
         dropped_columns=identifiers,
         ignored_columns=ignored,
         n_users=int(clean["user_id"].nunique()),
+        first_rows=checks.first_rows(),
+        window=window.describe() if kind == "events" else "",
+        event_aliases=aliases,
     )
     return clean, report
+
+
+def _read(source: str | Path | pd.DataFrame, source_name: str | None) -> tuple[str, pd.DataFrame]:
+    if isinstance(source, pd.DataFrame):
+        return source_name or "<dataframe>", source
+    return source_name or source_label(source), read_table(source)
+
+
+def _refuse_dropped_rows(checks: RowChecks, label: str) -> None:
+    """Strict mode: one line naming every reason that would drop a row, and its first row."""
+    first = checks.first_rows()
+    refused = {r: n for r, n in checks.counts().items() if r not in EXPECTED_DROPS}
+    if not refused:
+        return
+    reasons = "; ".join(f"{n:,} {r} (first at row {first[r]})" for r, n in refused.items())
+    hint = (
+        " — events are view, cart, purchase, review or an alias (docs/merchant.md)"
+        if "unknown event" in refused
+        else ""
+    )
+    raise DataError(f"{label}: strict mode: {sum(refused.values()):,} bad rows: {reasons}{hint}")
+
+
+def _kept(frame: pd.DataFrame, checks: RowChecks, label: str) -> pd.DataFrame:
+    keep = checks.keep
+    if not keep.any():
+        reasons = ", ".join(f"{n} {r}" for r, n in checks.counts().items())
+        raise DataError(f"{label}: no valid rows ({reasons})")
+    if keep.all():
+        return frame.copy()
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def _pseudonymize_column(user_ids: pd.Series, pseudonymizer: Pseudonymizer, kind: str) -> pd.Series:

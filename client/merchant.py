@@ -1,39 +1,47 @@
 """Turning a merchant's settings into a ready ``MerchantNode``.
 
-Deployments name the data source, the HMAC key file, the privacy cap and a state
-directory (the ledger file lives there). Simulations derive a per-merchant key and
-seeded randomness instead, and may not be mistaken for a deployment: without a key
-file and outside a simulation, the node refuses to start.
+Deployments name the data source, the HMAC key file, the state directory (the ledger lives
+there) and the merchant's own privacy policy, all in the merchant's node config. Simulations
+derive a per-merchant key and seeded randomness instead. Which of the two a node is, is
+decided by the node config (Flower sets ``partition-id`` only in simulations), never by the
+run config the server sends.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
-from fedseg.client.node import MerchantNode
-from fedseg.client.recommender_rounds import offer_recommender
+from fedseg.client.node import FeatureColumns, MerchantNode
+from fedseg.client.policy import MerchantPolicy
+from fedseg.client.recommender.offer import offer_recommender
 from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.protocol import run
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 
 MERCHANT_SUFFIXES = (".csv", ".parquet")
+log = logging.getLogger("fedseg.merchant")
 
 
 @dataclass(frozen=True)
 class MerchantSettings:
     data_path: str
     merchant_id: str
-    epsilon_cap: float
-    delta: float
+    policy: MerchantPolicy
+    as_of: str = ""  # public run parameter: recency is measured from it ("" = next UTC midnight)
     key_file: str = ""
     state_dir: str = ""
-    simulation_seed: int | None = None  # set only by simulations
+    simulation_seed: int | None = None  # simulations and the node-config test mode only
     holdout_last: bool = False  # simulations only: hide each customer's last item (evaluation)
+    strict: bool = False  # refuse a table with any bad row instead of dropping and counting it
 
     def __post_init__(self) -> None:
         if not self.data_path:
@@ -50,10 +58,15 @@ class MerchantSettings:
             )
         if self.holdout_last and self.simulation_seed is None:
             raise DataError("merchant settings: 'sim-holdout-last' is for simulations only")
-        if not self.epsilon_cap > 0:
-            raise DataError(
-                f"merchant settings: 'epsilon-cap' must be positive, got {self.epsilon_cap}"
-            )
+        as_of_timestamp(self.as_of)  # an unreadable as-of fails here, before any data is read
+
+
+def as_of_timestamp(text: str) -> pd.Timestamp:
+    """The run's public ``as-of`` as a pandas UTC timestamp (privacy/protocol/run.py)."""
+    try:
+        return pd.Timestamp(run.as_of(text))
+    except run.RunParameterError as exc:
+        raise DataError(str(exc)) from None
 
 
 def simulation_source(data_dir: str | Path, partition_id: int) -> Path:
@@ -80,50 +93,48 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         pseudonymizer = Pseudonymizer(load_key_file(settings.key_file))
     else:
         pseudonymizer = Pseudonymizer.for_simulation(settings.merchant_id, settings.simulation_seed)
-    features, specs, _ = customer_features(settings.data_path, pseudonymizer=pseudonymizer)
+    as_of = as_of_timestamp(settings.as_of)
+    features, specs, report = customer_features(
+        settings.data_path, pseudonymizer=pseudonymizer, as_of=as_of, strict=settings.strict
+    )
+    log.info("merchant %s: %s", settings.merchant_id, report.summary())  # its own log only
     ledger_path = Path(settings.state_dir) / "ledger.json" if settings.state_dir else None
-    if ledger_path is not None:
-        ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    policy = settings.policy
     ledger = PrivacyLedger(
-        ledger_path, epsilon_cap=settings.epsilon_cap, delta=settings.delta,
+        ledger_path, epsilon_cap=policy.epsilon_cap, delta=policy.delta,
         durable=settings.simulation_seed is None,
     )  # fmt: skip
     seed = settings.simulation_seed
-    merchant_key = _stable_int(settings.merchant_id)
-
-    def rng_for(request_id: int) -> np.random.Generator:
-        # Simulations: one stream per (seed, merchant, request), identical on every backend.
-        if seed is None:
-            return np.random.default_rng()
-        return np.random.default_rng([seed, merchant_key, request_id])
-
     names = [s.name for s in specs]
     ordered = features if list(features.columns) == names else features[names]
     node = MerchantNode(
         ordered.to_numpy(dtype=np.float64),
-        names=[s.name for s in specs],
-        log=[s.log for s in specs],
-        lower=[s.lower for s in specs],
-        upper=[s.upper for s in specs],
+        columns=FeatureColumns(
+            names=tuple(names),
+            log=tuple(s.log for s in specs),
+            lower=tuple(s.lower for s in specs),
+            upper=tuple(s.upper for s in specs),
+        ),
         ledger=ledger,
-        rng_for=rng_for,
+        policy=policy,
+        noise_seed=None if seed is None else (seed, _stable_int(settings.merchant_id)),
     )
     offer_recommender(
         node,
         customer_ids=[str(u) for u in features.index],
-        load_events=lambda: _item_events(settings.data_path, pseudonymizer),
+        load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
         holdout_last=settings.holdout_last,
     )
     return node
 
 
-def _item_events(data_path: str, pseudonymizer: Pseudonymizer):
-    """The clean events table (same pseudonyms as the features), or None for a features table."""
-    clean, report = load_merchant_table(data_path, pseudonymizer=pseudonymizer)
+def _item_events(data_path: str, pseudonymizer: Pseudonymizer, as_of: pd.Timestamp):
+    """The clean events of the run's window (same pseudonyms as the features), or None for a
+    features table. Loaded again on the first recommender request rather than kept: a
+    segmentation-only run should not hold every event in memory."""
+    clean, report = load_merchant_table(data_path, pseudonymizer=pseudonymizer, as_of=as_of)
     return clean if report.kind == "events" else None
 
 
 def _stable_int(text: str) -> int:
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")

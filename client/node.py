@@ -1,9 +1,11 @@
 """A merchant's side of the protocol: answer the server's requests with DP statistics.
 
-The node holds one feature vector per customer and never returns anything derived from
-them except through a ``GaussianMechanism`` whose cost its own ledger has accepted
-first. The server only declares noise parameters; the node computes the sensitivity
-itself from its own clipping, so a server cannot talk it into releasing more.
+Every noisy answer takes one path (``MerchantNode.answer``, or ``prepare`` under secure
+aggregation): the request must name a release the accepted plan covers; the node builds the
+release's mechanism itself (privacy/releases.py) from the planned noise multiplier and its
+own clipping; it charges its own ledger with that release; only then is the statistic
+computed and noised. The server only names which planned release it wants: it cannot talk
+the node into a smaller noise, a larger sensitivity or a second draw of the same noise.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fedseg.client.plan import AcceptedPlan
+from fedseg.client.policy import MerchantPolicy
 from fedseg.client.statistics import cluster_statistics, feature_histograms
+from fedseg.privacy import releases
+from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.mechanisms import GaussianMechanism
+from fedseg.privacy.releases import NoisePlacement
 from fedseg.privacy.scaling import FeatureScaling
+
+LOCAL = NoisePlacement()
 
 
 class BadRequest(ValueError):
@@ -24,191 +33,186 @@ class BadRequest(ValueError):
 
 
 @dataclass(frozen=True)
-class ReleaseMode:
-    noise_share: float = 1.0  # fraction of the noise variance this node adds
-    charge: bool = True  # False only when the caller charges the ledger itself
+class Answer:
+    """How a merchant answers one request, decided before any data is read.
+
+    ``release`` is what its ledger is charged; ``compute`` gives the raw statistic (it may use
+    the generator, e.g. to sample negatives); ``mechanism`` is the noise the node adds to it
+    (None when ``compute`` adds the noise itself, as DP-SGD does at every step).
+    """
+
+    release: Release
+    compute: Callable[[np.random.Generator], dict[str, np.ndarray]]
+    mechanism: GaussianMechanism | None
+
+
+Handler = Callable[["MerchantNode", Mapping[str, Any], Release], Answer]
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """The merchant's feature columns as the schema declares them (original units)."""
+
+    names: tuple[str, ...]
+    log: tuple[bool, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
 
 
 class MerchantNode:
-    """Answers ``describe``, ``feature_histograms`` and ``cluster_stats`` requests."""
+    """One merchant's customers (one feature vector each), ledger, policy and noise source."""
 
     def __init__(
         self,
         features: np.ndarray,
         *,
-        names: Sequence[str],
-        log: Sequence[bool],
-        lower: Sequence[float],
-        upper: Sequence[float],
+        columns: FeatureColumns,
         ledger: PrivacyLedger,
-        rng_for: Callable[[int], np.random.Generator],
+        policy: MerchantPolicy,
+        noise_seed: Sequence[int] | None = None,
     ) -> None:
         self.features = np.asarray(features, dtype=np.float64)
-        self.names = tuple(names)
-        self.log = tuple(bool(v) for v in log)
-        self.lower = np.asarray(lower, dtype=np.float64)
-        self.upper = np.asarray(upper, dtype=np.float64)
+        self.columns = columns
         self.ledger = ledger
-        self.rng_for = rng_for
-        self._cached_scaling: FeatureScaling | None = None
-        self._cached_z = np.empty((0, len(self.names)))
-        self._scaling_key: tuple = ()
-        self._scaling_built: tuple[FeatureScaling, float] | None = None
-        self._handlers: dict[str, Callable[[Mapping[str, Any], ReleaseMode], dict]] = {
-            "describe": self._describe,
-            "feature_histograms": self._histograms,
-            "cluster_stats": self._cluster_stats,
-            "square_norm": self._square_norm,
+        self.policy = policy
+        self.noise_seed = None if noise_seed is None else tuple(noise_seed)
+        self._scaled: tuple[FeatureScaling, np.ndarray] | None = None
+        self._handlers: dict[str, Handler] = {
+            "feature_histograms": _histograms,
+            "cluster_stats": _cluster_stats,
+            "square_norm": _square_norm,
         }
 
-    def register(
-        self, task: str, handler: Callable[[Mapping[str, Any], ReleaseMode], dict]
-    ) -> None:
-        """Answer ``task`` with ``handler`` too (the recommender rounds: client.recommender.tasks);
-        it must charge the ledger before any noise when ``mode.charge`` is set."""
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.columns.names
+
+    def register(self, task: str, handler: Handler) -> None:
+        """Answer ``task`` with ``handler`` too (the recommender rounds)."""
         self._handlers[task] = handler
 
-    def handle(
-        self,
-        task: str,
-        payload: Mapping[str, Any],
-        *,
-        noise_share: float = 1.0,
-        charge: bool = True,
-    ) -> dict:
-        """Answer one request. ``noise_share`` < 1 (distributed noise) and ``charge=False``
-        are only for secure aggregation (``client.secure``), where the sum of all shares
-        carries full σ and the charge is made when the masked input is sent."""
-        if task not in self._handlers:
-            raise BadRequest(f"unknown task {task!r}")
-        if not 0 < noise_share <= 1:
-            raise BadRequest(f"noise share must be in (0, 1], got {noise_share}")
-        return self._handlers[task](payload, ReleaseMode(noise_share=noise_share, charge=charge))
-
-    def _describe(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-        """Public feature declaration: names, log flags and histogram ranges (model space)."""
-        log = np.asarray(self.log)
-        lower = np.where(log, np.log1p(np.maximum(self.lower, 0)), self.lower)
-        upper = np.where(log, np.log1p(np.maximum(self.upper, 0)), self.upper)
+    def describe(self) -> dict:
+        """Public feature declaration: names, log flags and ranges (model space)."""
+        log = np.asarray(self.columns.log)
+        lower, upper = np.asarray(self.columns.lower), np.asarray(self.columns.upper)
         return {
             "names": list(self.names),
             "log": log.astype(np.float64),
-            "lower": lower,
-            "upper": upper,
+            "lower": np.where(log, np.log1p(np.maximum(lower, 0)), lower),
+            "upper": np.where(log, np.log1p(np.maximum(upper, 0)), upper),
         }
 
-    def _model_space(self) -> np.ndarray:
+    def answer(self, task: str, payload: Mapping[str, Any], plan: AcceptedPlan) -> dict:
+        """Answer one noisy request with local noise, charging the ledger first."""
+        return self.prepare(task, payload, plan, LOCAL, charge=True)[0]
+
+    def prepare(
+        self,
+        task: str,
+        payload: Mapping[str, Any],
+        plan: AcceptedPlan,
+        placement: NoisePlacement,
+        *,
+        charge: bool = False,
+    ) -> tuple[dict, Release]:
+        """The noisy statistic (this merchant's share ``placement`` of the noise) and the
+        release to charge for it. With ``charge`` the ledger is charged before anything is
+        computed; otherwise (secure aggregation) the caller must charge before the values
+        leave, and refuses early here if they could not be charged."""
+        if task not in self._handlers:
+            raise BadRequest(f"unknown task {task!r}")
+        planned = plan.planned(task, payload.get("release"))
+        answer = self._handlers[task](self, payload, planned)
+        plan.consume(answer.release)
+        if charge:
+            self.ledger.charge(answer.release)
+        elif self.ledger.would_exceed(answer.release):
+            raise_budget(answer.release)
+        rng = self.fresh_rng()
+        values = answer.compute(rng)
+        if answer.mechanism is not None:
+            values = placement.per_merchant(answer.mechanism).release(values, rng)
+        return values, answer.release
+
+    def fresh_rng(self) -> np.random.Generator:
+        """A generator never handed out before: OS entropy in deployments; in seeded
+        simulations and test mode, the seed plus a stream number from the ledger (never a
+        value the server chooses)."""
+        if self.noise_seed is None:
+            return np.random.default_rng()
+        return np.random.default_rng([*self.noise_seed, self.ledger.next_stream()])
+
+    def scaled(self, payload: Mapping[str, Any]) -> tuple[FeatureScaling, np.ndarray, float]:
+        """The request's public scaling, the customers in that standardized space, and the L2
+        bound of one transformed customer (the sensitivity of a sum), reused while the
+        request's scaling stays the same (it does every Lloyd round)."""
+        try:
+            scaling = FeatureScaling.from_payload(payload, names=self.names, log=self.columns.log)
+        except ValueError as exc:
+            raise BadRequest(f"the request's scaling: {exc}") from None
+        if self._scaled is None or self._scaled[0] != scaling:
+            self._scaled = (scaling, scaling.transform(self.features))
+        scaling, z = self._scaled
+        return scaling, z, min(scaling.radius, scaling.box_radius())
+
+    def model_space(self) -> np.ndarray:
+        """Features with log1p applied where the schema says so (not clipped)."""
         x = self.features.copy()
-        log = np.asarray(self.log)
+        log = np.asarray(self.columns.log)
         x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
         return x
 
-    def _histograms(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-        edges = _array(payload, "edges", ndim=2)
-        if edges.shape[0] != len(self.names) or edges.shape[1] < 2:
-            raise BadRequest(
-                f"'edges' has shape {edges.shape}, expected ({len(self.names)}, bins+1)"
-            )
-        if np.any(np.diff(edges, axis=1) <= 0):
-            raise BadRequest("'edges' must increase along each feature")
-        # One customer adds one count to one bin of each of the d histograms.
-        mechanism = GaussianMechanism(
-            noise_multiplier=_noise_multiplier(payload),
-            sensitivities={"counts": float(np.sqrt(len(self.names)))},
-        )
-        counts = feature_histograms(self._model_space(), edges)
-        return self._release(payload, mechanism, {"counts": counts}, mode)
 
-    def _scaling(self, payload: Mapping[str, Any]) -> tuple[FeatureScaling, float]:
-        """The request's scaling and the L2 bound of one transformed customer (the
-        sensitivity of a sum). Every round sends the same scaling, so the last one built
-        is reused when the checked arrays carry the same bytes (same bytes, same values)."""
-        lower, upper, mean, scale = (
-            _array(payload, name, ndim=1) for name in ("lower", "upper", "mean", "scale")
-        )
-        radius = float(payload["radius"])
-        key = (lower.tobytes(), upper.tobytes(), mean.tobytes(), scale.tobytes(), radius)
-        if key != self._scaling_key:
-            scaling = FeatureScaling(
-                names=self.names,
-                log=self.log,
-                lower=tuple(lower),
-                upper=tuple(upper),
-                mean=tuple(mean),
-                scale=tuple(scale),
-                radius=radius,
-            )
-            radius_bound = min(scaling.radius, scaling.box_radius())
-            self._scaling_key, self._scaling_built = key, (scaling, radius_bound)
-        return self._scaling_built
+def raise_budget(release: Release) -> None:
+    from fedseg.privacy.ledger import BudgetExceeded
 
-    def _transformed(self, scaling: FeatureScaling) -> np.ndarray:
-        """The customers in standardized space; the scaling is the same every round."""
-        if self._cached_scaling is not scaling and self._cached_scaling != scaling:
-            self._cached_scaling, self._cached_z = scaling, scaling.transform(self.features)
-        return self._cached_z
-
-    def _square_norm(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-        """Σ‖z‖² over this merchant's customers: with the cluster statistics it gives the
-        within-cluster cost, which choosing k needs. One customer adds ‖z‖² ≤ R²."""
-        scaling, radius = self._scaling(payload)
-        mechanism = GaussianMechanism(
-            noise_multiplier=_noise_multiplier(payload), sensitivities={"square_norm": radius**2}
-        )
-        total = np.array([np.sum(self._transformed(scaling) ** 2)])
-        return self._release(payload, mechanism, {"square_norm": total}, mode)
-
-    def _cluster_stats(self, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-        scaling, radius = self._scaling(payload)
-        centres = _array(payload, "centres", ndim=2)
-        if centres.shape[1] != scaling.dim:
-            raise BadRequest(f"'centres' has {centres.shape[1]} columns for {scaling.dim} features")
-        # Every transformed vector has norm ≤ radius and joins exactly one cluster.
-        share = float(payload["sums_share"])
-        if not 0 < share < 1:
-            raise BadRequest(f"'sums_share' must be in (0, 1), got {share}")
-        mechanism = GaussianMechanism(
-            noise_multiplier=_noise_multiplier(payload),
-            sensitivities={"sums": radius, "counts": 1.0},
-            shares={"sums": share, "counts": 1.0 - share},
-        )
-        sums, counts = cluster_statistics(self._transformed(scaling), centres)
-        return self._release(payload, mechanism, {"sums": sums, "counts": counts}, mode)
-
-    def _release(
-        self,
-        payload: Mapping[str, Any],
-        mechanism: GaussianMechanism,
-        values: dict,
-        mode: ReleaseMode,
-    ) -> dict:
-        """Charge the ledger first; draw noise only once the charge is accepted."""
-        if mode.charge:
-            self.ledger.charge(mechanism.as_release(str(payload["release"])))
-        # Distributed noise: this node adds a 1/n share of the variance; the secure sum
-        # of n shares carries the full σ. Local noise: noise_share = 1.
-        rng = self.rng_for(int(payload["request_id"]))
-        if mode.noise_share == 1.0:  # z·√1 is z: the mechanism itself, not a rebuilt copy
-            return mechanism.release(values, rng)
-        scaled = GaussianMechanism(
-            noise_multiplier=mechanism.noise_multiplier * np.sqrt(mode.noise_share),
-            sensitivities=mechanism.sensitivities,
-            shares=mechanism.shares,
-        )
-        return scaled.release(values, rng)
+    raise BudgetExceeded(f"release {release.name!r} would exceed this merchant's privacy cap")
 
 
-def _noise_multiplier(payload: Mapping[str, Any]) -> float:
-    z = float(payload["noise_multiplier"])
-    if not (z >= 0 and np.isfinite(z)):
-        raise BadRequest(f"'noise_multiplier' must be finite and ≥ 0, got {z}")
-    return z
+def _histograms(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    edges = _array(payload, "edges", ndim=2)
+    if edges.shape[0] != len(node.names) or edges.shape[1] < 2:
+        raise BadRequest(f"'edges' has shape {edges.shape}, expected ({len(node.names)}, bins+1)")
+    if np.any(np.diff(edges, axis=1) <= 0):
+        raise BadRequest("'edges' must increase along each feature")
+    mechanism = releases.histogram_mechanism(planned.noise_multiplier, n_features=len(node.names))
+    return Answer(
+        mechanism.as_release(planned.name),
+        lambda rng: {"counts": feature_histograms(node.model_space(), edges)},
+        mechanism,
+    )
+
+
+def _square_norm(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    """Σ‖z‖² over this merchant's customers: with the cluster statistics it gives the
+    within-cluster cost, which choosing k needs."""
+    _, z, radius = node.scaled(payload)
+    mechanism = releases.square_norm_mechanism(planned.noise_multiplier, radius=radius)
+    return Answer(
+        mechanism.as_release(planned.name),
+        lambda rng: {"square_norm": np.array([np.sum(z**2)])},
+        mechanism,
+    )
+
+
+def _cluster_stats(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    scaling, z, radius = node.scaled(payload)
+    centres = _array(payload, "centres", ndim=2)
+    if centres.shape[1] != scaling.dim or len(centres) < 1:
+        raise BadRequest(f"'centres' has shape {centres.shape} for {scaling.dim} features")
+    mechanism = releases.cluster_mechanism(planned.noise_multiplier, radius=radius, dim=scaling.dim)
+
+    def compute(rng: np.random.Generator) -> dict[str, np.ndarray]:
+        sums, counts = cluster_statistics(z, centres)
+        return {"sums": sums, "counts": counts}
+
+    return Answer(mechanism.as_release(planned.name), compute, mechanism)
 
 
 def _array(payload: Mapping[str, Any], name: str, *, ndim: int) -> np.ndarray:
     value = payload.get(name)
-    if not isinstance(value, np.ndarray) or value.ndim != ndim:
-        raise BadRequest(f"field {name!r} must be a {ndim}-d array")
+    if not isinstance(value, np.ndarray) or value.ndim != ndim or value.dtype.kind not in "fiu":
+        raise BadRequest(f"field {name!r} must be a numeric {ndim}-d array")
     if not np.all(np.isfinite(value)):
         raise BadRequest(f"field {name!r} has non-finite values")
     return value.astype(np.float64)

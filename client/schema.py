@@ -2,7 +2,24 @@
 
 See the "Merchant data" section of the user-facing contract: an *events* table has
 ``user_id, timestamp, event, item_id, price`` (optionally ``category, quantity,
-duration_s, rating``); a *features* table has ``user_id`` plus numeric columns.
+duration_s, rating, session_id, order_id``); a *features* table has ``user_id`` plus
+numeric columns. Column names are matched without case, spaces or punctuation
+(``" User ID"`` is ``user_id``).
+
+Event names: ``view``, ``cart``, ``purchase``, ``review``, matched without case, spaces or
+punctuation (``"Purchase "`` and ``"PURCHASE"`` are purchases), and these aliases:
+
+=========  ===============================================
+event      also accepted
+=========  ===============================================
+view       ``page_view``, ``pageview``, ``product_view``
+cart       ``add_to_cart``, ``addtocart``
+purchase   ``order``, ``transaction``, ``buy``
+review     ``rating``
+=========  ===============================================
+
+Any other name (``refund``, ``click``, ``remove_from_cart``) is an unknown event: the row is
+dropped and counted, or, with ``strict=True``, the table is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +30,17 @@ import pandas as pd
 from fedseg.client.errors import DataError
 
 EVENT_NAMES: tuple[str, ...] = ("view", "cart", "purchase", "review")
+EVENT_ALIASES: dict[str, str] = {
+    "page_view": "view",
+    "pageview": "view",
+    "product_view": "view",
+    "add_to_cart": "cart",
+    "addtocart": "cart",
+    "order": "purchase",
+    "transaction": "purchase",
+    "buy": "purchase",
+    "rating": "review",
+}
 EVENT_REQUIRED: tuple[str, ...] = ("user_id", "timestamp", "event", "item_id", "price")
 EVENT_OPTIONAL: tuple[str, ...] = (
     "category",
@@ -90,6 +118,14 @@ _IDENTIFIER_WORDS = frozenset(
 def normalize_column_name(name: object) -> str:
     """``" E-Mail Address "`` -> ``"e_mail_address"``: lower case, words joined by ``_``."""
     return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+def canonical_event_name(name: str) -> str | None:
+    """``" Add-To-Cart"`` -> ``"cart"``; None for a name that is neither an event nor an alias."""
+    key = normalize_column_name(name)
+    if key in EVENT_NAMES:
+        return key
+    return EVENT_ALIASES.get(key)
 
 
 def is_direct_identifier(column: str) -> bool:

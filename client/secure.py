@@ -1,11 +1,11 @@
-"""A merchant's side of a secure-aggregation round, kept across the four stage messages.
+"""A merchant's side of a secure-aggregation round, kept across the stage messages.
 
-The merchant computes its noisy release at the first stage (refusing at once if its cap
-would not allow it) and charges its ledger just before the masked (uniformly
-random-looking) encoding leaves, the point after which it can be part of a released
-sum; a round that aborts earlier costs nothing. Before revealing its
-unmasking shares it checks how many merchants' noise shares the sum will hold and
-charges its own ledger for any shortfall, so its cap holds even when others drop.
+At the first stage the merchant prepares its noisy statistic through the node's one release
+path (refusing at once if its cap would not allow it), with its own share of the noise:
+under distributed noise, enough that the sum carries the charged σ even when only the fewest
+survivors it accepts remain. It charges its own ledger with the release it built just before
+the masked encoding leaves — the point after which it can be part of a released sum — and
+refuses to help unmask a sum with fewer survivors than it sized its noise for.
 """
 
 from __future__ import annotations
@@ -16,20 +16,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from fedseg.client.node import BadRequest, MerchantNode
-from fedseg.privacy.accounting import Release
-from fedseg.privacy.ledger import BudgetExceeded
+from fedseg.client.plan import AcceptedPlan
+from fedseg.privacy.releases import minimum_survivors, noise_placement
 from fedseg.privacy.secagg import SecAggClient, SecAggConfig
-from fedseg.privacy.secagg.noise import topup_noise_multiplier
+from fedseg.privacy.secagg.errors import SecAggProtocolError
 from fedseg.privacy.secagg.wire import flatten, unflatten
 
 
 def secure_step(
-    node: MerchantNode, node_id: int, task: str, payload: Mapping[str, Any], state: bytes | None
+    node: MerchantNode,
+    node_id: int,
+    task: str,
+    payload: Mapping[str, Any],
+    state: bytes | None,
+    plan: AcceptedPlan,
 ) -> tuple[dict, bytes | None]:
     """Answer one stage; returns (reply payload, state to keep for the next stage)."""
     stage = payload.get("secagg_stage")
     if stage == "advertise":
-        return _open(node, node_id, task, payload)
+        return _open(node, node_id, task, payload, plan)
     if state is None:
         raise BadRequest(f"secure aggregation stage {stage!r} without an open round")
     session = pickle.loads(state)
@@ -41,16 +46,10 @@ def secure_step(
         reply = client.share_keys(message)
     elif stage == "masked":
         reply = client.masked_input(session.pop("values"), message)
-        # Once this reply leaves, our statistics can be part of a released sum.
-        node.ledger.charge(session["release_charged"])
+        node.ledger.charge(session["release"])  # on disk before the masked input leaves
     elif stage == "unmask":
-        z_top = topup_noise_multiplier(
-            session["z"], survivors=len(message["survivors"]), noise_clients=session["planned"]
-        )
-        if z_top is not None:  # refuse (BudgetExceeded) rather than reveal an overspent sum
-            node.ledger.charge(
-                Release(name=f"{session['release']}_dropout_topup", noise_multiplier=z_top)
-            )
+        if len(message.get("survivors", ())) < session["min_survivors"]:
+            raise SecAggProtocolError("fewer survivors than this merchant sized its noise for")
         reply = client.unmask(message)
     else:
         raise BadRequest(f"unknown secure aggregation stage {stage!r}")
@@ -58,20 +57,20 @@ def secure_step(
 
 
 def _open(
-    node: MerchantNode, node_id: int, task: str, payload: Mapping[str, Any]
+    node: MerchantNode, node_id: int, task: str, payload: Mapping[str, Any], plan: AcceptedPlan
 ) -> tuple[dict, bytes]:
+    if not plan.plan.secure:
+        raise BadRequest("the accepted plan has no secure aggregation")
     raw = json.loads(str(payload["secagg_config"]))
     raw["vector_spec"] = tuple((name, tuple(shape)) for name, shape in raw["vector_spec"])
     config = SecAggConfig(**raw)  # validates threshold > neighbours / 2 and the encoding range
-    planned = int(payload["noise_clients"])
-    if not 1 <= planned <= config.num_clients:
-        raise BadRequest(f"'noise_clients' must be in [1, {config.num_clients}], got {planned}")
-    request = {k: v for k, v in payload.items() if not k.startswith(("secagg_", "noise_clients"))}
-    z, release = float(payload["noise_multiplier"]), str(payload["release"])
-    charged = Release.of_request(payload)
-    if node.ledger.would_exceed(charged):
-        raise BudgetExceeded(f"request {release!r} would exceed this merchant's privacy cap")
-    values = node.handle(task, request, noise_share=1.0 / planned, charge=False)
+    min_survivors = minimum_survivors(config.num_clients, plan.plan.dropout_tolerance)
+    collusion = max(plan.plan.collusion, node.policy.collusion)
+    placement = noise_placement(
+        plan.plan.noise, config.num_clients, plan.plan.dropout_tolerance, collusion
+    )
+    request = {k: v for k, v in payload.items() if not k.startswith("secagg_")}
+    values, release = node.prepare(task, request, plan, placement)
     expected = dict(config.vector_spec)
     if {k: v.shape for k, v in values.items()} != expected:
         raise BadRequest(f"secure round expects parts {expected}, this task gives other shapes")
@@ -79,10 +78,7 @@ def _open(
     session = {
         "client": client,
         "values": values,
-        "z": z,
-        "planned": planned,
         "release": release,
-        "release_charged": charged,
+        "min_survivors": min_survivors,
     }
-    reply = client.advertise_keys()
-    return flatten(reply), pickle.dumps(session)
+    return flatten(client.advertise_keys()), pickle.dumps(session)

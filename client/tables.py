@@ -1,20 +1,23 @@
 """Read a merchant table from CSV, Parquet, SQLite or another SQL database.
 
 CSV cells are read as text so that validation, not the CSV reader, decides what a
-malformed number or timestamp is (and counts it).
+malformed number or timestamp is (and counts it). Error messages name the source and
+what is wrong, never a cell's content: a reader's own message that may quote a row is
+replaced by ours. SQL sources are URLs (``sqlite:////abs/shop.db?table=events``,
+``postgresql://user@host/db?table=events``; see :mod:`fedseg.client.sql_sources`).
 """
 
 from __future__ import annotations
 
+import csv
 import json
-import sqlite3
+import re
 import warnings
-from contextlib import closing
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 from fedseg.client.errors import DataError
+from fedseg.client.sql_sources import read_sql, redact, restore_url
 
 try:  # pandas' conversion used by pd.read_parquet (private, hence the fallback)
     from pandas.io._util import arrow_table_to_pandas as _arrow_table_to_pandas
@@ -23,16 +26,18 @@ except ImportError:  # pragma: no cover - depends on the pandas version
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
 def read_table(source: str | Path) -> pd.DataFrame:
     """Read a whole table; raise :class:`DataError` naming the source when it cannot be read.
 
-    ``source`` is a ``.csv``/``.parquet`` path or a URL such as
-    ``sqlite:///shop.db?table=events`` (other SQL URLs go through SQLAlchemy)."""
-    text = str(source)
-    if "://" in text:
-        return _read_sql(text)
+    ``source`` is a ``.csv``/``.parquet`` path or a SQL URL such as
+    ``sqlite:///shop.db?table=events`` (other SQL URLs go through SQLAlchemy). A URL whose
+    ``//`` a path type collapsed (``sqlite:/abs/shop.db?table=events``) is read as meant."""
+    url = restore_url(source)
+    if url is not None:
+        return read_sql(url)
     path = Path(source)
     name = path.name.lower()
     if not path.exists():
@@ -46,6 +51,12 @@ def read_table(source: str | Path) -> pd.DataFrame:
     raise DataError(f"{path}: unsupported file type (expected .csv, .parquet or a SQL URL)")
 
 
+def source_label(source: object) -> str:
+    """A printable name for a source, with any database password hidden."""
+    url = restore_url(source)
+    return redact(url if url is not None else str(source))
+
+
 def _read_csv(path: Path, *, sep: str) -> pd.DataFrame:
     # The pyarrow parser is ~5x faster, and refuses a row with too many fields (the C
     # parser silently turns the first field into an index).
@@ -56,7 +67,60 @@ def _read_csv(path: Path, *, sep: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid, ParserError, OSError, ...
-        raise DataError(f"{path}: unreadable CSV ({_first_line(exc)})") from None
+        if "invalid UTF8" in str(exc):
+            return _read_csv_bytes(path, sep=sep)
+        raise DataError(f"{path}: unreadable CSV ({_csv_problem(path, sep, exc)})") from None
+
+
+def _read_csv_bytes(path: Path, *, sep: str) -> pd.DataFrame:
+    """A CSV that is not all UTF-8: every column as bytes, so that the parsers count the
+    undecodable cells as bad rows instead of losing the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    from fedseg.client.parsing import MISSING_TEXT
+
+    try:
+        with pcsv.open_csv(path, parse_options=pcsv.ParseOptions(delimiter=sep)) as reader:
+            names = reader.schema.names
+        convert = pcsv.ConvertOptions(
+            column_types={n: pa.binary() for n in names},
+            null_values=sorted(MISSING_TEXT),
+            strings_can_be_null=True,
+        )
+        table = pcsv.read_csv(
+            path, parse_options=pcsv.ParseOptions(delimiter=sep), convert_options=convert
+        )
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: unreadable CSV (the header is not UTF-8 text)") from None
+    except Exception as exc:  # noqa: BLE001 - any pyarrow failure is an unreadable file
+        raise DataError(f"{path}: unreadable CSV ({_csv_problem(path, sep, exc)})") from None
+    frame = table.to_pandas()
+    frame.columns = [n.encode("utf-8", "replace").decode() if isinstance(n, bytes) else n
+                     for n in frame.columns]  # fmt: skip
+    return frame
+
+
+def _csv_problem(path: Path, sep: str, exc: BaseException) -> str:
+    """What is wrong, in our words: pyarrow's own message quotes the offending row."""
+    fields = _FIELD_COUNT.search(str(exc))
+    if fields is None:
+        return _first_line(exc)
+    row = _first_ragged_row(path, sep, int(fields.group(1)))
+    where = f"row {row}" if row else "a row"
+    found = f"{fields.group(2)} field" + ("" if fields.group(2) == "1" else "s")
+    return f"{where} has {found}, the header has {fields.group(1)}"
+
+
+def _first_ragged_row(path: Path, sep: str, width: int) -> int | None:
+    """Data row number (from 1) of the first row without ``width`` fields; error path only."""
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            for number, row in enumerate(csv.reader(handle, delimiter=sep)):
+                if number and row and len(row) != width:
+                    return number
+    except (OSError, csv.Error):
+        return None
+    return None
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -88,67 +152,6 @@ def _parquet_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_sql(url: str) -> pd.DataFrame:
-    parts = urlsplit(url)
-    tables = parse_qs(parts.query).get("table")
-    if not tables or not tables[0]:
-        raise DataError(f"{url}: SQL source needs ?table=NAME")
-    table = tables[0]
-    if parts.scheme == "sqlite":
-        return _read_sqlite(url, unquote(parts.path), table)
-    return _read_sqlalchemy(url, table)
-
-
-def _read_sqlite(url: str, path_part: str, table: str) -> pd.DataFrame:
-    # sqlite:///relative.db has path "/relative.db"; sqlite:////abs.db has "//abs.db".
-    db_path = Path(path_part[1:] if path_part.startswith("/") else path_part)
-    if not db_path.is_file():
-        raise DataError(f"{url}: database file {db_path} not found")
-    try:
-        with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as connection:
-            names = [r[0] for r in connection.execute("SELECT name FROM sqlite_master")]
-            if table not in names:
-                raise DataError(f"{url}: no table {table!r} (tables: {', '.join(names) or 'none'})")
-            quoted = '"' + table.replace('"', '""') + '"'
-            return pd.read_sql_query(f"SELECT * FROM {quoted}", connection)
-    except sqlite3.Error as exc:
-        raise DataError(f"{url}: unreadable SQLite database ({_first_line(exc)})") from None
-
-
-def _read_sqlalchemy(url: str, table: str) -> pd.DataFrame:
-    try:
-        import sqlalchemy
-    except ImportError:
-        raise DataError(
-            f"{_redact(url)}: reading this SQL source needs SQLAlchemy installed"
-        ) from None
-    try:
-        engine_url = sqlalchemy.engine.make_url(url).difference_update_query(["table"])
-        engine = sqlalchemy.create_engine(engine_url)
-        try:
-            with engine.connect() as connection:
-                return pd.read_sql_table(table, connection)
-        finally:
-            engine.dispose()
-    except ValueError as exc:  # pandas: table not found
-        raise DataError(f"{_redact(url)}: {_first_line(exc)}") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
-        raise DataError(f"{_redact(url)}: cannot read SQL table ({_first_line(exc)})") from None
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a database URL before it goes into an error message."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def source_label(source: object) -> str:
-    """A printable name for a source, with any database password hidden."""
-    return _redact(str(source))

@@ -1,37 +1,43 @@
-"""Row-level validation of merchant tables: bad rows are dropped and counted per reason.
+"""Row rules on a typed merchant table: every bad row is dropped and counted, never fatal.
 
-Each row is charged to the *first* rule it breaks, in the order the rules are listed
-below, so the counts add up to the number of rows dropped.
+The rules run on the typed columns of :mod:`fedseg.client.typed_tables` and parse
+nothing. Each row is charged to the *first* rule it breaks, in the order listed below,
+so the counts add up to the number of rows dropped. Whatever a kept row holds, nothing
+downstream (features, statistics) can fail on it.
 
-Events rules, in order: ``missing_user_id``, ``missing_timestamp``, ``bad_timestamp``
-(not ISO 8601 or Unix seconds), ``missing_event``, ``unknown_event`` (not view, cart,
-purchase, review), ``missing_item_id``, ``missing_price`` (purchase and cart rows only;
-views and reviews may omit a price), ``bad_price`` (not a finite number),
-``negative_price``, then ``bad_``/``negative_`` for ``quantity``, ``duration_s``, ``rating``,
-and last ``duplicate_row`` (identical to an earlier kept row after normalization).
+Events rules, in order: ``missing user_id`` / ``bad user_id`` (not UTF-8 text),
+``missing timestamp``, ``bad timestamp`` (not ISO 8601 or Unix seconds, or outside
+1677-2262), ``after as_of``, ``before floor`` (the run's public time window),
+``missing event``, ``unknown event`` (see :mod:`fedseg.client.schema` for the names and
+aliases accepted), ``missing item_id`` / ``bad item_id``, ``missing price`` (purchase and
+cart rows only; views and reviews may omit a price), ``bad price`` (not a finite number),
+``negative price``, then ``bad``/``negative`` for ``quantity``, ``duration_s`` (``bad``
+also when so large that a customer's sum could overflow), ``rating``, ``amount
+overflows`` (a purchase whose price × quantity is that large, or not finite),
+``bad category``,
+``missing session_id`` (when the column exists: sessions are counted from it),
+``missing order_id`` (purchase rows, when the column exists: orders are counted from it),
+and last ``duplicate row`` (identical to an earlier kept row after parsing).
 Missing ``quantity`` means 1, missing ``duration_s`` means 0.
 
-Features rules: ``missing_user_id``, ``missing_value``, ``bad_value`` (not a finite number),
-``duplicate_row`` (an exact copy: one copy is kept), ``conflicting_user_id`` (same user,
-different values: every such row is dropped, since nobody can tell which one is right).
+Features rules: ``missing user_id`` / ``bad user_id``, ``missing value``, ``bad value``
+(not a finite number), ``duplicate row`` (an exact copy: one copy is kept),
+``conflicting user_id`` (same user, different values: every such row is dropped, since
+nobody can tell which one is right).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fedseg.client.errors import DataError
-from fedseg.client.parsing import (
-    ParsedColumn,
-    parse_number,
-    parse_text,
-    parse_timestamp,
-    refuse_unusable,
-)
-from fedseg.client.schema import EVENT_NAMES
+from fedseg.client.time_window import TimeWindow
+from fedseg.client.typed_tables import TypedTable
 
-_FEATURE_VALUES = "numbers (a features table is user_id plus numeric columns)"
-_NUMERIC_OPTIONAL = {"quantity": 1.0, "duration_s": 0.0, "rating": np.nan}
+# Sums of up to 2**53 rows (more than any table holds) of values below this stay finite.
+LARGEST_SUMMABLE = float(np.finfo(np.float64).max) / 2**53
+# Rows dropped by these rules are normal in good data; strict mode refuses only the others.
+EXPECTED_DROPS = frozenset({"after as_of", "before floor", "duplicate row"})
+_SUMMED = ("quantity", "duration_s")  # per customer; prices are summed as amounts
 
 
 class RowChecks:
@@ -55,126 +61,76 @@ class RowChecks:
         tally = np.bincount(self._first[self._first >= 0], minlength=len(self._reasons))
         return {r: int(c) for r, c in zip(self._reasons, tally, strict=True) if c}
 
+    def first_rows(self) -> dict[str, int]:
+        """The first row (numbered from 1) charged to each reason."""
+        flagged = np.flatnonzero(self._first >= 0)
+        codes, first = np.unique(self._first[flagged], return_index=True)
+        return {self._reasons[c]: int(flagged[f]) + 1 for c, f in zip(codes, first, strict=True)}
 
-def validate_events(table: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Normalized events (``user_id`` still in clear) and the drop counts per reason."""
-    checks = RowChecks(len(table))
-    clean: dict[str, pd.Series] = {}
-    user = _required_text(table, "user_id", source, checks)
-    clean["user_id"] = user.values
-    stamp = parse_timestamp(table["timestamp"])
-    refuse_unusable(source, "timestamp", table["timestamp"], stamp, expected="ISO 8601 times")
-    checks.flag("missing_timestamp", stamp.missing)
-    checks.flag("bad_timestamp", stamp.bad)
-    clean["timestamp"] = stamp.values
-    clean["event"] = _event_column(table["event"], source, checks)
-    clean["item_id"] = _required_text(table, "item_id", source, checks).values
-    clean["price"] = _price_column(table["price"], clean["event"], source, checks)
-    for name, default in _NUMERIC_OPTIONAL.items():
-        if name in table.columns or not np.isnan(default):  # no rating column: none added
-            clean[name] = _optional_number(table, name, default, source, checks)
-    for name in ("category", "session_id", "order_id"):
-        if name in table.columns:
-            clean[name] = parse_text(table[name]).values
-    if "category" in clean:
-        clean["category"] = clean["category"].str.lower().astype("category")
-    frame = pd.DataFrame(clean)
+
+def check_events(typed: TypedTable, window: TimeWindow) -> RowChecks:
+    """Apply the events rules, in the documented order, to one typed table."""
+    frame, columns = typed.frame, typed.columns
+    checks = RowChecks(len(typed))
+    _flag_parse(checks, typed, "user_id")
+    _flag_parse(checks, typed, "timestamp")
+    late, early = window.outside(frame["timestamp"])
+    checks.flag("after as_of", late)
+    checks.flag("before floor", early)
+    _flag_parse(checks, typed, "event", bad="unknown event")
+    _flag_parse(checks, typed, "item_id")
+    purchase = (frame["event"] == "purchase").to_numpy()
+    needs_price = purchase | (frame["event"] == "cart").to_numpy()
+    checks.flag("missing price", columns["price"].missing & needs_price)
+    for name in ("price", "quantity", "duration_s", "rating"):
+        if name in columns:
+            values = frame[name].to_numpy()
+            too_large = np.abs(values) > LARGEST_SUMMABLE if name in _SUMMED else False
+            checks.flag(f"bad {name}", columns[name].bad | too_large)
+            checks.flag(f"negative {name}", values < 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        amount = frame["price"].to_numpy() * frame["quantity"].to_numpy()
+    checks.flag("amount overflows", purchase & ~(np.abs(amount) <= LARGEST_SUMMABLE))
+    if "category" in columns:
+        checks.flag("bad category", columns["category"].bad)
+    if "session_id" in columns:
+        _flag_parse(checks, typed, "session_id")
+    if "order_id" in columns:
+        checks.flag("missing order_id", columns["order_id"].missing & purchase)
+        checks.flag("bad order_id", columns["order_id"].bad & purchase)
     _flag_duplicates(frame, checks)
-    return _kept(frame, checks, source), checks.counts()
+    return checks
 
 
-def _required_text(table: pd.DataFrame, name: str, source: str, checks: RowChecks) -> ParsedColumn:
-    parsed = parse_text(table[name])
-    refuse_unusable(source, name, table[name], parsed, expected="identifiers")
-    checks.flag(f"missing_{name}", parsed.missing)
-    return parsed
-
-
-def _event_column(raw: pd.Series, source: str, checks: RowChecks) -> pd.Series:
-    parsed = parse_text(raw)
-    names = parsed.values.str.lower()
-    unknown = ~parsed.missing & ~names.isin(EVENT_NAMES).to_numpy()
-    bad = ParsedColumn(names, parsed.missing, unknown)
-    refuse_unusable(source, "event", raw, bad, expected=", ".join(EVENT_NAMES))
-    checks.flag("missing_event", parsed.missing)
-    checks.flag("unknown_event", unknown)
-    known = names.where(~unknown)
-    return pd.Series(pd.Categorical(known, categories=EVENT_NAMES), index=raw.index)
-
-
-def _price_column(raw: pd.Series, events: pd.Series, source: str, checks: RowChecks) -> pd.Series:
-    parsed = parse_number(raw)
-    refuse_unusable(source, "price", raw, parsed, expected="numbers", allow_empty=True)
-    needs_price = events.isin(("purchase", "cart")).to_numpy()
-    checks.flag("missing_price", parsed.missing & needs_price)
-    _flag_number_rules(parsed, "price", checks)
-    return parsed.values
-
-
-def _optional_number(
-    table: pd.DataFrame, name: str, default: float, source: str, checks: RowChecks
-) -> pd.Series:
-    if name not in table.columns:
-        return pd.Series(default, index=table.index, dtype="float64")
-    parsed = parse_number(table[name])
-    refuse_unusable(source, name, table[name], parsed, expected="numbers", allow_empty=True)
-    _flag_number_rules(parsed, name, checks)
-    return parsed.values.fillna(default)
-
-
-def _flag_number_rules(parsed: ParsedColumn, name: str, checks: RowChecks) -> None:
-    checks.flag(f"bad_{name}", parsed.bad)
-    checks.flag(f"negative_{name}", (parsed.values < 0).to_numpy())
+def _flag_parse(checks: RowChecks, typed: TypedTable, name: str, *, bad: str = "") -> None:
+    parsed = typed.columns[name]
+    checks.flag(f"missing {name}", parsed.missing)
+    checks.flag(bad or f"bad {name}", parsed.bad)
 
 
 def _flag_duplicates(frame: pd.DataFrame, checks: RowChecks) -> None:
     kept = np.flatnonzero(checks.keep)
     duplicate = np.zeros(len(frame), dtype=bool)
     duplicate[kept] = frame.iloc[kept].duplicated(keep="first").to_numpy()
-    checks.flag("duplicate_row", duplicate)
+    checks.flag("duplicate row", duplicate)
 
 
-def _kept(frame: pd.DataFrame, checks: RowChecks, source: str) -> pd.DataFrame:
-    if not checks.keep.any():
-        reasons = ", ".join(f"{n} {r}" for r, n in checks.counts().items())
-        raise DataError(f"{source}: no valid rows ({reasons})")
-    return frame.loc[checks.keep].reset_index(drop=True)
-
-
-def validate_features(table: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """``user_id`` plus float64 feature columns, and the drop counts per reason."""
-    checks = RowChecks(len(table))
-    user = _required_text(table, "user_id", source, checks)
-    clean: dict[str, pd.Series] = {"user_id": user.values}
-    names = table.columns[table.columns != "user_id"]
-    dtypes = [dtype for name, dtype in table.dtypes.items() if name != "user_id"]
-    numeric = all(_plain_numeric(dtype) for dtype in dtypes)
-    if numeric:
-        values, missing, bad = _numeric_block(table, names, source)
-        frame = pd.DataFrame(values, columns=names, index=table.index)
-        frame.insert(0, "user_id", user.values)
+def check_features(typed: TypedTable) -> RowChecks:
+    """Apply the features rules to one typed table."""
+    checks = RowChecks(len(typed))
+    _flag_parse(checks, typed, "user_id")
+    checks.flag("missing value", typed.missing_value)
+    checks.flag("bad value", typed.bad_value)
+    users = pd.factorize(typed.frame["user_id"])[0]  # equal ids, equal codes; missing: -1
+    if typed.block is not None:
+        _flag_duplicate_vectors(users, typed.block, checks)
     else:
-        missing = np.zeros(len(table), dtype=bool)
-        bad = np.zeros(len(table), dtype=bool)
-        for name in names:
-            parsed = parse_number(table[name])
-            refuse_unusable(source, name, table[name], parsed, expected=_FEATURE_VALUES)
-            clean[name] = parsed.values
-            missing |= parsed.missing
-            bad |= parsed.bad
-        frame = pd.DataFrame(clean)
-    checks.flag("missing_value", missing)
-    checks.flag("bad_value", bad)
-    users = pd.factorize(user.values)[0]  # equal ids, equal codes; missing ones are -1
-    if numeric:
-        _flag_duplicate_vectors(users, values, checks)
-    else:
-        _flag_duplicates(frame, checks)
+        _flag_duplicates(typed.frame, checks)
     kept = np.flatnonzero(checks.keep)
-    conflicting = np.zeros(len(frame), dtype=bool)
+    conflicting = np.zeros(len(typed), dtype=bool)
     conflicting[kept] = np.bincount(users[kept], minlength=1)[users[kept]] > 1
-    checks.flag("conflicting_user_id", conflicting)
-    return _kept(frame, checks, source), checks.counts()
+    checks.flag("conflicting user_id", conflicting)
+    return checks
 
 
 def _flag_duplicate_vectors(users: np.ndarray, values: np.ndarray, checks: RowChecks) -> None:
@@ -189,33 +145,4 @@ def _flag_duplicate_vectors(users: np.ndarray, values: np.ndarray, checks: RowCh
     duplicate[first] = False
     flagged = np.zeros(len(users), dtype=bool)
     flagged[kept] = duplicate
-    checks.flag("duplicate_row", flagged)
-
-
-def _plain_numeric(dtype: object) -> bool:
-    """Numbers, not booleans: decided by the dtype alone (a Series answers the same)."""
-    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
-def _numeric_block(table: pd.DataFrame, names: pd.Index, source: str):
-    """Typed numeric feature columns (Parquet, SQL) parsed as one float64 block.
-
-    Same result as ``parse_number`` column by column (±inf are bad, NaN missing), in
-    one array pass instead of a dozen pandas calls per column: merchants with a few
-    hundred customers were dominated by that fixed cost.
-    """
-    # Column by column: selecting ``table[names]`` first costs twice the conversion.
-    columns = (column for name, column in table.items() if name != "user_id")
-    block = np.column_stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns])
-    missing_cells = np.isnan(block)
-    bad_cells = np.isinf(block)
-    unusable = missing_cells.all(axis=0) | (
-        bad_cells.any(axis=0) & ~(~missing_cells & ~bad_cells).any(axis=0)
-    )
-    for j in np.flatnonzero(unusable):  # raises the column's one clear error
-        name = names[j]
-        refuse_unusable(
-            source, name, table[name], parse_number(table[name]), expected=_FEATURE_VALUES
-        )
-    block[bad_cells] = np.nan
-    return block, missing_cells.any(axis=1), bad_cells.any(axis=1)
+    checks.flag("duplicate row", flagged)

@@ -9,19 +9,19 @@ run so that the composed epsilon never exceeds the target.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scipy.special import log_ndtr, ndtr
 
 if TYPE_CHECKING:
     import dp_accounting
 
-# dp-accounting (and the scipy.stats it pulls in) takes seconds to import; a merchant's
-# process answers a plain Gaussian request with the closed form alone, so it is imported
-# only where a subsampled or RDP composition needs it.
+# dp-accounting (and the scipy.stats it pulls in) takes seconds to import; merged plain
+# Gaussian releases compose by the closed form below, so it is imported only where a
+# subsampled or RDP composition needs it.
 
 ACCOUNTANTS = ("pld", "rdp")
 # Privacy-loss discretization of the PLD accountant. Pessimistic (an upper bound on epsilon);
@@ -56,18 +56,6 @@ class Release:
             value = getattr(self, field)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise AccountingError(f"Release {self.name!r}: {field} must be finite and >= 0")
-
-    @classmethod
-    def of_request(cls, request: Mapping[str, Any]) -> Release:
-        """The release a fedseg request asks for: its 'release' name and 'noise_multiplier';
-        a DP-SGD request also gives 'release_count' steps at 'sampling_rate'."""
-        rate = request.get("sampling_rate")
-        return cls(
-            str(request["release"]),
-            float(request["noise_multiplier"]),
-            count=int(request.get("release_count", 1)),
-            sampling_rate=None if rate is None else float(rate),
-        )
 
     @property
     def mechanism(self) -> str:

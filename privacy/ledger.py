@@ -1,21 +1,30 @@
 """A persistent privacy ledger with a hard epsilon cap.
 
-Each client keeps one in its state directory, with a cap it chooses itself, and charges every
-request to it *before* drawing any noise: the client does not trust the server's arithmetic.
-The server's ledger is the same class and produces the privacy report of model.json.
+Each merchant keeps one in its state directory, with a cap it chooses itself, and charges
+every release to it *before* any noisy value leaves: the merchant does not trust the
+server's arithmetic. The server's ledger is the same class and gives model.json its
+privacy report.
+
+On disk the ledger is safe across processes and crashes: every operation takes an
+exclusive lock, re-reads the file under it, and writes a new version atomically (temporary
+file, fsync, rename, fsync of the directory). Two processes sharing one state directory
+therefore never lose each other's charges, and a charge is on disk before the caller can
+release anything. The ledger also hands out noise-stream numbers, so a seeded merchant
+never draws the same noise twice, whatever the server asks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 from fedseg.privacy.accounting import (
     AccountingError,
     Release,
@@ -23,10 +32,11 @@ from fedseg.privacy.accounting import (
     _check_delta,
     epsilon_spent,
 )
-from fedseg.privacy.mechanisms import GaussianMechanism
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _RELEASE_FIELDS = ("name", "noise_multiplier", "count", "sampling_rate", "l2_sensitivity", "sigma")
+SERVED_MARK = ".served"  # beside the ledger file once it has recorded a charge
 
 
 class BudgetExceeded(RuntimeError):
@@ -34,14 +44,14 @@ class BudgetExceeded(RuntimeError):
 
 
 class LedgerFileError(ValueError):
-    """The ledger file exists but cannot be read as a fedseg ledger."""
+    """The ledger file cannot be read as a fedseg ledger, or has gone missing."""
 
 
 class PrivacyLedger:
-    """Every release of one party, in order, with the epsilon they spend at `delta`.
+    """Every release of one party, in order, with the epsilon they spend at ``delta``.
 
-    path None keeps the ledger in memory; otherwise an existing file is loaded (history survives
-    a restart) and every charge rewrites it atomically (temporary file + os.replace).
+    ``path`` None keeps the ledger in memory; otherwise the file holds the history (it
+    survives restarts and is shared by every process using the same path).
     """
 
     def __init__(
@@ -62,34 +72,37 @@ class PrivacyLedger:
         self.delta = float(delta)
         self.accountant = accountant
         self.durable = durable  # fsync every write; simulations with throw-away state skip it
-        self._releases: list[Release] = self._load() if self.path else []
-        self._lock = threading.Lock()
+        self._releases: list[Release] = []
+        self._streams = 0
+        self._thread_lock = threading.Lock()
+        with self._locked():  # a missing or damaged file fails here, at start
+            pass
 
     @property
     def releases(self) -> list[Release]:
         """All recorded releases, oldest first (a copy)."""
-        return list(self._releases)
+        with self._locked():
+            return list(self._releases)
 
     def spent(self) -> float:
         """Epsilon spent so far at self.delta."""
-        return self._epsilon(self._releases)
+        return self._epsilon(self.releases)
 
-    def cost_if(self, release: Release) -> float:
-        """Total epsilon if `release` were added."""
-        return self._epsilon([*self._releases, release])
+    def cost_if(self, *releases: Release) -> float:
+        """Total epsilon if ``releases`` were added."""
+        return self._epsilon([*self.releases, *releases])
 
-    def would_exceed(self, release: Release) -> bool:
-        """True if charging `release` would take the total past the cap."""
-        return self.cost_if(release) > self.epsilon_cap
+    def would_exceed(self, *releases: Release) -> bool:
+        """True if charging ``releases`` would take the total past the cap."""
+        return self.cost_if(*releases) > self.epsilon_cap
 
     def charge(self, release: Release) -> None:
-        """Record `release` (and persist) or raise BudgetExceeded, recording nothing.
-
-        Call this BEFORE drawing noise for the release.
-        """
-        with self._lock:
-            spent, total = self.spent(), self.cost_if(release)
+        """Record ``release`` (on disk before returning) or raise BudgetExceeded, recording
+        nothing. Call this before any noisy value of the release can leave."""
+        with self._locked(write=True):
+            total = self._epsilon([*self._releases, release])
             if total > self.epsilon_cap:
+                spent = self._epsilon(self._releases)
                 raise BudgetExceeded(
                     f"privacy budget exceeded: cap epsilon={self.epsilon_cap:g} at "
                     f"delta={self.delta:g}, spent {spent:.4f}, request {release.name!r} "
@@ -97,29 +110,23 @@ class PrivacyLedger:
                     f"would bring the total to {total:.4f}; refused, nothing released"
                 )
             self._releases.append(release)
-            if self.path is not None:
-                self._save()
 
-    def release(
-        self,
-        mechanism: GaussianMechanism,
-        values: Mapping[str, np.ndarray],
-        *,
-        name: str,
-        rng: np.random.Generator,
-    ) -> dict[str, np.ndarray]:
-        """Charge one release of `mechanism`, then (only if allowed) draw its noise."""
-        self.charge(mechanism.as_release(name))
-        return mechanism.release(values, rng)
+    def next_stream(self) -> int:
+        """A number never handed out before by this ledger (persisted): the index of a fresh
+        noise stream for a seeded merchant."""
+        with self._locked(write=True):
+            self._streams += 1
+            return self._streams
 
     def report(self) -> dict:
         """The privacy report: total epsilon and one entry per kind of release."""
+        releases = self.releases
         return {
-            "epsilon": self.spent(),
+            "epsilon": self._epsilon(releases),
             "delta": self.delta,
             "accountant": self.accountant,
             "epsilon_cap": self.epsilon_cap,
-            "releases": [self._entry(r) for r in _merged(self._releases)],
+            "releases": [self._entry(r) for r in merged(releases)],
         }
 
     def _entry(self, release: Release) -> dict:
@@ -136,17 +143,42 @@ class PrivacyLedger:
         entry["epsilon_alone"] = self._epsilon([release])
         return entry
 
-    def _epsilon(self, releases: list[Release]) -> float:
+    def _epsilon(self, releases: Sequence[Release]) -> float:
         return epsilon_spent(releases, delta=self.delta, accountant=self.accountant)
 
-    def _load(self) -> list[Release]:
+    # -- the file ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, *, write: bool = False) -> Iterator[None]:
+        """Hold the lock with the history freshly read; on ``write``, persist it on exit (only
+        if the body did not raise)."""
+        with self._thread_lock:
+            if self.path is None:
+                yield
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._releases, self._streams = self._load()
+                yield
+                if write:
+                    self._save()
+
+    def _load(self) -> tuple[list[Release], int]:
         if not self.path.exists():
-            return []
+            if self._served_mark().exists():
+                raise LedgerFileError(
+                    f"{self.path}: the privacy ledger of a state directory that has served runs "
+                    "is missing; restore it, or reset it on purpose with "
+                    "`fedseg ledger reset --state-dir DIR` (forgets everything spent)"
+                )
+            return [], 0
         try:
             data = json.loads(self.path.read_text())
-            if data.get("version") != LEDGER_VERSION:
+            if data.get("version") not in _READABLE_VERSIONS:
                 raise LedgerFileError(f"{self.path}: unknown ledger version {data.get('version')}")
-            return [Release(**{k: r.get(k) for k in _RELEASE_FIELDS}) for r in data["releases"]]
+            releases = [Release(**{k: r.get(k) for k in _RELEASE_FIELDS}) for r in data["releases"]]
+            return releases, int(data.get("streams", 0))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise LedgerFileError(f"{self.path}: not a readable privacy ledger ({exc})") from exc
         except AccountingError as exc:
@@ -158,30 +190,54 @@ class PrivacyLedger:
             "epsilon_cap": self.epsilon_cap if math.isfinite(self.epsilon_cap) else "inf",
             "delta": self.delta,
             "accountant": self.accountant,
+            "streams": self._streams,
             "releases": [{k: getattr(r, k) for k in _RELEASE_FIELDS} for r in self._releases],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        _atomic_write(self.path, json.dumps(data, indent=1), durable=self.durable)
+        if self._releases and not self._served_mark().exists():
+            _atomic_write(self._served_mark(), "", durable=self.durable)
+
+    def _served_mark(self) -> Path:
+        return self.path.with_name(self.path.name + SERVED_MARK)
+
+
+def reset_ledger(path: str | Path) -> bool:
+    """Forget everything a ledger file recorded (its served mark too); True if there was one."""
+    path = Path(path)
+    existed = path.exists()
+    for stale in (path, path.with_name(path.name + SERVED_MARK)):
+        stale.unlink(missing_ok=True)
+    return existed
+
+
+def _atomic_write(path: Path, text: str, *, durable: bool) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:  # the rename itself survives a crash only once the directory is synced
+        directory = os.open(path.parent, os.O_RDONLY)
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=1)
-                handle.flush()
-                if self.durable:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
-def _merged(releases: list[Release]) -> list[Release]:
+def merged(releases: Sequence[Release]) -> list[Release]:
     """One release per (name, noise_multiplier, sampling_rate), counts added, first-seen order."""
-    merged: dict[tuple, Release] = {}
+    out: dict[tuple, Release] = {}
     for r in releases:
         key = (r.name, r.noise_multiplier, r.sampling_rate)
-        if key in merged:
-            old = merged[key]
-            merged[key] = Release(
+        if key in out:
+            old = out[key]
+            out[key] = Release(
                 r.name,
                 r.noise_multiplier,
                 count=old.count + r.count,
@@ -190,5 +246,5 @@ def _merged(releases: list[Release]) -> list[Release]:
                 sigma=old.sigma,
             )
         else:
-            merged[key] = r
-    return list(merged.values())
+            out[key] = r
+    return list(out.values())

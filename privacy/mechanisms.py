@@ -12,13 +12,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import numpy as np
 from fedseg.privacy.accounting import Release
-
-if TYPE_CHECKING:
-    import dp_accounting
 
 
 class MechanismError(ValueError):
@@ -91,12 +87,6 @@ class GaussianMechanism:
             clean = _as_finite_float(values[part], part)
             out[part] = clean + rng.normal(0.0, sigma, size=clean.shape) if sigma > 0 else clean
         return out
-
-    def event(self) -> dp_accounting.DpEvent:
-        """dp-accounting description of one release: GaussianDpEvent(noise_multiplier)."""
-        import dp_accounting
-
-        return dp_accounting.GaussianDpEvent(self.noise_multiplier)
 
     def as_release(self, name: str, *, count: int = 1) -> Release:
         """The ledger entry for `count` releases of this mechanism (sigma/sensitivity of the

@@ -91,6 +91,40 @@ class FeatureScaling:
             "radius": self.radius if np.isfinite(self.radius) else "inf",
         }
 
+    def to_payload(self) -> dict:
+        """The scaling as a request carries it to the merchants (arrays and the radius)."""
+        return {
+            "lower": np.asarray(self.lower, dtype=np.float64),
+            "upper": np.asarray(self.upper, dtype=np.float64),
+            "mean": np.asarray(self.mean, dtype=np.float64),
+            "scale": np.asarray(self.scale, dtype=np.float64),
+            "radius": float(self.radius),
+        }
+
+    @classmethod
+    def from_payload(
+        cls, payload: Mapping, *, names: tuple[str, ...], log: tuple[bool, ...]
+    ) -> FeatureScaling:
+        """The scaling a request carries, for the merchant's own feature names and log flags
+        (ValueError if any part is missing, not finite or inconsistent)."""
+        parts = {}
+        for name in ("lower", "upper", "mean", "scale"):
+            value = payload.get(name)
+            if (
+                not isinstance(value, np.ndarray)
+                or value.ndim != 1
+                or value.dtype.kind not in "fiu"
+            ):
+                raise ValueError(f"field {name!r} must be a numeric 1-d array")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"field {name!r} has non-finite values")
+            parts[name] = tuple(float(v) for v in value)
+        try:
+            radius = float(payload["radius"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("field 'radius' must be a number") from None
+        return cls(names=names, log=log, radius=radius, **parts)
+
     @classmethod
     def from_dict(cls, data: Mapping) -> FeatureScaling:
         return cls(

@@ -11,7 +11,7 @@ and releases nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from fedseg.server.transport import Reply, RoundLog
@@ -37,8 +37,18 @@ class RoundFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Aggregate:
+    """Summed statistics, who contributed, and the noise the sums carry.
+
+    ``noise_share`` is each contributor's share of a full noise draw (1 with local noise);
+    ``noise_sigmas`` (set by the round) is the noise std of each summed part; ``sizes``
+    (histogram rounds seen reply by reply) each contributor's noisy customer count.
+    """
+
     sums: dict[str, np.ndarray]
     log: RoundLog
+    noise_share: float = 1.0
+    noise_sigmas: dict[str, float] = field(default_factory=dict)
+    sizes: dict[int, float] = field(default_factory=dict)
 
 
 def screen_replies(
@@ -97,4 +107,12 @@ def aggregate_plain(
     for reply in valid:
         for name in totals:
             totals[name] += reply.payload[name]
-    return Aggregate(sums=totals, log=log)
+    return Aggregate(sums=totals, log=log, sizes=merchant_sizes(valid, spec))
+
+
+def merchant_sizes(valid: Sequence[Reply], spec: ReplySpec) -> dict[int, float]:
+    """Each merchant's noisy customer count, read off its feature histograms (the mean of
+    their row totals); empty for other rounds."""
+    if not spec.equal_row_totals:
+        return {}
+    return {r.node_id: float(np.asarray(r.payload["counts"]).sum(axis=1).mean()) for r in valid}

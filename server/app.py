@@ -10,36 +10,30 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from logging import INFO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
-from fedseg.privacy.wire import array_fields, decode_array
+from fedseg.privacy.protocol.records import array_bytes, from_records, to_records
+from fedseg.privacy.protocol.run import as_of
+from fedseg.privacy.protocol.tasks import message_type
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
+from fedseg.server.privacy_report import privacy_report
 from fedseg.server.report import render_report
 from fedseg.server.robust import RobustAggregator, RobustConfig
 from fedseg.server.secure import SecureAggregator
-from fedseg.server.segmentation import SegmentationRun
+from fedseg.server.segmentation import Rounds, SegmentationFit, SegmentationRun
 from fedseg.server.transport import Reply
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 if TYPE_CHECKING:
     import pandas as pd
-
-MESSAGE_TYPES = {
-    "describe": "query.describe",
-    "feature_histograms": "query.feature_histograms",
-    "cluster_stats": "train.cluster_stats",
-    "square_norm": "query.square_norm",
-    "item_popularity": "query.item_popularity",
-    "item_gram": "query.item_gram",
-    "content_check": "query.content_check",
-    "recommender_train": "train.recommender_train",
-}
 
 app = ServerApp()
 
@@ -51,13 +45,24 @@ def main(grid: Grid, context: Context) -> None:
     started = time.perf_counter()
     transport = GridTransport(grid, timeout=cfg.round_timeout or None)
     transport.wait_for_nodes(expected=cfg.expected_nodes, minimum=cfg.min_clients)
-    model = fit_model(transport, cfg)
+    model = fit_model(transport, cfg, on_round=log_round)
     model.save(out_dir / "model.json")
     (out_dir / "report.md").write_text(render_report(model))
+    log(INFO, "fedseg: wrote %s and report.md (ε = %.4g at δ = %g)",
+        (out_dir / "model.json").resolve(), model.privacy["epsilon"], model.privacy["delta"])  # fmt: skip
     context.state["fedseg"] = ConfigRecord({"wall-s": time.perf_counter() - started})
 
 
-def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
+def log_round(entry: dict) -> None:
+    """One line per round in the run's log (``flwr log RUN_ID`` shows it to the operator)."""
+    rejected = entry.get("rejected", {})
+    first = f"; first refusal: {next(iter(rejected.values()))}" if rejected else ""
+    log(INFO, "fedseg: %s: %d of %d merchants contributed, %d left out, %.2f s%s",
+        entry.get("task"), len(entry.get("contributors", [])), entry.get("asked", 0),
+        len(rejected), entry.get("seconds", 0.0), first)  # fmt: skip
+
+
+def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentModel:
     rng = np.random.default_rng(cfg.seed if cfg.seed >= 0 else None)
     ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
     warm = _read_model(cfg.warm_start)
@@ -65,36 +70,38 @@ def fit_model(transport, cfg: SegmentationConfig) -> SegmentModel:
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
     if catalogue is not None and not _has_attributes(catalogue):
         cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
-    aggregate = None
-    if cfg.secure_agg:
-        aggregate = SecureAggregator(
-            transport, ledger, distributed=cfg.noise == "distributed",
-            dropout_tolerance=cfg.dropout_tolerance, min_clients=cfg.min_clients,
-        )  # fmt: skip
-    elif cfg.aggregation != "sum":
-        robust = RobustConfig(method=cfg.aggregation)
-        aggregate = RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
-    run = SegmentationRun(
-        transport,
-        cfg,
-        ledger,
-        rng,
-        aggregate=aggregate,
-        warm_start=warm,
-        statistics_from=statistics,
-    )
+    aggregate = _aggregator(transport, ledger, cfg)
+    rounds = Rounds(transport, cfg, ledger, aggregate=aggregate, on_round=on_round)
+    run = SegmentationRun(rounds, rng, warm_start=warm, statistics_from=statistics)
     fitted = run.fit()
-    extras = {"marginals": fitted["marginals"]}
+    extras = {
+        "marginals": fitted.marginals,
+        "as_of": as_of(cfg.as_of).isoformat(),
+        "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
+    }
     if cfg.recommender:
-        extras["recommender"] = _fit_recommender(run, fitted, catalogue)
+        extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
     return SegmentModel(
-        scaling=fitted["scaling"],
-        centres_standardized=fitted["centres"],
-        segment_sizes=fitted["sizes"],
-        privacy=ledger.report(),
-        history=fitted["history"],
+        scaling=fitted.scaling,
+        centres_standardized=fitted.centres,
+        segment_sizes=fitted.sizes,
+        privacy=privacy_report(ledger, built_on=warm or statistics),
+        history=rounds.history,
         extras=extras,
     )
+
+
+def _aggregator(transport, ledger: PrivacyLedger, cfg: SegmentationConfig):
+    if cfg.secure_agg:
+        return SecureAggregator(
+            transport, ledger, distributed=cfg.noise == "distributed",
+            dropout_tolerance=cfg.dropout_tolerance, collusion=cfg.collusion,
+            min_clients=cfg.min_clients, round_timeout=cfg.round_timeout or None,
+        )  # fmt: skip
+    if cfg.aggregation != "sum":
+        robust = RobustConfig(method=cfg.aggregation)
+        return RobustAggregator(transport, min_clients=cfg.min_clients, config=robust)
+    return None
 
 
 def _read_catalogue(path: str) -> pd.DataFrame:
@@ -109,28 +116,26 @@ def _has_attributes(catalogue: pd.DataFrame) -> bool:
     return len(catalogue_attributes(catalogue)[0]) > 0
 
 
-def _fit_recommender(run: SegmentationRun, fitted: dict, catalogue: pd.DataFrame) -> dict:
+def _fit_recommender(
+    rounds: Rounds, fitted: SegmentationFit, catalogue: pd.DataFrame, rng: np.random.Generator
+) -> dict:
     """The recommender rounds after the segmentation, within the same budget and ledger."""
-    from fedseg.server.recommender.neural import DPSGD_RELEASE, DpsgdRun
+    from fedseg.server.recommender.neural import DpsgdRun
     from fedseg.server.recommender.rounds import RecommenderRun, segmentation_payload
 
     # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
-    secure = run.aggregate if run.cfg.secure_agg else None
-    shared = dict(
-        aggregate=secure, excluded=run.excluded, request_ids=run.request_ids, history=run.history
-    )
+    if not rounds.cfg.secure_agg:
+        rounds = replace(rounds, aggregate=None)
     item_ids = catalogue["item_id"].tolist()
-    if run.cfg.recommender_model == "dpsgd":
-        rounds = DpsgdRun(run.transport, run.cfg, run.ledger,
-                          fitted["noise_plan"][DPSGD_RELEASE], **shared)  # fmt: skip
-        segmentation = segmentation_payload(fitted["scaling"], fitted["centres"], catalogue)
-        model = rounds.fit(segmentation, len(item_ids), run.rng)
+    if rounds.cfg.recommender_model == "dpsgd":
+        segmentation = segmentation_payload(fitted.scaling, fitted.centres, catalogue)
+        model = DpsgdRun(rounds).fit(segmentation, len(item_ids), rng)
         return {**model.to_dict(), "item_ids": item_ids}
-    rounds = RecommenderRun(run.transport, run.cfg, run.ledger, fitted["noise_plan"], **shared)
-    model = rounds.fit(fitted["scaling"], fitted["centres"], catalogue)
+    recommender = RecommenderRun(rounds)
+    model = recommender.fit(fitted.scaling, fitted.centres, catalogue)
     published = {**model.to_dict(), "item_ids": item_ids}
-    if rounds.content_check is not None:
-        published["content_check"] = rounds.content_check
+    if recommender.content_check is not None:
+        published["content_check"] = recommender.content_check
     return published
 
 
@@ -180,17 +185,30 @@ class GridTransport:
         content = to_records(payload)
         return self._send(task, {node_id: content for node_id in node_ids}, max_bytes)
 
-    def request_each(self, task: str, payloads: Mapping[int, Mapping[str, Any]]) -> list[Reply]:
-        return self._send(task, {node_id: to_records(p) for node_id, p in payloads.items()}, None)
+    def request_each(
+        self,
+        task: str,
+        payloads: Mapping[int, Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> list[Reply]:
+        contents = {node_id: to_records(p) for node_id, p in payloads.items()}
+        return self._send(task, contents, None, timeout=timeout)
 
     def _send(
-        self, task: str, contents: Mapping[int, RecordDict], max_bytes: int | None
+        self,
+        task: str,
+        contents: Mapping[int, RecordDict],
+        max_bytes: int | None,
+        *,
+        timeout: float | None = None,
     ) -> list[Reply]:
         messages = [
-            Message(content=content, dst_node_id=node_id, message_type=MESSAGE_TYPES[task])
+            Message(content=content, dst_node_id=node_id, message_type=message_type(task))
             for node_id, content in contents.items()
         ]
-        replies = self.grid.send_and_receive(messages, timeout=self.timeout)
+        wait = self.timeout if timeout is None else timeout
+        replies = self.grid.send_and_receive(messages, timeout=wait)
         return [_reply(m, max_bytes) for m in replies]
 
 
@@ -199,29 +217,9 @@ def _reply(message: Message, max_bytes: int | None) -> Reply:
     if message.has_error():
         return Reply(node_id, error=message.error.reason or f"error code {message.error.code}")
     try:
-        arrays = message.content.get("arrays")
-        size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
+        size = array_bytes(message.content)
         if max_bytes is not None and size > max_bytes:  # refused undecoded; check_reply says why
             return Reply(node_id, size_bytes=size)
         return Reply(node_id, payload=from_records(message.content), size_bytes=size)
     except (ValueError, TypeError) as exc:
         return Reply(node_id, error=f"undecodable reply: {exc}")
-
-
-def to_records(payload: Mapping[str, Any]) -> RecordDict:
-    """Arrays into an ArrayRecord, scalars and lists into a ConfigRecord."""
-    arrays = {k: Array(*array_fields(v)) for k, v in payload.items() if isinstance(v, np.ndarray)}
-    config = {k: v for k, v in payload.items() if not isinstance(v, np.ndarray)}
-    return RecordDict({"arrays": ArrayRecord(array_dict=arrays), "config": ConfigRecord(config)})
-
-
-def from_records(records: RecordDict) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    for name, record in records.items():
-        if isinstance(record, ArrayRecord):
-            payload.update({k: decode_array(a) for k, a in record.items()})
-        elif isinstance(record, ConfigRecord):
-            payload.update(dict(record))
-        else:
-            raise ValueError(f"unexpected record {name!r}")
-    return payload

@@ -37,7 +37,8 @@ class SegmentationConfig:
     noise: str = "local"
     secure_agg: bool = False
     aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
-    dropout_tolerance: float = 0.1  # share of merchants that may drop from a secure round
+    dropout_tolerance: float = 0.3  # share of merchants that may drop from a secure round
+    collusion: float = 0.0  # share of merchants assumed to collude with the server (γ)
     min_clients: int = 1
     expected_nodes: int = 0  # wait for this many merchants before starting (0: until stable)
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
@@ -51,6 +52,9 @@ class SegmentationConfig:
     fedavg_rounds: int = 5  # FedAvg rounds of the dpsgd model
     items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
+    as_of: str = (
+        ""  # public: the time every merchant measures recency from ("" = next UTC midnight)
+    )
     warm_start: str = ""  # path of an earlier model.json: start from its centres and scaler
     statistics_from: str = ""  # path of an earlier model.json: reuse its scaler and marginals
 
@@ -100,6 +104,8 @@ class SegmentationConfig:
             raise ValueError(f"content-share must be in [0, 1), got {self.content_share}")
         if not 0 <= self.dropout_tolerance < 0.5:
             raise ValueError(f"dropout-tolerance must be in [0, 0.5), got {self.dropout_tolerance}")
+        if not 0 <= self.collusion < 0.5:
+            raise ValueError(f"collusion must be in [0, 0.5), got {self.collusion}")
         if self.min_clients < 1:
             raise ValueError("min-clients must be at least 1")
 

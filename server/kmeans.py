@@ -160,12 +160,3 @@ def update_centres(
     centres = previous.copy()
     centres[kept] = sums[kept] / counts[kept, None]
     return np.clip(centres, box[0], box[1]), kept
-
-
-def sums_share(dim: int) -> float:
-    """Budget share of the sums in a (sums, counts) release.
-
-    Centre error ≈ √d·σ_sums/n + ‖c‖·σ_counts/n with σ ∝ 1/√share; minimizing over the
-    share (taking ‖c‖ ≈ the clip radius) gives share_sums = 1 / (1 + d^(-1/3)).
-    """
-    return 1.0 / (1.0 + dim ** (-1.0 / 3.0))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedseg.privacy.published.segments import ModelError, PublishedSegments, nearest_centre
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.naming import segment_names
 
@@ -44,9 +45,7 @@ class SegmentModel:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Segment of each customer (rows in original units), computed where the data is."""
-        z = self.scaling.transform(features)
-        d2 = ((z[:, None, :] - self.centres_standardized[None, :, :]) ** 2).sum(axis=2)
-        return np.argmin(d2, axis=1)
+        return nearest_centre(self.scaling.transform(features), self.centres_standardized)
 
     def profiles(self) -> list[dict[str, Any]]:
         """One readable row per segment: name, noisy size, centre in original units."""
@@ -100,6 +99,7 @@ class SegmentModel:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmentModel:
+        published = PublishedSegments.from_dict(data)  # the merchants' reader checks it first
         known = {
             "k",
             "features",
@@ -113,8 +113,8 @@ class SegmentModel:
             "history",
         }
         return cls(
-            scaling=FeatureScaling.from_dict(data["scaler"]),
-            centres_standardized=np.asarray(data["centroids_standardized"], dtype=np.float64),
+            scaling=published.scaling,
+            centres_standardized=published.centres,
             segment_sizes=np.asarray(data["segment_sizes"], dtype=np.float64),
             privacy=data.get("privacy", {}),
             history=data.get("history", []),
@@ -123,14 +123,11 @@ class SegmentModel:
 
     @classmethod
     def load(cls, path: str | Path) -> SegmentModel:
-        path = Path(path)
+        _, data = PublishedSegments.load(path)
         try:
-            data = json.loads(path.read_text())
             return cls.from_dict(data)
-        except FileNotFoundError:
-            raise ValueError(f"{path}: model file not found") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a fedseg model.json ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: not a fedseg model.json ({exc})") from None
 
 
 def _json_default(value: Any) -> Any:

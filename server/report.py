@@ -59,11 +59,28 @@ def privacy_table(privacy: dict) -> str:
     return "\n".join(lines)
 
 
+ROBUSTNESS = {
+    "sum": "Aggregation: plain sums. Every reply was checked (shape, finiteness, the noise it "
+    "may carry, counts against the merchant's own histograms), but a merchant that lies "
+    "consistently — say, claims 100× its customers in every release — still moves the model; "
+    "`--aggregation median` or `trimmed` bounds any one merchant's influence.",
+    "median": "Aggregation: coordinate-wise weighted median of the merchants' estimates; "
+    "merchants holding less than half of the capped weight cannot move a coordinate outside "
+    "the honest range.",
+    "trimmed": "Aggregation: weighted trimmed mean of the merchants' estimates (30% cut from "
+    "each end).",
+    "secure": "Aggregation: secure sums (the server saw only sums); each merchant's input was "
+    "bounded before masking, and the unmasked sum was checked against what honest merchants "
+    "could produce.",
+}
+
+
 def render_report(model: SegmentModel, *, min_size: float = 0.0) -> str:
+    aggregation = ROBUSTNESS.get(str(model.extras.get("aggregation", "")), "")
     return (
         f"# fedseg segmentation: {model.k} segments\n\n"
         f"## Segments\n\n{segment_table(model, min_size=min_size)}\n\n"
         f"Centres are in original units; sizes carry Gaussian noise.\n\n"
         f"## Privacy\n\n{privacy_table(model.privacy)}\n\n"
-        f"## Rounds\n\n{left_out_table(model.history)}\n"
+        f"## Rounds\n\n{left_out_table(model.history)}\n\n{aggregation}\n"
     )

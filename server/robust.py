@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from fedseg.server.aggregation import Aggregate, ReplySpec, require_quorum, screen_replies
+from fedseg.server.aggregation import (
+    Aggregate,
+    ReplySpec,
+    merchant_sizes,
+    require_quorum,
+    screen_replies,
+)
 from fedseg.server.transport import Payload, Reply, Transport
 
 ROBUST_METHODS = ("median", "trimmed")
@@ -66,7 +72,7 @@ class RobustAggregator:
         self._sized = "max_bytes" in params  # transport can refuse big replies undecoded
 
     def __call__(
-        self, task: str, payload: Payload, spec: ReplySpec, nodes: Sequence[int]
+        self, task: str, payload: Payload, spec: ReplySpec, nodes: Sequence[int], **_: object
     ) -> Aggregate:
         if task == "feature_histograms":
             spec = replace(spec, equal_row_totals=True)
@@ -77,7 +83,7 @@ class RobustAggregator:
             sums = self._cluster_stats(valid, spec)
         else:
             sums = self._histograms(valid, spec)
-        return Aggregate(sums=sums, log=log)
+        return Aggregate(sums=sums, log=log, sizes=merchant_sizes(valid, spec))
 
     def _request(
         self, task: str, payload: Payload, nodes: Sequence[int], spec: ReplySpec

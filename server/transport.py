@@ -56,6 +56,9 @@ class Transport(Protocol):
         over ``max_bytes`` come back undecoded (no payload, their size set)."""
         ...
 
-    def request_each(self, task: str, payloads: Mapping[int, Payload]) -> list[Reply]:
-        """Send each node its own payload; one ``Reply`` per node that answered."""
+    def request_each(
+        self, task: str, payloads: Mapping[int, Payload], *, timeout: float | None = None
+    ) -> list[Reply]:
+        """Send each node its own payload; one ``Reply`` per node that answered within
+        ``timeout`` seconds (the transport's own deadline if None)."""
         ...

@@ -38,6 +38,10 @@ class ReplySpec:
     sigmas: Mapping[str, float]  # per-client noise std of each part (0 if none)
     max_norm: float = float("inf")  # L2 bound of one customer's vector (for sums)
     equal_row_totals: bool = False
+    request_id: int | None = None  # the request a reply must say it answers
+    # node → (noisy customer count, its noise std) from the feature histograms: a merchant's
+    # cluster counts must add up to its own customers, within the noise of both releases.
+    sizes: Mapping[int, tuple[float, float]] | None = None
 
     def expected_bytes(self) -> int:
         return sum(8 * int(np.prod(s)) for s in self.shapes.values())
@@ -73,11 +77,43 @@ def check_reply(reply: Reply, spec: ReplySpec) -> str | None:
     reason = oversized(node, decoded, spec)
     if reason is not None:
         return reason
+    reason = _check_keys(node, payload, spec)
+    if reason is not None:
+        return reason
     for name, shape in spec.shapes.items():
         reason = _check_array(node, name, payload.get(name), tuple(shape))
         if reason is not None:
             return reason
-    return _implausible(node, payload, spec)
+    return _implausible(node, payload, spec) or _size_mismatch(node, payload, spec)
+
+
+def _check_keys(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
+    """The reply answers this request (its echoed id) and holds only the parts asked for."""
+    if spec.request_id is not None and payload.get("request_id") != spec.request_id:
+        return (
+            f"node {node}: field 'request_id' is {payload.get('request_id')!r}, "
+            f"this round asked request {spec.request_id} (a replayed or misrouted reply)"
+        )
+    extra = sorted(set(payload) - set(spec.shapes) - {"request_id"})
+    if extra:
+        return f"node {node}: field {extra[0]!r} was not asked for"
+    return None
+
+
+def _size_mismatch(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
+    """Cluster counts that do not add up to the merchant's own noisy customer count."""
+    if spec.sizes is None or node not in spec.sizes or "counts" not in spec.shapes:
+        return None
+    size, size_sigma = spec.sizes[node]
+    counts = np.asarray(payload["counts"], dtype=np.float64)
+    sigma = math.hypot(spec.sigmas.get("counts", 0.0) * math.sqrt(counts.size), size_sigma)
+    total = float(counts.sum())
+    if abs(total - size) > SLACK * sigma + 1e-6 * max(abs(size), 1.0):
+        return (
+            f"node {node}: field 'counts' adds up to {total:.4g} customers, the merchant's "
+            f"histograms say {size:.4g} (more than {SLACK:g}σ apart)"
+        )
+    return None
 
 
 def _check_array(node: int, name: str, value: object, shape: tuple[int, ...]) -> str | None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 
-def write_mixture_federation(
+def write_blob_federation(
     root: Path, *, n: int, d: int, k: int, merchants: int, seed: int, spread: float = 10.0
 ) -> Path:
     """A features-kind federation: Gaussian blobs, merchant m gets every merchants-th row."""
@@ -34,7 +34,7 @@ def write_mixture_federation(
 
 @pytest.fixture
 def mixture_federation(tmp_path: Path) -> Path:
-    return write_mixture_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
+    return write_blob_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
 
 
 def assert_no_identifier_sent(blob: bytes, raw: pd.DataFrame, pseudonyms) -> None:
@@ -61,5 +61,38 @@ def traced_arrays(data: bytes) -> list[np.ndarray]:
     from flwr.common.serde import message_from_proto
     from flwr.proto.message_pb2 import Message as ProtoMessage
 
-    records = message_from_proto(ProtoMessage.FromString(data)).content.values()
+    message = message_from_proto(ProtoMessage.FromString(data))
+    if message.has_error():  # an error reply carries a code, no content
+        return []
+    records = message.content.values()
     return [decode_array(a) for r in records if isinstance(r, ArrayRecord) for a in r.values()]
+
+
+def accepted_plan(count: int = 100, placement: str = "", **noise: float):
+    """A merchant's accepted plan: each named release kind at its noise multiplier;
+    ``placement`` "local" or "distributed" makes it a secure-aggregation plan."""
+    from fedseg.client.plan import AcceptedPlan
+    from fedseg.privacy.accounting import Release
+    from fedseg.privacy.plan import RunPlan
+
+    planned = tuple(Release(k, z, count=count) for k, z in noise.items())
+    secure = {"noise": placement, "secure": True, "dropout_tolerance": 0.2} if placement else {}
+    return AcceptedPlan(RunPlan(planned, **secure))
+
+
+def bare_node(x, *, lower, upper, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)):
+    """A MerchantNode over feature rows ``x`` (columns f0, f1, …) with an in-memory ledger."""
+    from fedseg.client.node import FeatureColumns, MerchantNode
+    from fedseg.client.policy import MerchantPolicy
+    from fedseg.privacy.ledger import PrivacyLedger
+
+    d = np.shape(x)[1]
+    columns = FeatureColumns(
+        names=tuple(f"f{j}" for j in range(d)),
+        log=tuple(log or (False,) * d),
+        lower=tuple(np.broadcast_to(lower, d)),
+        upper=tuple(np.broadcast_to(upper, d)),
+    )
+    policy = MerchantPolicy(epsilon_cap=epsilon_cap)
+    ledger = PrivacyLedger(None, epsilon_cap=epsilon_cap, delta=policy.delta)
+    return MerchantNode(x, columns=columns, ledger=ledger, policy=policy, noise_seed=noise_seed)

@@ -11,7 +11,7 @@ from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.choose_k import (
+from fedseg.simulations.experiments.choose_k import (
     KRangeError,
     choose_k,
     composed_spend,
@@ -24,7 +24,7 @@ from fedseg.simulations.choose_k import (
     unexplained_share,
 )
 
-from tests.conftest import write_mixture_federation
+from tests.conftest import write_blob_federation
 
 
 @pytest.mark.parametrize(("text", "ks"), [("5", (5,)), ("2-4", (2, 3, 4)), ("8,2,4", (2, 4, 8))])
@@ -191,7 +191,7 @@ def test_composed_spend_reads_model_privacy_reports():
 
 @pytest.mark.slow
 def test_choose_k_end_to_end_shares_statistics_within_the_total(tmp_path):
-    data = write_mixture_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
+    data = write_blob_federation(tmp_path / "fed", n=3000, d=4, k=3, merchants=3, seed=7)
     choice = choose_k(
         data, {"seed": 0, "rounds": 3}, [2, 3, 4], epsilon_total=4.0, out_dir=tmp_path / "out"
     )
@@ -209,8 +209,8 @@ def test_choose_k_end_to_end_shares_statistics_within_the_total(tmp_path):
 
 @pytest.mark.slow
 def test_private_choice_finds_the_planted_k_on_the_default_federation(tmp_path):
-    from fedseg.simulations.federation import write_federation
-    from fedseg.simulations.synthetic import generate_federation
+    from fedseg.simulations.data.federation import write_federation
+    from fedseg.simulations.data.synthetic import generate_federation
 
     data = write_federation(generate_federation(seed=0), tmp_path / "fed")
     choice = choose_k(data, {"seed": 0, "delta": 1e-6}, range(2, 11), epsilon_total=2.0)

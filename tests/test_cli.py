@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-FEDSEG = [sys.executable, "-m", "fedseg.simulations.cli"]
+FEDSEG = [sys.executable, "-m", "fedseg.simulations.cli.main"]
 
 
 def fedseg(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -37,7 +37,7 @@ def test_bad_input_is_one_line_without_traceback(args, needle):
 def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path):
     data = tmp_path / "fed"
     assert (
-        fedseg("generate", "--out", str(data), "--users", "1500", "--merchants", "3").returncode
+        fedseg("generate", "--out", str(data), "--users", "4000", "--merchants", "3").returncode
         == 0
     )
     state = tmp_path / "state"
@@ -83,3 +83,5 @@ def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path)
                    "--state-dir", str(state), "--epsilon-cap", "3", "--epsilon", "2.9")  # fmt: skip
     assert third.returncode == 2 and "budget" in third.stderr.lower()
     assert not (tmp_path / "c" / "model.json").exists()
+    # Refused as a whole, before its first release: nothing more was spent.
+    assert PrivacyLedger(state / "m0" / "ledger.json", epsilon_cap=3, delta=1e-6).spent() == spent

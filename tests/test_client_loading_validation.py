@@ -25,27 +25,27 @@ def load_csv(tmp_path, rows, name="shop.csv", header=HEADER):
 @pytest.mark.parametrize(
     ("reason", "bad_row"),
     [
-        ("missing_user_id", f",{T},view,i3,1,,,,home"),
-        ("missing_user_id", f"  ,{T},view,i3,1,,,,home"),
-        ("missing_timestamp", "u3,,view,i3,1,,,,home"),
-        ("bad_timestamp", "u3,03/01/2024,view,i3,1,,,,home"),
-        ("bad_timestamp", "u3,2024-13-45T00:00:00Z,view,i3,1,,,,home"),
-        ("missing_event", f"u3,{T},,i3,1,,,,home"),
-        ("unknown_event", f"u3,{T},click,i3,1,,,,home"),
-        ("missing_item_id", f"u3,{T},view,,1,,,,home"),
-        ("missing_price", f"u3,{T},purchase,i3,,1,,,home"),
-        ("missing_price", f"u3,{T},cart,i3,,1,,,home"),
-        ("bad_price", f"u3,{T},purchase,i3,ten,1,,,home"),
-        ("bad_price", f"u3,{T},purchase,i3,inf,1,,,home"),
-        ("negative_price", f"u3,{T},purchase,i3,-1,1,,,home"),
-        ("bad_quantity", f"u3,{T},purchase,i3,1,two,,,home"),
-        ("negative_quantity", f"u3,{T},purchase,i3,1,-2,,,home"),
-        ("bad_duration_s", f"u3,{T},view,i3,1,,NaN-ish,,home"),
-        ("negative_duration_s", f"u3,{T},view,i3,1,,-5,,home"),
-        ("bad_rating", f"u3,{T},review,i3,,,,great,home"),
-        ("negative_rating", f"u3,{T},review,i3,,,,-1,home"),
+        ("missing user_id", f",{T},view,i3,1,,,,home"),
+        ("missing user_id", f"  ,{T},view,i3,1,,,,home"),
+        ("missing timestamp", "u3,,view,i3,1,,,,home"),
+        ("bad timestamp", "u3,03/01/2024,view,i3,1,,,,home"),
+        ("bad timestamp", "u3,2024-13-45T00:00:00Z,view,i3,1,,,,home"),
+        ("missing event", f"u3,{T},,i3,1,,,,home"),
+        ("unknown event", f"u3,{T},click,i3,1,,,,home"),
+        ("missing item_id", f"u3,{T},view,,1,,,,home"),
+        ("missing price", f"u3,{T},purchase,i3,,1,,,home"),
+        ("missing price", f"u3,{T},cart,i3,,1,,,home"),
+        ("bad price", f"u3,{T},purchase,i3,ten,1,,,home"),
+        ("bad price", f"u3,{T},purchase,i3,inf,1,,,home"),
+        ("negative price", f"u3,{T},purchase,i3,-1,1,,,home"),
+        ("bad quantity", f"u3,{T},purchase,i3,1,two,,,home"),
+        ("negative quantity", f"u3,{T},purchase,i3,1,-2,,,home"),
+        ("bad duration_s", f"u3,{T},view,i3,1,,NaN-ish,,home"),
+        ("negative duration_s", f"u3,{T},view,i3,1,,-5,,home"),
+        ("bad rating", f"u3,{T},review,i3,,,,great,home"),
+        ("negative rating", f"u3,{T},review,i3,,,,-1,home"),
         # identical to GOOD[1] once normalized (case, spaces, time-zone spelling)
-        ("duplicate_row", "u1 , 2024-01-01T10:05:00+00:00,Purchase ,i1,10.0,2,0,,HOME"),
+        ("duplicate row", "u1 , 2024-01-01T10:05:00+00:00,Purchase ,i1,10.0,2,0,,HOME"),
     ],
 )
 def test_one_bad_row_is_dropped_and_counted(tmp_path, reason, bad_row):
@@ -71,13 +71,15 @@ def test_counts_per_reason_add_up_and_first_rule_wins(tmp_path):
     ]
     clean, report = load_csv(tmp_path, rows)
     assert report.dropped == {
-        "missing_user_id": 1,
-        "unknown_event": 2,
-        "negative_quantity": 1,
-        "duplicate_row": 2,
+        "missing user_id": 1,
+        "unknown event": 2,
+        "negative quantity": 1,
+        "duplicate row": 2,
     }
     assert report.rows_kept == 3 == len(clean) and report.rows_read == 9
-    assert "dropped 6 rows (1 missing_user_id, 2 unknown_event" in report.summary()
+    assert "  dropped: 1 missing user_id (first at row 4), 2 unknown event (first at row 5)" in (
+        report.summary()
+    )
 
 
 def test_unix_seconds_and_naive_times_are_utc(tmp_path):
@@ -108,15 +110,16 @@ def test_unix_seconds_and_naive_times_are_utc(tmp_path):
     ],
 )
 def test_column_without_one_valid_value_is_an_error(tmp_path, column, rows, shown):
-    message = rf"shop\.csv: column '{column}' has no valid values.*\(row 1: {shown}\)"
-    with pytest.raises(DataError, match=message):
+    message = rf"shop\.csv: column '{column}' has no valid values, expected .* \(first at row 1\)$"
+    with pytest.raises(DataError, match=message) as error:
         load_csv(tmp_path, rows)
+    assert shown.strip("'") not in str(error.value)
 
 
 def test_empty_required_column_and_no_valid_rows(tmp_path):
     with pytest.raises(DataError, match=r"shop\.csv: column 'item_id' is empty"):
         load_csv(tmp_path, [f"u1,{T},view,,1,,,,home", f"u2,{T},view,,1,,,,home"])
-    with pytest.raises(DataError, match=r"shop\.csv: no valid rows \(1 missing_user_id, 1 nega"):
+    with pytest.raises(DataError, match=r"shop\.csv: no valid rows \(1 missing user_id, 1 nega"):
         load_csv(tmp_path, [f",{T},view,i1,1,,,,home", f"u2,{T},purchase,i1,-1,,,,home"])
 
 
@@ -126,7 +129,7 @@ def test_typed_parquet_is_validated_like_csv(tmp_path):
     typed["timestamp"] = pd.to_datetime(typed["timestamp"], utc=True)
     typed.to_parquet(tmp_path / "shop.parquet")
     clean, report = load_merchant_table(tmp_path / "shop.parquet", pseudonymizer=PSEUDO)
-    assert report.dropped == {"negative_price": 1, "duplicate_row": 1}
+    assert report.dropped == {"negative price": 1, "duplicate row": 1}
     pd.testing.assert_frame_equal(clean, text)
 
 
@@ -136,12 +139,12 @@ FEATURES_HEADER = "user_id,spend,orders"
 @pytest.mark.parametrize(
     ("reason", "bad_row"),
     [
-        ("missing_user_id", ",5,1"),
-        ("missing_value", "c,,1"),
-        ("bad_value", "c,abc,1"),
-        ("bad_value", "c,inf,1"),
-        ("bad_value", "c,5,-inf"),
-        ("duplicate_row", "a,10,2"),
+        ("missing user_id", ",5,1"),
+        ("missing value", "c,,1"),
+        ("bad value", "c,abc,1"),
+        ("bad value", "c,inf,1"),
+        ("bad value", "c,5,-inf"),
+        ("duplicate row", "a,10,2"),
     ],
 )
 def test_features_rows_dropped_and_counted(tmp_path, reason, bad_row):
@@ -153,5 +156,5 @@ def test_features_rows_dropped_and_counted(tmp_path, reason, bad_row):
 
 def test_features_conflicting_user_rows_all_dropped(tmp_path):
     clean, report = load_csv(tmp_path, ["a,10,2", "b,0.5,1", "a,11,2"], header=FEATURES_HEADER)
-    assert report.dropped == {"conflicting_user_id": 2}
+    assert report.dropped == {"conflicting user_id": 2}
     assert clean["user_id"].tolist() == PSEUDO.pseudonymize(["b"])

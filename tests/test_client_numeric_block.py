@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 from fedseg.client.errors import DataError
 from fedseg.client.loading import load_merchant_table
+from fedseg.client.typed_tables import type_features
+from fedseg.client.validation import check_features
 from fedseg.privacy.pseudonyms import Pseudonymizer
+
+
+def validate_features(table: pd.DataFrame, source: str):
+    """The typed table's kept rows and drop counts, as loading computes them."""
+    typed = type_features(table, source)
+    checks = check_features(typed)
+    return typed.frame.loc[checks.keep].reset_index(drop=True), checks.counts()
 
 
 def _load(table: pd.DataFrame, path):
@@ -25,7 +34,7 @@ def test_parquet_features_with_missing_and_infinite_values(tmp_path):
     )
     clean, report = _load(table, tmp_path / "m.parquet")
     assert clean["x"].tolist() == [1.0, 3.0] and clean["y"].tolist() == [1.0, 3.0]
-    assert report.dropped == {"missing_value": 1, "bad_value": 1}
+    assert report.dropped == {"missing value": 1, "bad value": 1}
 
 
 def test_a_column_with_no_finite_value_is_refused_by_name(tmp_path):
@@ -54,8 +63,6 @@ def _random_table(seed: int, rows: int) -> pd.DataFrame:
 def test_numeric_block_drops_the_same_rows_as_the_text_path(seed):
     """Duplicates (-0.0 equal to 0.0), conflicts, gaps and infinities: the typed fast path
     and the column-by-column text path (pandas ``duplicated``) agree row for row."""
-    from fedseg.client.validation import validate_features
-
     typed = _random_table(seed, rows=int(np.random.default_rng(seed).integers(1, 30)))
     text = typed.astype(object)  # not plain numeric: the generic path
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import accepted_plan, bare_node
 from fedseg.client import app as client_app
-from fedseg.client.statistics import nearest_centre
+from fedseg.privacy.published.segments import nearest_centre
 from flwr.app import Context, RecordDict
 from threadpoolctl import threadpool_limits
 
@@ -61,31 +62,25 @@ def test_nodes_are_kept_within_a_run_and_dropped_by_the_next(mixture_federation)
 
 def test_a_node_answers_each_round_with_the_scaling_it_was_sent():
     """The node reuses its last scaling only for identical bytes: a new one is used at once."""
-    from fedseg.client.node import MerchantNode
     from fedseg.client.statistics import cluster_statistics
-    from fedseg.privacy.ledger import PrivacyLedger
     from fedseg.privacy.scaling import FeatureScaling
 
     rng = np.random.default_rng(3)
     x = rng.uniform(-5, 5, size=(50, 2))
-    node = MerchantNode(
-        x, names=["a", "b"], log=[False, False], lower=[-10.0] * 2, upper=[10.0] * 2,
-        ledger=PrivacyLedger(None, epsilon_cap=float("inf"), delta=1e-6),
-        rng_for=lambda request: np.random.default_rng(request),
-    )  # fmt: skip
+    node = bare_node(x, lower=-10.0, upper=10.0)
+    plan = accepted_plan(cluster_stats=0.0)
     centres = np.array([[-1.0, 0.0], [1.0, 0.0]])
-    for request, (mean, radius) in enumerate([(0.0, 3.0), (0.0, 3.0), (1.0, 3.0), (1.0, 2.0)]):
+    for mean, radius in [(0.0, 3.0), (0.0, 3.0), (1.0, 3.0), (1.0, 2.0)]:
         scaling = FeatureScaling(
-            names=("a", "b"), log=(False, False), lower=(-10.0, -10.0), upper=(10.0, 10.0),
+            names=("f0", "f1"), log=(False, False), lower=(-10.0, -10.0), upper=(10.0, 10.0),
             mean=(mean, mean), scale=(2.0, 2.0), radius=radius,
         )  # fmt: skip
         payload = {
             "lower": np.array(scaling.lower), "upper": np.array(scaling.upper),
             "mean": np.array(scaling.mean), "scale": np.array(scaling.scale),
-            "radius": radius, "centres": centres, "sums_share": 0.5,
-            "noise_multiplier": 0.0, "release": "cluster_stats", "request_id": request,
+            "radius": radius, "centres": centres, "release": "cluster_stats",
         }  # fmt: skip
-        reply = node.handle("cluster_stats", payload)
+        reply = node.answer("cluster_stats", payload, plan)
         sums, counts = cluster_statistics(scaling.transform(x), centres)
         np.testing.assert_array_equal(reply["sums"], sums)
         np.testing.assert_array_equal(reply["counts"], counts)

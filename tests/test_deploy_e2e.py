@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_mixture_federation
+from conftest import write_blob_federation
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.deploy_demo import KillPlan, run_demo
-from fedseg.simulations.deploy_local import LocalDeployment, Merchant
-from fedseg.simulations.deploy_processes import MARKER_VARIABLE, pid_alive
-from fedseg.simulations.runner import simulate
+from fedseg.simulations.deploy.demo import KillPlan, run_demo
+from fedseg.simulations.deploy.local import LocalDeployment, Merchant
+from fedseg.simulations.deploy.processes import MARKER_VARIABLE, pid_alive
+from fedseg.simulations.experiments.runner import simulate
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def no_process_left_behind():
 def test_demo_command_equals_the_simulation_of_the_same_federation_and_seed(tmp_path):
     # Prepare: `fedseg demo-deploy` in deterministic test mode, keeping its files.
     done = subprocess.run(
-        [sys.executable, "-m", "fedseg.simulations.cli", "demo-deploy", "--merchants", "3",
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "demo-deploy", "--merchants", "3",
          "--users", "900", "--k", "3", "--epsilon", "2", "--rounds", "2", "--seed", "4",
          "--test-seed", "9", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
@@ -73,7 +73,7 @@ def test_demo_command_equals_the_simulation_of_the_same_federation_and_seed(tmp_
 
 
 def test_unregistered_supernode_is_rejected_and_a_registered_one_accepted(tmp_path):
-    fed = write_mixture_federation(tmp_path / "fed", n=60, d=2, k=2, merchants=2, seed=1)
+    fed = write_blob_federation(tmp_path / "fed", n=60, d=2, k=2, merchants=2, seed=1)
     merchants = [
         Merchant(f"m0{i}", fed / "merchants" / f"m0{i}.csv", 1.0, tmp_path / f"state{i}",
                  test_seed=0)
@@ -95,12 +95,12 @@ def test_unregistered_supernode_is_rejected_and_a_registered_one_accepted(tmp_pa
 
 
 def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
-    fed = write_mixture_federation(tmp_path / "fed", n=1200, d=3, k=3, merchants=3, seed=2)
+    fed = write_blob_federation(tmp_path / "fed", n=1200, d=3, k=3, merchants=3, seed=2)
     # Each round after the crash waits round-timeout for m01, so keep rounds few.
     run_config = {"k": 3, "epsilon": 2.0, "rounds": 1, "init-rounds": 1, "min-clients": 2,
                   "round-timeout": 30.0}  # fmt: skip
-    # m01 dies (SIGKILL of its whole process group) after describe + feature histograms.
-    result = run_demo(fed, tmp_path / "work", run_config=run_config, kill=KillPlan("m01", 2))
+    # m01 dies (SIGKILL of its whole process group) after describe, plan, feature histograms.
+    result = run_demo(fed, tmp_path / "work", run_config=run_config, kill=KillPlan("m01", 3))
     assert result.status == "finished:completed"
     assert result.leftovers == []
     rows = result.contributions
@@ -118,7 +118,7 @@ def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
 def test_demo_stopped_by_sigterm_midway_leaves_no_process(tmp_path):
     before = set(deployment_processes())
     demo = subprocess.Popen(
-        [sys.executable, "-m", "fedseg.simulations.cli", "demo-deploy", "--merchants", "2",
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "demo-deploy", "--merchants", "2",
          "--users", "300", "--out", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

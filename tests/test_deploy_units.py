@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fedseg.simulations.deploy_commands import (
+from fedseg.simulations.deploy.commands import (
     InsecureRefused,
     app_run_config,
     connection_entry,
@@ -27,9 +27,9 @@ from fedseg.simulations.deploy_commands import (
     supernode_command,
     write_app_project,
 )
-from fedseg.simulations.deploy_demo import contributors_per_round, render_contributions
-from fedseg.simulations.deploy_pki import write_node_keypair, write_tls_certificates
-from fedseg.simulations.deploy_processes import ProcessGroup, free_port, pid_alive
+from fedseg.simulations.deploy.demo import contributors_per_round, render_contributions
+from fedseg.simulations.deploy.pki import write_node_keypair, write_tls_certificates
+from fedseg.simulations.deploy.processes import ProcessGroup, free_port, pid_alive
 from flwr.cli.config_utils import load_and_validate
 from flwr.common.config import parse_config_args
 
@@ -142,7 +142,7 @@ def test_insecure_only_by_explicit_flag_and_with_a_warning(caplog):
 
 def test_cli_superlink_without_certificates_exits_with_one_line(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fedseg.simulations.cli", "superlink"],
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "superlink"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
@@ -152,7 +152,7 @@ def test_cli_superlink_without_certificates_exits_with_one_line(tmp_path):
 
 def test_cli_supernode_insecure_dry_run_warns_and_prints_command(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fedseg.simulations.cli", "supernode", "--superlink", "h:9093",
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "supernode", "--superlink", "h:9093",
          "--data", "shop.csv", "--key-file", "shop.key", "--epsilon-cap", "3",
          "--state-dir", "state", "--insecure", "--dry-run"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
@@ -267,7 +267,7 @@ def test_contributors_per_round_names_merchants_and_the_missing():
 
 def test_cli_app_writes_a_project_with_absolute_model_dir(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fedseg.simulations.cli", "app", "--out", "fedseg-app",
+        [sys.executable, "-m", "fedseg.simulations.cli.main", "app", "--out", "fedseg-app",
          "--model-dir", "models", "--k", "7", "--round-timeout", "45"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip

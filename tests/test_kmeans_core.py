@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from fedseg.client.node import MerchantNode
+from conftest import accepted_plan, bare_node
 from fedseg.client.statistics import cluster_statistics, feature_histograms
-from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
+from fedseg.privacy.accounting import Release, epsilon_spent
+from fedseg.privacy.ledger import BudgetExceeded
 from fedseg.server import kmeans
 from fedseg.server.aggregation import ReplySpec, RoundFailed, aggregate_plain
 from fedseg.server.transport import Reply
-from fedseg.simulations.runner import pooled_features, simulate
+from fedseg.simulations.experiments.runner import pooled_features, simulate
 from sklearn.cluster import KMeans
 
 
@@ -39,37 +40,15 @@ def test_update_keeps_previous_centre_for_tiny_clusters_and_stays_in_box():
     np.testing.assert_allclose(centres, [[2.0, 3.0], [3.0, 3.0]])
 
 
-def _node(x, *, cap, rng_calls):
-    def rng_for(request_id):
-        rng_calls.append(request_id)
-        return np.random.default_rng(request_id)
-
-    d = x.shape[1]
-    return MerchantNode(
-        x,
-        names=[f"f{j}" for j in range(d)],
-        log=[False] * d,
-        lower=[-10.0] * d,
-        upper=[10.0] * d,
-        ledger=PrivacyLedger(None, epsilon_cap=cap, delta=1e-6),
-        rng_for=rng_for,
-    )
-
-
 def test_node_refuses_over_budget_before_drawing_noise():
-    calls: list[int] = []
-    node = _node(np.zeros((5, 2)), cap=0.5, rng_calls=calls)
-    request = {
-        "edges": np.tile(np.linspace(-10, 10, 5), (2, 1)),
-        "release": "feature_histograms",
-        "noise_multiplier": 2.0,
-        "request_id": 0,
-    }
+    node = bare_node(np.zeros((5, 2)), lower=-10.0, upper=10.0, epsilon_cap=0.5)
+    request = {"edges": np.tile(np.linspace(-10, 10, 5), (2, 1)), "release": "feature_histograms"}
     with pytest.raises(BudgetExceeded):
-        node.handle("feature_histograms", request)
-    assert calls == [] and node.ledger.releases == []
-    node.handle("feature_histograms", dict(request, noise_multiplier=40.0))
-    assert calls == [0] and node.ledger.spent() <= 0.5
+        node.answer("feature_histograms", request, accepted_plan(feature_histograms=2.0))
+    assert node.ledger.releases == []
+    assert node.ledger.next_stream() == 1  # no noise stream was handed out for the refusal
+    node.answer("feature_histograms", request, accepted_plan(feature_histograms=40.0))
+    assert node.ledger.next_stream() == 3 and node.ledger.spent() <= 0.5
 
 
 def test_plain_aggregation_rejects_bad_replies_and_keeps_the_round():
@@ -96,11 +75,9 @@ def test_plain_aggregation_rejects_bad_replies_and_keeps_the_round():
 
 
 def test_infinite_epsilon_one_merchant_equals_sklearn_lloyd(tmp_path):
-    from conftest import write_mixture_federation
+    from conftest import write_blob_federation
 
-    fed = write_mixture_federation(
-        tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0
-    )
+    fed = write_blob_federation(tmp_path / "fed", n=2000, d=3, k=4, merchants=1, seed=3, spread=4.0)
     base = {"k": 4, "epsilon": float("inf"), "rounds": 1, "seed": 0}
     first = simulate(fed, base, out_dir=tmp_path / "first", evaluate=False).model
     x, _ = pooled_features(fed, seed=0)
@@ -162,7 +139,20 @@ def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_fe
     assert again.scaling == first.scaling and again.k == 4
     names = {r["name"] for r in again.privacy["releases"]}
     assert names == {"init_cluster_stats", "cluster_stats"}
-    assert again.privacy["epsilon"] <= 1.0
+    for entry in again.privacy["releases"]:  # the server charges the mechanism's own release
+        assert entry["l2_sensitivity"] == 1.0 and entry["sigma"] == entry["noise_multiplier"]
+    assert again.privacy["run_epsilon"] <= 1.0
+    # It republishes the first model's scaler and marginals: its report covers those too.
+    inherited = again.privacy["inherited"]
+    assert inherited["releases"] == first.privacy["releases"]
+    assert inherited["epsilon"] == pytest.approx(first.privacy["epsilon"])
+    every = [_release(r) for r in [*again.privacy["releases"], *inherited["releases"]]]
+    assert again.privacy["epsilon"] == pytest.approx(epsilon_spent(every, delta=1e-6))
+    assert again.privacy["epsilon"] > max(again.privacy["run_epsilon"], inherited["epsilon"])
+
+
+def _release(entry: dict) -> Release:
+    return Release(entry["name"], entry["noise_multiplier"], count=entry["count"])
 
 
 def test_square_norm_release_is_accounted_and_close_to_the_truth(mixture_federation, tmp_path):

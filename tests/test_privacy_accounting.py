@@ -194,9 +194,3 @@ def test_calibration_with_dp_sgd_steps_in_the_same_plan(epsilon, rate, steps):
     ]
     z = calibrate(plan, epsilon=epsilon, delta=1e-6)
     assert 0.99 * epsilon <= _spent(plan, z, 1e-6) <= epsilon
-
-
-def test_release_of_request_reads_plain_and_subsampled_requests():
-    assert Release.of_request({"release": "x", "noise_multiplier": 2}) == Release("x", 2.0)
-    dpsgd = {"release": "y", "noise_multiplier": 1.5, "release_count": 10, "sampling_rate": 0.1}
-    assert Release.of_request(dpsgd) == Release("y", 1.5, count=10, sampling_rate=0.1)

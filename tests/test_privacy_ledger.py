@@ -1,35 +1,84 @@
-"""Ledger: refuse before noise, monotone spending, survives restarts, report."""
+"""Ledger: refuse over the cap, monotone spending, shared safely, survives restarts, report."""
 
 import json
 import math
+import multiprocessing
 
-import numpy as np
 import pytest
 from fedseg.privacy.accounting import Release, epsilon_spent
-from fedseg.privacy.cluster_release import cluster_mechanism
-from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError, PrivacyLedger
+from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError, PrivacyLedger, reset_ledger
 from fedseg.privacy.mechanisms import GaussianMechanism
+from fedseg.privacy.releases import cluster_mechanism
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-def test_request_over_cap_is_refused_before_any_noise_is_drawn(tmp_path):
+def test_request_over_cap_is_refused_and_nothing_is_recorded(tmp_path):
     path = tmp_path / "ledger.json"
     ledger = PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
-    mech = cluster_mechanism(noise_multiplier=5.0, radius=1.0)
-    values = {"sums": np.zeros((2, 3)), "counts": np.zeros(2)}
-    rng = np.random.default_rng(9)
-    ledger.release(mech, values, name="round", rng=rng)
-    before_file, before_rng = path.read_bytes(), rng.bit_generator.state
-    greedy = cluster_mechanism(noise_multiplier=1.0, radius=1.0)
+    ledger.charge(cluster_mechanism(5.0, radius=1.0, dim=3).as_release("round"))
+    before_file = path.read_bytes()
+    greedy = cluster_mechanism(1.0, radius=1.0, dim=3).as_release("round")
     with pytest.raises(BudgetExceeded) as err:
-        ledger.release(greedy, values, name="round", rng=rng)
-    assert rng.bit_generator.state == before_rng  # no noise drawn
+        ledger.charge(greedy)
     assert path.read_bytes() == before_file  # nothing recorded
     assert [r.noise_multiplier for r in ledger.releases] == [5.0]
     message = str(err.value)
     assert "cap epsilon=1" in message and "spent" in message and "'round'" in message
-    assert f"{ledger.cost_if(greedy.as_release('round')):.4f}" in message
+    assert f"{ledger.cost_if(greedy):.4f}" in message
+
+
+def test_two_ledgers_on_one_file_never_lose_each_others_charges(tmp_path):
+    path = tmp_path / "ledger.json"
+    first = PrivacyLedger(path, epsilon_cap=10.0, delta=1e-6)
+    second = PrivacyLedger(path, epsilon_cap=10.0, delta=1e-6)
+    first.charge(Release("a", 2.0))
+    second.charge(Release("b", 2.0))  # re-reads under the lock: sees "a"
+    first.charge(Release("c", 2.0))
+    assert [r.name for r in PrivacyLedger(path, epsilon_cap=10, delta=1e-6).releases] == list("abc")
+    assert first.spent() == second.spent()
+
+
+def test_concurrent_processes_cannot_overspend_a_shared_cap(tmp_path):
+    """Four processes race to charge one ledger file: every accepted charge is on disk, and
+    together they never pass the cap (the read-check-write runs under one lock)."""
+    path = tmp_path / "ledger.json"
+    one = epsilon_spent([Release("x", 3.0)], delta=1e-6)
+    cap = epsilon_spent([Release("x", 3.0, count=10)], delta=1e-6) + 1e-9  # room for 10
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        accepted = sum(pool.starmap(_charge_many, [(str(path), cap, 8)] * 4))
+    final = PrivacyLedger(path, epsilon_cap=cap, delta=1e-6)
+    assert accepted == len(final.releases) == 10
+    assert final.spent() <= cap and one > 0
+
+
+def _charge_many(path: str, cap: float, times: int) -> int:
+    ledger = PrivacyLedger(path, epsilon_cap=cap, delta=1e-6, durable=False)
+    accepted = 0
+    for _ in range(times):
+        try:
+            ledger.charge(Release("x", 3.0))
+            accepted += 1
+        except BudgetExceeded:
+            pass
+    return accepted
+
+
+def test_noise_streams_are_never_handed_out_twice(tmp_path):
+    path = tmp_path / "ledger.json"
+    streams = [PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6).next_stream() for _ in range(3)]
+    assert streams == [1, 2, 3]  # a restart continues the count
+
+
+def test_a_served_state_directory_refuses_to_start_without_its_ledger(tmp_path):
+    path = tmp_path / "state" / "ledger.json"
+    PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6).charge(Release("x", 5.0))
+    path.unlink()  # someone deleted the ledger: the spent budget must not silently reset
+    with pytest.raises(LedgerFileError, match="fedseg ledger reset"):
+        PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    assert reset_ledger(path) is False  # nothing left to forget but the mark
+    assert PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6).spent() == 0.0
 
 
 def test_would_exceed_and_cost_if_agree_with_accounting():

@@ -7,22 +7,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from fedseg.client.recommender.check import (
-    CONTENT_CHECK_RELEASE,
-    content_check_mechanism,
-    content_gain_statistics,
-)
+from fedseg.client.recommender.check import content_gain
 from fedseg.client.recommender.histories import CustomerHistories
-from fedseg.privacy.accounting import Release
-from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
-from fedseg.server.recommender.blend import PopularityPrior
+from fedseg.privacy.published.content import ContentModel
+from fedseg.privacy.published.prior import PopularityPrior
+from fedseg.privacy.published.recommender import RecommenderModel
+from fedseg.privacy.releases import content_check_mechanism
 from fedseg.server.recommender.content import (
-    ContentModel,
     attribute_weights,
     catalogue_attributes,
     choose_candidate,
 )
-from fedseg.server.recommender.model import RecommenderModel
 from scipy import stats
 
 N_A = N_B = 60  # catalogue: items 0..59 of kind A, 60..119 of kind B
@@ -44,9 +39,9 @@ def _model(content_weight: float = 0.0) -> RecommenderModel:
     )  # fmt: skip
 
 
-def _customers(histories: list[list[int]]) -> CustomerHistories:
+def _customers(histories: list[list[int]], *, first_id: int = 0) -> CustomerHistories:
     return CustomerHistories(
-        np.arange(len(histories)),
+        np.arange(first_id, first_id + len(histories)),
         tuple(np.asarray(h, dtype=np.int64) for h in histories),
         np.zeros(len(histories), dtype=np.int64),
     )
@@ -120,72 +115,54 @@ def test_noiseless_gain_counts_the_customers_content_wins():
     # Two B customers hold back a B item: it ties with the sampled B items either way → 0.
     # One customer has a single item: nothing to hold back → 0.
     customers = _customers([[0, 1, HELD], [2, HELD], [3, 4, 5, HELD], [60, 61], [62, 63], [7]])
-    gain = content_gain_statistics(
-        customers, _model(), np.array([[0.3, 0.0], [1e-6, 0.0]]),
-        noise_multiplier=0.0, rng=np.random.default_rng(0),
-    )["gain"]  # fmt: skip
+    gain = content_gain(
+        customers, _model(), np.array([[0.3, 0.0], [1e-6, 0.0]]), np.random.default_rng(0)
+    )["gain"]
     np.testing.assert_array_equal(gain, [3.0, 0.0])
 
 
-def test_heavy_customer_moves_each_entry_by_at_most_one():
+def test_heavy_customer_moves_each_entry_by_at_most_one_and_no_one_else():
+    """Each customer's negatives come from a stream of their own: adding a heavy customer
+    changes only that customer's contribution (≤ 1 per candidate), whatever the seed."""
     light = _customers([[0, HELD], [60, 61]])
     heavy = _customers([[0, HELD], [60, 61], list(range(58)) + [HELD]])
+    candidates = np.array([[0.05, 0.0], [0.3, 0.0], [2.0, 0.0]])
     for seed in range(5):
         gains = [
-            content_gain_statistics(
-                c,
-                _model(),
-                np.array([[0.05, 0.0], [0.3, 0.0], [2.0, 0.0]]),
-                noise_multiplier=0.0,
-                rng=np.random.default_rng(seed),
-            )["gain"]  # fmt: skip
+            content_gain(c, _model(), candidates, np.random.default_rng(seed))["gain"]
             for c in (light, heavy)
         ]
         assert np.abs(gains[1] - gains[0]).max() <= 1.0
+        alone = content_gain(
+            _customers([list(range(58)) + [HELD]], first_id=2), _model(), candidates,
+            np.random.default_rng(seed),
+        )["gain"]  # fmt: skip
+        np.testing.assert_array_equal(gains[1] - gains[0], alone)
 
 
 def test_gain_noise_has_std_z_times_sqrt_candidates():
-    customers, z, draws = _customers([[60, 61]]), 2.0, 3000  # noiseless gain is 0
+    z, draws = 2.0, 3000
+    mechanism = content_check_mechanism(z, candidates=4)
+    assert mechanism.sensitivities["gain"] == 2.0
     rng = np.random.default_rng(11)
-    samples = np.stack([
-        content_gain_statistics(customers, _model(), np.array([[w, 0.0] for w in (1, 2, 3, 4)]),
-                                noise_multiplier=z, rng=rng)["gain"]
-        for _ in range(draws)
-    ])  # fmt: skip
-    assert content_check_mechanism(noise_multiplier=z, candidates=4).sensitivities["gain"] == 2.0
+    samples = np.stack(
+        [mechanism.release({"gain": np.zeros(4)}, rng)["gain"] for _ in range(draws)]
+    )
     sum_sq = float((samples**2).sum()) / (z * 2.0) ** 2  # χ² with 4·draws degrees of freedom
     dof = samples.size
     assert stats.chi2.ppf(5e-7, dof) < sum_sq < stats.chi2.ppf(1 - 5e-7, dof)
-
-
-def test_ledger_is_charged_before_reading_and_cap_refuses():
-    customers = _customers([[0, HELD]])
-    ledger = PrivacyLedger(None, epsilon_cap=100.0, delta=1e-6)
-    content_gain_statistics(customers, _model(), ONE, noise_multiplier=1.5,
-                            rng=np.random.default_rng(0), ledger=ledger)  # fmt: skip
-    expected = PrivacyLedger(None, epsilon_cap=100.0, delta=1e-6)
-    expected.charge(Release(CONTENT_CHECK_RELEASE, 1.5))
-    assert ledger.spent() == pytest.approx(expected.spent())
-    capped = PrivacyLedger(None, epsilon_cap=0.5, delta=1e-6)
-    with pytest.raises(BudgetExceeded):
-        content_gain_statistics(_customers([[0]]), _model(), ONE,
-                                noise_multiplier=1.0, rng=np.random.default_rng(0),
-                                ledger=capped)  # fmt: skip
-    assert capped.spent() == 0.0
 
 
 def test_bad_requests_raise_value_errors():
     customers = _customers([[0, HELD]])
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="not both 0"):
-        content_gain_statistics(customers, _model(), np.zeros((1, 2)), noise_multiplier=1.0,
-                                rng=rng)  # fmt: skip
+        content_gain(customers, _model(), np.zeros((1, 2)), rng)
     with pytest.raises(ValueError, match="segment lift"):  # the model has no lift part
-        content_gain_statistics(customers, _model(), np.array([[0.0, 10.0]]),
-                                noise_multiplier=1.0, rng=rng)  # fmt: skip
+        content_gain(customers, _model(), np.array([[0.0, 10.0]]), rng)
     bare = RecommenderModel.from_arrays({k: v for k, v in _model().to_arrays().items()
                                          if not k.startswith("attribute")})  # fmt: skip
     with pytest.raises(ValueError, match="no content"):
-        content_gain_statistics(customers, bare, ONE, noise_multiplier=1.0, rng=rng)
+        content_gain(customers, bare, ONE, rng)
     with pytest.raises(ValueError, match="'vectors' is missing"):
         RecommenderModel.from_arrays({"item_index": np.array([0])})

@@ -5,14 +5,13 @@ import math
 
 import numpy as np
 import pytest
-from fedseg.client.recommender import (
-    CustomerHistories,
-    gram_statistics,
-    popularity_statistics,
-)
-from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
-from fedseg.server.recommender import RecommenderModel, choose_items, fit_recommender
-from fedseg.simulations.recsys_eval import fit_ease, interaction_matrix
+from fedseg.client.recommender.gram import item_gram, item_popularity
+from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.privacy import releases
+from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.published.recommender import RecommenderModel
+from fedseg.server.recommender.ease import choose_items, fit_recommender
+from fedseg.simulations.experiments.recsys_eval import fit_ease, interaction_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
@@ -25,11 +24,13 @@ def _customers(histories, segments=None):
     )
 
 
-def _gram(histories, items, **kw):
-    kw.setdefault("noise_multiplier", 0.0)
-    return gram_statistics(
-        histories, item_index=np.asarray(items), rng=np.random.default_rng(0), **kw
-    )
+def _gram(histories, items, *, noise_multiplier=0.0, noise_share=1.0, **kw):
+    """The released Gram as a matrix: the merchant's raw triangle, noised as the node does."""
+    triangle = item_gram(histories, item_index=np.asarray(items), **kw)
+    placement = releases.NoisePlacement(noise_share)
+    mechanism = placement.per_merchant(releases.gram_mechanism(noise_multiplier))
+    noisy = mechanism.release(triangle, np.random.default_rng(0))["gram"]
+    return {"gram": releases.gram_from_triangle(noisy, len(items) + kw.get("n_segments", 0))}
 
 
 def test_gram_hand_computed():
@@ -50,8 +51,6 @@ def test_unnormalized_gram_is_exact_cooccurrence():
     gram = _gram(histories, [0, 1, 2], normalize=False)["gram"]
     x = interaction_matrix(histories, 3)
     np.testing.assert_allclose(gram, x.T @ x)
-    with pytest.raises(ValueError, match="sensitivity"):
-        _gram(histories, [0, 1, 2], normalize=False, noise_multiplier=1.0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -69,19 +68,8 @@ def test_one_customer_moves_each_release_by_at_most_one(base, extra, segment):
     for kw in ({}, {"n_segments": 3}, {"n_segments": 3, "segment_weight": 4.0}):
         delta = _gram(with_one, items, **kw)["gram"] - _gram(without, items, **kw)["gram"]
         assert np.linalg.norm(delta) <= 1 + 1e-9
-    pops = [
-        popularity_statistics(
-            h,
-            n_items=30,
-            n_segments=3,
-            segment_share=0.5,
-            noise_multiplier=0.0,
-            rng=np.random.default_rng(0),
-        )
-        for h in (with_one, without)
-    ]
-    for part in ("overall", "segments"):
-        assert np.linalg.norm(pops[0][part] - pops[1][part]) <= 1 + 1e-9
+    pops = [item_popularity(h, n_items=30)["overall"] for h in (with_one, without)]
+    assert np.linalg.norm(pops[0] - pops[1]) <= 1 + 1e-9
 
 
 def test_heavy_customer_counts_no_more_than_light_one():
@@ -89,9 +77,7 @@ def test_heavy_customer_counts_no_more_than_light_one():
     for one in (heavy, light):
         gram = _gram(one, np.arange(1000))["gram"]
         assert np.linalg.norm(gram) == pytest.approx(1.0)
-        overall = popularity_statistics(
-            one, n_items=1000, n_segments=1, noise_multiplier=0.0, rng=np.random.default_rng(0)
-        )["overall"]
+        overall = item_popularity(one, n_items=1000)["overall"]
         assert np.linalg.norm(overall) == pytest.approx(1.0)
 
 
@@ -127,22 +113,8 @@ def _analytic_gaussian_delta(epsilon, z):
 def test_ledger_epsilon_matches_analytic_gaussian():
     z, delta = 1.3, 1e-6
     ledger = PrivacyLedger(None, epsilon_cap=math.inf, delta=delta)
-    histories = _customers([[0, 1], [2]])
-    popularity_statistics(
-        histories,
-        n_items=3,
-        n_segments=1,
-        noise_multiplier=z * math.sqrt(2),
-        rng=np.random.default_rng(0),
-        ledger=ledger,
-    )
-    gram_statistics(
-        histories,
-        item_index=np.arange(3),
-        noise_multiplier=z * math.sqrt(2),
-        rng=np.random.default_rng(0),
-        ledger=ledger,
-    )
+    ledger.charge(releases.popularity_mechanism(z * math.sqrt(2)).as_release(releases.POPULARITY))
+    ledger.charge(releases.gram_mechanism(z * math.sqrt(2)).as_release(releases.GRAM))
     names = [r.name for r in ledger.releases]
     assert names == ["recommender_item_popularity", "recommender_gram"]
     assert all(r.l2_sensitivity == 1.0 for r in ledger.releases)
@@ -150,39 +122,16 @@ def test_ledger_epsilon_matches_analytic_gaussian():
     assert _analytic_gaussian_delta(ledger.spent(), z) == pytest.approx(delta, rel=0.05)
 
 
-def test_budget_cap_refuses_before_any_noise():
-    ledger = PrivacyLedger(None, epsilon_cap=1.0, delta=1e-6)
-    rng = np.random.default_rng(0)
-    state = rng.bit_generator.state
-    with pytest.raises(BudgetExceeded):
-        _gram(_customers([[0, 1]]), [0, 1], noise_multiplier=0.5, ledger=ledger)
-    with pytest.raises(BudgetExceeded):
-        popularity_statistics(
-            _customers([[0, 1]]),
-            n_items=2,
-            n_segments=1,
-            noise_multiplier=0.5,
-            rng=rng,
-            ledger=ledger,
-        )
-    assert ledger.releases == [] and rng.bit_generator.state == state
-
-
 def test_bad_input_raises_value_error():
-    with pytest.raises(ValueError, match="catalogue"):
-        popularity_statistics(
-            _customers([[5]]),
-            n_items=3,
-            n_segments=1,
-            noise_multiplier=0.0,
-            rng=np.random.default_rng(0),
-        )
     with pytest.raises(ValueError, match="segment"):
         _gram(_customers([[0]], [4]), [0], n_segments=2)
     with pytest.raises(ValueError, match="distinct"):
         _gram(_customers([[0]]), [0, 0])
-    with pytest.raises(ValueError, match="noise_share"):
-        _gram(_customers([[0]]), [0], noise_share=0.0)
+
+
+def test_items_outside_the_catalogue_count_for_nothing():
+    outside = item_popularity(_customers([[5], [0, 5]]), n_items=3)["overall"]
+    np.testing.assert_allclose(outside, [1.0, 0.0, 0.0])  # item 5 is ignored, rows re-normed
 
 
 def test_noise_free_fit_equals_closed_form_ease():
@@ -228,14 +177,7 @@ def test_model_round_trips_through_json_and_never_recommends_history():
     items = np.array([0, 1, 2, 3, 4])
     summed = {
         **_gram(histories, items, n_segments=2),
-        **popularity_statistics(
-            histories,
-            n_items=7,
-            n_segments=2,
-            segment_share=0.5,
-            noise_multiplier=0.0,
-            rng=np.random.default_rng(0),
-        ),
+        **item_popularity(histories, n_items=7),
     }
     model = fit_recommender(summed, item_index=items, gram_sigma=0.0, n_segments=2)
     again = RecommenderModel.from_dict(json.loads(json.dumps(model.to_dict())))

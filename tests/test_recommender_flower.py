@@ -10,21 +10,25 @@ import pytest
 from conftest import assert_no_identifier_sent, assert_no_per_customer_array
 from fedseg.client.features import customer_features
 from fedseg.client.merchant import MerchantSettings, build_node
+from fedseg.client.plan import AcceptedPlan
+from fedseg.client.policy import MerchantPolicy
+from fedseg.privacy import releases
+from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
+from fedseg.privacy.plan import RunPlan
 from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.server.budget import noise_plan
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
-from fedseg.server.recommender.model import RecommenderModel
 from fedseg.server.recommender.rounds import (
     SCORER_CANDIDATES,
     CatalogueError,
     read_catalogue,
-    symmetric,
 )
-from fedseg.simulations.federation import write_federation
-from fedseg.simulations.runner import merchant_files, simulate
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.data.federation import write_federation
+from fedseg.simulations.data.synthetic import generate_federation
+from fedseg.simulations.experiments.runner import merchant_files, simulate
 
 RELEASES = {"recommender_item_popularity", "recommender_gram", "recommender_content_check"}
 EPSILON = 8.0
@@ -196,11 +200,6 @@ def test_catalogue_errors_name_the_file_and_row(tmp_path):
         read_catalogue("")
 
 
-def test_symmetric_mirrors_the_upper_triangle():
-    full = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 5.0], [3.0, 5.0, 6.0]])
-    assert np.array_equal(symmetric(full[np.triu_indices(3)], 3), full)
-
-
 def _tiny_node(tmp_path, *, epsilon_cap=math.inf, holdout=False):
     """Two customers: u1 saw items a, b (in that order); u2 saw c only."""
     (tmp_path / "merchants").mkdir(parents=True, exist_ok=True)
@@ -216,44 +215,59 @@ def _tiny_node(tmp_path, *, epsilon_cap=math.inf, holdout=False):
     path = tmp_path / "merchants" / "m0.csv"
     events.to_csv(path, index=False)
     settings = MerchantSettings(
-        data_path=str(path), merchant_id="m0", epsilon_cap=epsilon_cap, delta=1e-6,
-        simulation_seed=0, holdout_last=holdout,
+        data_path=str(path), merchant_id="m0", as_of="2024-02-01",
+        policy=MerchantPolicy(epsilon_cap=epsilon_cap), simulation_seed=0, holdout_last=holdout,
     )  # fmt: skip
     node = build_node(settings)
     d = len(node.names)
     payload = {
         "lower": np.zeros(d), "upper": np.full(d, 1e6), "mean": np.zeros(d), "scale": np.ones(d),
         "radius": 1e6, "centres": np.zeros((1, d)), "items": ["a", "b", "c", "d"],
-        "release": "recommender_item_popularity", "noise_multiplier": 0.0, "request_id": 7,
+        "release": releases.POPULARITY, "request_id": 7,
     }  # fmt: skip
     return node, payload
 
 
+def _plan(z: float = 0.0) -> AcceptedPlan:
+    kinds = (releases.POPULARITY, releases.GRAM)
+    return AcceptedPlan(RunPlan(tuple(Release(kind, z) for kind in kinds)))
+
+
 def test_node_releases_unit_norm_popularity_by_hand(tmp_path):
     node, payload = _tiny_node(tmp_path)
-    overall = node.handle("item_popularity", payload)["overall"]
+    plan = _plan()
+    overall = node.answer("item_popularity", payload, plan)["overall"]
     root_half = 1 / math.sqrt(2)  # u1's row (1, 1, 0, 0) normalized; u2's row (0, 0, 1, 0)
     assert np.allclose(overall, [root_half, root_half, 1.0, 0.0])
-    gram = node.handle(
-        "item_gram", dict(payload, item_index=np.array([0, 2]), release="recommender_gram")
-    )["gram"]
-    # Items (a, c) + one segment column of weight 1: u1 → (1, 0, 1)/√2, u2 → (0, 1, 1)/√2.
-    assert np.allclose(symmetric(gram, 3), [[0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 1.0]])
+    request = dict(payload, item_index=np.array([0, 2]), release=releases.GRAM)
+    triangle = node.answer("item_gram", request, plan)["gram"]
+    # Items (a, c) + one segment column of weight 1: u1 → (1, 0, 1), u2 → (0, 1, 1). Without
+    # noise (ε = ∞) the rows are exact 0/1 counts; with noise they are unit-normalized.
+    gram = releases.gram_from_triangle(triangle, 3)
+    assert np.allclose(gram, [[1, 0, 1], [0, 1, 1], [1, 1, 2]])
+
+
+def test_items_the_catalogue_lacks_are_ignored_not_an_error(tmp_path):
+    """A catalogue without item 'b' is no membership probe: the answer comes as for any
+    other catalogue (u1's row is (1, 0)), with no error that would tell the server."""
+    node, payload = _tiny_node(tmp_path)
+    overall = node.answer("item_popularity", dict(payload, items=["a", "c"]), _plan())["overall"]
+    assert np.allclose(overall, [1.0, 1.0])
 
 
 def test_holdout_hides_each_customers_last_item(tmp_path):
     node, payload = _tiny_node(tmp_path, holdout=True)
-    overall = node.handle("item_popularity", payload)["overall"]
+    overall = node.answer("item_popularity", payload, _plan())["overall"]
     assert np.allclose(overall, [1.0, 0.0, 1.0, 0.0])  # u1 keeps a only; u2 keeps its one item
     with pytest.raises(ValueError, match="simulations only"):
-        MerchantSettings(data_path="x", merchant_id="m", epsilon_cap=1.0, delta=1e-6,
+        MerchantSettings(data_path="x", merchant_id="m", policy=MerchantPolicy(),
                          key_file="k", state_dir="s", holdout_last=True)  # fmt: skip
 
 
 def test_capped_merchant_refuses_before_releasing(tmp_path):
     node, payload = _tiny_node(tmp_path, epsilon_cap=0.5)
     with pytest.raises(BudgetExceeded):
-        node.handle("item_popularity", dict(payload, noise_multiplier=1.0))
+        node.answer("item_popularity", payload, _plan(1.0))
     assert node.ledger.spent() == 0.0
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedseg.server.recommender.blend import PopularityPrior
-from fedseg.server.recommender.content import ContentModel
-from fedseg.server.recommender.lift import FLOOR, SegmentLift
-from fedseg.server.recommender.model import RecommenderModel
+from fedseg.privacy.published.content import ContentModel
+from fedseg.privacy.published.lift import FLOOR, SegmentLift
+from fedseg.privacy.published.prior import PopularityPrior
+from fedseg.privacy.published.recommender import RecommenderModel
 
 # Items 0, 1 in category A, 2, 3 in category B; item 3 has no price tier, the rest "low".
 CONTENT = ContentModel(

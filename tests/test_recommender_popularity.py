@@ -2,19 +2,19 @@
 
 import numpy as np
 import pytest
-from fedseg.client.recommender import (
+from fedseg.client.recommender.histories import (
     CustomerHistories,
     HistoryError,
     build_histories,
-    collate_histories,
-    segment_item_counts,
 )
-from fedseg.server.recommender import (
+from fedseg.client.recommender.popularity import segment_item_counts
+from fedseg.privacy.published.neural import collate_histories
+from fedseg.server.recommender.fedavg import fedavg
+from fedseg.server.recommender.popularity import (
     aggregate_segment_popularity,
-    fedavg,
     suppression_threshold,
 )
-from fedseg.simulations.recsys_eval import fit_ease, leave_last_out, ranking_metrics
+from fedseg.simulations.experiments.recsys_eval import fit_ease, leave_last_out, ranking_metrics
 
 
 def _customers(histories, segments):
@@ -92,8 +92,9 @@ def test_build_histories_orders_dedups_and_names_bad_rows():
     )
     histories = build_histories(events, {5: 0, 6: 1}, {"a": 0, "b": 1})
     assert [h.tolist() for h in histories.items] == [[1, 0], [0]]
-    with pytest.raises(HistoryError, match="item_id 7"):
+    with pytest.raises(HistoryError, match="events row 2: the item_id is not in") as error:
         build_histories(events.assign(item_id=[5, 6, 7, 5]), {5: 0, 6: 1}, {"a": 0, "b": 1})
+    assert "7" not in str(error.value)  # a row, never a value
     flat, offsets = collate_histories(
         [np.array([4, 2]), np.array([], dtype=np.int64), np.array([9])]
     )

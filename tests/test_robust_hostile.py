@@ -12,22 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_mixture_federation
+from conftest import write_blob_federation
 from fedseg.client.app import app as client_app
-from fedseg.client.app import from_records, to_records
-from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy.protocol.records import from_records, to_records
 from fedseg.server.aggregation import RoundFailed
-from fedseg.server.app import MESSAGE_TYPES, GridTransport
-from fedseg.server.app import app as plain_server_app
-from fedseg.server.app import from_records as server_from_records
-from fedseg.server.config import SegmentationConfig
+from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
-from fedseg.server.robust import RobustAggregator, RobustConfig
-from fedseg.server.segmentation import SegmentationRun
-from fedseg.server.transport import Reply
 from fedseg.server.validation import left_out_table
-from fedseg.simulations.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
-from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
+from fedseg.simulations.backends.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
+from flwr.app import Array, Context, Message, RecordDict
 from flwr.serverapp import ServerApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
@@ -43,17 +36,17 @@ ATTACKS = {  # each maps a merchant's honest payload to what it sends
 }
 
 
-def hostile_client(attack: str, partitions=HOSTILE):
-    """The real ClientApp, whose statistics are rewritten for the chosen partitions."""
+def hostile_client(attack: str, partitions=HOSTILE, only: str | None = None):
+    """The real ClientApp, whose statistics are rewritten for the chosen partitions (in
+    every round, or ``only`` in rounds of that message type)."""
 
     def app(message: Message, context: Context) -> Message:
         reply = client_app(message, context)
         pid = int(context.node_config["partition-id"])
-        if (
-            pid not in partitions
-            or reply.has_error()
-            or message.metadata.message_type == "query.describe"
-        ):
+        kind = message.metadata.message_type
+        if pid not in partitions or reply.has_error() or kind in ("query.describe", "query.plan"):
+            return reply
+        if only is not None and kind != only:
             return reply
         payload = from_records(reply.content)
         arrays = {k: v for k, v in payload.items() if isinstance(v, np.ndarray)}
@@ -62,79 +55,37 @@ def hostile_client(attack: str, partitions=HOSTILE):
     return app
 
 
-class SizedGridTransport(GridTransport):
-    """GridTransport with the proposed ``max_bytes``: big replies are never decoded."""
-
-    def request(self, task, payload, node_ids, *, max_bytes=None):
-        from fedseg.server.app import to_records as server_to_records
-
-        content = server_to_records(payload)
-        messages = [
-            Message(content=content, dst_node_id=n, message_type=MESSAGE_TYPES[task])
-            for n in node_ids
-        ]
-        return [
-            sized_reply(m, max_bytes)
-            for m in self.grid.send_and_receive(messages, timeout=self.timeout)
-        ]
-
-
-def sized_reply(message: Message, max_bytes: int | None) -> Reply:
-    node_id = message.metadata.src_node_id
-    if message.has_error():
-        return Reply(node_id, error=message.error.reason or f"error code {message.error.code}")
-    arrays = message.content.get("arrays")
-    size = arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
-    if max_bytes is not None and size > max_bytes:
-        return Reply(node_id, size_bytes=size)  # not decoded; check_reply names the size
-    try:
-        return Reply(node_id, payload=server_from_records(message.content), size_bytes=size)
-    except (ValueError, TypeError) as exc:
-        return Reply(node_id, error=f"undecodable reply: {exc}")
-
-
-def robust_server(method: str, fitted: list) -> ServerApp:
-    app = ServerApp()
-
-    @app.main()
-    def main(grid, context):
-        cfg = SegmentationConfig.from_run_config(context.run_config)
-        transport = SizedGridTransport(grid, timeout=cfg.round_timeout or None)
-        aggregate = RobustAggregator(
-            transport, min_clients=cfg.min_clients, config=RobustConfig(method=method)
-        )
-        ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
-        run = SegmentationRun(
-            transport, cfg, ledger, np.random.default_rng(cfg.seed), aggregate=aggregate
-        )
-        fitted.append(run.fit())
-
-    return app
+@pytest.mark.slow
+def test_counts_that_contradict_the_merchants_own_histograms_are_rejected(federation, honest):
+    """Two merchants claim 100× their customers in the Lloyd rounds only: their counts no
+    longer add up to the size their histograms showed, so even plain summation drops them."""
+    attacked = fit(federation, "sum", client=hostile_client("scale_counts_x100",
+                                                            only="train.cluster_stats"))  # fmt: skip
+    assert centre_error(honest, attacked) < 0.10
+    rounds = [h for h in attacked["history"] if h["task"] == "cluster_stats"]
+    for entry in rounds:
+        for node in (HOSTILE[0] + 2, HOSTILE[1] + 2):
+            assert "adds up to" in entry["rejected"][str(node)]
 
 
 def fit(fed: Path, method: str, client=client_app, **config) -> dict:
-    """One run; ``method`` "sum" is the shipped ServerApp (plain aggregation)."""
+    """One run of the shipped ServerApp with ``--aggregation method``."""
     with tempfile.TemporaryDirectory() as tmp:
         run_config = {
             **BASE,
             **config,
+            "aggregation": method,
             "sim-data-dir": str(fed),
             "sim-state-dir": tmp,
             "out-dir": tmp,
         }
-        if method == "sum":
-            run_inprocess(plain_server_app, client, num_nodes=MERCHANTS, run_config=run_config)
-            model = SegmentModel.load(Path(tmp) / "model.json")
-            return {
-                "scaling": model.scaling,
-                "centres": model.centres_standardized,
-                "history": model.history,
-            }
-        fitted: list = []
-        run_inprocess(
-            robust_server(method, fitted), client, num_nodes=MERCHANTS, run_config=run_config
-        )
-        return fitted[0]
+        run_inprocess(server_app, client, num_nodes=MERCHANTS, run_config=run_config)
+        model = SegmentModel.load(Path(tmp) / "model.json")
+        return {
+            "scaling": model.scaling,
+            "centres": model.centres_standardized,
+            "history": model.history,
+        }
 
 
 def centre_error(honest: dict, other: dict) -> float:
@@ -151,7 +102,7 @@ def centre_error(honest: dict, other: dict) -> float:
 def federation(tmp_path_factory) -> Path:
     # 2,000 customers per merchant at ε = 4: DP noise moves honest centres by ~2% of the gap.
     root = tmp_path_factory.mktemp("hostile") / "fed"
-    return write_mixture_federation(root, n=20_000, d=3, k=3, merchants=MERCHANTS, seed=11)
+    return write_blob_federation(root, n=20_000, d=3, k=3, merchants=MERCHANTS, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +146,7 @@ def misbehaving_client(message: Message, context: Context) -> Message:
     if (
         pid == PADDED
         and not reply.has_error()
-        and message.metadata.message_type != "query.describe"
+        and message.metadata.message_type not in ("query.describe", "query.plan")
     ):
         reply.content["arrays"]["padding"] = Array(np.zeros(200_000))
     return reply
@@ -235,7 +186,7 @@ def run_with_stragglers(server_app: ServerApp, fed: Path, tmp: Path, **config) -
 
 @pytest.fixture(scope="module")
 def small_federation(tmp_path_factory) -> Path:
-    return write_mixture_federation(
+    return write_blob_federation(
         tmp_path_factory.mktemp("slow") / "fed", n=3000, d=3, k=3, merchants=6, seed=2
     )
 
@@ -244,21 +195,17 @@ def small_federation(tmp_path_factory) -> Path:
 def test_raising_slow_and_oversized_merchants_do_not_stop_the_run(
     small_federation, tmp_path, method
 ):
-    fitted: list = []
-    app = plain_server_app if method == "sum" else robust_server(method, fitted)
-    grid = run_with_stragglers(
-        app, small_federation, tmp_path, **{"round-timeout": 5.0, "min-clients": 3}
-    )
-    history = (
-        SegmentModel.load(tmp_path / "out" / "model.json").history
-        if method == "sum"
-        else fitted[0]["history"]
-    )
-    noisy = [entry for entry in history if entry["task"] != "describe"]
-    assert len(grid.late) >= len(noisy) > 0
+    config = {"round-timeout": 5.0, "min-clients": 3, "aggregation": method}
+    grid = run_with_stragglers(server_app, small_federation, tmp_path, **config)
+    history = SegmentModel.load(tmp_path / "out" / "model.json").history
+    plan, *noisy = [entry for entry in history if entry["task"] != "describe"]
+    assert plan["task"] == "plan" and len(noisy) > 0
+    # The straggler missed the plan: it takes no part, and every round says so.
+    assert "no reply before the deadline" in plan["rejected"][str(SLOW + 2)]
+    assert grid.late == [SLOW + 2] * 2  # describe and plan; never asked again
     for entry in noisy:  # every noisy round went on with the merchants left
         rejected = entry["rejected"]
-        assert "no reply before the deadline" in rejected[str(SLOW + 2)]
+        assert "did not accept the plan" in rejected[str(SLOW + 2)]
         assert "'payload'" in rejected[str(PADDED + 2)] and "bytes" in rejected[str(PADDED + 2)]
         if entry["task"] == "feature_histograms":
             assert len(entry["contributors"]) == 4
@@ -273,6 +220,6 @@ def test_raising_slow_and_oversized_merchants_do_not_stop_the_run(
 def test_too_few_merchants_left_fails_cleanly_with_nothing_released(small_federation, tmp_path):
     with pytest.raises(RoundFailed, match="at least 5 needed; nothing is released"):
         run_with_stragglers(
-            plain_server_app, small_federation, tmp_path, **{"round-timeout": 5.0, "min-clients": 5}
+            server_app, small_federation, tmp_path, **{"round-timeout": 5.0, "min-clients": 5}
         )
     assert not (tmp_path / "out" / "model.json").exists()

@@ -160,3 +160,27 @@ def test_robust_aggregator_validates_asks_for_a_size_limit_and_fails_cleanly():
     np.testing.assert_allclose(agg.sums["sums"], 2 * _good()["sums"])
     with pytest.raises(RoundFailed, match="nothing is released"):
         RobustAggregator(transport, min_clients=3)("cluster_stats", {}, SPEC, [1, 2, 3])
+
+
+def test_a_reply_must_answer_this_request_and_hold_only_what_was_asked():
+    from dataclasses import replace
+
+    spec = replace(SPEC, request_id=7)
+    assert check_reply(Reply(4, payload={**_good(), "request_id": 7}), spec) is None
+    replayed = check_reply(Reply(4, payload={**_good(), "request_id": 6}), spec)
+    assert "node 4" in replayed and "'request_id'" in replayed and "replayed" in replayed
+    missing = check_reply(Reply(4, payload=_good()), spec)
+    assert "'request_id'" in missing
+    extra = check_reply(Reply(4, payload={**_good(), "request_id": 7, "notes": 1.0}), spec)
+    assert extra == "node 4: field 'notes' was not asked for"
+
+
+def test_cluster_counts_must_add_up_to_the_merchants_own_histograms():
+    from dataclasses import replace
+
+    # σ of a summed count: 1·√3; of the histogram size: 2 → together ≈ 2.6, 6σ ≈ 15.9.
+    spec = replace(SPEC, sizes={4: (30.0 + 15.0, 2.0), 5: (30.0 + 16.5, 2.0)})
+    assert check_reply(Reply(4, payload=_good()), spec) is None  # 30 vs 45: within 6σ
+    reason = check_reply(Reply(5, payload=_good()), spec)
+    assert reason.startswith("node 5: field 'counts' adds up to 30 customers")
+    assert check_reply(Reply(6, payload=_good()), spec) is None  # no size known: no check

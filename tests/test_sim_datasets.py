@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fedseg.simulations.datasets import (
+from fedseg.simulations.data.datasets import (
     DatasetNotInstalledError,
     _package_file,
     load_cdnow,

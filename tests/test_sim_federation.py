@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from fedseg.client.errors import DataError
-from fedseg.simulations.federation import (
+from fedseg.simulations.data.federation import (
     Federation,
     FederationLayoutError,
     read_federation,
     write_federation,
 )
-from fedseg.simulations.mixture import (
+from fedseg.simulations.data.mixture import (
     CENTER_BOX,
     MIN_SEPARATION,
     gaussian_mixture_federation,

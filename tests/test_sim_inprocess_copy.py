@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from fedseg.simulations.inprocess import copied
+from fedseg.simulations.backends.inprocess import copied
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from fedseg.simulations.inprocess import _fewer_collections
+from fedseg.simulations.backends.inprocess import _fewer_collections
 
 
 def test_collector_settings_come_back_after_the_run():

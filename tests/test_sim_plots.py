@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from fedseg.simulations.html_report import summary_table, write_html_report
-from fedseg.simulations.plots import (
+from fedseg.simulations.reports.html_report import summary_table, write_html_report
+from fedseg.simulations.reports.plots import (
     INF_GAP,
     _epsilon_axis,
     epsilon_positions,

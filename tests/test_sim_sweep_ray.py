@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_mixture_federation
-from fedseg.simulations.runner import simulate
+from conftest import write_blob_federation
+from fedseg.simulations.experiments.runner import simulate
 
 
 @pytest.mark.slow
 def test_inprocess_and_ray_give_the_same_model(tmp_path):
-    data = write_mixture_federation(tmp_path / "fed", n=900, d=3, k=3, merchants=3, seed=11)
+    data = write_blob_federation(tmp_path / "fed", n=900, d=3, k=3, merchants=3, seed=11)
     config = {"k": 3, "epsilon": 2.0, "rounds": 3, "seed": 4}
     local = simulate(data, config, out_dir=tmp_path / "inprocess", evaluate=False).model
     ray = simulate(data, config, out_dir=tmp_path / "ray", backend="ray", evaluate=False).model

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_mixture_federation
-from fedseg.simulations.run_metrics import evaluate_point, pooled_data
-from fedseg.simulations.runner import evaluate_model, simulate
-from fedseg.simulations.scenario import Scenario
-from fedseg.simulations.sweep import collect_results, run_sweep
+from conftest import write_blob_federation
+from fedseg.simulations.experiments.run_metrics import evaluate_point, pooled_data
+from fedseg.simulations.experiments.runner import evaluate_model, simulate
+from fedseg.simulations.experiments.scenario import Scenario
+from fedseg.simulations.experiments.sweep import collect_results, run_sweep
 
 
 @pytest.fixture(scope="module")
 def small_federation(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fed")
-    return write_mixture_federation(root, n=1200, d=3, k=3, merchants=3, seed=5)
+    return write_blob_federation(root, n=1200, d=3, k=3, merchants=3, seed=5)
 
 
 def test_cached_evaluation_matches_the_runners(small_federation, tmp_path):
@@ -116,8 +116,8 @@ def test_nested_metrics_become_dotted_columns(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_with_the_recommender_reports_its_hit_rates(tmp_path):
-    from fedseg.simulations.federation import write_federation
-    from fedseg.simulations.synthetic import generate_federation
+    from fedseg.simulations.data.federation import write_federation
+    from fedseg.simulations.data.synthetic import generate_federation
 
     data = write_federation(generate_federation(users=900, merchants=2, seed=4), tmp_path / "fed")
     scenario = Scenario(

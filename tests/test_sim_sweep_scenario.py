@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from fedseg.simulations.federation import Federation
-from fedseg.simulations.run_metrics import centroid_errors, communication
-from fedseg.simulations.scenario import (
+from fedseg.simulations.data.federation import Federation
+from fedseg.simulations.experiments.run_metrics import centroid_errors, communication
+from fedseg.simulations.experiments.scenario import (
     Scenario,
     ScenarioError,
     load_scenario,
     parse_epsilons,
     scenario_from_mapping,
 )
-from fedseg.simulations.scenario_data import shift_features
+from fedseg.simulations.experiments.scenario_data import shift_features
 
 SCENARIO_TOML = """
 [scenario]

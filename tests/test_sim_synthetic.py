@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from fedseg.client.features import DEFAULT_CATEGORIES, build_features, default_feature_specs
-from fedseg.simulations.events import AS_OF
-from fedseg.simulations.federation import read_federation, write_federation
-from fedseg.simulations.personas import BASE_PERSONAS, make_personas
-from fedseg.simulations.synthetic import generate_federation
+from fedseg.simulations.data.events import AS_OF
+from fedseg.simulations.data.federation import read_federation, write_federation
+from fedseg.simulations.data.personas import BASE_PERSONAS, make_personas
+from fedseg.simulations.data.synthetic import generate_federation
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 

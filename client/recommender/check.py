@@ -2,57 +2,42 @@
 
 The published model can score with DP-EASE alone, DP-EASE plus content scoring
 (server/recommender/content.py), or per-segment popularity personalized by attribute mix
-(server/recommender/lift.py). Which ranks best is a property of the data (MovieLens: EASE
+(privacy/published/lift.py). Which ranks best is a property of the data (MovieLens: EASE
 plus genres and years; the synthetic personas: segment popularity), so the merchants measure
 it: each customer's last item is held back, the rest of their history is scored by EASE
 alone and by each candidate (a row (content_weight, lift_strength)), and the item is ranked
-against `N_NEGATIVES` unseen items (the evaluation protocol of CONTRACT.md). The release is,
+against `N_NEGATIVES` unseen items (the evaluation protocol of docs/contract.md). The release is,
 per candidate, Σ_customers (hit with it − hit with EASE alone): one customer moves each
 entry by at most 1, so the vector has L2 sensitivity sqrt(candidates).
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from fedseg.client.recommender.histories import CustomerHistories
-from fedseg.privacy.mechanisms import GaussianMechanism
 
 if TYPE_CHECKING:
-    from fedseg.privacy.ledger import PrivacyLedger
-    from fedseg.server.recommender.model import RecommenderModel
+    from fedseg.privacy.published.recommender import RecommenderModel
 
-CONTENT_CHECK_RELEASE = "recommender_content_check"
 N_NEGATIVES, TOP_N, CHUNK = 99, 10, 512
 
 
-def content_check_mechanism(*, noise_multiplier: float, candidates: int) -> GaussianMechanism:
-    """The release: 'gain', one entry per candidate weight, sensitivity sqrt(candidates)."""
-    if candidates < 1:
-        raise ValueError(f"at least one candidate content weight is needed, got {candidates}")
-    return GaussianMechanism(
-        noise_multiplier=noise_multiplier, sensitivities={"gain": math.sqrt(candidates)}
-    )
-
-
-def content_gain_statistics(
+def content_gain(
     histories: CustomerHistories,
     model: RecommenderModel,
     candidates: np.ndarray,
-    *,
-    noise_multiplier: float,
     rng: np.random.Generator,
-    noise_share: float = 1.0,
-    ledger: PrivacyLedger | None = None,
 ) -> dict[str, np.ndarray]:
-    """Noisy {"gain": (len(candidates),)}: extra hits@10 each candidate scorer would give.
+    """{"gain": (len(candidates),)}: extra hits@10 each candidate scorer would give (raw).
 
     `candidates` rows are (content_weight, lift_strength), not both 0. Customers with one
-    item have nothing to hold back and contribute 0. The ledger is charged before any
-    history is read.
+    item have nothing to hold back and contribute 0. Each customer's negatives come from a
+    stream of their own (keyed by their pseudonym), so adding or removing a customer leaves
+    every other customer's contribution unchanged.
     """
     candidates = np.asarray(candidates, dtype=np.float64)
     if candidates.ndim != 2 or candidates.shape[1] != 2 or not len(candidates):
@@ -61,29 +46,21 @@ def content_gain_statistics(
         raise ValueError("candidate weights must be >= 0 and not both 0 in a row")
     if model.content is None or (model.lift is None and np.any(candidates[:, 1] > 0)):
         raise ValueError("the model has no content (or segment lift) part to check")
-    if not 0 < noise_share <= 1:
-        raise ValueError(f"noise_share must be in (0, 1], got {noise_share}")
-    mechanism = content_check_mechanism(
-        noise_multiplier=noise_multiplier, candidates=len(candidates)
-    )
-    if ledger is not None:
-        ledger.charge(mechanism.as_release(CONTENT_CHECK_RELEASE))
+    base = int(rng.integers(2**63))
     eligible = np.flatnonzero([len(h) >= 2 for h in histories.items])
     gain = np.zeros(len(candidates))
     for start in range(0, len(eligible), CHUNK):
-        gain += _chunk_gain(histories, model, candidates, eligible[start : start + CHUNK], rng)
-    scaled = GaussianMechanism(
-        noise_multiplier=noise_multiplier * math.sqrt(noise_share),
-        sensitivities=mechanism.sensitivities,
-    )
-    return scaled.release({"gain": gain}, rng)
+        chunk = eligible[start : start + CHUNK]
+        gain += _chunk_gain(histories, model, candidates, chunk, base)
+    return {"gain": gain}
 
 
-def _chunk_gain(histories, model, candidates, positions, rng) -> np.ndarray:
+def _chunk_gain(histories, model, candidates, positions, base: int) -> np.ndarray:
     past = [histories.items[p][:-1] for p in positions]
     held = np.array([histories.items[p][-1] for p in positions], dtype=np.int64)
     segments = histories.segments[positions]
-    negatives = _unseen_sample(past, held, model.n_items, rng)
+    keys = np.stack([_own_keys(histories.user_ids[p], base, model.n_items) for p in positions])
+    negatives = _unseen_sample(past, held, keys)
     hits = []
     for content_weight, lift_strength in np.vstack([[0.0, 0.0], candidates]):
         variant = replace(model, content_weight=content_weight, lift_strength=lift_strength)
@@ -100,10 +77,18 @@ def sampled_rank(scores: np.ndarray, positives: np.ndarray, negatives: np.ndarra
     return (sampled > positive).sum(axis=1) + 0.5 * (sampled == positive).sum(axis=1)
 
 
-def _unseen_sample(past, held, n_items, rng) -> np.ndarray:
+def _own_keys(user_id: object, base: int, n_items: int) -> np.ndarray:
+    """One customer's random sort keys over the catalogue, from a stream of their own."""
+    digest = hashlib.sha256(str(user_id).encode()).digest()
+    own = np.random.default_rng([base, int.from_bytes(digest[:8], "little")])
+    return own.random(n_items)
+
+
+def _unseen_sample(past, held, keys: np.ndarray) -> np.ndarray:
     """Per row, up to N_NEGATIVES distinct items outside the history and the held item
     (uniform: the smallest random keys among the allowed items)."""
-    keys = rng.random((len(past), n_items))
+    keys = keys.copy()
+    n_items = keys.shape[1]
     for row, history in enumerate(past):
         keys[row, history] = np.inf
     keys[np.arange(len(past)), held] = np.inf

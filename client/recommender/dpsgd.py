@@ -4,8 +4,8 @@ One DP-SGD sample is one customer's whole history, so per-sample clipping bounds
 what one customer can move the update: the guarantee is user-level at this
 merchant. Batches are Poisson-sampled (rate q) from an injected generator and
 each step adds Gaussian noise of std z * max_grad_norm (opacus ghost clipping),
-so the whole local run is `Release("recommender_dpsgd", z, count=steps,
-sampling_rate=q)`, charged to the merchant's ledger before the first step.
+so the whole local run is privacy/releases.py's `dpsgd_release(z, steps, q)`, which the
+merchant's node charges before this code runs.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from fedseg.client.recommender.histories import CustomerHistories, collate_histories
-from fedseg.client.recommender.model import Parameters, get_parameters, model_from_parameters
-from fedseg.privacy.accounting import Release
+from fedseg.client.recommender.histories import CustomerHistories
+from fedseg.privacy.published.neural import (
+    Parameters,
+    collate_histories,
+    get_parameters,
+    model_from_parameters,
+)
+from fedseg.privacy.releases import DPSGD_CLIP_NORM
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizerFastGradientClipping
 from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from torch import nn
 
-if TYPE_CHECKING:
-    from fedseg.privacy.ledger import PrivacyLedger
-
-RELEASE_NAME = "recommender_dpsgd"
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
@@ -67,16 +67,6 @@ class LocalTrainingConfig:
         return max(1, round(self.epochs / self.sampling_rate))
 
 
-def dpsgd_release(config: LocalTrainingConfig, *, noise_multiplier: float) -> Release:
-    """The ledger entry for one local run with this config."""
-    return Release(
-        RELEASE_NAME,
-        noise_multiplier,
-        count=config.steps,
-        sampling_rate=config.sampling_rate,
-    )
-
-
 def train_local(
     histories: CustomerHistories,
     broadcast: Parameters,
@@ -84,22 +74,17 @@ def train_local(
     rng: np.random.Generator,
     *,
     noise_multiplier: float | None,
-    max_grad_norm: float = 1.0,
-    ledger: PrivacyLedger | None = None,
+    max_grad_norm: float = DPSGD_CLIP_NORM,
 ) -> Parameters:
     """Train the broadcast model on this merchant's customers; return the new parameters.
 
-    `noise_multiplier=None` trains without clipping or noise (the non-private
-    reference). Otherwise the run is charged to `ledger` first, which raises
-    (e.g. `BudgetExceeded`) before any customer data is touched.
+    `noise_multiplier=None` trains without clipping or noise (the non-private reference).
     """
     model = model_from_parameters(broadcast)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     if noise_multiplier is None:
         step = _plain_step(model, config)
     else:
-        if ledger is not None:
-            ledger.charge(dpsgd_release(config, noise_multiplier=noise_multiplier))
         step = _private_step(
             model, config, len(histories), noise_multiplier, max_grad_norm, generator
         )

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 
 class HistoryError(ValueError):
@@ -35,7 +34,7 @@ class CustomerHistories:
             raise HistoryError("user_ids, items and segments must have the same length")
         for position, history in enumerate(self.items):
             if len(history) == 0:
-                raise HistoryError(f"customer {self.user_ids[position]!r} has an empty history")
+                raise HistoryError(f"customer at position {position} has an empty history")
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -58,7 +57,8 @@ def build_histories(
 
     `item_index` maps catalogue item ids to 0..n_items-1 and `segment_of` maps
     user ids to segment ids. Unknown items or customers without a segment raise
-    `HistoryError` naming the offending value rather than being dropped.
+    `HistoryError` (naming the row, never a value) rather than being dropped; the merchant's
+    recommender tasks leave out items the catalogue lacks before calling this.
     """
     for column in ("user_id", "item_id", "timestamp"):
         if column not in events.columns:
@@ -66,8 +66,7 @@ def build_histories(
     unknown = ~events["item_id"].isin(item_index.keys())
     if unknown.any():
         row = events.index[unknown.to_numpy()][0]
-        value = events["item_id"][unknown].iloc[0]
-        raise HistoryError(f"events row {row}: item_id {value} not in the catalogue")
+        raise HistoryError(f"events row {row}: the item_id is not in the catalogue")
     ordered = events.sort_values(["user_id", "timestamp"], kind="stable")
     ordered = ordered.drop_duplicates(["user_id", "item_id"], keep="first")
     indices = ordered["item_id"].map(item_index).to_numpy(dtype=np.int64)
@@ -78,21 +77,7 @@ def build_histories(
     users = ordered["user_id"].to_numpy()[starts]
     missing = [u for u in users if u not in segment_of]
     if missing:
-        raise HistoryError(f"user_id {missing[0]} has no segment")
+        raise HistoryError(f"{len(missing)} customers of the events have no segment")
     items = tuple(np.split(indices, starts[1:]))
     segments = np.array([segment_of[u] for u in users], dtype=np.int64)
     return CustomerHistories(users, items, segments)
-
-
-def collate_histories(
-    histories: list[np.ndarray],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack variable-length histories into EmbeddingBag's (flat, offsets) form.
-
-    opacus computes per-sample gradients of `nn.EmbeddingBag` only for this
-    1-D input form, so every batch goes through here.
-    """
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
-    flat = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
-    return torch.as_tensor(flat, dtype=torch.long), torch.as_tensor(offsets, dtype=torch.long)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fedseg.server.recommender.neural import load_recommender
+from fedseg.privacy.published.recommender import load_recommender
 
 TOP_N = 10
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 RELEASE_NAME = "recommender_popularity"
 
 
-def popularity_mechanism(
+def segment_counts_mechanism(
     *, noise_multiplier: float, max_items_per_customer: int
 ) -> GaussianMechanism:
     """The Gaussian mechanism of one popularity release (for ledgers and reports)."""
@@ -49,7 +49,7 @@ def segment_item_counts(
         0 <= histories.segments.min() <= histories.segments.max() < n_segments
     ):
         raise ValueError(f"segment ids must lie in [0, {n_segments})")
-    mechanism = popularity_mechanism(
+    mechanism = segment_counts_mechanism(
         noise_multiplier=noise_multiplier, max_items_per_customer=max_items_per_customer
     )
     if ledger is not None:

@@ -1,12 +1,12 @@
 """A merchant's answers to the recommender rounds (DP-EASE, docs/recommender.md).
 
 Each request carries the published segmentation (scaler + centres) and the public item
-catalogue; the merchant assigns its own customers' segments locally, builds their item
-histories and releases one Gaussian statistic per round through the colleague's
-`popularity_statistics` / `gram_statistics`, which charge the merchant's ledger before
-any statistic is computed. Sensitivities are fixed here (unit-norm history rows), never
-taken from the server. Under secure aggregation (`client.secure`) the same handlers run
-with a noise share and without charging; the secure step charges instead.
+catalogue; the merchant assigns its own customers' segments locally and builds their item
+histories. Each handler only decides how to answer — the mechanism from privacy/releases.py
+with the planned noise multiplier, and the raw statistic — and the node's one release path
+charges, computes and noises (client/node.py). Items a customer has that the catalogue does
+not list are left out of every statistic, never an error: whether the merchant holds an item
+must not depend on how the server wrote its catalogue.
 """
 
 from __future__ import annotations
@@ -17,32 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from fedseg.client.recommender.check import (
-    CONTENT_CHECK_RELEASE,
-    content_check_mechanism,
-    content_gain_statistics,
-)
-from fedseg.client.recommender.gram import (
-    GRAM_RELEASE,
-    POPULARITY_RELEASE,
-    gram_mechanism,
-    gram_statistics,
-    popularity_mechanism,
-    popularity_statistics,
-)
+from fedseg.client.node import Answer, BadRequest
+from fedseg.client.recommender.check import content_gain
+from fedseg.client.recommender.gram import item_gram, item_popularity
 from fedseg.client.recommender.histories import CustomerHistories, build_histories
+from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
-from fedseg.privacy.ledger import BudgetExceeded
-from fedseg.privacy.scaling import FeatureScaling
-from fedseg.server.recommender.model import RecommenderModel
+from fedseg.privacy.published.segments import nearest_centre
 
 if TYPE_CHECKING:
-    from fedseg.client.node import MerchantNode, ReleaseMode
-
-TASKS = ("item_popularity", "item_gram", "content_check", "recommender_train")
+    from fedseg.client.node import MerchantNode
 
 
-class RecommenderRequestError(ValueError):
+class RecommenderRequestError(BadRequest):
     """A recommender request or this merchant's data cannot give a release; nothing left."""
 
 
@@ -64,115 +51,104 @@ class RecommenderTasks:
     _cache: tuple[bytes, CustomerHistories] | None = field(default=None, repr=False)
 
     def item_popularity(
-        self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
-    ) -> dict[str, np.ndarray]:
+        self, node: MerchantNode, payload: Mapping[str, Any], planned: Release
+    ) -> Answer:
         """Round 1: noisy unit-norm item popularity {"overall": (n_items,)}."""
-        z = _noise_multiplier(payload)
-        mechanism = popularity_mechanism(noise_multiplier=z, segment_share=0.0)
-        _refuse_early(node, mode, mechanism.as_release(POPULARITY_RELEASE))
-        histories, n_items, n_segments = self._histories(node, payload)
-        return popularity_statistics(
-            histories,
-            n_items=n_items,
-            n_segments=n_segments,
-            noise_multiplier=z,
-            **_release_args(node, payload, mode),
-        )
+        mechanism = releases.popularity_mechanism(planned.noise_multiplier)
+        n_items = len(_catalogue(payload))
 
-    def item_gram(
-        self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
-    ) -> dict[str, np.ndarray]:
-        """Round 2: the noisy Gram over `item_index` + segment columns, upper triangle only."""
-        z = _noise_multiplier(payload)
-        _refuse_early(node, mode, gram_mechanism(noise_multiplier=z).as_release(GRAM_RELEASE))
-        histories, n_items, n_segments = self._histories(node, payload)
+        def compute(rng: np.random.Generator) -> dict[str, np.ndarray]:
+            return item_popularity(self._histories(node, payload), n_items=n_items)
+
+        return Answer(mechanism.as_release(planned.name), compute, mechanism)
+
+    def item_gram(self, node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+        """Round 2: the noisy Gram over `item_index` + segment columns, as its triangle."""
+        n_items, n_segments = len(_catalogue(payload)), len(_array(payload, "centres", ndim=2))
         item_index = payload.get("item_index")
         if not isinstance(item_index, np.ndarray) or item_index.ndim != 1 or not len(item_index):
             raise RecommenderRequestError("field 'item_index' must be a non-empty 1-d array")
         item_index = item_index.astype(np.int64)
         if item_index.min() < 0 or item_index.max() >= n_items:
             raise RecommenderRequestError("field 'item_index' points outside the catalogue")
-        gram = gram_statistics(
-            histories,
-            item_index=item_index,
-            noise_multiplier=z,
-            n_segments=n_segments,
-            segment_weight=float(payload.get("segment_weight", 1.0)),
-            normalize=bool(payload.get("normalize", True)),
-            **_release_args(node, payload, mode),
-        )["gram"]
-        return {"gram": gram[np.triu_indices(len(gram))]}
+        weight = float(payload.get("segment_weight", 1.0))
+        if not weight > 0:
+            raise RecommenderRequestError("field 'segment_weight' must be positive")
+        mechanism = releases.gram_mechanism(planned.noise_multiplier)
+
+        def compute(rng: np.random.Generator) -> dict[str, np.ndarray]:
+            return item_gram(
+                self._histories(node, payload), item_index=item_index, n_segments=n_segments,
+                segment_weight=weight, normalize=planned.noise_multiplier > 0,
+            )  # fmt: skip
+
+        return Answer(mechanism.as_release(planned.name), compute, mechanism)
 
     def content_check(
-        self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
-    ) -> dict[str, np.ndarray]:
+        self, node: MerchantNode, payload: Mapping[str, Any], planned: Release
+    ) -> Answer:
         """Round 3: noisy extra hits per candidate scorer (client/recommender/check.py)."""
-        z = _noise_multiplier(payload)
+        from fedseg.privacy.published.recommender import RecommenderModel
+
         candidates = _array(payload, "candidates", ndim=2)
-        mechanism = content_check_mechanism(noise_multiplier=z, candidates=len(candidates))
-        _refuse_early(node, mode, mechanism.as_release(CONTENT_CHECK_RELEASE))
-        histories, n_items, n_segments = self._histories(node, payload)
         try:
             model = RecommenderModel.from_arrays(payload)
         except ValueError as exc:
             raise RecommenderRequestError(f"the published model: {exc}") from None
+        n_items, n_segments = len(_catalogue(payload)), len(_array(payload, "centres", ndim=2))
         if model.n_items != n_items or model.n_segments != n_segments:
             raise RecommenderRequestError("the published model does not match the catalogue")
-        return content_gain_statistics(
-            histories,
-            model,
-            candidates,
-            noise_multiplier=z,
-            **_release_args(node, payload, mode),
+        mechanism = releases.content_check_mechanism(
+            planned.noise_multiplier, candidates=len(candidates)
         )
+
+        def compute(rng: np.random.Generator) -> dict[str, np.ndarray]:
+            return content_gain(self._histories(node, payload), model, candidates, rng)
+
+        return Answer(mechanism.as_release(planned.name), compute, mechanism)
 
     def recommender_train(
-        self, node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode
-    ) -> dict[str, np.ndarray]:
+        self, node: MerchantNode, payload: Mapping[str, Any], planned: Release
+    ) -> Answer:
         """A FedAvg round of the dpsgd model: opacus DP-SGD on this merchant's customers,
-        one sample = one customer's whole history (server/recommender/neural.py)."""
-        from fedseg.client.recommender.dpsgd import LocalTrainingConfig, dpsgd_release, train_local
-        from fedseg.client.recommender.model import from_wire, to_wire
+        one sample = one customer's whole history, at this merchant's own sampling rate and
+        number of steps (server/recommender/neural.py)."""
+        from fedseg.client.recommender.dpsgd import LocalTrainingConfig, train_local
+        from fedseg.privacy.published.neural import from_wire, to_wire
 
-        z = _noise_multiplier(payload)
-        config = LocalTrainingConfig(
-            epochs=float(payload["epochs"]),
-            sampling_rate=float(payload["sampling_rate"]),
-            learning_rate=float(payload["learning_rate"]),
-        )
-        release = dpsgd_release(config, noise_multiplier=z)
-        if release != Release.of_request(payload):  # what the secure path would charge
-            raise RecommenderRequestError(
-                f"the request's accounting ({payload.get('release_count')} steps) does not match "
-                f"its training ({config.steps} steps at rate {config.sampling_rate})"
-            )
-        _refuse_early(node, mode, release)
-        histories, n_items, n_segments = self._histories(node, payload)
-        parameters = from_wire(dict(payload))
+        policy, z = node.policy, planned.noise_multiplier
         try:
-            trained = train_local(
-                histories, parameters, config, node.rng_for(int(payload["request_id"])),
-                noise_multiplier=z if z > 0 else None,
-                ledger=node.ledger if mode.charge else None,
-            )  # fmt: skip
-        except (KeyError, ValueError) as exc:
+            config = LocalTrainingConfig(
+                epochs=policy.dpsgd_epochs,
+                sampling_rate=policy.dpsgd_sampling_rate,
+                learning_rate=float(payload["learning_rate"]),
+            )
+            parameters = from_wire(dict(payload))
+        except (KeyError, TypeError, ValueError) as exc:
             raise RecommenderRequestError(f"the broadcast model: {exc}") from None
-        return {name: value.astype(np.float64) for name, value in to_wire(trained).items()}
+        release = releases.dpsgd_release(
+            z, steps=policy.dpsgd_steps, sampling_rate=policy.dpsgd_sampling_rate
+        )
+
+        def compute(rng: np.random.Generator) -> dict[str, np.ndarray]:
+            trained = train_local(
+                self._histories(node, payload), parameters, config, rng,
+                noise_multiplier=z if z > 0 else None,
+            )  # fmt: skip
+            return {name: value.astype(np.float64) for name, value in to_wire(trained).items()}
+
+        return Answer(release, compute, None)
 
     # -- data -------------------------------------------------------------------------------
 
-    def _histories(
-        self, node: MerchantNode, payload: Mapping[str, Any]
-    ) -> tuple[CustomerHistories, int, int]:
-        catalogue = payload.get("items")
-        if not isinstance(catalogue, list) or not catalogue:
-            raise RecommenderRequestError("field 'items' must be a non-empty list of item ids")
+    def _histories(self, node: MerchantNode, payload: Mapping[str, Any]) -> CustomerHistories:
+        catalogue = _catalogue(payload)
         centres = _array(payload, "centres", ndim=2)
         key = centres.tobytes() + "\x1f".join(map(str, catalogue)).encode()
         if self._cache is None or self._cache[0] != key:
-            segments = assign_segments(node, payload, centres)
+            segments = local_segments(node, payload, centres)
             self._cache = (key, self._build(catalogue, segments))
-        return self._cache[1], len(catalogue), len(centres)
+        return self._cache[1]
 
     def _build(self, catalogue: list, segments: np.ndarray) -> CustomerHistories:
         if self._events is None:
@@ -183,30 +159,22 @@ class RecommenderTasks:
             )
         events = string_ids(self._events)
         index = {str(item): position for position, item in enumerate(catalogue)}
+        events = events[events["item_id"].isin(index.keys()).to_numpy()]
         segment_of = dict(zip(map(str, self.customer_ids), segments.tolist(), strict=True))
         histories = build_histories(events, index, segment_of)
         return drop_last_items(histories) if self.holdout_last else histories
 
 
-def assign_segments(
+def local_segments(
     node: MerchantNode, payload: Mapping[str, Any], centres: np.ndarray
 ) -> np.ndarray:
     """Each customer's nearest published centre, computed locally (as `fedseg assign`)."""
-    scaling = FeatureScaling(
-        names=node.names,
-        log=node.log,
-        lower=tuple(_array(payload, "lower", ndim=1)),
-        upper=tuple(_array(payload, "upper", ndim=1)),
-        mean=tuple(_array(payload, "mean", ndim=1)),
-        scale=tuple(_array(payload, "scale", ndim=1)),
-        radius=float(payload.get("radius", 1.0)),
-    )
+    scaling, z, _ = node.scaled(payload)
     if centres.shape[1] != scaling.dim:
         raise RecommenderRequestError(
             f"'centres' has {centres.shape[1]} columns for {scaling.dim} features"
         )
-    z = scaling.transform(node.features)
-    return np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    return nearest_centre(z, centres)
 
 
 def string_ids(events: pd.DataFrame) -> pd.DataFrame:
@@ -224,27 +192,11 @@ def drop_last_items(histories: CustomerHistories) -> CustomerHistories:
     return CustomerHistories(histories.user_ids, items, histories.segments)
 
 
-def _release_args(node: MerchantNode, payload: Mapping[str, Any], mode: ReleaseMode) -> dict:
-    """The request's noise stream, this merchant's noise share, and the ledger to charge (none
-    under secure aggregation: the secure step charges)."""
-    return {
-        "rng": node.rng_for(int(payload["request_id"])),
-        "noise_share": mode.noise_share,
-        "ledger": node.ledger if mode.charge else None,
-    }
-
-
-def _refuse_early(node: MerchantNode, mode: ReleaseMode, release: Release) -> None:
-    """A capped ledger refuses before any history is built (the release charges it later)."""
-    if mode.charge and node.ledger.would_exceed(release):
-        raise BudgetExceeded("a recommender request would exceed this merchant's privacy cap")
-
-
-def _noise_multiplier(payload: Mapping[str, Any]) -> float:
-    z = float(payload["noise_multiplier"])
-    if not (z >= 0 and np.isfinite(z)):
-        raise RecommenderRequestError(f"'noise_multiplier' must be finite and ≥ 0, got {z}")
-    return z
+def _catalogue(payload: Mapping[str, Any]) -> list:
+    catalogue = payload.get("items")
+    if not isinstance(catalogue, list) or not catalogue:
+        raise RecommenderRequestError("field 'items' must be a non-empty list of item ids")
+    return catalogue
 
 
 def _array(payload: Mapping[str, Any], name: str, *, ndim: int) -> np.ndarray:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from fedseg.server.recommender.blend import PopularityPrior
-from fedseg.server.recommender.content import ContentModel, attribute_weights
-from fedseg.server.recommender.lift import SegmentLift
-from fedseg.server.recommender.model import RecommenderModel, checked_array
+from fedseg.privacy.published.content import ContentModel
+from fedseg.privacy.published.lift import SegmentLift
+from fedseg.privacy.published.prior import PopularityPrior
+from fedseg.privacy.published.recommender import RecommenderModel, checked_array
+from fedseg.server.recommender.content import attribute_weights
 
 
 def noise_edge(n_items: int, *, sigma: float) -> float:

@@ -1,33 +1,29 @@
 """The opacus DP-SGD recommender through the apps (run config recommender-model = "dpsgd").
 
 FedAvg rounds: the server broadcasts the shared parameters of the history + segment model
-(client/recommender/model.py); every merchant trains them on its own customers with opacus
+(privacy/published/neural.py); every merchant trains them on its own customers with opacus
 DP-SGD, one sample = one customer's whole history (client/recommender/dpsgd.py), and sends
 the new parameters back; the server averages the sum (plain or secure aggregation). Each
-round is one release of `dpsgd_steps` subsampled Gaussian steps, charged on the server's
-ledger and on every merchant's (`Release.of_request`: 'release_count', 'sampling_rate').
+round is one release of `dpsgd_steps` subsampled Gaussian steps (privacy/releases.py
+dpsgd_release), charged on the server's ledger and on every merchant's; the merchants train
+at their own sampling rate, which the plan they accepted had to match.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy import releases
 from fedseg.server.aggregation import ReplySpec
-from fedseg.server.config import (
-    DPSGD_EPOCHS,
-    DPSGD_LEARNING_RATE,
-    DPSGD_SAMPLING_RATE,
-    SegmentationConfig,
-)
+from fedseg.server.config import DPSGD_LEARNING_RATE, DPSGD_SAMPLING_RATE
 from fedseg.server.recommender.fedavg import fedavg
-from fedseg.server.segmentation import Aggregator, noisy_round
-from fedseg.server.transport import Transport
+from fedseg.server.segmentation import Rounds
 
-DPSGD_RELEASE = "recommender_dpsgd"
+if TYPE_CHECKING:
+    from fedseg.privacy.published.neural import NeuralRecommender
+
 EMBEDDING_DIM = 32
 
 
@@ -35,75 +31,31 @@ EMBEDDING_DIM = 32
 class DpsgdRun:
     """The FedAvg rounds over the merchants that took part in the segmentation."""
 
-    transport: Transport
-    cfg: SegmentationConfig
-    ledger: PrivacyLedger
-    noise_multiplier: float
-    aggregate: Aggregator | None = None
-    excluded: set[int] = field(default_factory=set)
-    request_ids: itertools.count = field(default_factory=itertools.count)
-    history: list[dict] = field(default_factory=list)
+    rounds: Rounds
 
     def fit(self, segmentation: dict, n_items: int, rng: np.random.Generator) -> NeuralRecommender:
         """cfg.fedavg_rounds rounds from parameters drawn with ``rng``."""
         import torch
-        from fedseg.client.recommender.model import from_wire, init_parameters, to_wire
+        from fedseg.privacy.published.neural import (
+            NeuralRecommender,
+            from_wire,
+            init_parameters,
+            to_wire,
+        )
 
         k = len(segmentation["centres"])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         parameters = init_parameters(n_items, k, EMBEDDING_DIM, generator)
-        for _ in range(self.cfg.fedavg_rounds):
+        cfg, z = self.rounds.cfg, self.rounds.noise[releases.DPSGD]
+        for _ in range(cfg.fedavg_rounds):
             wire = to_wire(parameters)
-            request = dict(
-                segmentation, **wire, epochs=DPSGD_EPOCHS, sampling_rate=DPSGD_SAMPLING_RATE,
-                learning_rate=DPSGD_LEARNING_RATE, release_count=self.cfg.dpsgd_steps,
-            )  # fmt: skip
-            spec = ReplySpec(
-                shapes={name: value.shape for name, value in wire.items()},
-                sigmas=dict.fromkeys(wire, 0.0),
+            request = dict(segmentation, **wire, learning_rate=DPSGD_LEARNING_RATE)
+            spec = ReplySpec(shapes={name: value.shape for name, value in wire.items()}, sigmas={})
+            release = releases.dpsgd_release(
+                z, steps=cfg.dpsgd_steps, sampling_rate=DPSGD_SAMPLING_RATE
             )
-            z = self.noise_multiplier
-            agg = noisy_round(self, "recommender_train", DPSGD_RELEASE, request, z, spec)
+            # The noise is added at every local step: the sum carries no noise of its own.
+            agg = self.rounds.noisy_round("recommender_train", request, spec, release=release)
             averaged = fedavg(agg.sums, n_clients=max(len(agg.log.contributors), 1))
             parameters = from_wire(averaged)
         return NeuralRecommender(parameters)
-
-
-@dataclass(frozen=True)
-class NeuralRecommender:
-    """The averaged parameters; scores a customer from their history and segment."""
-
-    parameters: dict[str, np.ndarray]
-
-    @property
-    def n_items(self) -> int:
-        return int(self.parameters["scores.bias"].shape[0])
-
-    def scores(self, histories: Sequence[np.ndarray], segments: np.ndarray) -> np.ndarray:
-        """(customers x items) logits; items in a customer's history are not masked here."""
-        from fedseg.client.recommender.model import model_from_parameters, score_customers
-
-        model = model_from_parameters(self.parameters)
-        histories = [np.asarray(h, dtype=np.int64) for h in histories]
-        return score_customers(model, histories, np.asarray(segments, dtype=np.int64))
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "dp-sgd",
-            "parameters": {name: value.tolist() for name, value in self.parameters.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> NeuralRecommender:
-        if "parameters" not in data:
-            raise ValueError("the dp-sgd recommender has no field 'parameters'")
-        return cls({k: np.asarray(v, dtype=np.float32) for k, v in data["parameters"].items()})
-
-
-def load_recommender(published: dict):
-    """The published recommender of model.json, whichever kind it is."""
-    from fedseg.server.recommender.model import RecommenderModel
-
-    if published.get("kind") == "dp-sgd":
-        return NeuralRecommender.from_dict(published)
-    return RecommenderModel.from_dict(published)

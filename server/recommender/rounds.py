@@ -16,26 +16,19 @@ as secure aggregation does once the masked inputs are in).
 
 from __future__ import annotations
 
-import itertools
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fedseg.privacy.ledger import PrivacyLedger
+from fedseg.privacy import releases
+from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.privacy.scaling import FeatureScaling
-from fedseg.server.aggregation import Aggregate, ReplySpec
-from fedseg.server.config import SegmentationConfig
+from fedseg.server.aggregation import ReplySpec
 from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
 from fedseg.server.recommender.ease import choose_items, fit_recommender
-from fedseg.server.recommender.model import RecommenderModel
-from fedseg.server.segmentation import Aggregator, noisy_round
-from fedseg.server.transport import Transport
+from fedseg.server.segmentation import Rounds
 
-POPULARITY_RELEASE = "recommender_item_popularity"
-GRAM_RELEASE = "recommender_gram"
-CONTENT_RELEASE = "recommender_content_check"
 # As benchmarked (benchmarks/recommender.py, docs/recommender.md).
 MAX_GRAM_ITEMS = 1000
 SEGMENT_WEIGHT = 1.0
@@ -73,49 +66,42 @@ def read_catalogue(path: str | Path) -> pd.DataFrame:
 
 @dataclass
 class RecommenderRun:
-    """The two recommender rounds over the merchants that took part in the segmentation."""
+    """The recommender rounds over the merchants that took part in the segmentation."""
 
-    transport: Transport
-    cfg: SegmentationConfig
-    ledger: PrivacyLedger
-    noise_multipliers: dict[str, float]  # from noise_plan: both recommender releases
-    aggregate: Aggregator | None = None  # secure aggregation; plain sums otherwise
-    excluded: set[int] = field(default_factory=set)
-    request_ids: itertools.count = field(default_factory=itertools.count)
-    history: list[dict] = field(default_factory=list)
+    rounds: Rounds
     content_check: dict | None = None  # the check's candidates and noisy gains, once run
 
     def fit(
         self, scaling: FeatureScaling, centres: np.ndarray, catalogue: pd.DataFrame
     ) -> RecommenderModel:
         """All rounds; the model's item indices refer to rows of ``catalogue``."""
-        k = len(centres)
+        k, z = len(centres), self.rounds.noise
         segmentation = segmentation_payload(scaling, centres, catalogue)
-        z_pop = self.noise_multipliers[POPULARITY_RELEASE]
-        spec = ReplySpec(shapes={"overall": (len(catalogue),)}, sigmas={"overall": z_pop})
-        popularity = self._noisy_round(
-            "item_popularity", POPULARITY_RELEASE, segmentation, z_pop, spec
+        mechanism = releases.popularity_mechanism(z[releases.POPULARITY])
+        spec = ReplySpec(shapes={"overall": (len(catalogue),)}, sigmas={})
+        popularity = self.rounds.gaussian_round(
+            "item_popularity", releases.POPULARITY, segmentation, mechanism, spec
         )
         items = choose_items(
             popularity.sums["overall"],
-            sigma=z_pop * self._spread(popularity),
+            sigma=popularity.noise_sigmas["overall"],
             max_items=MAX_GRAM_ITEMS,
         )
         size = len(items) + k
-        z_gram = self.noise_multipliers[GRAM_RELEASE]
         request = dict(
-            segmentation,
-            item_index=items.astype(np.int64),
-            segment_weight=SEGMENT_WEIGHT,
-            normalize=self.cfg.private,  # exact co-occurrence counts only without noise
+            segmentation, item_index=items.astype(np.int64), segment_weight=SEGMENT_WEIGHT
         )
-        spec = ReplySpec(shapes={"gram": (size * (size + 1) // 2,)}, sigmas={"gram": z_gram})
-        gram = self._noisy_round("item_gram", GRAM_RELEASE, request, z_gram, spec)
-        checked = CONTENT_RELEASE in self.noise_multipliers
+        mechanism = releases.gram_mechanism(z[releases.GRAM])
+        spec = ReplySpec(shapes={"gram": (size * (size + 1) // 2,)}, sigmas={})
+        gram = self.rounds.gaussian_round("item_gram", releases.GRAM, request, mechanism, spec)
+        checked = releases.CONTENT_CHECK in z
         model = fit_recommender(
-            {"overall": popularity.sums["overall"], "gram": symmetric(gram.sums["gram"], size)},
+            {
+                "overall": popularity.sums["overall"],
+                "gram": releases.gram_from_triangle(gram.sums["gram"], size),
+            },
             item_index=items,
-            gram_sigma=z_gram * self._spread(gram),
+            gram_sigma=gram.noise_sigmas["gram"],
             n_segments=k,
             segment_weight=SEGMENT_WEIGHT,
             popularity_weight=POPULARITY_WEIGHT,
@@ -126,27 +112,19 @@ class RecommenderRun:
 
     def _check_content(self, segmentation: dict, model: RecommenderModel) -> RecommenderModel:
         """Round 3: the merchants' noisy gain in hits per candidate scorer picks the scorer."""
-        z = self.noise_multipliers[CONTENT_RELEASE]
         candidates = scorer_candidates(model)
         request = dict(segmentation, **model.to_arrays(), candidates=candidates)
-        bound = math.sqrt(len(candidates))
-        spec = ReplySpec(
-            shapes={"gain": (len(candidates),)}, sigmas={"gain": z * bound}, max_norm=bound
+        mechanism = releases.content_check_mechanism(
+            self.rounds.noise[releases.CONTENT_CHECK], candidates=len(candidates)
         )
-        gains = self._noisy_round("content_check", CONTENT_RELEASE, request, z, spec).sums["gain"]
+        bound = mechanism.sensitivities["gain"]
+        spec = ReplySpec(shapes={"gain": (len(candidates),)}, sigmas={}, max_norm=bound)
+        gains = self.rounds.gaussian_round(
+            "content_check", releases.CONTENT_CHECK, request, mechanism, spec
+        ).sums["gain"]
         self.content_check = {"candidates": candidates.tolist(), "noisy_gain": gains.tolist()}
         content_weight, lift_strength = choose_candidate(gains, candidates)
         return replace(model, content_weight=content_weight, lift_strength=lift_strength)
-
-    def _spread(self, agg: Aggregate) -> float:
-        """Std of the summed noise over σ: one σ with distributed noise, else √contributors."""
-        copies = 1 if self.cfg.noise == "distributed" else len(agg.log.contributors)
-        return math.sqrt(max(copies, 1))
-
-    def _noisy_round(
-        self, task: str, release: str, payload: dict, z: float, spec: ReplySpec
-    ) -> Aggregate:
-        return noisy_round(self, task, release, payload, z, spec)
 
 
 def segmentation_payload(
@@ -155,11 +133,7 @@ def segmentation_payload(
     """What every recommender request carries: the published segmentation (merchants assign
     their own customers' segments) and the public catalogue's item ids."""
     return {
-        "lower": np.asarray(scaling.lower, dtype=np.float64),
-        "upper": np.asarray(scaling.upper, dtype=np.float64),
-        "mean": np.asarray(scaling.mean, dtype=np.float64),
-        "scale": np.asarray(scaling.scale, dtype=np.float64),
-        "radius": float(scaling.radius),
+        **scaling.to_payload(),
         "centres": np.asarray(centres, dtype=np.float64),
         "items": catalogue["item_id"].tolist(),
     }
@@ -169,10 +143,3 @@ def scorer_candidates(model: RecommenderModel) -> np.ndarray:
     """SCORER_CANDIDATES the model can score: segment lift only when it has segments."""
     usable = SCORER_CANDIDATES[:, 1] == 0 if model.lift is None else slice(None)
     return SCORER_CANDIDATES[usable]
-
-
-def symmetric(upper: np.ndarray, size: int) -> np.ndarray:
-    """The symmetric matrix whose upper triangle (row-major, diagonal included) is ``upper``."""
-    matrix = np.zeros((size, size))
-    matrix[np.triu_indices(size)] = upper
-    return matrix + np.triu(matrix, 1).T

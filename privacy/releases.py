@@ -1,0 +1,184 @@
+"""Every kind of noisy release fedseg makes: one definition, used by both sides.
+
+A merchant builds a release's mechanism here from its noise multiplier and the public
+parameters of the request (its own feature count, the public scaling it clips to, the
+number of candidate scorers) to add noise and to charge its own ledger; the server builds
+the same mechanism to plan the run, to know the noise each reply carries and to account.
+Neither side re-derives a σ or a sensitivity by a formula of its own.
+
+Neighbouring relation everywhere: add or remove one customer at one merchant, with all of
+that customer's records (user-level privacy). Each sensitivity below is enforced by the
+clipping the merchant applies before computing the statistic (privacy/scaling.py, the unit
+normalization of item histories, opacus's per-sample clipping).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from fedseg.privacy.accounting import Release
+from fedseg.privacy.mechanisms import GaussianMechanism
+
+HISTOGRAMS = "feature_histograms"
+SQUARE_NORM = "square_norm"
+INIT = "init_cluster_stats"
+LLOYD = "cluster_stats"
+POPULARITY = "recommender_item_popularity"
+GRAM = "recommender_gram"
+CONTENT_CHECK = "recommender_content_check"
+DPSGD = "recommender_dpsgd"
+
+# The request that answers each kind of release.
+TASK_OF = {
+    HISTOGRAMS: "feature_histograms",
+    SQUARE_NORM: "square_norm",
+    INIT: "cluster_stats",
+    LLOYD: "cluster_stats",
+    POPULARITY: "item_popularity",
+    GRAM: "item_gram",
+    CONTENT_CHECK: "content_check",
+    DPSGD: "recommender_train",
+}
+KINDS = tuple(TASK_OF)
+DPSGD_CLIP_NORM = 1.0  # opacus max_grad_norm: one customer's gradient is clipped to this
+
+
+def histogram_mechanism(noise_multiplier: float, *, n_features: int) -> GaussianMechanism:
+    """Feature histograms (d, bins): one customer adds one count to one bin of each of the
+    d histograms, so the release moves by √d in L2."""
+    return GaussianMechanism(noise_multiplier, {"counts": math.sqrt(n_features)})
+
+
+def square_norm_mechanism(noise_multiplier: float, *, radius: float) -> GaussianMechanism:
+    """Σ‖z‖² over a merchant's customers: one clipped customer adds at most R²."""
+    return GaussianMechanism(noise_multiplier, {"square_norm": radius**2})
+
+
+def cluster_mechanism(noise_multiplier: float, *, radius: float, dim: int) -> GaussianMechanism:
+    """Per-cluster sums (k, d) and counts (k,): one customer joins exactly one cluster with a
+    vector of norm ≤ R, so sums move by R and counts by 1; the budget is split between them
+    by ``sums_share``."""
+    share = sums_share(dim)
+    return GaussianMechanism(
+        noise_multiplier,
+        {"sums": radius, "counts": 1.0},
+        shares={"sums": share, "counts": 1.0 - share},
+    )
+
+
+def sums_share(dim: int) -> float:
+    """Budget share of the sums in a (sums, counts) release.
+
+    Centre error ≈ √d·σ_sums/n + ‖c‖·σ_counts/n with σ ∝ 1/√share; minimizing over the
+    share (taking ‖c‖ ≈ the clip radius) gives share_sums = 1 / (1 + d^(-1/3)).
+    """
+    return 1.0 / (1.0 + dim ** (-1.0 / 3.0))
+
+
+def popularity_mechanism(noise_multiplier: float) -> GaussianMechanism:
+    """Item popularity: the sum of every customer's unit-norm history row, so one customer
+    moves it by 1."""
+    return GaussianMechanism(noise_multiplier, {"overall": 1.0})
+
+
+def gram_mechanism(noise_multiplier: float) -> GaussianMechanism:
+    """Item co-occurrence Σ x xᵀ of unit-norm history rows: ‖x xᵀ‖_F = 1 per customer. The
+    release is the upper triangle with off-diagonal entries scaled by √2 (gram_triangle), whose
+    L2 norm is the Frobenius norm: sensitivity 1."""
+    return GaussianMechanism(noise_multiplier, {"gram": 1.0})
+
+
+def content_check_mechanism(noise_multiplier: float, *, candidates: int) -> GaussianMechanism:
+    """Extra hits per candidate scorer: one customer moves each of the c entries by at most 1,
+    so the vector moves by √c."""
+    if candidates < 1:
+        raise ValueError(f"the content check needs at least one candidate, got {candidates}")
+    return GaussianMechanism(noise_multiplier, {"gain": math.sqrt(candidates)})
+
+
+def dpsgd_release(noise_multiplier: float, *, steps: int, sampling_rate: float) -> Release:
+    """One merchant's local DP-SGD run: ``steps`` Poisson-subsampled Gaussian steps, each
+    adding N(0, (z·C)²) to the sum of per-customer gradients clipped to C (one sample is one
+    customer's whole history)."""
+    return Release(
+        DPSGD,
+        noise_multiplier,
+        count=steps,
+        sampling_rate=sampling_rate,
+        l2_sensitivity=DPSGD_CLIP_NORM,
+        sigma=noise_multiplier * DPSGD_CLIP_NORM,
+    )
+
+
+def gram_triangle(gram: np.ndarray) -> np.ndarray:
+    """Upper triangle (row-major, diagonal included), off-diagonal entries × √2, so the
+    vector's L2 norm equals the matrix's Frobenius norm."""
+    upper = np.triu_indices(len(gram))
+    return gram[upper] * np.where(upper[0] == upper[1], 1.0, math.sqrt(2.0))
+
+
+def gram_from_triangle(triangle: np.ndarray, size: int) -> np.ndarray:
+    """The symmetric matrix whose ``gram_triangle`` is ``triangle``."""
+    upper = np.triu_indices(size)
+    matrix = np.zeros((size, size))
+    matrix[upper] = triangle / np.where(upper[0] == upper[1], 1.0, math.sqrt(2.0))
+    return matrix + np.triu(matrix, 1).T
+
+
+@dataclass(frozen=True)
+class NoisePlacement:
+    """Where the noise of a release is drawn: each merchant adds ``share`` of its variance.
+
+    Local noise: share 1, so a sum over m merchants holds m full draws. Distributed noise
+    (secure aggregation): each merchant adds share = 1/m_min of the variance, where m_min is
+    the fewest honest contributors a released sum can have, so the sum holds at least one
+    full draw.
+    """
+
+    share: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ValueError(f"a noise share must be in (0, 1], got {self.share}")
+
+    def per_merchant(self, mechanism: GaussianMechanism) -> GaussianMechanism:
+        """The mechanism one merchant applies."""
+        if self.share == 1.0:
+            return mechanism
+        return GaussianMechanism(
+            mechanism.noise_multiplier * math.sqrt(self.share),
+            mechanism.sensitivities,
+            mechanism.shares,
+        )
+
+    def draws_in_sum(self, contributors: int) -> float:
+        """Full-variance noise draws in a sum over ``contributors`` merchants."""
+        return max(contributors, 1) * self.share
+
+    def sigma_of_sum(self, sigma: float, contributors: int) -> float:
+        """Noise std of a sum over ``contributors`` merchants, each adding its share of σ²."""
+        return sigma * math.sqrt(self.draws_in_sum(contributors))
+
+
+def minimum_survivors(num_clients: int, dropout_tolerance: float) -> int:
+    """The fewest merchants whose inputs a released secure sum may hold: ceil(n·(1 − tol))."""
+    return max(2, math.ceil(num_clients * (1.0 - dropout_tolerance) - 1e-9))
+
+
+def noise_placement(
+    noise: str, num_clients: int, dropout_tolerance: float, collusion: float
+) -> NoisePlacement:
+    """Each merchant's share of a release's noise variance: all of it with local noise; with
+    distributed noise 1/(m_min − colluders), so that the fewest honest contributors a released
+    sum can have still carry the full σ (colluders' shares are known to the server)."""
+    if noise != "distributed":
+        return NoisePlacement()
+    honest = minimum_survivors(num_clients, dropout_tolerance) - math.floor(collusion * num_clients)
+    if honest < 1:
+        raise ValueError(
+            f"distributed noise: {num_clients} merchants at dropout tolerance {dropout_tolerance} "
+            f"and collusion {collusion} leave no honest survivor to carry the noise"
+        )
+    return NoisePlacement(share=1.0 / honest)

@@ -1,0 +1,1 @@
+"""The `fedseg` command line: generate, simulate, sweep, assign, ledger, deployment."""

@@ -1,0 +1,1 @@
+"""A real deployment on one machine: certificates, SuperLink and SuperNode processes, the demo."""

@@ -1,0 +1,170 @@
+"""``fedseg demo-deploy``: a real SuperLink and N real SuperNodes on 127.0.0.1, end to end.
+
+Each merchant gets its own generated data file, HMAC pseudonym key, privacy cap, state
+directory and SuperNode key pair; the operator registers the public keys, submits the
+fedseg app and collects ``model.json`` and the privacy report. With ``test_seed`` every
+merchant runs in deterministic test mode, so the model equals the in-process
+simulation of the same federation and seed. Every process started is stopped before
+``run_demo`` returns, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedseg.privacy.pseudonyms import write_key_file
+from fedseg.server.model import SegmentModel
+from fedseg.simulations.data.federation import public_parameters
+from fedseg.simulations.deploy.commands import app_run_config
+from fedseg.simulations.deploy.local import LocalDeployment, Merchant
+from fedseg.simulations.deploy.processes import DeploymentError
+from fedseg.simulations.experiments.runner import merchant_files
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    """Kill ``merchant_id``'s SuperNode (whole process group, SIGKILL) once it has sent
+    ``after_replies`` replies: a crash mid-run."""
+
+    merchant_id: str
+    after_replies: int
+
+    def __post_init__(self) -> None:
+        if self.after_replies < 0:
+            raise ValueError(f"kill plan: after_replies must be ≥ 0, got {self.after_replies}")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    model: SegmentModel
+    run_id: int
+    status: str
+    out_dir: Path
+    node_names: dict[int, str]  # SuperLink node id → merchant id
+    contributions: list[dict[str, Any]]  # per round: who contributed, who did not
+    leftovers: list[int]  # pids still alive after cleanup (always empty unless a bug)
+
+
+def demo_merchants(
+    data_dir: Path, work_dir: Path, *, epsilon_cap: float, test_seed: int | None
+) -> list[Merchant]:
+    """One ``Merchant`` per file of ``data_dir/merchants``, each with its own key and state."""
+    merchants = []
+    for path in merchant_files(data_dir):
+        key_file = None
+        if test_seed is None:
+            key_file = work_dir / "merchant-keys" / f"{path.stem}.hmac"
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            if not key_file.exists():
+                write_key_file(key_file)
+        merchants.append(
+            Merchant(
+                merchant_id=path.stem,
+                data_path=path.resolve(),
+                epsilon_cap=epsilon_cap,
+                state_dir=work_dir / "merchant-state" / path.stem,
+                key_file=key_file,
+                test_seed=test_seed,
+            )
+        )
+    return merchants
+
+
+def run_demo(
+    data_dir: str | Path,
+    work_dir: str | Path,
+    *,
+    run_config: Mapping[str, Any] | None = None,
+    epsilon_cap: float | None = None,
+    test_seed: int | None = None,
+    insecure: bool = False,
+    kill: KillPlan | None = None,
+    timeout_s: float = 900.0,
+) -> DemoResult:
+    """Deploy the federation in ``data_dir`` locally, run fedseg once, stop everything."""
+    work_dir = Path(work_dir).resolve()
+    out_dir = work_dir / "out"
+    overrides = {**public_parameters(data_dir), **(run_config or {}), "out-dir": str(out_dir)}
+    if test_seed is not None:
+        overrides["seed"] = test_seed
+    config = app_run_config(overrides)
+    cap = epsilon_cap if epsilon_cap is not None else float(config["epsilon"])
+    merchants = demo_merchants(Path(data_dir), work_dir, epsilon_cap=cap, test_seed=test_seed)
+    with LocalDeployment(work_dir, insecure=insecure) as deployment:
+        deployment.start_superlink()
+        for merchant in merchants:
+            deployment.add_merchant(merchant)
+            deployment.start_supernode(merchant.merchant_id)
+        for merchant in merchants:
+            deployment.wait_connected(merchant.merchant_id)
+        run_id = deployment.submit(config)
+        if kill is not None:
+            _kill_when_due(deployment, kill)
+        status = deployment.wait_for_run(run_id, out_dir, timeout_s=timeout_s)
+        names = deployment.node_names()
+    leftovers = deployment.processes.leftovers()
+    if not (out_dir / "model.json").exists():
+        raise DeploymentError(
+            f"run {run_id} ended {status} without model.json; logs in {work_dir}/logs"
+        )
+    model = SegmentModel.load(out_dir / "model.json")
+    contributions = contributors_per_round(model.history, names)
+    _write_summary(out_dir, run_id, status, names, contributions)
+    return DemoResult(model, run_id, status, out_dir, names, contributions, leftovers)
+
+
+def contributors_per_round(
+    history: Sequence[Mapping[str, Any]], node_names: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """Name, for every round of the run, the merchants whose reply counted and the others."""
+    everyone = sorted(node_names.values())
+    rows = []
+    for index, entry in enumerate(history):
+        counted = sorted(node_names.get(int(n), f"node {n}") for n in entry.get("contributors", []))
+        rows.append(
+            {
+                "round": index,
+                "task": entry.get("task", "?"),
+                "contributors": counted,
+                "missing": [m for m in everyone if m not in counted],
+            }
+        )
+    return rows
+
+
+def render_contributions(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| round | task | contributed | missing |", "|---|---|---|---|"]
+    for row in rows:
+        missing = ", ".join(row["missing"]) or "-"
+        lines.append(
+            f"| {row['round']} | {row['task']} | {', '.join(row['contributors'])} | {missing} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _kill_when_due(deployment: LocalDeployment, plan: KillPlan) -> None:
+    node = deployment.nodes[plan.merchant_id]
+
+    def replies_sent() -> int:
+        return node.service.log_tail(10_000).count("Sent successfully")
+
+    due = lambda: replies_sent() >= plan.after_replies  # noqa: E731
+    deployment.wait_until(due, node.service, "kill plan", timeout_s=600.0)
+    deployment.processes.kill(node.service)
+
+
+def _write_summary(
+    out_dir: Path, run_id: int, status: str, names: Mapping[int, str], rows: Sequence[dict]
+) -> None:
+    summary = {
+        "run_id": run_id,
+        "status": status,
+        "nodes": {name: node_id for node_id, name in names.items()},
+        "contributions": list(rows),
+    }
+    (out_dir / "deployment.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "contributors.md").write_text(render_contributions(rows))

@@ -1,0 +1,174 @@
+"""Run the real ServerApp and ClientApp over a federation on disk, and evaluate the result.
+
+Backends: ``inprocess`` (``InProcessGrid``, fast and deterministic) and ``ray``
+(Flower's simulation engine). Both read the merchants' files through the same
+ClientApp code path a deployed merchant uses.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fedseg.client.app import app as client_app
+from fedseg.client.errors import DataError
+from fedseg.client.features import customer_features
+from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp
+from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.server.app import app as server_app
+from fedseg.server.model import SegmentModel
+from fedseg.server.report import render_report
+from fedseg.simulations.backends.tracing import TraceWriter
+from fedseg.simulations.data.federation import public_parameters
+from fedseg.simulations.experiments.metrics import clustering_metrics
+from fedseg.simulations.experiments.recsys_run import recommender_evaluation, recommender_settings
+
+BACKENDS = ("inprocess", "ray")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    model: SegmentModel
+    metrics: dict[str, Any]
+    out_dir: Path
+
+
+def merchant_files(data_dir: Path) -> list[Path]:
+    files = sorted(p for p in (data_dir / "merchants").glob("*") if p.suffix in MERCHANT_SUFFIXES)
+    if not files:
+        raise ValueError(f"{data_dir}: no merchants/*.csv or *.parquet files")
+    return files
+
+
+def simulate(
+    data_dir: str | Path,
+    run_config: dict[str, Any],
+    *,
+    out_dir: str | Path,
+    backend: str = "inprocess",
+    trace_dir: str | Path | None = None,
+    evaluate: bool = True,
+    state_dir: str | Path | None = None,
+) -> SimulationResult:
+    """Fit a model over the federation in ``data_dir``; write model.json, metrics.json, report.md.
+
+    Merchants keep their ledgers under ``state_dir``: give the same one to later runs
+    (e.g. warm starts) and their spending accumulates; by default it is thrown away.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_merchants = len(merchant_files(data_dir))
+    with tempfile.TemporaryDirectory(prefix="fedseg-state-") as scratch:
+        # In one process merchants can keep throw-away ledgers in memory; Ray's workers
+        # share them through files.
+        if state_dir is None and backend == "ray":
+            state_dir = scratch
+        config = {
+            **public_parameters(data_dir),
+            **run_config,
+            "out-dir": str(out_dir),
+            "sim-data-dir": str(data_dir),
+            "sim-state-dir": str(state_dir or ""),
+            "sim-run-id": uuid.uuid4().hex,
+            "expected-nodes": n_merchants,
+        }
+        config["as-of"] = as_of_timestamp(str(config.get("as-of", ""))).isoformat()
+        config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
+        started = time.perf_counter()
+        if backend == "inprocess":
+            from fedseg.simulations.backends.inprocess import run_inprocess
+
+            tracer = TraceWriter(trace_dir) if trace_dir else None
+            run_inprocess(
+                server_app, client_app, num_nodes=n_merchants, run_config=config, on_reply=tracer,
+                dropout=float(run_config.get("dropout", 0.0)),
+            )  # fmt: skip
+        elif backend == "ray":
+            from fedseg.simulations.backends.ray_engine import run_ray
+
+            if trace_dir:
+                raise ValueError("--trace needs the inprocess backend")
+            run_ray(server_app, client_app, num_nodes=n_merchants, run_config=config)
+        else:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        wall = time.perf_counter() - started
+    model = SegmentModel.load(out_dir / "model.json")
+    metrics = {
+        "epsilon_spent": model.privacy["epsilon"],
+        "delta": model.privacy["delta"],
+        "n_merchants": n_merchants,
+        "rounds": sum(1 for h in model.history if h.get("task") == "cluster_stats"),
+        "wall_s": wall,
+    }
+    if evaluate:
+        seed, as_of = int(run_config.get("seed", 0)), config["as-of"]
+        metrics.update(evaluate_model(model, data_dir, seed=seed, as_of=as_of))
+        files, seed = merchant_files(data_dir), int(run_config.get("seed", 0))
+        metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
+
+
+def pooled_features(
+    data_dir: Path, *, seed: int, as_of: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every merchant's customer features stacked, with planted segments if truth.csv exists.
+
+    ``as_of`` defaults to the federation's public one (federation.toml), as the merchants'."""
+    as_of = as_of or public_parameters(data_dir).get("as-of") or None
+    truth_path = data_dir / "truth.csv"
+    truth = (
+        pd.read_csv(truth_path, dtype={"user_id": str, "merchant_id": str})
+        if truth_path.exists()
+        else None
+    )
+    rows, labels = [], []
+    for path in merchant_files(data_dir):
+        pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
+        try:
+            features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
+        except DataError:  # an unusable merchant took no part in the run either
+            continue
+        rows.append(features[[s.name for s in specs]].to_numpy(dtype=np.float64))
+        if truth is not None:
+            mine = truth[truth["merchant_id"] == path.stem]
+            segment = dict(
+                zip(pseudonymizer.pseudonymize(mine["user_id"]), mine["segment"], strict=True)
+            )
+            labels.append(features.index.map(segment).to_numpy(dtype=np.float64, na_value=np.nan))
+    if not rows:
+        raise DataError(f"{data_dir}: no merchant file could be loaded for the evaluation")
+    x = np.vstack(rows)
+    y = np.concatenate(labels) if truth is not None else None
+    return x, y
+
+
+def evaluate_model(
+    model: SegmentModel, data_dir: Path, *, seed: int, as_of: str | None = None
+) -> dict[str, Any]:
+    x, truth = pooled_features(data_dir, seed=seed, as_of=as_of)
+    z = model.scaling.transform(x)
+    metrics = clustering_metrics(
+        x,
+        model.centroids,
+        k=model.k,
+        truth=truth,
+        seed=max(seed, 0),
+        model_space=(z, model.centres_standardized),
+    )
+    metrics["n_users"] = int(len(x))
+    metrics["empty_clusters"] = int(np.sum(model.segment_sizes < 1))
+    return metrics
+
+
+def write_report(result: SimulationResult) -> str:
+    text = render_report(result.model)
+    (result.out_dir / "report.md").write_text(text)
+    return text

@@ -1,0 +1,1 @@
+"""Pictures and pages of results: trade-off, profile and convergence plots, the sweep's HTML report."""

@@ -1,0 +1,165 @@
+"""A self-contained ``report.html`` of a sweep: summary table, pictures (base64 PNG),
+per-run table, failures. One file a person can mail or open offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+# Columns of the summary table: (metric, heading).
+SUMMARY_METRICS = (
+    ("epsilon_spent", "ε spent"),
+    ("cost_ratio_model_space", "cost ratio (model space)"),
+    ("cost_ratio", "cost ratio (original units)"),
+    ("ari", "ARI"),
+    ("nmi", "NMI"),
+    ("centroid_error", "centroid error"),
+    ("empty_clusters", "empty clusters"),
+    ("bytes_per_client_round", "bytes / client / round"),
+    ("recommender.hr_at_10", "HR@10 (recommender)"),
+    ("recommender.ndcg_at_10", "NDCG@10"),
+    ("recommender.baselines.segment_popularity_dp.hr_at_10", "HR@10 DP segment popularity"),
+    ("wall_s", "wall s"),
+)
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left}
+img{max-width:100%;border:1px solid #eee} .err{color:#a00}
+"""
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Median over seeds of each metric per (setting, ε), with the count of ok runs."""
+    ok = results[results["status"] == "ok"]
+    columns = [m for m, _ in SUMMARY_METRICS if m in ok.columns]
+    if ok.empty:
+        return pd.DataFrame(columns=["setting", "epsilon", "runs", *columns])
+    grouped = ok.groupby(["setting", "epsilon"])
+    table = grouped[columns].median()
+    table.insert(0, "runs", grouped.size())
+    return table.reset_index()
+
+
+def write_html_report(
+    out_dir: str | Path,
+    results: pd.DataFrame,
+    *,
+    images: dict[str, Path],
+    title: str = "fedseg sweep",
+) -> Path:
+    """Write OUT/report.html from the results and the given pictures (caption → PNG)."""
+    out = Path(out_dir)
+    scenario = out / "scenario.json"
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if scenario.exists():
+        parts.append(_scenario_block(json.loads(scenario.read_text())))
+    parts.append("<h2>Median over seeds</h2>")
+    parts.append(_table(summary_table(results), _SUMMARY_HEADINGS))
+    for caption, path in images.items():
+        parts.append(f"<h2>{html.escape(caption)}</h2>{_image(path)}")
+    failed = results[results["status"] != "ok"]
+    if not failed.empty:
+        parts.append(f"<h2 class=err>Failed runs ({len(failed)})</h2>")
+        parts.append(_table(failed[["setting", "epsilon", "seed", "error"]], {}))
+    parts.append("<h2>Every run</h2>")
+    parts.append(_table(results.drop(columns=["point_id"], errors="ignore"), {}))
+    body = "\n".join(parts)
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+_SUMMARY_HEADINGS = dict(SUMMARY_METRICS) | {"epsilon": "ε (target)"}
+
+
+def _scenario_block(scenario: dict) -> str:
+    items = ", ".join(f"<b>{html.escape(k)}</b>={html.escape(str(v))}" for k, v in scenario.items())
+    return f"<p>Scenario: {items}</p>"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(Path(path).name)}' src='data:image/png;base64,{data}'>"
+
+
+def _table(frame: pd.DataFrame, headings: dict[str, str]) -> str:
+    head = "".join(
+        f"<th class={_align(frame[c])}>{html.escape(headings.get(c, c))}</th>"
+        for c in frame.columns
+    )
+    rows = []
+    for _, row in frame.iterrows():
+        cells = "".join(
+            f"<td class={_align(frame[c])}>{html.escape(_format(row[c]))}</td>"
+            for c in frame.columns
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _align(column: pd.Series) -> str:
+    return "r" if pd.api.types.is_numeric_dtype(column) else "l"
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if math.isinf(value):
+            return "∞"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def write_sweep_report(out_dir: str | Path, results: pd.DataFrame) -> dict[str, Path]:
+    """tradeoff.png, profiles.png, convergence.png and report.html for a finished sweep."""
+    from fedseg.simulations.reports.plots import plot_convergence, plot_profiles, plot_tradeoff
+
+    out = Path(out_dir)
+    paths = {"ε vs accuracy": plot_tradeoff(results, out / "tradeoff.png")}
+    ok = results[results["status"] == "ok"]
+    if not ok.empty:
+        setting, seed, epsilon = _representative(ok)
+        runs = ok[(ok["setting"] == setting) & (ok["seed"] == seed)]
+        model = _model(out, runs[runs["epsilon"] == epsilon].iloc[0])
+        paths[f"Segment profiles ({setting}, ε={_format(epsilon)}, seed {seed})"] = plot_profiles(
+            model, out / "profiles.png"
+        )
+        histories = {
+            f"ε={_format(r.epsilon)}": _model(out, r)["history"] for r in runs.itertuples()
+        }
+        paths[f"Convergence ({setting}, seed {seed})"] = plot_convergence(
+            histories, out / "convergence.png"
+        )
+    paths["report"] = write_html_report(out, results, images=paths)
+    return paths
+
+
+def _representative(ok: pd.DataFrame) -> tuple[str, int, float]:
+    """First setting, lowest seed, the finite ε nearest 1 (∞ if there is none)."""
+    setting = sorted(ok["setting"].unique())[0]
+    rows = ok[ok["setting"] == setting]
+    seed = int(rows["seed"].min())
+    eps = rows[rows["seed"] == seed]["epsilon"].astype(float)
+    finite = eps[eps.map(math.isfinite)]
+    epsilon = (
+        float(finite.iloc[(finite.map(math.log) - 0.0).abs().argmin()]) if len(finite) else math.inf
+    )
+    return setting, seed, epsilon
+
+
+def _model(out: Path, row) -> dict:
+    point_id = row["point_id"] if isinstance(row, pd.Series) else row.point_id
+    return json.loads((out / "runs" / point_id / "model.json").read_text())
