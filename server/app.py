@@ -81,6 +81,8 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
     }
     if cfg.recommender:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
+    if cfg.lifetime_value:
+        extras["lifetime_value"] = _fit_lifetime_value(rounds, fitted)
     return SegmentModel(
         scaling=fitted.scaling,
         centres_standardized=fitted.centres,
@@ -137,6 +139,18 @@ def _fit_recommender(
     if recommender.content_check is not None:
         published["content_check"] = recommender.content_check
     return published
+
+
+def _fit_lifetime_value(rounds: Rounds, fitted: SegmentationFit) -> dict:
+    """The lifetime-value rounds (server/lifetime_value.py), within the same budget."""
+    from fedseg.server.lifetime_value import LifetimeValueRun
+
+    if not rounds.cfg.secure_agg:  # robust aggregators combine cluster estimates only
+        rounds = replace(rounds, aggregate=None)
+    centres = fitted.scaling.inverse(fitted.centres)
+    names = fitted.scaling.names
+    profiles = [dict(zip(names, map(float, row), strict=True)) for row in centres]
+    return LifetimeValueRun(rounds).fit(fitted.scaling, fitted.centres, profiles)
 
 
 def _read_model(path: str) -> dict | None:
