@@ -27,30 +27,37 @@ from fedseg.server.aggregation import ReplySpec
 from fedseg.server.segmentation import Rounds
 from scipy.optimize import minimize
 
-NOISE_THRESHOLD = 3.0  # cells whose summed noisy count is below 3σ are dropped as noise
-BGNBD_START = (1.0, 10.0, 1.0, 1.0)
-GAMMA_GAMMA_START = (2.0, 3.0, 20.0)
+# Cells whose summed noisy count is below 2.5σ are dropped as noise: lower thresholds let
+# noise cells in, higher ones drop the heavy buyers' sparse cells (BENCHMARKS.md).
+NOISE_THRESHOLD = 2.5
+# Several starts: from one start alone the BG/NBD likelihood of noisy cells can run off to a
+# degenerate optimum (b → ∞, nobody ever drops out).
+BGNBD_STARTS = ((1.0, 10.0, 1.0, 1.0), (0.3, 50.0, 0.6, 3.0), (0.5, 100.0, 0.3, 1.0))
+BOUND_FACTOR = 4.0
+RELIABLE_SIGMAS = 10.0  # a segment's figures are flagged unless its buyers exceed 10σ of the count  # B_s = this × the expected purchases of an active centre customer
+GAMMA_GAMMA_STARTS = ((2.0, 3.0, 20.0), (5.0, 4.0, 20.0))
 
 
-def fit_bgnbd(x, t_x, age, weights, start=BGNBD_START) -> np.ndarray:
+def fit_bgnbd(x, t_x, age, weights, starts=BGNBD_STARTS) -> np.ndarray:
     """(r, α, a, b) maximizing Σ w·log L over cells (or customers, with weights 1)."""
     keep = np.asarray(weights) > 0
     x, t_x, age = (np.asarray(v, dtype=np.float64)[keep] for v in (x, t_x, age))
     ll = lambda p: lifetime.bgnbd_log_likelihood(p, x, t_x, age)  # noqa: E731
-    return _fit(ll, np.asarray(weights)[keep], start)
+    return _fit(ll, np.asarray(weights)[keep], starts)
 
 
-def fit_gamma_gamma(x, m, weights, start=GAMMA_GAMMA_START) -> np.ndarray:
+def fit_gamma_gamma(x, m, weights, starts=GAMMA_GAMMA_STARTS) -> np.ndarray:
     """(p, q, v) maximizing Σ w·log L over customers with x ≥ 1 and m > 0."""
     keep = (np.asarray(weights) > 0) & (np.asarray(x) >= 1) & (np.asarray(m) > 0)
     x, m = (np.asarray(v, dtype=np.float64)[keep] for v in (x, m))
     ll = lambda p: lifetime.gamma_gamma_log_likelihood(p, x, m)  # noqa: E731
-    return _fit(ll, np.asarray(weights)[keep], start)
+    return _fit(ll, np.asarray(weights)[keep], starts)
 
 
-def _fit(log_likelihood, weights, start) -> np.ndarray:
+def _fit(log_likelihood, weights, starts) -> np.ndarray:
     """Maximum likelihood on log-parameters (so every parameter stays positive), as
-    `lifetimes` does; Nelder-Mead first (robust to a poor start), then L-BFGS-B."""
+    `lifetimes` does; from each start Nelder-Mead (robust to a poor start), then L-BFGS-B;
+    the best of the starts wins."""
     weights = np.asarray(weights, dtype=np.float64)
     total = max(float(weights.sum()), 1e-12)
 
@@ -58,8 +65,13 @@ def _fit(log_likelihood, weights, start) -> np.ndarray:
         value = -np.sum(weights * log_likelihood(np.exp(log_params))) / total
         return float(value) if np.isfinite(value) else 1e10
 
-    first = minimize(loss, np.log(start), method="Nelder-Mead", options={"maxiter": 4000})
-    return np.exp(minimize(loss, first.x, method="L-BFGS-B").x)
+    best = None
+    for start in starts:
+        first = minimize(loss, np.log(start), method="Nelder-Mead", options={"maxiter": 4000})
+        result = minimize(loss, first.x, method="L-BFGS-B")
+        if best is None or result.fun < best.fun:
+            best = result
+    return np.exp(best.x)
 
 
 def denoised(counts: np.ndarray, sigma: float) -> np.ndarray:
@@ -109,7 +121,7 @@ def purchase_bounds(
         x = max(float(row["orders"]) - 1.0, 0.0)
         age = max(float(row["tenure_days"]) + float(row["recency_days"]), 1.0)
         active = lifetime.expected_purchases(horizon, models.bgnbd, x, age, age)
-        bounds.append(float(np.clip(2.0 * active, 1.0, largest)))
+        bounds.append(float(np.clip(BOUND_FACTOR * active, 1.0, largest)))
     return np.asarray(bounds)
 
 
@@ -143,10 +155,13 @@ class LifetimeValueRun:
         k = len(centres)
         mechanism = releases.lifetime_sums_mechanism(z[releases.LIFETIME_SUMS])
         spec = ReplySpec(shapes=dict.fromkeys(releases.LIFETIME_SUM_SHARES, (k,)), sigmas={})
-        sums = self.rounds.gaussian_round(
+        agg = self.rounds.gaussian_round(
             "lifetime_sums", releases.LIFETIME_SUMS, payload, mechanism, spec
-        ).sums
-        return publish(models, sums, bounds, value_bounds, horizon)
+        )
+        published = publish(models, agg.sums, bounds, value_bounds, horizon)
+        for row in published["segments"]:  # a sum over few buyers is mostly noise
+            row["reliable"] = row["buyers"] >= RELIABLE_SIGMAS * agg.noise_sigmas["counts"]
+        return published
 
 
 def publish(
