@@ -35,10 +35,9 @@ def pooled_summaries(data_dir: Path, model, seed: int):
     from fedseg.client.features import customer_features
     from fedseg.client.lifetime import purchase_summaries
     from fedseg.client.loading import load_merchant_table
+    from fedseg.privacy.pseudonyms import Pseudonymizer
     from fedseg.simulations.data.federation import public_parameters
     from fedseg.simulations.experiments.runner import merchant_files
-
-    from fedseg.privacy.pseudonyms import Pseudonymizer
 
     as_of = public_parameters(data_dir)["as-of"]
     rows = []
