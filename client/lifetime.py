@@ -83,10 +83,14 @@ def lifetime_sums(
     purchases = lifetime.expected_purchases(request.horizon, request.bgnbd, x, t_x, age)
     alive = lifetime.probability_alive(request.bgnbd, x, t_x, age)
     value = purchases * lifetime.expected_order_value(request.gamma_gamma, x, s.spend[b])
+    bound, cap = request.purchase_bounds[seg], request.purchase_caps[seg]
+    value_bound, value_cap = request.value_bounds[seg], request.value_caps[seg]
     terms = {
-        "purchases": np.clip(purchases / request.purchase_bounds[seg], 0.0, 1.0),
+        "purchases": np.clip(purchases / bound, 0.0, 1.0),
+        "purchases_tail": np.clip((purchases - bound) / (cap - bound), 0.0, 1.0),
         "alive": np.clip(alive, 0.0, 1.0),
-        "value": np.clip(value / request.value_bounds[seg], 0.0, 1.0),
+        "value": np.clip(value / value_bound, 0.0, 1.0),
+        "value_tail": np.clip((value - value_bound) / (value_cap - value_bound), 0.0, 1.0),
         "counts": np.ones(len(seg)),
     }
     return {
@@ -102,19 +106,22 @@ class LifetimeRequest:
     gamma_gamma: tuple[float, float, float]
     horizon: float
     purchase_bounds: np.ndarray
+    purchase_caps: np.ndarray
     value_bounds: np.ndarray
+    value_caps: np.ndarray
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any], k: int) -> LifetimeRequest:
         bgnbd, gg = _positive(payload, "bgnbd", 4), _positive(payload, "gamma_gamma", 3)
         if gg[1] <= 1:  # the mean order value p·v/(q − 1) needs q > 1
             raise BadRequest("the Gamma-Gamma model needs q > 1")
-        return cls(
-            bgnbd=tuple(bgnbd), gamma_gamma=tuple(gg),
-            horizon=float(_positive(payload, "horizon", 1)[0]),
-            purchase_bounds=_positive(payload, "purchase_bounds", k),
-            value_bounds=_positive(payload, "value_bounds", k),
-        )  # fmt: skip
+        bounds = {n: _positive(payload, n, k) for n in _BOUNDS}
+        if np.any(bounds["purchase_caps"] <= bounds["purchase_bounds"]) or np.any(
+            bounds["value_caps"] <= bounds["value_bounds"]
+        ):
+            raise BadRequest("each cap must exceed its bound")
+        horizon = float(_positive(payload, "horizon", 1)[0])
+        return cls(bgnbd=tuple(bgnbd), gamma_gamma=tuple(gg), horizon=horizon, **bounds)
 
 
 @dataclass
@@ -176,6 +183,9 @@ def offer_lifetime_value(
     tasks = LifetimeTasks(customer_ids, load_events, as_of)
     node.register("lifetime_histograms", tasks.lifetime_histograms)
     node.register("lifetime_sums", tasks.lifetime_sums)
+
+
+_BOUNDS = ("purchase_bounds", "purchase_caps", "value_bounds", "value_caps")
 
 
 def _positive(payload: Mapping[str, Any], name: str, size: int) -> np.ndarray:

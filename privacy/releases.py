@@ -105,7 +105,10 @@ def content_check_mechanism(noise_multiplier: float, *, candidates: int) -> Gaus
 # Budget split inside the lifetime releases: the purchase pattern drives every published
 # figure, the spend cells only the value (docs/lifetime_value.md).
 LIFETIME_HISTOGRAM_SHARES = {"purchases": 0.7, "spend": 0.3}
-LIFETIME_SUM_SHARES = {"purchases": 0.45, "alive": 0.15, "value": 0.25, "counts": 0.15}
+LIFETIME_SUM_SHARES = {
+    "purchases": 0.3, "purchases_tail": 0.15, "alive": 0.1,
+    "value": 0.2, "value_tail": 0.1, "counts": 0.15,
+}  # fmt: skip
 
 
 def lifetime_histogram_mechanism(noise_multiplier: float) -> GaussianMechanism:
@@ -119,10 +122,11 @@ def lifetime_histogram_mechanism(noise_multiplier: float) -> GaussianMechanism:
 
 
 def lifetime_sums_mechanism(noise_multiplier: float) -> GaussianMechanism:
-    """Per segment (k,): Σ expected purchases / B_s, Σ P(alive), Σ expected value / V_s and the
-    customer count. One customer is in one segment and adds at most 1 to each of that
-    segment's four sums (each per-customer value is clipped to [0, 1] after dividing by the
-    segment's public bound), so each part moves by at most 1."""
+    """Per segment (k,): Σ min(g, B)/B and Σ clip((g − B)/(C − B), 0, 1) of each customer's
+    expected purchases g (the body and the tail above the segment's public bound B, up to
+    the cap C), the same two for the expected value, Σ P(alive) and the customer count. One
+    customer is in one segment and adds at most 1 to each of that segment's six sums (every
+    term lies in [0, 1]), so each part moves by at most 1."""
     parts = dict.fromkeys(LIFETIME_SUM_SHARES, 1.0)
     return GaussianMechanism(noise_multiplier, parts, shares=LIFETIME_SUM_SHARES)
 

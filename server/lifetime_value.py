@@ -33,7 +33,9 @@ NOISE_THRESHOLD = 2.5
 # Several starts: from one start alone the BG/NBD likelihood of noisy cells can run off to a
 # degenerate optimum (b → ∞, nobody ever drops out).
 BGNBD_STARTS = ((1.0, 10.0, 1.0, 1.0), (0.3, 50.0, 0.6, 3.0), (0.5, 100.0, 0.3, 1.0))
-BOUND_FACTOR = 4.0
+BOUND_FACTOR = 2.0
+PURCHASE_CAP = 25.0  # expected purchase days a year beyond this count as this (public)
+TAIL_THRESHOLD = 2.0  # a segment's tail sum below 2σ is taken as 0
 RELIABLE_SIGMAS = 10.0  # a segment's figures are flagged unless its buyers exceed 10σ of the count  # B_s = this × the expected purchases of an active centre customer
 GAMMA_GAMMA_STARTS = ((2.0, 3.0, 20.0), (5.0, 4.0, 20.0))
 
@@ -107,12 +109,13 @@ class LifetimeModels:
 
 
 def purchase_bounds(
-    models: LifetimeModels, profiles: list[dict], horizon: float, *, largest: float = 20.0
+    models: LifetimeModels, profiles: list[dict], horizon: float, *, largest: float = 5.0
 ) -> np.ndarray:
-    """Each segment's public clip bound B_s on one customer's expected purchases: twice what
-    the model expects of the segment's centre if it were still active (t_x = T), at least 1.
-    Only the published centres and model enter, so the bound is post-processing; a bound near
-    the segment's typical value keeps the noise of a low-value segment's sum small."""
+    """Each segment's public bound B_s between the body and the tail of one customer's
+    expected purchases: twice what the model expects of the segment's centre if it were still
+    active (t_x = T), at least 0.5. Only the published centres and model enter, so the bound is
+    post-processing; a bound near the segment's typical value keeps the body's noise small,
+    and the tail (up to PURCHASE_CAP) catches the heavy buyers where there are many."""
     bounds = []
     for row in profiles:
         if not {"orders", "recency_days", "tenure_days"} <= set(row):
@@ -121,7 +124,7 @@ def purchase_bounds(
         x = max(float(row["orders"]) - 1.0, 0.0)
         age = max(float(row["tenure_days"]) + float(row["recency_days"]), 1.0)
         active = lifetime.expected_purchases(horizon, models.bgnbd, x, age, age)
-        bounds.append(float(np.clip(BOUND_FACTOR * active, 1.0, largest)))
+        bounds.append(float(np.clip(BOUND_FACTOR * active, 0.5, largest)))
     return np.asarray(bounds)
 
 
@@ -146,11 +149,16 @@ class LifetimeValueRun:
         )
         bounds = purchase_bounds(models, profiles, horizon)
         order_values = [float(row.get("avg_order_value", 0.0)) for row in profiles]
-        value_bounds = bounds * np.maximum(2 * models.mean_order_value, np.asarray(order_values))
+        order_value = np.maximum(2 * models.mean_order_value, np.asarray(order_values))
+        caps = np.full(len(bounds), PURCHASE_CAP)
+        limits = {
+            "purchase_bounds": bounds, "purchase_caps": caps,
+            "value_bounds": bounds * order_value, "value_caps": caps * 1.5 * order_value,
+        }  # fmt: skip
         payload = {
             **scaling.to_payload(), "centres": np.asarray(centres, dtype=np.float64),
             "bgnbd": models.bgnbd, "gamma_gamma": models.gamma_gamma,
-            "horizon": np.array([horizon]), "purchase_bounds": bounds, "value_bounds": value_bounds,
+            "horizon": np.array([horizon]), **limits,
         }  # fmt: skip
         k = len(centres)
         mechanism = releases.lifetime_sums_mechanism(z[releases.LIFETIME_SUMS])
@@ -158,24 +166,31 @@ class LifetimeValueRun:
         agg = self.rounds.gaussian_round(
             "lifetime_sums", releases.LIFETIME_SUMS, payload, mechanism, spec
         )
-        published = publish(models, agg.sums, bounds, value_bounds, horizon)
+        published = publish(models, agg.sums, agg.noise_sigmas, limits, horizon)
         for row in published["segments"]:  # a sum over few buyers is mostly noise
             row["reliable"] = row["buyers"] >= RELIABLE_SIGMAS * agg.noise_sigmas["counts"]
         return published
 
 
-def publish(
-    models: LifetimeModels, sums: dict, bounds: np.ndarray, value_bounds: np.ndarray, horizon: float
-) -> dict:
-    """Per-segment means from the noisy sums (sizes below 1 count as 1)."""
+def publish(models: LifetimeModels, sums: dict, sigmas: dict, limits: dict, horizon: float) -> dict:
+    """Per-segment means from the noisy sums (sizes below 1 count as 1); a tail sum the noise
+    could explain (below TAIL_THRESHOLD σ) counts as 0."""
     counts = np.maximum(sums["counts"], 1.0)
+
+    def mean(part: str, bound: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        tail = sums[f"{part}_tail"]
+        tail = np.where(tail > TAIL_THRESHOLD * sigmas[f"{part}_tail"], tail, 0.0)
+        return np.maximum(sums[part] * bound + tail * (cap - bound), 0.0) / counts
+
+    purchases = mean("purchases", limits["purchase_bounds"], limits["purchase_caps"])
+    value = mean("value", limits["value_bounds"], limits["value_caps"])
     segments = [
         {
             "segment": s + 1,
             "buyers": float(max(sums["counts"][s], 0.0)),
-            "expected_purchases": float(max(sums["purchases"][s] * bounds[s] / counts[s], 0.0)),
+            "expected_purchases": float(purchases[s]),
             "p_alive": float(np.clip(sums["alive"][s] / counts[s], 0.0, 1.0)),
-            "expected_value": float(max(sums["value"][s] * value_bounds[s] / counts[s], 0.0)),
+            "expected_value": float(value[s]),
         }
         for s in range(len(counts))
     ]
@@ -183,7 +198,6 @@ def publish(
         "horizon_days": horizon,
         "bgnbd": dict(zip(("r", "alpha", "a", "b"), map(float, models.bgnbd), strict=True)),
         "gamma_gamma": dict(zip(("p", "q", "v"), map(float, models.gamma_gamma), strict=True)),
-        "purchase_bounds": bounds.tolist(),
-        "value_bounds": value_bounds.tolist(),
+        **{name: [float(v) for v in values] for name, values in limits.items()},
         "segments": segments,
     }
