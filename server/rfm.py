@@ -6,7 +6,7 @@ in the run's DP marginal histogram of that feature (a fifth of the customers per
 the R `rfm` package's quintiles; score 5 = most recent / most orders / most spend). Where a
 model has no marginal for the feature, public schema-level thresholds stand in. The scores
 then give the label of the R `rfm` package's rule table (first matching row wins, as
-`rfm_segment` does; no match: "Hibernating" if R ≤ 2, else "Others") and the Shopify
+`rfm_segment` does, narrowest rows first; no match: "Hibernating" if R ≤ 2, else "Others") and the Shopify
 `CustomerRfmGroup` read off the (R, FM) grid below. Only published values enter: the
 centres and the DP marginals are post-processing of the run's releases.
 """
@@ -25,17 +25,19 @@ PUBLIC_THRESHOLDS = {
     FREQUENCY: (1.0, 2.0, 4.0, 8.0),  # orders: > 8 scores 5
     MONETARY: (50.0, 100.0, 250.0, 1000.0),  # currency: > 1000 scores 5
 }
-# The R rfm package's segments (its documented rule table): name, R, F, M ranges.
+# The R rfm package's segments (the ranges of its documented rule table): name, R, F, M.
+# Narrowest rows first: in rfm's own order a first match never reaches Can't Lose Them (inside
+# At Risk), New Customers or Promising (inside Potential Loyalist).
 RFM_RULES: tuple[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]], ...] = (
     ("Champions", (4, 5), (4, 5), (4, 5)),
-    ("Loyal Customers", (2, 5), (3, 5), (3, 5)),
-    ("Potential Loyalist", (3, 5), (1, 3), (1, 3)),
+    ("Can't Lose Them", (1, 1), (4, 5), (4, 5)),
     ("New Customers", (4, 5), (1, 1), (1, 1)),
     ("Promising", (3, 4), (1, 1), (1, 1)),
+    ("Loyal Customers", (2, 5), (3, 5), (3, 5)),
+    ("Potential Loyalist", (3, 5), (1, 3), (1, 3)),
     ("Need Attention", (2, 3), (2, 3), (2, 3)),
     ("About To Sleep", (2, 3), (1, 2), (1, 2)),
     ("At Risk", (1, 2), (2, 5), (2, 5)),
-    ("Can't Lose Them", (1, 1), (4, 5), (4, 5)),
     ("Lost", (1, 2), (1, 2), (1, 2)),
 )
 
