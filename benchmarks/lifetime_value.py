@@ -9,6 +9,7 @@ horizon, P(alive) and expected value (expected purchases × expected order value
 
     python benchmarks/lifetime_value.py                  # ε = 1, seeds 0-4
     python benchmarks/lifetime_value.py --epsilons 1,8,inf --seeds 3
+    python benchmarks/lifetime_value.py --noise distributed   # secure aggregation
 
 `lifetimes` needs autograd and dill to import its fitters (installed by hand, not fedseg
 dependencies); without them the reference falls back to fedseg's own exact fit, which
@@ -89,7 +90,7 @@ def reference(pooled: np.ndarray, k: int, horizon: float) -> list[dict]:
     ]  # fmt: skip
 
 
-def one_run(epsilon: float, seed: int, root: Path) -> dict:
+def one_run(epsilon: float, seed: int, root: Path, noise: str = "local") -> dict:
     from fedseg.simulations.data.datasets import load_dataset
     from fedseg.simulations.data.federation import write_federation
     from fedseg.simulations.experiments.runner import simulate
@@ -98,6 +99,8 @@ def one_run(epsilon: float, seed: int, root: Path) -> dict:
     if not data_dir.exists():
         write_federation(load_dataset("cdnow", merchants=10), data_dir)
     config = {"k": 5, "epsilon": epsilon, "seed": seed, "lifetime-value": True}
+    if noise == "distributed":  # secure aggregation: the sums carry σ once, not √10 times
+        config.update({"secure-agg": True, "noise": "distributed"})
     result = simulate(data_dir, config, out_dir=root / f"out-{epsilon}-{seed}", evaluate=False)
     published = result.model.extras["lifetime_value"]
     ref = reference(pooled_summaries(data_dir, result.model, seed), result.model.k,
@@ -106,7 +109,7 @@ def one_run(epsilon: float, seed: int, root: Path) -> dict:
     for dp, nonprivate in zip(published["segments"], ref, strict=True):
         error = dp["expected_purchases"] / nonprivate["expected_purchases"] - 1
         rows.append({"dp": dp, "reference": nonprivate, "relative_error": error})
-    return {"epsilon": epsilon, "seed": seed, "epsilon_spent": result.model.privacy["epsilon"],
+    return {"epsilon": epsilon, "seed": seed, "noise": noise, "epsilon_spent": result.model.privacy["epsilon"],
             "bgnbd": published["bgnbd"], "gamma_gamma": published["gamma_gamma"], "segments": rows}  # fmt: skip
 
 
@@ -124,7 +127,8 @@ def table(runs: list[dict]) -> str:
                 f"{dp['buyers']:.0f} / {ref['buyers']} | {dp['expected_purchases']:.3f} | "
                 f"{ref['expected_purchases']:.3f} | {100 * row['relative_error']:+.1f}% | "
                 f"{dp['p_alive']:.3f} / {ref['p_alive']:.3f} | "
-                f"{dp['expected_value']:.2f} / {ref['expected_value']:.2f} |"
+                f"{dp['expected_value']:.2f} / {ref['expected_value']:.2f}"
+                f"{'' if dp.get('reliable', True) else ' (flagged: too few buyers)'} |"
             )
     return "\n".join(lines)
 
@@ -133,12 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilons", default="1")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--noise", default="local", help="local, or distributed (secure-agg)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "lifetime_value.json")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="fedseg-clv-") as scratch:
         for epsilon in (float(e) for e in args.epsilons.split(",")):
             for seed in range(args.seeds):
-                runs.append(one_run(epsilon, seed, Path(scratch)))
+                runs.append(one_run(epsilon, seed, Path(scratch), args.noise))
                 print(table(runs[-1:]), flush=True)
     print(table(runs))
     for epsilon in sorted({r["epsilon"] for r in runs}):
@@ -146,9 +152,9 @@ def main() -> None:
             abs(s["relative_error"]) for r in runs if r["epsilon"] == epsilon for s in r["segments"]
         ]
         within = np.mean([e <= TARGET for e in errors])
-        print(f"ε = {epsilon:g}: {100 * within:.0f}% of segment × seed within {100 * TARGET:.0f}%; "
+        print(f"ε = {epsilon:g} ({args.noise} noise): {100 * within:.0f}% of segment × seed within {100 * TARGET:.0f}%; "
               f"median |error| {100 * np.median(errors):.1f}%, max {100 * max(errors):.1f}%")  # fmt: skip
-    out = HERE / "results" / "lifetime_value.json"
+    out = args.out
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(runs, indent=2))
     print(f"wrote {out}")
