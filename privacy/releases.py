@@ -106,8 +106,8 @@ def content_check_mechanism(noise_multiplier: float, *, candidates: int) -> Gaus
 # figure, the spend cells only the value (docs/lifetime_value.md).
 LIFETIME_HISTOGRAM_SHARES = {"purchases": 0.7, "spend": 0.3}
 LIFETIME_SUM_SHARES = {
-    "purchases": 0.3, "purchases_tail": 0.15, "alive": 0.1,
-    "value": 0.2, "value_tail": 0.1, "counts": 0.15,
+    "purchases": 0.3, "purchases_tail": 0.2, "alive": 0.1,
+    "value": 0.15, "value_tail": 0.1, "counts": 0.15,
 }  # fmt: skip
 
 

@@ -33,9 +33,10 @@ NOISE_THRESHOLD = 2.5
 # Several starts: from one start alone the BG/NBD likelihood of noisy cells can run off to a
 # degenerate optimum (b → ∞, nobody ever drops out).
 BGNBD_STARTS = ((1.0, 10.0, 1.0, 1.0), (0.3, 50.0, 0.6, 3.0), (0.5, 100.0, 0.3, 1.0))
-BOUND_FACTOR = 2.0
+BOUND_FACTOR = 4.0
 PURCHASE_CAP = 25.0  # expected purchase days a year beyond this count as this (public)
-TAIL_THRESHOLD = 2.0  # a segment's tail sum below 2σ is taken as 0
+TAIL_THRESHOLD = 3.0  # a segment's tail sum below 3σ is taken as 0
+VALUE_CAP_FACTOR = 5.0  # the expected value's tail reaches 5× the segment's bound
 RELIABLE_SIGMAS = 10.0  # a segment's figures are flagged unless its buyers exceed 10σ of the count  # B_s = this × the expected purchases of an active centre customer
 GAMMA_GAMMA_STARTS = ((2.0, 3.0, 20.0), (5.0, 4.0, 20.0))
 
@@ -109,11 +110,11 @@ class LifetimeModels:
 
 
 def purchase_bounds(
-    models: LifetimeModels, profiles: list[dict], horizon: float, *, largest: float = 5.0
+    models: LifetimeModels, profiles: list[dict], horizon: float, *, largest: float = 12.0
 ) -> np.ndarray:
     """Each segment's public bound B_s between the body and the tail of one customer's
-    expected purchases: twice what the model expects of the segment's centre if it were still
-    active (t_x = T), at least 0.5. Only the published centres and model enter, so the bound is
+    expected purchases: BOUND_FACTOR times what the model expects of the segment's centre if it
+    were still active (t_x = T), between 0.5 and ``largest``. Only the published centres and model enter, so the bound is
     post-processing; a bound near the segment's typical value keeps the body's noise small,
     and the tail (up to PURCHASE_CAP) catches the heavy buyers where there are many."""
     bounds = []
@@ -153,7 +154,8 @@ class LifetimeValueRun:
         caps = np.full(len(bounds), PURCHASE_CAP)
         limits = {
             "purchase_bounds": bounds, "purchase_caps": caps,
-            "value_bounds": bounds * order_value, "value_caps": caps * 1.5 * order_value,
+            "value_bounds": bounds * order_value,
+            "value_caps": VALUE_CAP_FACTOR * bounds * order_value,
         }  # fmt: skip
         payload = {
             **scaling.to_payload(), "centres": np.asarray(centres, dtype=np.float64),
@@ -174,7 +176,7 @@ class LifetimeValueRun:
 
 def publish(models: LifetimeModels, sums: dict, sigmas: dict, limits: dict, horizon: float) -> dict:
     """Per-segment means from the noisy sums (sizes below 1 count as 1); a tail sum the noise
-    could explain (below TAIL_THRESHOLD σ) counts as 0."""
+    could explain (below TAIL_THRESHOLD σ: a false tail in 0.13% of segments) counts as 0."""
     counts = np.maximum(sums["counts"], 1.0)
 
     def mean(part: str, bound: np.ndarray, cap: np.ndarray) -> np.ndarray:

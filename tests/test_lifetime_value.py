@@ -92,16 +92,19 @@ def test_lifetimes_itself_agrees_when_importable(small_cdnow):
 
 def test_the_cells_by_hand():
     grid = lifetime.LifetimeGrid()
-    # x = 0 at T = 100 (age bin 1: [73, 146)): the 'no repeat' column of frequency bin 0.
-    # x = 9 (frequency bin 8: 8-9), t_x = 0.9 T (sixth 5 → column 6), T = 800 (top age bin 9).
+    # x = 0 at T = 100 (age bin 0: [0, 146)): the 'no repeat' column of frequency bin 0.
+    # x = 9 (frequency bin 6: 9-13), t_x = 0.9 T (sixth 5 → column 6), T = 800 (top age bin 4).
     cells = grid.purchase_cell(
         np.array([0.0, 9.0]), np.array([0.0, 720.0]), np.array([100.0, 800.0])
     )
-    columns = grid.recency_bins + 1
-    assert cells.tolist() == [(1 * 13 + 0) * columns + 0, (9 * 13 + 8) * columns + 6]
+    columns, frequencies = grid.recency_bins + 1, len(grid.frequency)
+    assert cells.tolist() == [0, (4 * frequencies + 6) * columns + 6]
     x, t_x, age, possible = grid.purchase_representatives()
-    assert possible[cells].all() and x[cells[1]] == 8.5 and age[cells[1]] == 693.5
-    assert grid.spend_cell(np.array([40.0]), np.array([600.0])).tolist() == [12 * 12 + 11]
+    assert possible[cells].all() and x[cells[1]] == 11.0 and age[cells[1]] == 657.0
+    assert t_x[cells[1]] == pytest.approx(5.5 / 6 * 657.0)
+    assert not possible[1]  # x = 0 with a repeat-purchase column: nobody
+    # x = 40 is capped at 30 (top frequency bin 8); m = 600 is in the open top spend bin 11.
+    assert grid.spend_cell(np.array([40.0]), np.array([600.0])).tolist() == [8 * 12 + 11]
 
 
 def _noise(values: dict, mechanism, rng, n: int) -> dict:
@@ -176,6 +179,31 @@ def test_publish_drops_a_tail_the_noise_explains():
               "value_bounds": np.array([10.0, 10.0]), "value_caps": np.array([20.0, 20.0])}  # fmt: skip
     models = LifetimeModels(np.array(LIFETIMES_BGNBD), np.array(LIFETIMES_GAMMA_GAMMA), 200.0)
     rows = publish(models, sums, sigmas, limits, 365.0)["segments"]
-    # segment 1: tail 1 < 2σ = 10 → 0; segment 2: (50·1 + 30·10) / 100.
+    # segment 1: tail 1 < 3σ = 15 → 0; segment 2: (50·1 + 30·10) / 100.
     assert [r["expected_purchases"] for r in rows] == [0.5, 3.5]
     assert [r["p_alive"] for r in rows] == [0.8, 0.8] and rows[0]["expected_value"] == 5.0
+
+
+@pytest.mark.slow
+def test_lifetime_value_through_the_apps_within_the_runs_epsilon(tmp_path):
+    """The shipped apps on a small synthetic federation: both releases planned and charged,
+    the run within its ε, and report.md carrying the labels, the CLV table and the advice."""
+    from fedseg.simulations.data.federation import write_federation
+    from fedseg.simulations.data.synthetic import generate_federation
+    from fedseg.simulations.experiments.runner import simulate, write_report
+
+    data = write_federation(generate_federation(users=900, merchants=3, seed=2), tmp_path / "d")
+    config = {"k": 3, "epsilon": 2.0, "seed": 0, "lifetime-value": True}
+    result = simulate(data, config, out_dir=tmp_path / "out", evaluate=False)
+    privacy = result.model.privacy
+    assert privacy["epsilon"] <= 2.0 + 1e-9
+    names = {r["name"] for r in privacy["releases"]}
+    assert {releases.LIFETIME_HISTOGRAMS, releases.LIFETIME_SUMS} <= names
+    block = result.model.extras["lifetime_value"]
+    assert [row["segment"] for row in block["segments"]] == [1, 2, 3]
+    assert all(
+        row["expected_purchases"] >= 0 and 0 <= row["p_alive"] <= 1 for row in block["segments"]
+    )
+    report = write_report(result)
+    for heading in ("## Standard labels (RFM)", "## Lifetime value", "## What to do"):
+        assert heading in report
