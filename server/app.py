@@ -19,6 +19,7 @@ from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol.records import array_bytes, from_records, to_records
 from fedseg.privacy.protocol.run import as_of
 from fedseg.privacy.protocol.tasks import message_type
+from fedseg.server import marketing
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
@@ -79,14 +80,14 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
         "as_of": as_of(cfg.as_of).isoformat(),
         "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
     }
-    labels = _rfm_labels(fitted)
+    labels = marketing.rfm_labels(fitted)
     if labels is not None:
         extras["rfm"] = labels
     if cfg.recommender:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
     if cfg.lifetime_value:
-        extras["lifetime_value"] = _fit_lifetime_value(rounds, fitted)
-    extras["actions"] = _actions(fitted, extras, catalogue)
+        extras["lifetime_value"] = marketing.fit_lifetime_value(rounds, fitted)
+    extras["actions"] = marketing.actions(fitted, extras, catalogue)
     return SegmentModel(
         scaling=fitted.scaling,
         centres_standardized=fitted.centres,
@@ -143,47 +144,6 @@ def _fit_recommender(
     if recommender.content_check is not None:
         published["content_check"] = recommender.content_check
     return published
-
-
-def _rfm_labels(fitted: SegmentationFit) -> list[dict] | None:
-    """Standard RFM labels of each segment (server/rfm.py): post-processing only."""
-    from fedseg.server.rfm import segment_rfm
-
-    profiles = _profiles(fitted)
-    return segment_rfm(
-        profiles, features=fitted.scaling.names, log=fitted.scaling.log,
-        marginals=fitted.marginals,
-    )  # fmt: skip
-
-
-def _actions(fitted: SegmentationFit, extras: dict, catalogue: pd.DataFrame | None) -> list:
-    """ "What to do" per segment (server/actions.py), from the published blocks only."""
-    from fedseg.server.actions import segment_actions
-
-    recommender = extras.get("recommender") or {}
-    scores = recommender.get("lift") or (recommender.get("prior") or {}).get("segments")
-    return segment_actions(
-        _profiles(fitted), extras.get("rfm"), lifetime=extras.get("lifetime_value"),
-        item_scores=None if scores is None else np.asarray(scores), catalogue=catalogue,
-    )  # fmt: skip
-
-
-def _profiles(fitted: SegmentationFit) -> list[dict]:
-    """Each segment's centre in original units, by feature name."""
-    names = fitted.scaling.names
-    return [
-        {"segment": i + 1, **dict(zip(names, map(float, row), strict=True))}
-        for i, row in enumerate(fitted.scaling.inverse(fitted.centres))
-    ]
-
-
-def _fit_lifetime_value(rounds: Rounds, fitted: SegmentationFit) -> dict:
-    """The lifetime-value rounds (server/lifetime_value.py), within the same budget."""
-    from fedseg.server.lifetime_value import LifetimeValueRun
-
-    if not rounds.cfg.secure_agg:  # robust aggregators combine cluster estimates only
-        rounds = replace(rounds, aggregate=None)
-    return LifetimeValueRun(rounds).fit(fitted.scaling, fitted.centres, _profiles(fitted))
 
 
 def _read_model(path: str) -> dict | None:

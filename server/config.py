@@ -68,7 +68,7 @@ class SegmentationConfig:
         if self.lifetime_value and self.lifetime_share == 0:
             share = DEFAULT_LIFETIME_SHARE * (1 - self.recommender_share)  # of what is left
             object.__setattr__(self, "lifetime_share", share)
-        if not 0 <= self.lifetime_share < 1 - self.recommender_share:
+        if self.lifetime_share < 0 or 0 < 1 - self.recommender_share <= self.lifetime_share:
             raise ValueError("lifetime-share must be ≥ 0 and leave a share for the segmentation")
         if not self.lifetime_horizon > 0:
             raise ValueError(f"lifetime-horizon must be positive, got {self.lifetime_horizon}")

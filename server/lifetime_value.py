@@ -125,7 +125,10 @@ def purchase_bounds(
         x = max(float(row["orders"]) - 1.0, 0.0)
         age = max(float(row["tenure_days"]) + float(row["recency_days"]), 1.0)
         active = lifetime.expected_purchases(horizon, models.bgnbd, x, age, age)
-        bounds.append(float(np.clip(BOUND_FACTOR * active, 0.5, largest)))
+        # A fit from very few or very noisy cells can leave the formula undefined at the centre.
+        bounds.append(
+            float(np.clip(BOUND_FACTOR * active, 0.5, largest)) if np.isfinite(active) else largest
+        )
     return np.asarray(bounds)
 
 
@@ -151,6 +154,7 @@ class LifetimeValueRun:
         bounds = purchase_bounds(models, profiles, horizon)
         order_values = [float(row.get("avg_order_value", 0.0)) for row in profiles]
         order_value = np.maximum(2 * models.mean_order_value, np.asarray(order_values))
+        order_value = np.where(np.isfinite(order_value) & (order_value > 0), order_value, 1.0)
         caps = np.full(len(bounds), PURCHASE_CAP)
         limits = {
             "purchase_bounds": bounds, "purchase_caps": caps,

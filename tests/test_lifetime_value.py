@@ -207,3 +207,13 @@ def test_lifetime_value_through_the_apps_within_the_runs_epsilon(tmp_path):
     report = write_report(result)
     for heading in ("## Standard labels (RFM)", "## Lifetime value", "## What to do"):
         assert heading in report
+
+
+def test_bounds_stay_finite_where_the_formula_is_undefined():
+    """a = 1 makes E[purchases] 0/0: the segment gets the largest bound, not a NaN the
+    merchants would refuse."""
+    from fedseg.server.lifetime_value import purchase_bounds
+
+    models = LifetimeModels(np.array([0.3, 40.0, 1.0, 2.0]), np.array(LIFETIMES_GAMMA_GAMMA), 10.0)
+    row = {"orders": 3.0, "recency_days": 20.0, "tenure_days": 100.0}
+    assert purchase_bounds(models, [row, {}], 365.0, largest=12.0).tolist() == [12.0, 12.0]
