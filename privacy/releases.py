@@ -165,9 +165,9 @@ class NoisePlacement:
     """Where the noise of a release is drawn: each merchant adds ``share`` of its variance.
 
     Local noise: share 1, so a sum over m merchants holds m full draws. Distributed noise
-    (secure aggregation): each merchant adds share = 1/m_min of the variance, where m_min is
-    the fewest honest contributors a released sum can have, so the sum holds at least one
-    full draw.
+    (secure aggregation): each merchant adds share = 1/(m_min − colluders) of the variance
+    (privacy/secagg/params.py noise_share), the fewest honest contributors a released sum can
+    have, so the sum holds at least one full draw.
     """
 
     share: float = 1.0
@@ -193,25 +193,3 @@ class NoisePlacement:
     def sigma_of_sum(self, sigma: float, contributors: int) -> float:
         """Noise std of a sum over ``contributors`` merchants, each adding its share of σ²."""
         return sigma * math.sqrt(self.draws_in_sum(contributors))
-
-
-def minimum_survivors(num_clients: int, dropout_tolerance: float) -> int:
-    """The fewest merchants whose inputs a released secure sum may hold: ceil(n·(1 − tol))."""
-    return max(2, math.ceil(num_clients * (1.0 - dropout_tolerance) - 1e-9))
-
-
-def noise_placement(
-    noise: str, num_clients: int, dropout_tolerance: float, collusion: float
-) -> NoisePlacement:
-    """Each merchant's share of a release's noise variance: all of it with local noise; with
-    distributed noise 1/(m_min − colluders), so that the fewest honest contributors a released
-    sum can have still carry the full σ (colluders' shares are known to the server)."""
-    if noise != "distributed":
-        return NoisePlacement()
-    honest = minimum_survivors(num_clients, dropout_tolerance) - math.floor(collusion * num_clients)
-    if honest < 1:
-        raise ValueError(
-            f"distributed noise: {num_clients} merchants at dropout tolerance {dropout_tolerance} "
-            f"and collusion {collusion} leave no honest survivor to carry the noise"
-        )
-    return NoisePlacement(share=1.0 / honest)

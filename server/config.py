@@ -40,6 +40,7 @@ class SegmentationConfig:
     aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
     dropout_tolerance: float = 0.3  # share of merchants that may drop from a secure round
     collusion: float = 0.0  # share of merchants assumed to collude with the server (γ)
+    secagg_roster: str = ""  # the federation's pinned roster of merchants' signing keys
     min_clients: int = 1
     expected_nodes: int = 0  # wait for this many merchants before starting (0: until stable)
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline

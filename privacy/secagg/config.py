@@ -1,150 +1,168 @@
-"""Public parameters of a secure-aggregation round and how they are chosen.
+"""The derived parameters of a round: graph degree k, Shamir threshold t, encoding.
 
-See docs/secagg.md for the derivation of the neighbour count ``neighbours`` (k) and the
-Shamir threshold ``threshold`` (t).
+Every merchant and the server compute the same config from public inputs only: the
+pinned roster's size n, the round's :class:`SecAggParams`, the vector spec and the
+encoding bound. See docs/secagg.md for the bounds behind ``choose_graph``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cached_property, lru_cache
 
+from fedseg.privacy.secagg.digest import request_digest
 from fedseg.privacy.secagg.errors import SecAggConfigError
+from fedseg.privacy.secagg.params import (
+    SecAggParams,
+    max_colluders,
+    max_dropouts,
+    min_survivors,
+    noise_share,
+)
 
 VectorSpec = tuple[tuple[str, tuple[int, ...]], ...]
 
-# 2^-20: chance that random dropouts make a round abort; 2^-40: chance of a privacy failure.
+# 2^-20: chance that random dropouts within the tolerance abort a round;
+# 2^-40: chance that the corrupted-neighbour bound c fails (a privacy failure).
 CORRECTNESS_FAILURE = 2.0**-20
 SECURITY_FAILURE = 2.0**-40
-MODULUS_BITS = 64
 MAX_SCALE_BITS = 40
+# The honest sum uses at most 2^(63 - HEADROOM_BITS) of the ring: a reply of random words
+# passes the server's range check with probability <= 2^-HEADROOM_BITS.
+HEADROOM_BITS = 4
 
 
 @dataclass(frozen=True)
 class SecAggConfig:
-    """Parameters every client and the server agree on before a round.
+    """Parameters all parties derive identically (never taken from a server message).
 
-    ``neighbours`` is k, each client's degree in the masking/sharing graph (a complete
-    graph when k == num_clients - 1); ``threshold`` is t, the number of shares needed to
-    rebuild a secret. Inputs are encoded as round(x * 2**scale_bits) mod 2**64.
+    ``neighbours`` is k (the complete graph when k == n - 1), ``threshold`` t (shares
+    needed to rebuild a secret), ``corrupt_neighbours`` c (colluders among any client's k
+    neighbours, exceeded with probability <= 2^-40) and ``side_corrupt`` the same bound
+    for the k/2 neighbours on one side of the ring.
     """
 
     num_clients: int
+    dropout_tolerance: float
+    collusion: float
     neighbours: int
     threshold: int
+    corrupt_neighbours: int
+    side_corrupt: int
+    min_survivors: int
     scale_bits: int
     max_abs_value: float
     vector_spec: VectorSpec
 
     def __post_init__(self) -> None:
-        if self.num_clients < 2:
-            raise SecAggConfigError(f"num_clients must be >= 2, got {self.num_clients}")
-        if not 1 <= self.neighbours <= self.num_clients - 1:
-            raise SecAggConfigError(
-                f"neighbours must be in [1, num_clients-1], got {self.neighbours}"
-            )
-        if not 2 <= self.threshold <= self.neighbours:
-            raise SecAggConfigError(f"threshold must be in [2, neighbours], got {self.threshold}")
-        if 2 * self.threshold <= self.neighbours:
-            raise SecAggConfigError(
-                f"threshold {self.threshold} must exceed neighbours/2 = {self.neighbours / 2}"
-            )
+        n, k, t = self.num_clients, self.neighbours, self.threshold
+        if not 2 <= k <= n - 1 or not self.corrupt_neighbours < t <= k:
+            raise SecAggConfigError(f"need 2 <= k <= n-1 and c < t <= k (n={n}, k={k}, t={t})")
+        if 2 * self.min_survivors <= n + max_colluders(n, self.collusion):
+            raise SecAggConfigError("min_survivors must exceed (n + colluders) / 2")
         if not (math.isfinite(self.max_abs_value) and self.max_abs_value > 0):
             raise SecAggConfigError(
                 f"max_abs_value must be finite and > 0, got {self.max_abs_value}"
             )
-        if not 0 <= self.scale_bits <= MAX_SCALE_BITS:
-            raise SecAggConfigError(f"scale_bits must be in [0, {MAX_SCALE_BITS}]")
-        _check_headroom(self.num_clients, self.max_abs_value, self.scale_bits)
+        if n * self.max_word >= 2 ** (63 - HEADROOM_BITS) or not 0 <= self.scale_bits <= 40:
+            raise SecAggConfigError("n * max_abs_value * 2^scale_bits leaves no ring headroom")
         _check_spec(self.vector_spec)
+
+    @classmethod
+    def derive(
+        cls,
+        *,
+        num_clients: int,
+        params: SecAggParams,
+        vector_spec,
+        max_abs_value: float,
+    ) -> SecAggConfig:
+        """The config of a round for a pinned roster of ``num_clients`` merchants."""
+        n = num_clients
+        if n < 3:
+            raise SecAggConfigError(f"secure aggregation needs a roster of >= 3, got {n}")
+        dropped = max_dropouts(n, params.dropout_tolerance)
+        corrupt = max_colluders(n, params.collusion)
+        k, t, c, side = choose_graph(n, dropped, corrupt)
+        return cls(
+            n, params.dropout_tolerance, params.collusion, k, t, c, side,
+            min_survivors(n, params.dropout_tolerance), max_scale_bits(n, max_abs_value),
+            float(max_abs_value), _freeze(vector_spec),
+        )  # fmt: skip
+
+    @property
+    def complete(self) -> bool:
+        return self.neighbours >= self.num_clients - 1
 
     @property
     def vector_length(self) -> int:
-        """Number of uint64 words in one flattened input."""
         return sum(math.prod(shape) for _, shape in self.vector_spec)
 
     @property
     def quantization_step(self) -> float:
-        """Spacing of the fixed-point grid (each value is rounded to half of it)."""
         return 2.0**-self.scale_bits
 
-    @classmethod
-    def choose(
-        cls,
-        *,
-        num_clients: int,
-        vector_spec: VectorSpec,
-        max_abs_value: float,
-        dropout_rate: float = 0.3,
-        corruption_rate: float = 0.0,
-        scale_bits: int | None = None,
-    ) -> SecAggConfig:
-        """Smallest neighbour count k (and its threshold) meeting the documented bounds."""
-        if not 0 <= dropout_rate < 1 or not 0 <= corruption_rate < 1:
-            raise SecAggConfigError("dropout_rate and corruption_rate must be in [0, 1)")
-        k, t = choose_graph(num_clients, dropout_rate, corruption_rate)
-        if scale_bits is None:
-            scale_bits = max_scale_bits(num_clients, max_abs_value)
-        return cls(num_clients, k, t, scale_bits, float(max_abs_value), _freeze(vector_spec))
+    @property
+    def max_word(self) -> int:
+        """Largest |encoded word| of one clipped input value."""
+        return round(self.max_abs_value * 2.0**self.scale_bits)
+
+    @property
+    def noise_share(self) -> float:
+        return noise_share(self.num_clients, self.dropout_tolerance, self.collusion)
+
+    @cached_property
+    def digest(self) -> bytes:
+        fields = asdict(self)
+        fields["vector_spec"] = [[name, list(shape)] for name, shape in self.vector_spec]
+        return request_digest(fields)
 
 
-def choose_graph(n: int, dropout_rate: float, corruption_rate: float) -> tuple[int, int]:
-    """(k, t) for n clients when at most floor(rate * n) clients drop / are corrupted."""
-    if n < 3:
-        raise SecAggConfigError(f"num_clients must be >= 3 for secure aggregation, got {n}")
-    dropped, corrupt = math.floor(dropout_rate * n), math.floor(corruption_rate * n)
-    for k in [*range(2, n - 1, 2), n - 1]:
-        c = _corrupt_neighbours(n, corrupt, k)
-        t = (k + c) // 2 + 1  # 2t > k + c: no split of the neighbours reveals both secrets
-        if t > k or t < 2:
-            continue
-        # a client's secrets are lost when more than k - t of its neighbours drop
-        abort = n * _hypergeom(n - 1, dropped, k).sf(k - t)
-        if (
-            abort <= CORRECTNESS_FAILURE
-            and _disconnect(n, dropped + corrupt, k) <= SECURITY_FAILURE
-        ):
-            return k, t
-    raise SecAggConfigError(
-        f"dropout_rate={dropout_rate} with corruption_rate={corruption_rate} is infeasible for "
-        f"{n} clients (needs dropout_rate < (1 - corruption_rate) / 2)"
-    )
+@lru_cache(maxsize=256)
+def choose_graph(n: int, dropped: int, corrupt: int) -> tuple[int, int, int, int]:
+    """(k, t, c, c_side): the smallest even k whose guard and threshold hold, else n - 1.
+
+    Guard: every survivor keeps more than c_side surviving neighbours on each ring side;
+    threshold: t is the largest value such that every secret keeps t live holders; both
+    fail under ``dropped`` random dropouts with probability <= 2^-20, and t > c.
+    """
+    for k in range(2, n - 1, 2):
+        c, side = _corrupt_bound(n, corrupt, k), _corrupt_bound(n, corrupt, k // 2)
+        lonely_side = 2 * n * _hypergeom(n - 1, dropped, k // 2).sf(k // 2 - side - 1)
+        t = _largest_threshold(n, dropped, k)
+        if lonely_side <= CORRECTNESS_FAILURE and t > max(c, 1):
+            return k, t, c, side
+    k = n - 1  # complete graph: every bound is deterministic
+    t, c = k - dropped, min(corrupt, k)
+    if t <= c or t < 2:
+        raise SecAggConfigError(
+            f"{n} merchants cannot tolerate {dropped} dropouts with {corrupt} colluders"
+        )
+    return k, t, c, c
 
 
-def _corrupt_neighbours(n: int, corrupt: int, k: int) -> int:
-    """Corrupted neighbours of any client, exceeded with probability <= 2^-40."""
+def _largest_threshold(n: int, dropped: int, k: int) -> int:
+    # Live holders of a secret: k minus its dropped neighbours (hypergeometric).
+    live_tail = _hypergeom(n - 1, dropped, k)
+    t = k
+    while t > 0 and n * live_tail.sf(k - t) > CORRECTNESS_FAILURE:
+        t -= 1
+    return t
+
+
+def _corrupt_bound(n: int, corrupt: int, drawn: int) -> int:
     if corrupt == 0:
         return 0
-    return int(_hypergeom(n - 1, corrupt, k).isf(SECURITY_FAILURE / n))
+    return int(_hypergeom(n - 1, corrupt, drawn).isf(SECURITY_FAILURE / n))
 
 
-def _disconnect(n: int, removed: int, k: int) -> float:
-    """Union bound on k/2 consecutive ring positions all removed (honest graph split)."""
-    if k >= n - 1:
-        return 0.0
-    half = k // 2
-    if removed < half:
-        return 0.0
-    return n * math.prod((removed - i) / (n - i) for i in range(half))
-
-
-def max_scale_bits(num_clients: int, max_abs_value: float) -> int:
-    """Largest fraction bits f with num_clients * max_abs_value * 2^f < 2^62."""
-    bits = math.floor(62 - math.log2(num_clients * max_abs_value))
+def max_scale_bits(n: int, max_abs_value: float) -> int:
+    """Largest fraction bits f with n * max_abs_value * 2^f < 2^(63 - HEADROOM_BITS)."""
+    bits = math.floor(63 - HEADROOM_BITS - math.log2(n * max_abs_value)) - 1
     if bits < 0:
-        raise SecAggConfigError(
-            f"max_abs_value={max_abs_value} too large for {num_clients} clients"
-        )
+        raise SecAggConfigError(f"max_abs_value={max_abs_value} too large for {n} merchants")
     return min(bits, MAX_SCALE_BITS)
-
-
-def _check_headroom(n: int, max_abs: float, scale_bits: int) -> None:
-    # The signed sum of n values must stay inside (-2^63, 2^63) to decode unambiguously.
-    if n * (max_abs * 2.0**scale_bits + 1) >= 2.0 ** (MODULUS_BITS - 1):
-        raise SecAggConfigError(
-            f"num_clients * max_abs_value * 2^scale_bits overflows the 2^64 modulus "
-            f"(n={n}, max_abs_value={max_abs}, scale_bits={scale_bits})"
-        )
 
 
 def _check_spec(spec: VectorSpec) -> None:
@@ -162,7 +180,12 @@ def _freeze(spec) -> VectorSpec:
 
 
 def _hypergeom(population: int, marked: int, drawn: int):
-    # Imported here: scipy.stats costs about a second, and only the server chooses k and t.
+    # Imported here: scipy.stats costs about a second to import.
     from scipy.stats import hypergeom
 
     return hypergeom(population, marked, drawn)
+
+
+def input_spec(shapes) -> VectorSpec:
+    """The parts of a secure input as both sides encode them: sorted by name."""
+    return tuple((str(name), tuple(int(n) for n in shapes[name])) for name in sorted(shapes))

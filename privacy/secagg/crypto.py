@@ -1,13 +1,15 @@
 """Cryptographic building blocks from ``cryptography``: X25519, HKDF-SHA256, AES-GCM, ChaCha20.
 
-Every derived key is bound to the round context (salt) and to its purpose (HKDF info), so
-mask seeds and share-encryption keys never coincide and never repeat across rounds.
+Every derived key is bound to the session id (HKDF salt) and to its purpose and ordered
+pair of ranks (HKDF info), so mask seeds and share-encryption keys never coincide and never
+repeat across rounds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -20,11 +22,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _ZERO_NONCE = bytes(16)
-
-
-def round_context(round_id: int) -> bytes:
-    """Salt naming the protocol version and round; every key derivation uses it."""
-    return b"fedseg-secagg/v1/round/" + int(round_id).to_bytes(8, "big")
 
 
 def new_key_pair() -> tuple[X25519PrivateKey, bytes]:
@@ -40,7 +37,13 @@ def private_bytes(private: X25519PrivateKey) -> bytes:
 
 def exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
     """Raw X25519 shared secret with ``peer_public`` (never used directly as a key)."""
-    return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    return private.exchange(_public_key(peer_public))
+
+
+@lru_cache(maxsize=1 << 15)
+def _public_key(raw: bytes) -> X25519PublicKey:
+    # Parsed once per process: a public key is used by each of its owner's k neighbours.
+    return X25519PublicKey.from_public_bytes(raw)
 
 
 def derive(shared: bytes, context: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
@@ -99,14 +102,14 @@ def expand_mask(seed: bytes, length: int) -> np.ndarray:
     return np.frombuffer(stream.update(bytes(8 * length)), dtype="<u8").astype(np.uint64)
 
 
-def commitment(context: bytes, node_id: int, secret: bytes) -> bytes:
+def commitment(context: bytes, rank: int, secret: bytes) -> bytes:
     """SHA-256 commitment to a client's self-mask seed, checked after reconstruction."""
-    return hashlib.sha256(context + b"/self-mask/" + node_id.to_bytes(8, "big") + secret).digest()
+    return hashlib.sha256(context + b"/self-mask/" + rank.to_bytes(4, "big") + secret).digest()
 
 
-def pair_info(purpose: bytes, sender: int, receiver: int) -> bytes:
-    """HKDF info naming the purpose and the ordered pair of node ids."""
-    return purpose + b"/" + sender.to_bytes(8, "big") + receiver.to_bytes(8, "big")
+def pair_info(purpose: bytes, low: int, high: int) -> bytes:
+    """HKDF info naming the purpose and the ordered pair of ranks."""
+    return purpose + b"/" + low.to_bytes(4, "big") + high.to_bytes(4, "big")
 
 
 def public_of(private: X25519PrivateKey) -> bytes:

@@ -1,8 +1,7 @@
 """Exceptions of the secure-aggregation protocol.
 
-Configuration and input mistakes are ``ValueError`` subclasses (the caller's bug, named
-field); a round that cannot finish safely raises :class:`SecAggAborted` and releases
-nothing.
+None of them ever carries a merchant's value: messages name fields, shapes, counts and
+parameters only (a value in an error would be an uncharged release).
 """
 
 
@@ -11,24 +10,24 @@ class SecAggError(Exception):
 
 
 class SecAggConfigError(SecAggError, ValueError):
-    """A configuration parameter is invalid or infeasible (the message names it)."""
+    """A parameter is invalid, infeasible or outside this merchant's limits (named)."""
 
 
-class EncodingRangeError(SecAggError, ValueError):
-    """An input value is outside the encodable range, NaN/inf, or has the wrong shape."""
+class EncodingShapeError(SecAggError, ValueError):
+    """An input has the wrong field names or shapes (never a range error: values are clipped)."""
 
 
 class SecAggProtocolError(SecAggError, ValueError):
     """A client refuses a server message that breaks the protocol rules.
 
-    The lead's adapter turns it into an error reply; the server then treats the client
-    as dropped.
+    The client takes no further part in the round; the adapter turns this into the fixed
+    error code ``fedseg:secagg_protocol`` and logs the message locally.
     """
 
 
 class SecAggAborted(SecAggError):
-    """The round cannot be completed without risking privacy or correctness.
+    """The server cannot finish the round without risking privacy or correctness.
 
-    Raised by the server (too few survivors, a secret that cannot be reconstructed);
-    nothing is released.
+    Nothing is released. The message says which parameter to change when the cause is
+    too many dropouts.
     """

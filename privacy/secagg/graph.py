@@ -1,51 +1,65 @@
-"""The sparse masking/sharing graph of SecAgg+ (Bell et al. 2020).
+"""The sparse masking/sharing graph of SecAgg+ (Bell et al. 2020) over roster ranks.
 
-Clients sit on a ring in a pseudo-random order and each is joined to the k/2 nearest
-positions on either side (a Harary graph H(k, n)); with k >= n - 1 it is the complete
-graph of Bonawitz et al. 2017. The order is derived from a hash of the whole key roster,
-so every party computes the same graph and the server cannot pick it without re-keying.
+Merchants sit on a ring in a pseudo-random order and each is joined to the k/2 nearest
+positions on either side (a Harary graph); with k >= n - 1 it is the complete graph of
+Bonawitz et al. 2017. The order is SHA-256(session id, rank) sorted, so every party
+derives the same graph from public data and numpy's generator versions never matter.
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 
 import numpy as np
 
 
-def roster_digest(context: bytes, node_ids: np.ndarray, public_keys: np.ndarray) -> bytes:
-    """SHA-256 over the round context, the sorted node ids and their public-key rows."""
-    ids = np.ascontiguousarray(node_ids, dtype=">u8").tobytes()
-    return hashlib.sha256(context + ids + np.ascontiguousarray(public_keys).tobytes()).digest()
-
-
 class NeighbourGraph:
-    """Neighbour sets over the sorted node ids of a roster for degree ``neighbours``."""
+    """Neighbours of each rank in a roster of ``n`` for degree ``neighbours``."""
 
-    def __init__(self, node_ids: np.ndarray, neighbours: int, digest: bytes) -> None:
-        self.node_ids = np.asarray(node_ids, dtype=np.uint64)
-        n = self.node_ids.size
+    def __init__(self, n: int, neighbours: int, seed: bytes) -> None:
+        self.n = n
         self.degree = min(neighbours, n - 1)
-        seed = np.random.PCG64(int.from_bytes(digest, "big"))  # public randomness only
-        self._ring = np.random.Generator(seed).permutation(n)  # ring position -> rank
+        self.complete = self.degree >= n - 1
+        keys = [hashlib.sha256(seed + rank.to_bytes(4, "big")).digest() for rank in range(n)]
+        self._ring = np.array(sorted(range(n), key=keys.__getitem__), dtype=np.int64)
         self._position = np.empty(n, dtype=np.int64)
         self._position[self._ring] = np.arange(n)
-        half = self.degree // 2
-        self._offsets = np.array([*range(1, half + 1), *range(-half, 0)], dtype=np.int64)
+        self._half = np.arange(1, self.degree // 2 + 1, dtype=np.int64)
 
-    def rank(self, node_id: int) -> int:
-        """Index of ``node_id`` in the sorted roster."""
-        return int(np.searchsorted(self.node_ids, np.uint64(node_id)))
+    @property
+    def ring(self) -> np.ndarray:
+        """Ranks in ring order (position -> rank); public data every party derives."""
+        return self._ring
 
-    def share_point(self, node_id: int) -> int:
-        """Shamir evaluation point of a node: 1 + its rank (distinct, never 0)."""
-        return self.rank(node_id) + 1
+    def sides(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """(counter-clockwise, clockwise) neighbours of ``rank``, k/2 each (sparse graphs)."""
+        here = self._position[rank]
+        return self._ring[(here - self._half) % self.n], self._ring[(here + self._half) % self.n]
 
-    def neighbours_of(self, node_id: int) -> list[int]:
-        """Sorted neighbour ids of ``node_id``."""
-        n, rank = self.node_ids.size, self.rank(node_id)
-        if self.degree >= n - 1:
-            ranks = np.delete(np.arange(n), rank)
-        else:
-            ranks = np.sort(self._ring[(self._position[rank] + self._offsets) % n])
-        return [int(node) for node in self.node_ids[ranks]]
+    def neighbours_of(self, rank: int) -> np.ndarray:
+        """Sorted neighbour ranks (int64; do not modify)."""
+        if self.complete:
+            return np.delete(np.arange(self.n, dtype=np.int64), rank)
+        return self._table[rank]
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """(n, k) sorted neighbour ranks of every rank (sparse graphs only)."""
+        offsets = np.concatenate([-self._half[::-1], self._half])
+        table = np.sort(self._ring[(self._position[:, None] + offsets) % self.n], axis=1)
+        table.flags.writeable = False
+        return table
+
+    def are_neighbours(self, a: int, b: int) -> bool:
+        if a == b:
+            return False
+        if self.complete:
+            return True
+        gap = abs(int(self._position[a]) - int(self._position[b]))
+        return min(gap, self.n - gap) <= self.degree // 2
+
+    @staticmethod
+    def share_point(rank: int) -> int:
+        """Shamir evaluation point of a rank: rank + 1 (distinct, never 0)."""
+        return rank + 1

@@ -19,13 +19,13 @@ def self_mask(seed: bytes, length: int) -> np.ndarray:
 
 def pair_mask(
     private: X25519PrivateKey,
-    own_id: int,
-    peer_id: int,
+    own_rank: int,
+    peer_rank: int,
     peer_public: bytes,
     context: bytes,
     length: int,
 ) -> np.ndarray:
-    """Mask shared by ``own_id`` and ``peer_id`` (same for both sides)."""
-    low, high = sorted((own_id, peer_id))
+    """Mask shared by ``own_rank`` and ``peer_rank`` (same for both sides)."""
+    low, high = sorted((own_rank, peer_rank))
     seed = crypto.agree(private, peer_public, context, crypto.pair_info(b"mask", low, high))
     return crypto.expand_mask(seed, length)

@@ -1,0 +1,41 @@
+"""Private initialization: over-complete candidate cells, then weighted k-means++ on them.
+
+Candidates are public random points spread like the data (a Gaussian with the DP covariance,
+in the DP projection when there is one). One or two ``cluster_displacements`` releases move
+each candidate to (an estimate of) the mean of its Voronoi cell; weighted k-means++ on the
+well-populated cells' means gives k centres. Server-side post-processing only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+
+def gaussian_candidates(
+    m: int, dim: int, rng: np.random.Generator, *, basis: np.ndarray | None = None,
+    variances: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """``m`` points ~ N(0, I) in standardized space, or N(0, V diag(λ) Vᵀ) with a basis."""
+    if basis is None:
+        return rng.standard_normal((m, dim))
+    y = rng.standard_normal((m, basis.shape[1])) * np.sqrt(np.maximum(variances, 1e-12))
+    return y @ basis.T
+
+
+def candidate_count(n: float, k: int, min_cell: float, *, most: int) -> int:
+    """As many cells as the data fill with ``min_cell`` customers each, between 2k and most."""
+    return int(np.clip(n / max(min_cell, 1.0), 2 * k, most))
+
+
+def seed_from_cells(
+    means: np.ndarray, counts: np.ndarray, k: int, *, min_count: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Weighted k-means++ (n_init=10) over the means of cells with enough customers."""
+    keep = counts >= min_count
+    if keep.sum() < k:
+        keep = np.zeros_like(keep)
+        keep[np.argsort(counts)[-k:]] = True
+    model = KMeans(n_clusters=k, n_init=10, random_state=int(rng.integers(2**31 - 1)))
+    model.fit(means[keep], sample_weight=np.maximum(counts[keep], 1e-12))
+    return model.cluster_centers_

@@ -1,0 +1,164 @@
+"""Private range finding: public bin edges from a very wide range down to the data's scale.
+
+A feature with public bounds gets evenly spaced bins over them (on its clustering scale). A
+side the schema marks "unknown" gets geometric bins: edges at ±10^j for j from
+``-DECADES`` to ``+DECADES`` (both sides unknown: symmetric about 0; one side known: growing
+away from it), so a column of any magnitude between 1e-6 and 1e6 falls into bins about its
+own size. Everything here is post-processing of one noisy histogram per feature (release
+``feature_ranges``: one count per feature per customer, L2 sensitivity √d).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.server.kmeans import denoise_histograms
+
+DECADES = 6.0  # unknown sides span 10^-6 .. 10^6 around the known side (or 0)
+
+
+def range_edges(schema: FeatureSchema, bins: int) -> np.ndarray:
+    """Bin edges per feature on the clustering scale, shape (d, bins + 1), increasing."""
+    lo, hi = schema.model_bounds()
+    rows = []
+    for f, a, b in zip(schema.features, lo, hi, strict=True):
+        if f.bounded:
+            rows.append(np.linspace(a, b, bins + 1))
+        elif np.isnan(a) and np.isnan(b):  # symmetric: ..., -1e-6, (0,) 1e-6, ...
+            g = np.logspace(-DECADES, DECADES, (bins + 1) // 2)
+            middle = [0.0] if bins % 2 == 0 else []
+            rows.append(np.concatenate([-g[::-1], middle, g]))
+        else:  # one known side: 0, 1e-6, ..., 1e6 away from it
+            g = np.concatenate([[0.0], np.logspace(-DECADES, DECADES, bins)])
+            raw = f.lower + g if not np.isnan(a) else f.upper - g[::-1]
+            rows.append(np.log1p(np.maximum(raw, 0.0)) if f.log else raw)
+    return np.stack(rows)
+
+
+def bounds_from_histograms(
+    noisy_counts: np.ndarray,
+    edges: np.ndarray,
+    sigma: float,
+    *,
+    tail: float = 0.001,
+    widen: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip bounds per feature: the ``tail`` and 1 − ``tail`` quantiles of the bins that
+    noise alone could not explain (``server/kmeans.py:denoise_histograms``, which merges
+    bins until thin mass passes its test), widened to the edges of the bins they fall in
+    (geometric bins are coarse, so a bound never cuts into the bin its quantile lies in)."""
+    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
+    lower, upper = [], []
+    for m, e in zip(mass, edges, strict=True):
+        occupied = np.flatnonzero(m > 0)
+        if occupied.size == 0:
+            lower.append(e[0])
+            upper.append(e[-1])
+            continue
+        cdf = np.cumsum(m) / m.sum()
+        first = int(np.searchsorted(cdf, tail, side="left")) if tail > 0 else occupied[0]
+        last = int(np.searchsorted(cdf, 1.0 - tail, side="left")) if tail > 0 else occupied[-1]
+        # one more bin on each side: a bound that cuts a cluster costs more than a wide box
+        first, last = max(first - widen, 0), min(last + widen, len(e) - 2)
+        lower.append(e[first])
+        upper.append(e[last + 1])
+    return np.array(lower), np.array(upper)
+
+
+def significant_mass(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
+    """Per feature, the noisy mass in bins noise alone could not explain (0 if none)."""
+    if sigma <= 0:
+        return np.maximum(noisy_counts, 0).sum(axis=1)
+    kept = denoise_histograms(noisy_counts, sigma)
+    fell_back = np.all((kept > 0) == (noisy_counts > 0), axis=1) & (noisy_counts < 6 * sigma).all(
+        axis=1
+    )
+    return np.where(fell_back, 0.0, kept.sum(axis=1))
+
+
+def histogram_scale(
+    noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, standard deviation and kept mass of each feature's denoised histogram, bin
+    midpoints clipped to the bounds (the scale when the moments are too noisy)."""
+    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
+    means, stds, kept = [], [], []
+    for m, e, a, b in zip(mass, edges, lower, upper, strict=True):
+        mids = np.clip((e[:-1] + e[1:]) / 2, a, b)
+        total = m.sum()
+        mu = float(mids @ m / total) if total > 0 else (a + b) / 2
+        var = float(((mids - mu) ** 2) @ m / total) if total > 0 else ((b - a) / 4) ** 2
+        means.append(mu)
+        stds.append(max(np.sqrt(var), (b - a) / 1000, 1e-9))
+        kept.append(total)
+    return np.array(means), np.array(stds), np.array(kept)
+
+
+def shrink_bounds(
+    lower: np.ndarray,
+    upper: np.ndarray,
+    schema: FeatureSchema,
+    *,
+    keep_public: float = 0.0,
+    reliable: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Known public bounds always win over found ones, and found ones never leave them.
+
+    A feature with both bounds public keeps them unless the found range is narrower than
+    ``keep_public`` of the public one and ``reliable`` (most of the feature's mass is in
+    significant bins): noisy quantiles cut thin tails (a share that is 0 for most
+    customers), and a tight public box needs no shrinking."""
+    lo, hi = schema.model_bounds()
+    bounded = ~np.isnan(lo) & ~np.isnan(hi)
+    narrow = (upper - lower) < keep_public * (hi - lo)
+    if reliable is not None:
+        narrow &= reliable
+    lower = np.where(bounded & ~narrow, lo, lower)
+    upper = np.where(bounded & ~narrow, hi, upper)
+    lower = np.where(np.isnan(lo), lower, np.maximum(lower, lo))
+    upper = np.where(np.isnan(hi), upper, np.minimum(upper, hi))
+    upper = np.where(upper > lower, upper, lower + 1e-9 * np.maximum(1.0, np.abs(lower)))
+    return lower, upper
+
+
+def matched_location_scale(
+    noisy_counts: np.ndarray, edges: np.ndarray, *, grid: int = 48, max_bin_share: float = 0.6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per feature the Gaussian (μ, s) whose binned shape best matches the noisy histogram,
+    and its amplitude (the customers it accounts for): least squares with a free amplitude,
+    i.e. a matched filter over a (μ, s) grid. Every bin contributes, so this finds the scale
+    of a column whose few hundred customers are spread too thinly for any one bin to be
+    significant. Every feature counts the same customers, so a second pass keeps only
+    shapes whose amplitude is within a factor 2 of the features' median amplitude (a noise
+    spike in one narrow bin is a good match only for a tiny amplitude)."""
+    from scipy.special import ndtr
+
+    fits = []
+    for h, e in zip(noisy_counts, edges, strict=True):
+        finite = np.clip(e, -1e12, 1e12)
+        widths = np.diff(finite)
+        s_grid = np.geomspace(max(widths[widths > 0].min(), 1e-9), max(np.ptp(finite), 1e-9), grid)
+        mu_grid = finite
+        t = np.diff(
+            ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2
+        )
+        # A shape inside one bin matches any single noise spike; real columns of unknown
+        # range spread over several of these bins.
+        t = np.where(t.max(axis=2, keepdims=True) <= max_bin_share, t, np.nan)
+        fits.append((t, t @ h, np.sum(t * t, axis=2), s_grid, mu_grid))
+    # Every feature counts the same customers: one amplitude n̂ for all (the median of the
+    # free-amplitude fits), then per feature the shape minimizing ‖h − n̂·t‖².
+    amps_free = []
+    for _, th, tt, _, _ in fits:
+        score = np.where(tt > 0, th**2 / np.maximum(tt, 1e-300), -np.inf)
+        i, j = np.unravel_index(np.nanargmax(score), score.shape)
+        amps_free.append(th[i, j] / tt[i, j])
+    n_hat = max(float(np.median(amps_free)), 1.0)
+    mus, scales, amps = [], [], []
+    for _, th, tt, s_grid, mu_grid in fits:
+        fit = np.nan_to_num(2 * n_hat * th - n_hat**2 * tt, nan=-np.inf)
+        i, j = np.unravel_index(np.argmax(fit), fit.shape)
+        mus.append(mu_grid[j])
+        scales.append(s_grid[i])
+        amps.append(n_hat)
+    return np.array(mus), np.array(scales), np.array(amps)

@@ -1,0 +1,89 @@
+"""Standardization from DP moments, and the DP projection (PCA of a noisy Gram matrix).
+
+Release ``feature_moments``: each merchant maps a customer to u = (clip(m, lower, upper) − c)/h,
+c and h the centre and half-width of the public (found) bounds, so u ∈ [-1, 1]^d, and sends
+the count (sensitivity 1), Σu (‖u‖ ≤ √d), Σu² (‖u²‖ ≤ √d) and, for a projection, the full
+Σuuᵀ (‖uuᵀ‖_F = ‖u‖² ≤ d) as one Gaussian mechanism. Everything below is post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from fedseg.privacy.scaling import FeatureScaling
+
+
+def moments_sensitivities(d: int, *, gram: bool) -> dict[str, float]:
+    out = {"count": 1.0, "sum": math.sqrt(d), "square": math.sqrt(d)}
+    return {**out, "second": float(d)} if gram else out
+
+
+def moments_shares(*, gram: bool) -> dict[str, float]:
+    """Budget of each part: the Gram matrix only where a projection needs it."""
+    if gram:
+        return {"count": 0.1, "sum": 0.25, "square": 0.25, "second": 0.4}
+    return {"count": 0.1, "sum": 0.3, "square": 0.6}
+
+
+def unit_box(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-width of the clip box."""
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    return (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
+
+
+def to_unit(model_space: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    centre, half = unit_box(lower, upper)
+    return (np.clip(model_space, lower, upper) - centre) / half
+
+
+def scaling_from_moments(
+    noisy: dict[str, np.ndarray],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    names: tuple[str, ...],
+    log: tuple[bool, ...],
+    sigma_second: float = 0.0,
+    fallback_scale: np.ndarray | None = None,
+) -> FeatureScaling:
+    """Mean and standard deviation of the clipped features from noisy moments.
+
+    Where the noisy variance is not at least 3 of its own noise standard deviations
+    (σ of Σu² / n), the standard deviation falls back to ``fallback_scale`` (the
+    histogram's robust scale), or to a quarter of the box if there is none."""
+    n = max(float(noisy["count"][0]), 1.0)
+    mean_u = np.clip(noisy["sum"] / n, -1.0, 1.0)
+    var_u = noisy["square"] / n - mean_u**2
+    centre, half = unit_box(lower, upper)
+    fallback = (
+        (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)
+    )
+    var_u = np.where(var_u >= 3.0 * sigma_second / n, var_u, fallback)
+    var_u = np.clip(np.nan_to_num(var_u, nan=1 / 16), 1e-6, 1.0)
+    if fallback_scale is not None:  # never finer than a tenth of the histogram's scale
+        var_u = np.maximum(var_u, (0.1 * fallback_scale / half) ** 2)
+    return FeatureScaling(
+        names=names,
+        log=log,
+        lower=tuple(float(v) for v in lower),
+        upper=tuple(float(v) for v in upper),
+        mean=tuple(float(v) for v in centre + half * mean_u),
+        scale=tuple(float(v) for v in half * np.sqrt(var_u)),
+    )
+
+
+def projection_from_moments(
+    noisy: dict[str, np.ndarray], scaling: FeatureScaling, p: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``p`` principal directions (d, p) and variances (p,) in standardized space."""
+    n = max(float(noisy["count"][0]), 1.0)
+    centre, half = unit_box(np.asarray(scaling.lower), np.asarray(scaling.upper))
+    mean_u = (np.asarray(scaling.mean) - centre) / half
+    gram = (noisy["second"] + noisy["second"].T) / 2
+    cov_u = gram / n - np.outer(mean_u, mean_u)
+    s = half / np.asarray(scaling.scale)
+    cov_z = cov_u * np.outer(s, s)
+    values, vectors = np.linalg.eigh(cov_z)
+    order = np.argsort(values)[::-1][:p]
+    return vectors[:, order], np.maximum(values[order], 0.0)
