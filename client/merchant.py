@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
+from fedseg.client.lifetime import offer_lifetime_value
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.node import FeatureColumns, MerchantNode
 from fedseg.client.policy import MerchantPolicy
@@ -134,6 +135,12 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         customer_ids=[str(u) for u in features.index],
         load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
         holdout_last=settings.holdout_last,
+    )
+    offer_lifetime_value(
+        node,
+        customer_ids=[str(u) for u in features.index],
+        load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
+        as_of=as_of,
     )
     return node
 

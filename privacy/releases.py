@@ -29,6 +29,8 @@ POPULARITY = "recommender_item_popularity"
 GRAM = "recommender_gram"
 CONTENT_CHECK = "recommender_content_check"
 DPSGD = "recommender_dpsgd"
+LIFETIME_HISTOGRAMS = "lifetime_histograms"
+LIFETIME_SUMS = "lifetime_sums"
 
 # The request that answers each kind of release.
 TASK_OF = {
@@ -40,6 +42,8 @@ TASK_OF = {
     GRAM: "item_gram",
     CONTENT_CHECK: "content_check",
     DPSGD: "recommender_train",
+    LIFETIME_HISTOGRAMS: "lifetime_histograms",
+    LIFETIME_SUMS: "lifetime_sums",
 }
 KINDS = tuple(TASK_OF)
 DPSGD_CLIP_NORM = 1.0  # opacus max_grad_norm: one customer's gradient is clipped to this
@@ -96,6 +100,35 @@ def content_check_mechanism(noise_multiplier: float, *, candidates: int) -> Gaus
     if candidates < 1:
         raise ValueError(f"the content check needs at least one candidate, got {candidates}")
     return GaussianMechanism(noise_multiplier, {"gain": math.sqrt(candidates)})
+
+
+# Budget split inside the lifetime releases: the purchase pattern drives every published
+# figure, the spend cells only the value (docs/lifetime_value.md).
+LIFETIME_HISTOGRAM_SHARES = {"purchases": 0.7, "spend": 0.3}
+LIFETIME_SUM_SHARES = {
+    "purchases": 0.3, "purchases_tail": 0.2, "alive": 0.1,
+    "value": 0.15, "value_tail": 0.1, "counts": 0.15,
+}  # fmt: skip
+
+
+def lifetime_histogram_mechanism(noise_multiplier: float) -> GaussianMechanism:
+    """Counts of customers per public cell: (T, x, t_x/T) cells for BG/NBD and (x, m) cells
+    for Gamma-Gamma (privacy/published/lifetime.py). One customer (all its purchases collapse
+    into one summary first) is one count in one purchase cell, and one count in one spend cell
+    if it has a repeat purchase: each part moves by at most 1."""
+    return GaussianMechanism(
+        noise_multiplier, {"purchases": 1.0, "spend": 1.0}, shares=LIFETIME_HISTOGRAM_SHARES
+    )
+
+
+def lifetime_sums_mechanism(noise_multiplier: float) -> GaussianMechanism:
+    """Per segment (k,): Σ min(g, B)/B and Σ clip((g − B)/(C − B), 0, 1) of each customer's
+    expected purchases g (the body and the tail above the segment's public bound B, up to
+    the cap C), the same two for the expected value, Σ P(alive) and the customer count. One
+    customer is in one segment and adds at most 1 to each of that segment's six sums (every
+    term lies in [0, 1]), so each part moves by at most 1."""
+    parts = dict.fromkeys(LIFETIME_SUM_SHARES, 1.0)
+    return GaussianMechanism(noise_multiplier, parts, shares=LIFETIME_SUM_SHARES)
 
 
 def dpsgd_release(noise_multiplier: float, *, steps: int, sampling_rate: float) -> Release:

@@ -20,6 +20,7 @@ from fedseg.privacy.protocol.records import array_bytes, from_records, to_record
 from fedseg.privacy.protocol.run import as_of
 from fedseg.privacy.protocol.tasks import message_type
 from fedseg.privacy.secagg import load_roster
+from fedseg.server import marketing
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
@@ -80,8 +81,14 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
         "as_of": as_of(cfg.as_of).isoformat(),
         "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
     }
+    labels = marketing.rfm_labels(fitted)
+    if labels is not None:
+        extras["rfm"] = labels
     if cfg.recommender:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
+    if cfg.lifetime_value:
+        extras["lifetime_value"] = marketing.fit_lifetime_value(rounds, fitted)
+    extras["actions"] = marketing.actions(fitted, extras, catalogue)
     return SegmentModel(
         scaling=fitted.scaling,
         centres_standardized=fitted.centres,
