@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from fedseg.privacy.published.segments import nearest_centre
+from fedseg.privacy.scaling import to_unit
 
 
 def feature_histograms(x_model: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -81,8 +82,7 @@ def segment_value_sums(
     bounds (v = (clip(x) − centre) / half-width), and counts: one customer adds v
     (‖v‖ ≤ √d) to its segment's sums and 1 to its count. ``labels`` come from the
     published model (its own assignment of each customer)."""
-    centre, half = (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
-    v = (np.clip(x, lower, upper) - centre) / half
+    v = to_unit(x, lower, upper)
     sums = np.stack(
         [np.bincount(labels, weights=v[:, j], minlength=k) for j in range(v.shape[1])], axis=1
     )

@@ -16,9 +16,10 @@ from fedseg.client.statistics import clipped_moments, displacement_statistics, f
 from fedseg.privacy.accounting import PlannedRelease, calibrate
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.privacy.releases import sums_share
+from fedseg.privacy.scaling import to_unit
 from fedseg.server import init as init_mod
 from fedseg.server import lloyd, noise_report, ranges, standardize
-from fedseg.server.kmeans import sums_share
 from fedseg.simulations.harness.channel import Channel
 
 
@@ -108,7 +109,7 @@ def fit(
     )  # fmt: skip
     moments = channel.release(
         "feature_moments", mech,
-        lambda x: clipped_moments(standardize.to_unit(schema.to_model_space(x), lower, upper), gram=project),
+        lambda x: clipped_moments(to_unit(schema.to_model_space(x), lower, upper), gram=project),
     )  # fmt: skip
     sigma_second = channel.aggregate_sigmas(mech)["square"]
     fallback = np.maximum(fallback, 1e-9)
