@@ -127,16 +127,18 @@ def _undefined_value(feature: Feature) -> float:
 def build_features(
     events: pd.DataFrame,
     *,
-    features: FeatureSchema | Sequence[Feature],
+    features: FeatureSchema | Sequence[Feature] | None = None,
     as_of: object = None,
 ) -> pd.DataFrame:
-    """One float64 row per customer (index ``user_id``), the ``features``' columns in order.
+    """One float64 row per customer (index ``user_id``), the ``features``' columns in order
+    (default: the e-commerce schema, with shares if the events have categories).
 
     ``as_of`` (default: the latest event) anchors recency; events after it are an error. Rows
     follow the customers' first appearance in ``events``. ValueError naming the feature if
     one has no formula or needs a column the events lack."""
     if len(events) == 0:
         raise ValueError("no events to build features from")
+    features = default_schema(events) if features is None else features
     wanted = tuple(features.features if isinstance(features, FeatureSchema) else features)
     log = CustomerEvents(events, as_of=as_of)
     columns = _share_columns(log, wanted)

@@ -65,7 +65,10 @@ def displacement_statistics(
     labels = nearest_centre(z, centres)
     offsets = z - centres[labels]
     distance = np.linalg.norm(offsets, axis=1)
-    moved = offsets * np.minimum(1.0, radius / np.maximum(distance, 1e-300))[:, None]
+    shrink = np.ones_like(distance)
+    far = distance > radius
+    shrink[far] = radius / distance[far]
+    moved = offsets * shrink[:, None]
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     sums = np.stack(
         [np.bincount(labels, weights=moved[:, j], minlength=k) for j in range(d)], axis=1

@@ -115,20 +115,20 @@ class Rounds:
 
     def describe(self, schema: FeatureSchema, nodes: Sequence[int]) -> None:
         """Send the operator's feature schema; a merchant that does not reply with its digest
-        (another schema, a table that does not fit it) is left out. Nothing else is asked
-        or taken from a merchant here: the schema's bounds are the operator's."""
+        (another schema, a table that does not fit it, no reply in time) is left out of the
+        run. Nothing else is asked or taken from a merchant here: the schema and its bounds
+        are the operator's."""
         started = time.perf_counter()
         digest = schema.digest()
         replies = self.transport.request("describe", {"schema": schema.to_toml()}, nodes,
                                          max_bytes=0)  # fmt: skip
-        agreeing, rejected = [], {}
-        for reply in replies:
-            why = _schema_disagreement(reply, digest)
-            if why is None:
-                agreeing.append(reply.node_id)
-            else:
-                rejected[reply.node_id] = f"node {reply.node_id}: {why}"
-                self.left_out[reply.node_id] = f"left out: {why} (describe)"
+        why = dict.fromkeys(nodes, "no reply before the deadline")
+        why.update({r.node_id: _schema_disagreement(r, digest) for r in replies if r.node_id in why})
+        agreeing = [n for n in nodes if why[n] is None]
+        rejected = {n: f"node {n}: {w}" for n, w in why.items() if w is not None}
+        for node, reason in why.items():
+            if reason is not None:
+                self.left_out[node] = f"left out: {reason} (describe)"
         self.record(
             {"task": "describe", "asked": len(nodes), "contributors": agreeing,
              "rejected": {str(k): v for k, v in rejected.items()},
@@ -138,7 +138,8 @@ class Rounds:
             reasons = "; ".join(list(rejected.values())[:3]) or "no replies"
             raise RoundFailed(
                 f"describe: {len(agreeing)} of {len(nodes)} merchants apply the feature schema "
-                f"{schema.source}, at least {self.cfg.min_clients} needed ({reasons})"
+                f"{schema.source}, at least {self.cfg.min_clients} needed; nothing was released "
+                f"({reasons})"
             )
 
     def agree(self, plan: RunPlan, nodes: Sequence[int]) -> None:
@@ -154,6 +155,7 @@ class Rounds:
             n: answered.get(n, "no reply before the deadline") for n in asked if n not in accepted
         }
         rejected = {n: f"node {n}: {reason}" for n, reason in why.items()}
+        rejected.update({n: f"node {n}: {self.left_out[n]}" for n in nodes if n not in asked})
         for node, reason in why.items():
             self.left_out[node] = f"left out: did not accept the plan ({reason})"
         self.noise = {r.name: r.noise_multiplier for r in plan.releases}
