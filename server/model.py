@@ -62,7 +62,7 @@ class SegmentModel:
         """(k, d) per-segment values in original units: the DP means of the members when the
         run released profiles, else the centres mapped back."""
         means = self.extras.get("profile_means")
-        if means is None:
+        if means is None or np.shape(means) != self.centres_standardized.shape:
             return self.centroids
         return np.asarray(means, dtype=np.float64)
 

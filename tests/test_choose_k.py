@@ -199,8 +199,8 @@ def test_choose_k_end_to_end_shares_statistics_within_the_total(tmp_path):
     assert choice.epsilon_spent == pytest.approx(composed_spend(list(models.values()), delta=1e-6))
     assert choice.epsilon_spent <= 4.0
     names = {k: {r["name"] for r in m.privacy["releases"]} for k, m in models.items()}
-    assert "feature_histograms" in names[4]  # the largest k releases the shared statistics
-    assert "feature_histograms" not in names[2] | names[3]
+    assert "feature_ranges" in names[4]  # the largest k releases the shared statistics
+    assert "feature_ranges" not in names[2] | names[3]
     assert models[2].scaling == models[3].scaling == models[4].scaling
     assert choice.suggested_k in (2, 3, 4)
     assert all(0 <= w <= 1 for w in choice.unexplained)

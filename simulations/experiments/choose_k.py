@@ -60,6 +60,10 @@ SHARE_KEYS = {releases.RANGES: "range-share", releases.MOMENTS: "moments-share",
               releases.SQUARE_NORM: "square-norm-share"}  # fmt: skip
 
 
+PER_SEGMENT_KEYS = ("noise", "profile_means", "profile_noise", "rfm", "actions",
+                    "lifetime_value", "recommender")  # fmt: skip
+
+
 class KRangeError(ValueError):
     """A --k value that is neither an integer, a range "2-10" nor a list "2,4,6"."""
 
@@ -293,7 +297,10 @@ def merged_model(model: SegmentModel, k: int) -> SegmentModel:
         centres[a] = (sizes[a] * centres[a] + sizes[b] * centres[b]) / total
         sizes[a] = total
         del centres[b], sizes[b]
-    return replace(model, centres_standardized=np.array(centres), segment_sizes=np.array(sizes))
+    # What describes each of the old segments does not describe the merged ones.
+    extras = {key: v for key, v in model.extras.items() if key not in PER_SEGMENT_KEYS}
+    return replace(model, centres_standardized=np.array(centres), segment_sizes=np.array(sizes),
+                   extras=extras)  # fmt: skip
 
 
 def _ward(centres: list[np.ndarray], sizes: list[float], a: int, b: int) -> float:
