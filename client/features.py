@@ -227,4 +227,9 @@ def customer_features(
         raise DataError(str(exc)) from None
     names = list(schema.names)
     ordered = table if list(table.columns) == names else table[names]  # usually already so
-    return ordered.astype(np.float64), schema, report
+    ordered = ordered.astype(np.float64)
+    try:
+        schema.check_values(ordered.to_numpy(), source=report.source)
+    except SchemaError as exc:
+        raise DataError(str(exc)) from None
+    return ordered, schema, report

@@ -181,3 +181,12 @@ def test_rating_features_and_their_undefined_values():
     np.testing.assert_allclose(features["mean_rating"], [4.0, 3.5, 3.0])
     np.testing.assert_allclose(features["rating_spread"], [0.0, 1.5, 0.0])
     np.testing.assert_allclose(features["active_days"], [3, 2, 1])
+
+
+def test_features_table_values_the_schema_cannot_take_name_the_column(tmp_path):
+    # spend is clustered in log1p: a negative spend is a data error, not a silent zero
+    pd.DataFrame({"user_id": ["a", "b"], "spend": [10.0, -2.0]}).to_csv(
+        tmp_path / "f.csv", index=False
+    )
+    with pytest.raises(DataError, match=r"f\.csv: column 'spend' is log-scale but has negatives"):
+        customer_features(tmp_path / "f.csv", pseudonymizer=PSEUDO)
