@@ -230,11 +230,3 @@ def _significant(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
     neighbour[:, 1:] |= over3[:, :-1]
     neighbour[:, :-1] |= over3[:, 1:]
     return (noisy_counts >= 6.0 * sigma) | (over3 & neighbour)
-
-
-def _significant(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
-    over3 = noisy_counts >= 3.0 * sigma
-    neighbour = np.zeros_like(over3)
-    neighbour[:, 1:] |= over3[:, :-1]
-    neighbour[:, :-1] |= over3[:, 1:]
-    return (noisy_counts >= 6.0 * sigma) | (over3 & neighbour)
