@@ -10,7 +10,8 @@ planted segments where they exist and the share of customers whose segment diffe
 non-private fit.
 
 Needs diffprivlib beside fedseg: ``pip install --no-deps diffprivlib==0.6.6`` (its
-dependencies are fedseg's already).
+dependencies are fedseg's already), then delete the top-level ``tests`` package its wheel
+puts in site-packages, which would shadow fedseg's own tests.
 
     python benchmarks/accuracy_targets.py                      # every scenario, 5 seeds
     python benchmarks/accuracy_targets.py --scenarios mix-m20 --seeds 2
