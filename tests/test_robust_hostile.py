@@ -29,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 MERCHANTS, HOSTILE = 10, (0, 1)
 BASE = {"k": 3, "epsilon": 4.0, "delta": 1e-6, "seed": 1}
 
+
 def _push_sums(p: dict, request: dict) -> dict:
     """Every customer's displacement as long as allowed, all one way (passes the norm check)."""
     if "sums" not in p or "radius" not in request:
@@ -60,7 +61,9 @@ def hostile_client(attack: str, partitions=HOSTILE, only: str | None = None):
         payload = from_records(reply.content)
         arrays = {k: v for k, v in payload.items() if isinstance(v, np.ndarray)}
         request = from_records(message.content)
-        return Message(to_records({**payload, **ATTACKS[attack](arrays, request)}), reply_to=message)
+        return Message(
+            to_records({**payload, **ATTACKS[attack](arrays, request)}), reply_to=message
+        )
 
     return app
 
