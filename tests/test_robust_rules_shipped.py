@@ -1,0 +1,109 @@
+"""Every reply rule of docs/robustness.md §1, through the shipped ServerApp and ClientApp.
+
+Each hostile merchant runs the real ClientApp and then rewrites its reply in one way a
+broken or hostile merchant could. The shipped ServerApp (plain and robust aggregation, over
+the in-process Grid) must leave it out of every round its rewrite affects, with the
+promised reason naming the node and the field, and go on with everyone else.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_blob_federation
+from fedseg.client.app import app as client_app
+from fedseg.privacy.protocol.records import from_records, to_records
+from fedseg.privacy.wire import RAW_STYPE
+from fedseg.server.app import app as server_app
+from fedseg.server.model import SegmentModel
+from fedseg.simulations.backends.inprocess import run_inprocess
+from flwr.app import Array, Context, Message
+
+HIST, CLUSTER = ("feature_histograms",), ("init_cluster_stats", "cluster_stats")
+NOISY = HIST + CLUSTER
+HONEST = (0, 1, 2, 3)
+
+
+def _nan(p):
+    return {**p, "counts": np.where(np.arange(p["counts"].size) == 0, np.nan, p["counts"].ravel()
+                                    ).reshape(p["counts"].shape)}  # fmt: skip
+
+
+# partition → (rewrite of the decoded reply, the rounds it is applied in, promised words)
+REWRITES = {
+    4: (_nan, NOISY, "field 'counts' has NaN or infinite values"),
+    5: (lambda p: {**p, "counts": p["counts"].astype(np.int64)}, NOISY,
+        "field 'counts' has dtype int64, expected float"),
+    6: (lambda p: {**p, "counts": p["counts"][:-1]}, NOISY, "field 'counts' has shape"),
+    7: (lambda p: {**p, "counts": "12"}, NOISY, "field 'counts' is str, expected an array"),
+    8: (lambda p: {k: v for k, v in p.items() if k != "counts"}, NOISY,
+        "field 'counts' is missing"),
+    9: (lambda p: {**p, "counts": p["counts"] - 1e6}, NOISY,
+        "field 'counts' is negative beyond the noise"),
+    10: (lambda p: {**p, "counts": p["counts"] + 2e9}, NOISY,
+         "field 'counts' is implausibly large"),
+    11: (lambda p: {**p, "request_id": p["request_id"] - 1}, NOISY[1:],  # a replayed reply
+         "field 'request_id' is"),
+    12: (lambda p: {**p, "notes": np.zeros(1)}, NOISY, "field 'notes' was not asked for"),
+    13: (lambda p: {**p, "sums": p["sums"] * 1000}, CLUSTER,
+         "field 'sums' is larger than its counts allow"),
+    14: (lambda p: {**p, "counts": p["counts"] + np.array([[50.0], [0.0], [0.0]])}, HIST,
+         "field 'counts' has histograms of different totals"),
+}  # fmt: skip
+UNDECODABLE, RAISES = 15, 16  # a huge reply whose array could not even be decoded; a crash
+MERCHANTS = 17
+
+
+def hostile_client(message: Message, context: Context) -> Message:
+    pid = int(context.node_config["partition-id"])
+    task = str(message.content["config"].get("release", ""))
+    if pid == RAISES and task in NOISY:
+        raise RuntimeError("merchant database went away")
+    reply = client_app(message, context)
+    if reply.has_error() or task not in NOISY:
+        return reply
+    if pid == UNDECODABLE:  # 400 kB that claim to be one float: decoding it would fail
+        junk = Array(dtype="<f8", shape=(1,), stype=RAW_STYPE, data=bytes(400_000))
+        reply.content["arrays"]["padding"] = junk
+        return reply
+    rewrite, rounds, _ = REWRITES.get(pid, (None, (), ""))
+    if task not in rounds:
+        return reply
+    return Message(to_records(rewrite(from_records(reply.content))), reply_to=message)
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rules") / "fed"
+    return write_blob_federation(root, n=MERCHANTS * 300, d=3, k=3, merchants=MERCHANTS, seed=5)
+
+
+@pytest.mark.parametrize("method", ["sum", "median", "trimmed"])
+def test_each_bad_reply_is_left_out_of_the_rounds_it_spoils_with_its_reason(
+    federation, tmp_path, method
+):
+    run_config = {"k": 3, "epsilon": 4.0, "delta": 1e-6, "seed": 1, "aggregation": method,
+                  "sim-data-dir": str(federation), "sim-state-dir": str(tmp_path / "state"),
+                  "out-dir": str(tmp_path)}  # fmt: skip
+    run_inprocess(server_app, hostile_client, num_nodes=MERCHANTS, run_config=run_config)
+    history = SegmentModel.load(tmp_path / "model.json").history
+    assert {entry["task"] for entry in history} >= set(NOISY)
+    for entry in (e for e in history if e["task"] in NOISY):
+        rejected = {int(node): reason for node, reason in entry["rejected"].items()}
+        spoiled = {pid for pid, (_, rounds, _) in REWRITES.items() if entry["task"] in rounds}
+        spoiled |= {UNDECODABLE, RAISES}
+        expected = {pid + 2 for pid in range(MERCHANTS) if pid not in spoiled}
+        assert set(entry["contributors"]) == expected, entry["task"]
+        assert set(rejected) == {pid + 2 for pid in spoiled}, entry["task"]
+        for pid in spoiled - {UNDECODABLE, RAISES}:
+            node, words = pid + 2, REWRITES[pid][2]
+            assert rejected[node].startswith(f"node {node}: {words}"), rejected[node]
+        # Refused on its wire size, before any array was decoded (decoding would have failed).
+        big = rejected[UNDECODABLE + 2]
+        assert re.match(rf"node {UNDECODABLE + 2}: field 'payload' is 4\d{{5}} bytes, at most", big), big
+        assert rejected[RAISES + 2] == (
+            f"node {RAISES + 2}: error reply: RuntimeError: merchant database went away"
+        )
