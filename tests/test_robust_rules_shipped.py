@@ -103,7 +103,9 @@ def test_each_bad_reply_is_left_out_of_the_rounds_it_spoils_with_its_reason(
             assert rejected[node].startswith(f"node {node}: {words}"), rejected[node]
         # Refused on its wire size, before any array was decoded (decoding would have failed).
         big = rejected[UNDECODABLE + 2]
-        assert re.match(rf"node {UNDECODABLE + 2}: field 'payload' is 4\d{{5}} bytes, at most", big), big
+        assert re.match(
+            rf"node {UNDECODABLE + 2}: field 'payload' is 4\d{{5}} bytes, at most", big
+        ), big
         assert rejected[RAISES + 2] == (
             f"node {RAISES + 2}: error reply: RuntimeError: merchant database went away"
         )
