@@ -12,18 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_blob_federation
+from conftest import run_on_grid, write_blob_federation
 from fedseg.client.app import app as client_app
 from fedseg.privacy.protocol.records import from_records, to_records
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.validation import left_out_table
-from fedseg.simulations.backends.inprocess import SUPERLINK_NODE_ID, InProcessGrid, run_inprocess
-from flwr.app import Array, Context, Message, RecordDict
+from fedseg.simulations.backends.inprocess import InProcessGrid, run_inprocess
+from flwr.app import Array, Context, Message
 from flwr.serverapp import ServerApp
-from flwr.supercore.run import Run
-from flwr.supercore.task_identity import TaskIdentity
 from scipy.optimize import linear_sum_assignment
 
 MERCHANTS, HOSTILE = 10, (0, 1)
@@ -169,19 +167,9 @@ class StragglerGrid(InProcessGrid):
 def run_with_stragglers(server_app: ServerApp, fed: Path, tmp: Path, **config) -> StragglerGrid:
     run_config = {**BASE, "sim-data-dir": str(fed), "sim-state-dir": str(tmp / "state"),
                   "out-dir": str(tmp / "out"), **config}  # fmt: skip
-    run = Run.create_empty(run_id=1)
-    run.override_config = dict(run_config)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = (
-        run.run_id,
-        SUPERLINK_NODE_ID,
-        1,
+    return run_on_grid(
+        server_app, StragglerGrid, misbehaving_client, num_nodes=6, run_config=run_config
     )
-    grid = StragglerGrid(misbehaving_client, 6, run=run)
-    server_app(
-        grid,
-        Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config),
-    )
-    return grid
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from conftest import accepted_plan, bare_node
+from conftest import accepted_plan, bare_node, run_on_grid, write_blob_federation
+from fedseg.client.app import app as client_app
 from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.releases import cluster_mechanism
 from fedseg.privacy.secagg import SecAggLimits, simulation_roster, simulation_signing_key
 from fedseg.server.aggregation import ReplySpec, RoundFailed
+from fedseg.server.app import app as server_app
 from fedseg.server.secure import SecureAggregator
 from fedseg.server.transport import Reply
-from fedseg.simulations.experiments.runner import simulate
+from fedseg.simulations.backends.inprocess import InProcessGrid, run_inprocess
+from fedseg.simulations.experiments.runner import simulate, simulation_roster_file
+from flwr.app import Context, Message
 
 
 def test_secure_sum_gives_the_plain_model_without_noise(mixture_federation, tmp_path):
@@ -115,3 +121,97 @@ def test_dropouts_after_masking_abort_and_say_exactly_what_was_charged():
     charged = [m.ledger.releases for m in transport.merchants.values()]
     assert all(len(releases) == 1 for releases in charged)
     assert [r.name for r in ledger.releases] == ["cluster_stats"]
+
+
+# -- through the shipped apps: what an aborted round costs, in its message and on disk ----
+
+SECURE_MERCHANTS = 6  # dropout tolerance 0.3: m_min = 5, so two merchants gone abort a round
+
+
+@pytest.fixture(scope="module")
+def secure_federation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("secure") / "fed"
+    return write_blob_federation(root, n=1200, d=3, k=3, merchants=SECURE_MERCHANTS, seed=4)
+
+
+def _secure_config(fed, tmp) -> dict:
+    config = {"k": 3, "epsilon": 2.0, "delta": 1e-6, "seed": 3, "secure-agg": True,
+              "noise": "distributed", "sim-data-dir": str(fed),
+              "sim-state-dir": str(tmp / "state"), "out-dir": str(tmp / "out")}  # fmt: skip
+    config["secagg-roster"] = str(simulation_roster_file(fed, config, tmp))
+    return config
+
+
+def _charged(tmp) -> dict[str, list[str]]:
+    """Each merchant's ledger as its state directory holds it: the releases charged."""
+    names = [f"m{m:02d}" for m in range(SECURE_MERCHANTS)]
+    files = {name: tmp / "state" / name / "ledger.json" for name in names}
+    return {
+        name: [r["name"] for r in json.loads(f.read_text())["releases"]] if f.exists() else []
+        for name, f in files.items()
+    }
+
+
+def _leaving_at(stage: str, partitions=(0, 1)):
+    """The real ClientApp, except that ``partitions`` fail at ``stage`` of a secure round."""
+
+    def app(message: Message, context: Context) -> Message:
+        if (
+            int(context.node_config["partition-id"]) in partitions
+            and message.content["config"].get("secagg_stage") == stage
+        ):
+            raise RuntimeError("merchant went away")
+        return client_app(message, context)
+
+    return app
+
+
+@pytest.mark.parametrize("stage", ["share", "consistency", "unmask"])
+def test_merchants_leaving_a_secure_round_abort_it_and_the_message_says_what_was_charged(
+    secure_federation, tmp_path, stage
+):
+    config = _secure_config(secure_federation, tmp_path)
+    with pytest.raises(RoundFailed, match="secure aggregation aborted, nothing released") as info:
+        run_inprocess(server_app, _leaving_at(stage), num_nodes=SECURE_MERCHANTS, run_config=config)
+    charged = _charged(tmp_path)
+    if stage == "share":  # before any masked input: nobody charged anything
+        assert "(nothing was charged)" in str(info.value)
+        assert all(releases == [] for releases in charged.values())
+    else:  # every merchant charged itself before its masked input left
+        assert (
+            "release 'feature_histograms' stays charged on the run's ledger and on those of the "
+            f"{SECURE_MERCHANTS} merchants that sent masked inputs"
+        ) in str(info.value)
+        assert all(releases == ["feature_histograms"] for releases in charged.values())
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
+class _LateMaskedGrid(InProcessGrid):
+    """Merchants in ``late`` compute and send their masked input (charging themselves first),
+    but it arrives after the deadline: the server never sees it."""
+
+    late: frozenset[int] = frozenset()
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        replies = super().send_and_receive(messages, timeout=timeout)
+        if all(m.content["config"].get("secagg_stage") != "masked" for m in messages):
+            return replies
+        return [r for r in replies if r.metadata.src_node_id - 2 not in self.late]
+
+
+@pytest.mark.parametrize("late", [2, SECURE_MERCHANTS])
+def test_masked_inputs_lost_after_the_charge_are_reported_as_possibly_charged(
+    secure_federation, tmp_path, late
+):
+    grid = type("Late", (_LateMaskedGrid,), {"late": frozenset(range(late))})
+    config = _secure_config(secure_federation, tmp_path)
+    with pytest.raises(RoundFailed, match="secure aggregation aborted") as info:
+        run_on_grid(server_app, grid, client_app, num_nodes=SECURE_MERCHANTS, run_config=config)
+    arrived = SECURE_MERCHANTS - late
+    assert (
+        "release 'feature_histograms' stays charged on the run's ledger and on those of the "
+        f"{arrived} merchants that sent masked inputs; {late} more were asked for one and sent "
+        "none we could use: they may have paid too"
+    ) in str(info.value)
+    assert all(releases == ["feature_histograms"] for releases in _charged(tmp_path).values())
