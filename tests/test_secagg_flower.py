@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,13 +13,15 @@ from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.releases import cluster_mechanism
 from fedseg.privacy.secagg import SecAggLimits, simulation_roster, simulation_signing_key
+from fedseg.privacy.wire import RAW_STYPE, array_fields, decode_array
 from fedseg.server.aggregation import ReplySpec, RoundFailed
 from fedseg.server.app import app as server_app
+from fedseg.server.model import SegmentModel
 from fedseg.server.secure import SecureAggregator
 from fedseg.server.transport import Reply
 from fedseg.simulations.backends.inprocess import InProcessGrid, run_inprocess
 from fedseg.simulations.experiments.runner import simulate, simulation_roster_file
-from flwr.app import Context, Message
+from flwr.app import Array, Context, Message
 
 
 def test_secure_sum_gives_the_plain_model_without_noise(mixture_federation, tmp_path):
@@ -215,3 +218,66 @@ def test_masked_inputs_lost_after_the_charge_are_reported_as_possibly_charged(
         "none we could use: they may have paid too"
     ) in str(info.value)
     assert all(releases == ["feature_histograms"] for releases in _charged(tmp_path).values())
+
+
+def _rewriting_at(stage: str, partition: int, rewrite):
+    """The real ClientApp; ``partition`` rewrites its reply's content at ``stage``."""
+
+    def app(message: Message, context: Context) -> Message:
+        reply = client_app(message, context)
+        if (
+            int(context.node_config["partition-id"]) == partition
+            and message.content["config"].get("secagg_stage") == stage
+        ):
+            rewrite(reply.content)
+        return reply
+
+    return app
+
+
+def _add_junk(content):  # 2^61 added to every masked word: in range of no honest sum
+    masked = decode_array(content["arrays"]["masked"]) + np.uint64(2**61)
+    content["arrays"]["masked"] = Array(*array_fields(masked))
+
+
+def test_a_merchant_adding_junk_to_its_masked_words_aborts_the_run_with_nothing_published(
+    secure_federation, tmp_path
+):
+    config = _secure_config(secure_federation, tmp_path)
+    with pytest.raises(RoundFailed, match="outside the range 6 merchants can produce"):
+        run_inprocess(
+            server_app, _rewriting_at("masked", 0, _add_junk), num_nodes=SECURE_MERCHANTS,
+            run_config=config,
+        )  # fmt: skip
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
+def _add_notes(content):
+    content["config"]["notes"] = "hello"
+
+
+def _pad_undecodable(content):  # 400 kB that claim to be one float: decoding them would fail
+    content["arrays"]["padding"] = Array(
+        dtype="<f8", shape=(1,), stype=RAW_STYPE, data=bytes(400_000)
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "rewrite", "reason"),
+    [
+        ("advertise", _add_notes, r"advertise: field 'notes' was not asked for"),
+        ("masked", _pad_undecodable, r"masked: 4\d{5} bytes, at most \d+ accepted"),
+    ],
+)
+def test_a_secure_reply_with_unasked_keys_or_too_many_bytes_is_a_dropout_never_decoded(
+    secure_federation, tmp_path, stage, rewrite, reason
+):
+    config = _secure_config(secure_federation, tmp_path)
+    client = _rewriting_at(stage, 0, rewrite)
+    run_inprocess(server_app, client, num_nodes=SECURE_MERCHANTS, run_config=config)
+    history = SegmentModel.load(tmp_path / "out" / "model.json").history
+    noisy = [entry for entry in history if entry["task"] not in ("describe", "plan")]
+    assert noisy
+    for entry in noisy:  # the round went on without it, every time
+        assert sorted(entry["contributors"]) == list(range(3, SECURE_MERCHANTS + 2))
+        assert re.fullmatch(f"node 2: {reason}", entry["rejected"]["2"]), entry["rejected"]["2"]
