@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -88,10 +89,10 @@ class _FlakyTransport:
         return replies
 
 
-def _secure_round(transport, ledger):
+def _secure_round(transport, ledger, *, min_clients=2, round_timeout=None):
     aggregate = SecureAggregator(
         transport, ledger, roster=transport.roster, distributed=True, dropout_tolerance=0.2,
-        collusion=0.0, min_clients=2,
+        collusion=0.0, min_clients=min_clients, round_timeout=round_timeout,
     )  # fmt: skip
     payload = {
         "lower": np.full(2, -5.0), "upper": np.full(2, 5.0), "mean": np.zeros(2), "scale": np.ones(2),
@@ -124,6 +125,58 @@ def test_dropouts_after_masking_abort_and_say_exactly_what_was_charged():
     charged = [m.ledger.releases for m in transport.merchants.values()]
     assert all(len(releases) == 1 for releases in charged)
     assert [r.name for r in ledger.releases] == ["cluster_stats"]
+
+
+class _TimedTransport(_FlakyTransport):
+    """Every stage takes ``seconds``; records the timeout each stage was sent with."""
+
+    def __init__(self, nodes, *, seconds):
+        super().__init__(nodes, vanish=set())
+        self.seconds, self.timeouts = seconds, []
+
+    def request_each(self, task, payloads, *, timeout=None, max_bytes=None):
+        self.timeouts.append((time.monotonic(), timeout))
+        time.sleep(self.seconds)
+        return super().request_each(task, payloads, timeout=timeout, max_bytes=max_bytes)
+
+
+def test_the_stages_of_a_secure_round_share_one_deadline():
+    """round-timeout bounds the whole round (five stages), not each stage: a stage is sent
+    with what is left of the deadline (issue 15: one round took 190 s at round-timeout 20)."""
+    transport = _TimedTransport(list(range(10, 14)), seconds=0.3)
+    _secure_round(transport, PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6), round_timeout=4.0)
+    timeouts = [timeout for _, timeout in transport.timeouts]
+    assert len(timeouts) == 5 and 2.0 < timeouts[0] <= 4.0
+    for stage, timeout in enumerate(timeouts):  # each stage took ≥ 0.3 s off what is left
+        assert 0 < timeout <= timeouts[0] - 0.3 * stage + 1e-9
+    untimed = _TimedTransport(list(range(10, 14)), seconds=0.0)
+    _secure_round(untimed, PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6))
+    assert [timeout for _, timeout in untimed.timeouts] == [None] * 5
+
+
+def test_a_stage_past_the_deadline_still_gets_a_moment_to_answer():
+    transport = _TimedTransport(list(range(10, 14)), seconds=0.25)
+    _secure_round(transport, PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6), round_timeout=0.5)
+    assert [timeout for _, timeout in transport.timeouts[-3:]] == [0.1] * 3
+
+
+@pytest.mark.parametrize("min_clients", [0, 1, 2])
+def test_a_secure_sum_over_one_merchant_is_refused_whatever_min_clients_says(min_clients):
+    """The sum of one merchant's masked input is that merchant's release: never run it."""
+    transport = _FlakyTransport([10], vanish=set())
+    ledger = PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6)
+    with pytest.raises(RoundFailed, match="secure aggregation needs at least 2 merchants"):
+        _secure_round(transport, ledger, min_clients=min_clients)
+    assert ledger.releases == [] and transport.merchants[10].ledger.releases == []
+
+
+def test_a_secure_round_runs_with_exactly_min_clients_merchants():
+    transport = _FlakyTransport([10, 11, 12], vanish=set())
+    ledger = PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6)
+    aggregate = _secure_round(transport, ledger, min_clients=3)
+    assert sorted(aggregate.log.contributors) == [10, 11, 12]
+    with pytest.raises(RoundFailed, match="needs at least 4 merchants"):
+        _secure_round(_FlakyTransport([10, 11, 12], vanish=set()), ledger, min_clients=4)
 
 
 # -- through the shipped apps: what an aborted round costs, in its message and on disk ----
