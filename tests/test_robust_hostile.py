@@ -211,3 +211,45 @@ def test_too_few_merchants_left_fails_cleanly_with_nothing_released(small_federa
             server_app, small_federation, tmp_path, **{"round-timeout": 5.0, "min-clients": 5}
         )
     assert not (tmp_path / "out" / "model.json").exists()
+
+
+KILLED = 3  # partition whose SuperNode dies after the plan
+
+
+class KilledNodeGrid(InProcessGrid):
+    """Partition ``KILLED``'s SuperNode dies after the plan round: it answers nothing more,
+    and one round later the SuperLink stops listing it (its heartbeat window passed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rounds = 0
+
+    def get_node_ids(self):
+        gone = self.rounds >= 3  # describe, plan, one round unanswered: then marked offline
+        return [n for n in super().get_node_ids() if not (gone and n == KILLED + 2)]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        self.rounds += 1
+        replies = super().send_and_receive(messages, timeout=timeout)
+        if self.rounds <= 2:
+            return replies
+        return [r for r in replies if r.metadata.src_node_id != KILLED + 2]
+
+
+def test_a_killed_supernode_is_listed_in_every_later_round_and_the_report_counts_them(
+    small_federation, tmp_path
+):
+    """Issue 15: a SuperNode the SuperLink marks offline was asked no more and logged
+    nowhere, so the report said it missed 1 round when it missed 5."""
+    run_config = {**BASE, "sim-data-dir": str(small_federation), "min-clients": 3,
+                  "sim-state-dir": str(tmp_path / "state"), "out-dir": str(tmp_path / "out")}  # fmt: skip
+    run_on_grid(server_app, KilledNodeGrid, client_app, num_nodes=6, run_config=run_config)
+    history = SegmentModel.load(tmp_path / "out" / "model.json").history
+    node = str(KILLED + 2)
+    missed = [entry for entry in history if entry["task"] not in ("describe", "plan")]
+    assert len(missed) >= 3
+    assert "no reply before the deadline" in missed[0]["rejected"][node]
+    for entry in missed[1:]:  # never asked again, but every round says why it is missing
+        assert entry["rejected"][node] == f"node {node}: offline: the SuperLink no longer lists it"
+        assert int(node) not in entry["contributors"]
+    assert f"| {node} | {len(missed)} | 1 | " in left_out_table(history)
