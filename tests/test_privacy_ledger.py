@@ -213,6 +213,8 @@ def test_would_exceed_says_no_for_a_request_landing_exactly_on_the_cap():
     ledger = PrivacyLedger(None, epsilon_cap=cap, delta=1e-5)
     assert ledger.would_exceed(release) is False  # as charge() agrees: it is accepted
     assert ledger.would_exceed(Release("g", 3.7)) is True
+    roomy = PrivacyLedger(None, epsilon_cap=10 * cap, delta=1e-5)
+    assert roomy.would_exceed(release) is False
 
 
 def test_the_ledger_file_states_its_version_cap_and_every_charge(tmp_path):

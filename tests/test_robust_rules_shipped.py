@@ -109,3 +109,16 @@ def test_each_bad_reply_is_left_out_of_the_rounds_it_spoils_with_its_reason(
         assert rejected[RAISES + 2] == (
             f"node {RAISES + 2}: error reply: RuntimeError: merchant database went away"
         )
+    # The report names every merchant left out, and says what the aggregation withstands.
+    report = (tmp_path / "report.md").read_text()
+    for pid in [*REWRITES, UNDECODABLE, RAISES]:
+        assert f"| {pid + 2} | " in report
+    assert REPORTED[method] in report
+
+
+REPORTED = {  # what report.md says each aggregation does, and does not, withstand
+    "sum": "a merchant that lies consistently — say, claims 100× its customers in every "
+    "release — still moves the model; `--aggregation median` or `trimmed` bounds",
+    "median": "merchants holding less than half of the capped weight cannot move a coordinate",
+    "trimmed": "weighted trimmed mean of the merchants' estimates",
+}

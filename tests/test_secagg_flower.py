@@ -334,3 +334,5 @@ def test_a_secure_reply_with_unasked_keys_or_too_many_bytes_is_a_dropout_never_d
     for entry in noisy:  # the round went on without it, every time
         assert sorted(entry["contributors"]) == list(range(3, SECURE_MERCHANTS + 2))
         assert re.fullmatch(f"node 2: {reason}", entry["rejected"]["2"]), entry["rejected"]["2"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| 2 | " in report and "Aggregation: secure sums" in report
