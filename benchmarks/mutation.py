@@ -32,6 +32,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -68,7 +69,13 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help="module paths (default: all of MODULES)")
     parser.add_argument("--tests", nargs="+", help="test files, one tier (default: MODULES)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: a worker's test server
+    parser.add_argument("--ask", help=argparse.SUPPRESS)  # internal: cosmic-ray's test command
     args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve)
+    if args.ask:
+        sys.exit(ask(args.ask))
     modules = args.modules or list(MODULES)
     results = {}
     for module in modules:
@@ -82,11 +89,99 @@ def main() -> None:
     RESULTS.write_text(json.dumps({**previous, **results}, indent=1) + "\n")
 
 
-def test_command(tiers: list[list[str]]) -> str:
-    """One shell line running the tiers in order, stopping at the first that fails."""
-    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
-    runs = " && ".join(f"{pytest} {' '.join(shlex.quote(a) for a in tier)}" for tier in tiers)
-    return f"sh -c {shlex.quote(runs)}"
+# -- running tests fast: one warm process per worker forks a fresh pytest per tier ----------
+#
+# Importing numpy, scipy, pandas, flwr and dp-accounting costs 5-8 s on the loaded machine,
+# more than most tiers' tests. A worker's server imports them once (never fedseg: a forked
+# child imports the mutated source afresh, and no bytecode is written) and forks one child per
+# tier, which runs pytest in the worker's copy and exits with pytest's status.
+
+SOCKET, TIERS = ".mutation.sock", ".mutation-tiers.json"
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider"]
+WARM = ("numpy", "scipy.stats", "scipy.optimize", "pandas", "pyarrow", "hypothesis", "pytest",
+        "flwr.app", "flwr.serverapp", "flwr.clientapp", "dp_accounting", "cryptography",
+        "typer", "sklearn.cluster")  # fmt: skip
+
+
+def serve(path: str) -> None:
+    import importlib
+
+    import pytest
+
+    for name in WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    assert not [m for m in sys.modules if m.split(".")[0] == "fedseg"], "fedseg imported warm"
+    sys.dont_write_bytecode = True
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+        while True:
+            connection, _ = server.accept()
+            with connection:
+                request = json.loads(connection.makefile().readline())
+                child = os.fork()
+                if child == 0:  # a fresh pytest run over the copy's (mutated) code
+                    server.close()
+                    os.setpgid(0, 0)
+                    os._exit(int(pytest.main([*PYTEST_ARGS, *request["tier"]])))
+                status = wait_or_kill(child, request["timeout"])
+                connection.sendall(f"{status}\n".encode())
+
+
+def wait_or_kill(child: int, timeout: float) -> int:
+    """The child's exit status; a child still running after ``timeout`` is killed (status 1:
+    a mutant that hangs the tests counts as killed, as in cosmic-ray)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    return 1
+
+
+def ask(path: str) -> int:
+    """cosmic-ray's test command: run the tiers through this worker's server, in order,
+    stopping at the first that fails; pytest's status of the last tier run."""
+    plan = json.loads(Path(TIERS).read_text())
+    for tier in plan["tiers"]:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.connect(path)
+            request = {"tier": tier, "timeout": plan["timeout"]}
+            connection.sendall((json.dumps(request) + "\n").encode())
+            status = int(connection.makefile().readline() or 1)
+        if status != 0:
+            return status
+    return 0
+
+
+def write_tiers(copy: Path, tiers: list[list[str]], *, timeout: float) -> None:
+    (copy / TIERS).write_text(json.dumps({"tiers": tiers, "timeout": timeout}))
+
+
+@contextlib.contextmanager
+def test_server(copy: Path, tiers: list[list[str]]):
+    """A worker's warm test server, listening on ``copy/.mutation.sock``."""
+    write_tiers(copy, tiers, timeout=1800)
+    server = subprocess.Popen(
+        [sys.executable, str(copy / "benchmarks" / "mutation.py"), "--serve", SOCKET],
+        cwd=copy, env=importing_from(copy),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (copy / SOCKET).exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the test server in {copy} did not start")
+            time.sleep(0.2)
+        yield
+    finally:
+        server.kill()
+        server.wait(timeout=30)
 
 
 def run_module(module: str, tiers: list[list[str]], *, jobs: int) -> dict:
@@ -94,12 +189,16 @@ def run_module(module: str, tiers: list[list[str]], *, jobs: int) -> dict:
     with contextlib.ExitStack() as stack:
         copies = [stack.enter_context(tree_copy()) for _ in range(max(jobs, 1))]
         env = importing_from(copies[0])
-        command = test_command(tiers)
+        for copy in copies:
+            stack.enter_context(test_server(copy, tiers))
+        command = f"{sys.executable} benchmarks/mutation.py --ask {SOCKET}"
         started = time.perf_counter()
-        baseline = subprocess.run(shlex.split(command), cwd=copies[0], env=env, capture_output=True)
+        baseline = subprocess.run(shlex.split(command), cwd=copies[0], env=env)
         if baseline.returncode != 0:
-            sys.exit(f"{module}: its tests fail unmutated:\n{baseline.stdout.decode()[-3000:]}")
+            sys.exit(f"{module}: its tests fail unmutated: {tiers}")
         seconds = time.perf_counter() - started
+        for copy in copies:  # a hung mutant's tests are stopped before cosmic-ray gives up
+            write_tiers(copy, tiers, timeout=3 * seconds + 20)
         config = copies[0] / "cosmic-ray.toml"
         workers = [free_port() for _ in copies] if jobs > 1 else []
         config.write_text(
@@ -116,7 +215,8 @@ def run_module(module: str, tiers: list[list[str]], *, jobs: int) -> dict:
         dump = cosmic_ray(["dump", str(session)], cwd=copies[0], env=env)
         source = (copies[0] / module).read_text().splitlines()
     items = [json.loads(line) for line in dump.splitlines() if line]
-    return {"command": command, **summarize(items, source, tiers)}
+    shown = " && ".join(f"pytest {' '.join([*PYTEST_ARGS, *tier])}" for tier in tiers)
+    return {"command": shown, **summarize(items, source, tiers)}
 
 
 def annotation_lines(path: Path) -> set[tuple[int, int]]:

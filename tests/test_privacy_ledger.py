@@ -297,3 +297,9 @@ def test_a_ledger_path_that_cannot_be_read_is_refused_naming_it(tmp_path):
     path.mkdir()  # a directory where the file should be
     with pytest.raises(LedgerFileError, match=r"ledger\.json: not a readable privacy ledger"):
         PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+
+
+def test_privacy_parameters_are_keyword_only(tmp_path):
+    """A cap and a δ are both small floats: passing them by position invites a swap."""
+    with pytest.raises(TypeError):
+        PrivacyLedger(tmp_path / "ledger.json", 1.0, 1e-6)
