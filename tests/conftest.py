@@ -84,9 +84,7 @@ def accepted_plan(count: int = 100, placement: str = "", **noise: float):
     return AcceptedPlan(RunPlan(planned, **secure))
 
 
-def bare_node(
-    x, *, lower=None, upper=None, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)
-):
+def bare_node(x, *, lower=None, upper=None, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)):
     """A MerchantNode over feature rows ``x`` (columns f0, f1, …) with an in-memory ledger;
     ``lower``/``upper`` are the schema's public bounds (None: unknown, found privately)."""
     from fedseg.client.node import MerchantNode

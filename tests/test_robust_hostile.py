@@ -245,6 +245,7 @@ def test_a_killed_supernode_is_listed_in_every_later_round_and_the_report_counts
     """Issue 15: a SuperNode the SuperLink marks offline was asked no more and logged
     nowhere, so the report said it missed 1 round when it missed 5."""
     run_config = {**BASE, "sim-data-dir": str(small_federation), "min-clients": 3,
+                  "features": str(small_federation / "schema.toml"),
                   "sim-state-dir": str(tmp_path / "state"), "out-dir": str(tmp_path / "out")}  # fmt: skip
     run_on_grid(server_app, KilledNodeGrid, client_app, num_nodes=6, run_config=run_config)
     history = SegmentModel.load(tmp_path / "out" / "model.json").history

@@ -22,8 +22,10 @@ from fedseg.server.model import SegmentModel
 from fedseg.simulations.backends.inprocess import run_inprocess
 from flwr.app import Array, Context, Message
 
-HIST, CLUSTER = ("feature_histograms",), ("init_cluster_stats", "cluster_stats")
-NOISY = HIST + CLUSTER
+HIST, MOMENTS = ("feature_ranges",), ("feature_moments",)
+CLUSTER = ("init_displacements", "cluster_displacements", "segment_profiles")
+COUNTED = HIST + CLUSTER  # the rounds whose replies hold per-bin or per-cluster counts
+NOISY = HIST + MOMENTS + CLUSTER
 HONEST = (0, 1, 2, 3)
 
 
@@ -34,16 +36,16 @@ def _nan(p):
 
 # partition → (rewrite of the decoded reply, the rounds it is applied in, promised words)
 REWRITES = {
-    4: (_nan, NOISY, "field 'counts' has NaN or infinite values"),
-    5: (lambda p: {**p, "counts": p["counts"].astype(np.int64)}, NOISY,
+    4: (_nan, COUNTED, "field 'counts' has NaN or infinite values"),
+    5: (lambda p: {**p, "counts": p["counts"].astype(np.int64)}, COUNTED,
         "field 'counts' has dtype int64, expected float"),
-    6: (lambda p: {**p, "counts": p["counts"][:-1]}, NOISY, "field 'counts' has shape"),
-    7: (lambda p: {**p, "counts": "12"}, NOISY, "field 'counts' is str, expected an array"),
-    8: (lambda p: {k: v for k, v in p.items() if k != "counts"}, NOISY,
+    6: (lambda p: {**p, "counts": p["counts"][:-1]}, COUNTED, "field 'counts' has shape"),
+    7: (lambda p: {**p, "counts": "12"}, COUNTED, "field 'counts' is str, expected an array"),
+    8: (lambda p: {k: v for k, v in p.items() if k != "counts"}, COUNTED,
         "field 'counts' is missing"),
-    9: (lambda p: {**p, "counts": p["counts"] - 1e6}, NOISY,
+    9: (lambda p: {**p, "counts": p["counts"] - 1e6}, COUNTED,
         "field 'counts' is negative beyond the noise"),
-    10: (lambda p: {**p, "counts": p["counts"] + 2e9}, NOISY,
+    10: (lambda p: {**p, "counts": p["counts"] + 2e9}, COUNTED,
          "field 'counts' is implausibly large"),
     11: (lambda p: {**p, "request_id": p["request_id"] - 1}, NOISY[1:],  # a replayed reply
          "field 'request_id' is"),
@@ -52,9 +54,15 @@ REWRITES = {
          "field 'sums' is larger than its counts allow"),
     14: (lambda p: {**p, "counts": p["counts"] + np.array([[50.0], [0.0], [0.0]])}, HIST,
          "field 'counts' has histograms of different totals"),
+    15: (lambda p: {**p, "count": p["count"] - 1e6}, MOMENTS, "field 'count' is implausible"),
+    16: (lambda p: {**p, "square": p["square"] - 1e6}, MOMENTS,
+         "field 'square' is larger than its count allows"),
+    17: (lambda p: {**p, "sum": p["sum"] + 10 * np.abs(p["count"])}, MOMENTS,
+         "field 'sum' is larger than its count allows"),
+    18: (lambda p: {**p, "counts": p["counts"] * 100}, CLUSTER[1:2], "field 'counts' adds up to"),
 }  # fmt: skip
-UNDECODABLE, RAISES = 15, 16  # a huge reply whose array could not even be decoded; a crash
-MERCHANTS = 17
+UNDECODABLE, RAISES = 19, 20  # a huge reply whose array could not even be decoded; a crash
+MERCHANTS = 21
 
 
 def hostile_client(message: Message, context: Context) -> Message:
@@ -86,7 +94,8 @@ def test_each_bad_reply_is_left_out_of_the_rounds_it_spoils_with_its_reason(
     federation, tmp_path, method
 ):
     run_config = {"k": 3, "epsilon": 4.0, "delta": 1e-6, "seed": 1, "aggregation": method,
-                  "sim-data-dir": str(federation), "sim-state-dir": str(tmp_path / "state"),
+                  "sim-data-dir": str(federation), "features": str(federation / "schema.toml"),
+                  "sim-state-dir": str(tmp_path / "state"),
                   "out-dir": str(tmp_path)}  # fmt: skip
     run_inprocess(server_app, hostile_client, num_nodes=MERCHANTS, run_config=run_config)
     history = SegmentModel.load(tmp_path / "model.json").history

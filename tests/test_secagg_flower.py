@@ -193,7 +193,7 @@ def secure_federation(tmp_path_factory):
 
 def _secure_config(fed, tmp) -> dict:
     config = {"k": 3, "epsilon": 2.0, "delta": 1e-6, "seed": 3, "secure-agg": True,
-              "noise": "distributed", "sim-data-dir": str(fed),
+              "noise": "distributed", "sim-data-dir": str(fed), "features": str(fed / "schema.toml"),
               "sim-state-dir": str(tmp / "state"), "out-dir": str(tmp / "out")}  # fmt: skip
     config["secagg-roster"] = str(simulation_roster_file(fed, config, tmp))
     return config
@@ -236,10 +236,10 @@ def test_merchants_leaving_a_secure_round_abort_it_and_the_message_says_what_was
         assert all(releases == [] for releases in charged.values())
     else:  # every merchant charged itself before its masked input left
         assert (
-            "release 'feature_histograms' stays charged on the run's ledger and on those of the "
+            "release 'feature_ranges' stays charged on the run's ledger and on those of the "
             f"{SECURE_MERCHANTS} merchants that sent masked inputs"
         ) in str(info.value)
-        assert all(releases == ["feature_histograms"] for releases in charged.values())
+        assert all(releases == ["feature_ranges"] for releases in charged.values())
     assert not (tmp_path / "out" / "model.json").exists()
 
 
@@ -267,11 +267,11 @@ def test_masked_inputs_lost_after_the_charge_are_reported_as_possibly_charged(
         run_on_grid(server_app, grid, client_app, num_nodes=SECURE_MERCHANTS, run_config=config)
     arrived = SECURE_MERCHANTS - late
     assert (
-        "release 'feature_histograms' stays charged on the run's ledger and on those of the "
+        "release 'feature_ranges' stays charged on the run's ledger and on those of the "
         f"{arrived} merchants that sent masked inputs; {late} more were asked for one and sent "
         "none we could use: they may have paid too"
     ) in str(info.value)
-    assert all(releases == ["feature_histograms"] for releases in _charged(tmp_path).values())
+    assert all(releases == ["feature_ranges"] for releases in _charged(tmp_path).values())
 
 
 def _rewriting_at(stage: str, partition: int, rewrite):
