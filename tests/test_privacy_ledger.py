@@ -303,3 +303,14 @@ def test_privacy_parameters_are_keyword_only(tmp_path):
     """A cap and a δ are both small floats: passing them by position invites a swap."""
     with pytest.raises(TypeError):
         PrivacyLedger(tmp_path / "ledger.json", 1.0, 1e-6)
+
+
+def test_a_version_1_ledger_is_still_read_and_its_streams_start_afresh(tmp_path):
+    """Ledgers written before noise streams were persisted (version 1) keep their charges."""
+    path = tmp_path / "ledger.json"
+    entry = {"name": "x", "noise_multiplier": 5.0, "count": 1, "sampling_rate": None}
+    path.write_text(json.dumps({"version": 1, "releases": [entry]}))
+    ledger = PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    assert [r.noise_multiplier for r in ledger.releases] == [5.0]
+    assert ledger.next_stream() == 1
+    assert json.loads(path.read_text())["version"] == 2  # rewritten in today's format
