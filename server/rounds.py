@@ -123,7 +123,9 @@ class Rounds:
         replies = self.transport.request("describe", {"schema": schema.to_toml()}, nodes,
                                          max_bytes=0)  # fmt: skip
         why = dict.fromkeys(nodes, "no reply before the deadline")
-        why.update({r.node_id: _schema_disagreement(r, digest) for r in replies if r.node_id in why})
+        why.update(
+            {r.node_id: _schema_disagreement(r, digest) for r in replies if r.node_id in why}
+        )
         agreeing = [n for n in nodes if why[n] is None]
         rejected = {n: f"node {n}: {w}" for n, w in why.items() if w is not None}
         for node, reason in why.items():
@@ -179,6 +181,8 @@ DIGEST_KEYS = {"schema_digest", "request_id"}
 def _schema_disagreement(reply: Reply, digest: str) -> str | None:
     """Why a describe reply does not show agreement with the schema (None if it does): one
     short string, the schema's digest, and nothing else."""
+    if reply.error is None and reply.payload is None:  # refused on its size, undecoded
+        return f"field 'payload' is {reply.size_bytes} bytes of arrays, a digest has none"
     if reply.error is not None or not isinstance(reply.payload, Mapping):
         return _reason(reply)
     extra = sorted(set(reply.payload) - DIGEST_KEYS)

@@ -131,3 +131,61 @@ REPORTED = {  # what report.md says each aggregation does, and does not, withsta
     "median": "merchants holding less than half of the capped weight cannot move a coordinate",
     "trimmed": "weighted trimmed mean of the merchants' estimates",
 }
+
+
+# -- the describe round: the schema and its ranges are the operator's, never a merchant's ----
+
+
+def _narrow_ranges(p):  # the attack of issue 15: declare ranges that squeeze everyone's data
+    return {**p, "lower": [0.9] * 3, "upper": [1.0] * 3}
+
+
+DESCRIBE_REWRITES = {  # partition → (rewrite of its describe reply, the promised reason)
+    0: (lambda p: {**p, "schema_digest": "0" * 64}, "applies another feature schema"),
+    1: (_narrow_ranges, "field 'lower' was not asked for"),
+    2: (lambda p: {**p, "schema_digest": "ab" * 5_000}, "field 'schema_digest' is not a digest"),
+    3: (lambda p: {**p, "names": "f0,f1"}, "field 'names' was not asked for"),
+}
+HUGE_DECLARATION = 4  # 10⁶ lower bounds: refused on its size, never decoded
+DESCRIBE_MERCHANTS = 9
+
+
+def hostile_describe(message: Message, context: Context) -> Message:
+    reply = client_app(message, context)
+    pid = int(context.node_config["partition-id"])
+    if message.metadata.message_type != "query.describe" or reply.has_error():
+        return reply
+    if pid == HUGE_DECLARATION:
+        reply.content["arrays"]["lower"] = Array(np.zeros(1_000_000))
+        return reply
+    if pid not in DESCRIBE_REWRITES:
+        return reply
+    rewrite, _ = DESCRIBE_REWRITES[pid]
+    return Message(to_records(rewrite(from_records(reply.content))), reply_to=message)
+
+
+def test_a_describe_reply_only_shows_agreement_with_the_operators_schema(federation, tmp_path):
+    """Issue 15: one merchant's declared ranges moved centres by 3.9 gaps, and a 10⁷-long
+    ``lower`` crashed the server. Now a merchant that answers ``describe`` with anything but
+    the schema's digest is left out of the whole run, named in every round."""
+    run_config = {"k": 3, "epsilon": 4.0, "delta": 1e-6, "seed": 1,
+                  "sim-data-dir": str(federation), "features": str(federation / "schema.toml"),
+                  "sim-state-dir": str(tmp_path / "state"), "out-dir": str(tmp_path)}  # fmt: skip
+    run_inprocess(server_app, hostile_describe, num_nodes=DESCRIBE_MERCHANTS, run_config=run_config)
+    history = SegmentModel.load(tmp_path / "model.json").history
+    describe, *later = history
+    hostile = {pid + 2 for pid in [*DESCRIBE_REWRITES, HUGE_DECLARATION]}
+    honest = {pid + 2 for pid in range(DESCRIBE_MERCHANTS)} - hostile
+    assert describe["task"] == "describe" and set(describe["contributors"]) == honest
+    for pid, (_, words) in DESCRIBE_REWRITES.items():
+        node = pid + 2
+        assert describe["rejected"][str(node)] == f"node {node}: {words}"
+    assert re.fullmatch(
+        rf"node {HUGE_DECLARATION + 2}: field 'payload' is 800\d{{4}} bytes of arrays, a digest has none",
+        describe["rejected"][str(HUGE_DECLARATION + 2)],
+    )
+    for entry in later:  # never asked again, and every round says why
+        assert set(entry["contributors"]) <= honest, entry["task"]
+        for node in hostile:
+            assert entry["rejected"][str(node)].endswith("(describe)"), entry["rejected"]
+    assert f"| {HUGE_DECLARATION + 2} | {len(history)} | " in (tmp_path / "report.md").read_text()
