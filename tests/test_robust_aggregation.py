@@ -169,3 +169,58 @@ def test_generated_rounds_aggregate_finitely_or_fail_cleanly(replies, method):
             continue
         assert all(np.isfinite(v).all() for v in agg.sums.values())
         assert set(agg.log.contributors) | set(agg.log.rejected) == set(asked)
+
+
+# -- feature moments: per-customer moments combined robustly, scaled by the capped count ------
+
+MOMENTS = ReplySpec(shapes={"count": (1,), "sum": (2,), "square": (2,)}, sigmas={"count": 1.0})
+
+
+def _merchant(node, count, sum_, square):
+    payload = {"count": np.array([float(count)]), "sum": np.array(sum_, dtype=np.float64),
+               "square": np.array(square, dtype=np.float64)}  # fmt: skip
+    return Reply(node, payload=payload)
+
+
+def _combine(replies, method="median"):
+    robust = RobustAggregator(ListTransport(replies), min_clients=1, config=RobustConfig(method))
+    return robust("feature_moments", {}, MOMENTS, [r.node_id for r in replies]).sums
+
+
+@pytest.mark.parametrize("method", ["median", "trimmed"])
+def test_moments_of_a_merchant_flipping_its_sums_do_not_move_the_per_customer_moments(method):
+    """Four honest merchants of 100 customers (mean 0.5, -0.2; mean square 0.8, 0.9); a
+    fifth sends the same count with its sums flipped and the largest squares its count
+    allows: every reply passes validation, yet it moves nothing."""
+    honest = [_merchant(n, 100, [50.0, -20.0], [80.0, 90.0]) for n in range(4)]
+    hostile = _merchant(4, 100, [-50.0, 20.0], [100.0, 100.0])
+    sums = _combine([*honest, hostile], method)
+    np.testing.assert_allclose(sums["count"], [500.0])
+    np.testing.assert_allclose(sums["sum"], [0.5 * 500, -0.2 * 500])
+    np.testing.assert_allclose(sums["square"], [0.8 * 500, 0.9 * 500])
+
+
+def test_a_merchant_claiming_100x_its_customers_weighs_at_most_the_cap():
+    honest = [_merchant(n, 100, [50.0, -20.0], [80.0, 90.0]) for n in range(4)]
+    inflated = _merchant(4, 10_000, [5000.0, -2000.0], [8000.0, 9000.0])  # consistent, × 100
+    sums = _combine([*honest, inflated])
+    total = 4 * 100 + 1.5 * 100  # its count is capped at 1.5 × the median merchant's
+    np.testing.assert_allclose(sums["count"], [total])
+    np.testing.assert_allclose(sums["sum"], [0.5 * total, -0.2 * total])
+
+
+def test_moments_of_merchants_too_small_to_trust_are_summed_plainly():
+    """Counts below 3σ of the count's noise (σ = 1) give no usable per-customer moments."""
+    small = [_merchant(n, 2.5, [1.0, -1.0], [2.0, 2.0]) for n in range(3)]
+    sums = _combine(small)
+    np.testing.assert_allclose(sums["count"], [7.5])
+    np.testing.assert_allclose(sums["sum"], [3.0, -3.0])
+    np.testing.assert_allclose(sums["square"], [6.0, 6.0])
+
+
+def test_a_small_merchant_counts_as_sent_beside_qualified_ones_but_has_no_say():
+    honest = [_merchant(n, 100, [50.0, -20.0], [80.0, 90.0]) for n in range(3)]
+    tiny = _merchant(3, 2.0, [2.0, 2.0], [2.0, 2.0])  # mean 1, 1: far from the others
+    sums = _combine([*honest, tiny])
+    np.testing.assert_allclose(sums["count"], [302.0])
+    np.testing.assert_allclose(sums["sum"], [0.5 * 302, -0.2 * 302])

@@ -3,6 +3,8 @@ the round goes on while ``min_clients`` remain, and fails cleanly (nothing relea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from fedseg.server.aggregation import RoundFailed, aggregate_plain, screen_replies
@@ -184,3 +186,68 @@ def test_cluster_counts_must_add_up_to_the_merchants_own_histograms():
     reason = check_reply(Reply(5, payload=_good()), spec)
     assert reason.startswith("node 5: field 'counts' adds up to 30 customers")
     assert check_reply(Reply(6, payload=_good()), spec) is None  # no size known: no check
+
+
+# -- feature moments: Σu, Σu² and Σuuᵀ of customers mapped into [-1, 1]^d --------------------
+
+MOMENTS = ReplySpec(
+    shapes={"count": (1,), "sum": (2,), "square": (2,), "second": (2, 2)},
+    sigmas={"count": 1.0, "sum": 0.5, "square": 0.5, "second": 0.5},
+)
+SLACK_OF_PARTS = 6 * (0.5 + 1.0)  # 6σ of the part plus 6σ of the count: 9
+
+
+def _moments(count=10.0, **parts) -> dict:
+    good = {"count": np.array([count]), "sum": np.array([3.0, -4.0]),
+            "square": np.array([5.0, 6.0]), "second": np.array([[5.0, 1.0], [1.0, 6.0]])}  # fmt: skip
+    return {**good, **{k: np.asarray(v, dtype=np.float64) for k, v in parts.items()}}
+
+
+# (payload, accepted?) on each side of every bound: a count of 10, slack 9 for the parts.
+MOMENT_EDGES = {
+    "good": (_moments(), None),
+    "count a little below 0": (_moments(-5.5, sum=[0, 0], square=[0, 0], second=np.eye(2) * 0), None),
+    "count below 0 beyond the noise": (_moments(-6.5), "field 'count' is implausible (-6.5)"),
+    "count near the largest": (_moments(1e9 + 5), None),
+    "count beyond the largest": (_moments(1e9 + 7), "field 'count' is implausible"),
+    "sum at count + slack": (_moments(sum=[18.5, 0]), None),
+    "sum beyond count + slack": (_moments(sum=[19.5, 0]), "field 'sum' is larger than its count"),
+    "sum at -(count + slack)": (_moments(sum=[-18.5, 0]), None),
+    "sum below -(count + slack)": (_moments(sum=[0, -19.5]), "field 'sum' is larger than its"),
+    "square a little negative": (_moments(square=[-8.5, 0]), None),
+    "square negative beyond": (_moments(square=[-9.5, 0]), "field 'square' is larger than its"),
+    "square beyond count": (_moments(square=[0, 19.5]), "field 'square' is larger than its"),
+    "gram off-diagonal at -(count + slack)": (_moments(second=[[5, -18.5], [-18.5, 6]]), None),
+    "gram off-diagonal below": (_moments(second=[[5, -19.5], [-19.5, 6]]), "field 'second'"),
+    "gram diagonal negative beyond": (_moments(second=[[-9.5, 0], [0, 6]]), "field 'second'"),
+    "gram beyond count": (_moments(second=[[19.5, 0], [0, 6]]), "field 'second'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MOMENT_EDGES))
+def test_moments_are_checked_against_their_own_count_beyond_the_noise(case):
+    payload, words = MOMENT_EDGES[case]
+    reason = check_reply(Reply(9, payload=payload), MOMENTS)
+    if words is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and reason.startswith(f"node 9: {words}"), reason
+
+
+def test_moments_without_a_gram_are_checked_part_by_part():
+    spec = ReplySpec(shapes={k: v for k, v in MOMENTS.shapes.items() if k != "second"},
+                     sigmas=MOMENTS.sigmas)  # fmt: skip
+    payload = {k: v for k, v in _moments().items() if k != "second"}
+    assert check_reply(Reply(9, payload=payload), spec) is None
+    bad = {**payload, "square": np.array([0.0, 19.5])}
+    assert "field 'square'" in check_reply(Reply(9, payload=bad), spec)
+
+
+def test_a_moments_count_must_match_the_merchants_own_histograms():
+    spec = replace(MOMENTS, sizes={9: (10.0, 0.5)})  # σ of the sum: hypot(1, 0.5) ≈ 1.12
+    assert check_reply(Reply(9, payload=_moments(16.5)), spec) is None  # 5.8σ
+    reason = check_reply(Reply(9, payload=_moments(17.0)), spec)  # 6.3σ
+    assert reason == (
+        "node 9: field 'count' adds up to 17 customers, the merchant's histograms say 10 "
+        "(more than 6σ apart)"
+    )
