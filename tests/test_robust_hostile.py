@@ -257,3 +257,19 @@ def test_a_killed_supernode_is_listed_in_every_later_round_and_the_report_counts
         assert entry["rejected"][node] == f"node {node}: offline: the SuperLink no longer lists it"
         assert int(node) not in entry["contributors"]
     assert f"| {node} | {len(missed)} | 1 | " in left_out_table(history)
+
+
+@pytest.mark.slow
+def test_a_merchant_whose_file_cannot_be_used_is_left_out_and_the_run_still_evaluates(tmp_path):
+    """Issue 15: ``fedseg simulate`` wrote model.json, then exited 2 because evaluation
+    re-read every merchant file, the unusable one included."""
+    from fedseg.simulations.experiments.runner import simulate
+
+    fed = write_blob_federation(tmp_path / "fed", n=1500, d=3, k=3, merchants=3, seed=4)
+    (fed / "merchants" / "m03.csv").write_text("user_id,f0,f1,f2\n")  # no rows at all
+    result = simulate(fed, {"k": 3, "epsilon": 4.0, "seed": 1}, out_dir=tmp_path / "out")
+    assert result.metrics["ari"] > 0.9 and (tmp_path / "out" / "model.json").exists()
+    describe = result.model.history[0]
+    assert describe["task"] == "describe" and len(describe["contributors"]) == 3
+    (left_out,) = describe["rejected"].values()
+    assert "data_error" in left_out
