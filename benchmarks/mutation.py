@@ -48,14 +48,19 @@ PARTS = ("server", "client", "privacy", "simulations")  # package-dir: fedseg.<p
 # apps, which cost ~8 s of imports each), and pytest stops at the first failure.
 MODULES = {
     "server/validation.py": [
-        ["tests/test_robust_validation.py"],
+        ["tests/test_robust_validation.py", "tests/test_robust_aggregation.py"],
         ["tests/test_robust_rules_shipped.py"],
     ],
     "server/robust.py": [
         ["tests/test_robust_aggregation.py", "tests/test_robust_validation.py"],
-        ["tests/test_robust_rules_shipped.py", "tests/test_robust_hostile.py"],
+        ["tests/test_robust_rules_shipped.py", "-k", "not describe"],
+        ["tests/test_robust_hostile.py", "-m", "not slow"],
     ],
-    "server/secure.py": [["tests/test_secagg_flower.py"]],
+    "server/secure.py": [
+        ["tests/test_secagg_flower.py", "-k", "dropouts or share_one_deadline or moment_to_answer "
+         "or over_one_merchant or exactly_min_clients"],
+        ["tests/test_secagg_flower.py"],
+    ],
     "privacy/ledger.py": [
         ["tests/test_privacy_ledger.py", "-k", "not concurrent_processes"],
         ["tests/test_privacy_ledger.py", "-k", "concurrent_processes"],
