@@ -10,7 +10,7 @@ import pytest
 from fedseg.server.aggregation import RoundFailed, aggregate_plain, screen_replies
 from fedseg.server.robust import RobustAggregator
 from fedseg.server.transport import Reply
-from fedseg.server.validation import ReplySpec, check_reply, oversized
+from fedseg.server.validation import ReplySpec, check_reply, left_out_table, oversized
 
 K, D = 3, 2
 SPEC = ReplySpec(
@@ -251,3 +251,66 @@ def test_a_moments_count_must_match_the_merchants_own_histograms():
         "node 9: field 'count' adds up to 17 customers, the merchant's histograms say 10 "
         "(more than 6σ apart)"
     )
+
+
+# -- the bounds of the counts and sums rules, on both sides -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "words"),
+    [
+        ([10.0, -5.9, 0.0], None),  # 5.9σ below zero: noise can do that
+        ([10.0, -6.1, 0.0], "field 'counts' is negative beyond the noise (-6.1)"),
+        ([10.0, 1e9 + 5, 0.0], None),
+        ([10.0, 1e9 + 7, 0.0], "field 'counts' is implausibly large (1e+09)"),
+    ],
+)
+def test_counts_are_bounded_6_sigma_beyond_what_a_merchant_can_hold(counts, words):
+    reason = check_reply(Reply(8, payload=_with("counts", np.array(counts))), SPEC)
+    assert reason == (None if words is None else f"node 8: {words}")
+
+
+# ‖sums_j‖ ≤ R·(max(count_j, 0) + 6σ_counts) + 6σ_sums·√d: rows of 40.97, 25.97 and 25.97.
+SUM_EDGES = [
+    ([[40.5, 0.0], [0.0, 25.5], [25.5, 0.0]], None),
+    ([[41.5, 0.0], [0.0, 0.0], [0.0, 0.0]], "row 0: norm 41.5 > 41"),
+    ([[0.0, 0.0], [0.0, 26.5], [0.0, 0.0]], "row 1: norm 26.5 > 26"),  # a negative count
+    ([[0.0, 0.0], [0.0, 0.0], [18.8, 18.8]], "row 2: norm 26.6 > 26"),  # the norm, not a max
+]
+
+
+@pytest.mark.parametrize(("sums", "words"), SUM_EDGES)
+def test_sums_are_bounded_by_their_counts_radius_and_noise(sums, words):
+    payload = {"sums": np.array(sums), "counts": np.array([10.0, -3.0, 0.0])}
+    reason = check_reply(Reply(8, payload=payload), SPEC)
+    if words is None:
+        assert reason is None, reason
+    else:
+        assert reason == f"node 8: field 'sums' is larger than its counts allow ({words})", reason
+
+
+def test_histogram_totals_may_differ_by_6_sigma_of_two_rows_and_no_more():
+    spec = ReplySpec(shapes={"counts": (2, 4)}, sigmas={"counts": 1.0}, equal_row_totals=True)
+    same = np.array([[10.0, 20, 0, 0], [0.0, 0, 15, 15]])
+    apart = same + [[18.0, 0, 0, 0], [0] * 4]  # 6σ·√8 ≈ 16.97 < 18
+    assert "different totals (30 to 48)" in check_reply(Reply(2, payload={"counts": apart}), spec)
+    unrelated = replace(spec, equal_row_totals=False)  # rows of different customers
+    assert check_reply(Reply(2, payload={"counts": apart}), unrelated) is None
+
+
+def test_left_out_table_counts_each_nodes_rounds_late_ones_and_its_first_reason():
+    history = [
+        {"task": "describe", "rejected": {"10": "node 10: no reply before the deadline"}},
+        {"task": "plan", "rejected": {"9": "node 9: a | b", "10": "node 10: left out"}},
+        {"task": "feature_ranges", "rejected": {}},
+        {"rejected": {"2": "node 2: error reply: boom", "10": "node 10: no reply before the "
+                      "deadline"}},
+    ]  # fmt: skip
+    assert left_out_table(history).splitlines() == [
+        "| node | rounds left out | late | first reason |",
+        "|---|---|---|---|",
+        "| 2 | 1 | 0 | ?: node 2: error reply: boom |",
+        "| 9 | 1 | 0 | plan: node 9: a \\| b |",
+        "| 10 | 3 | 2 | describe: node 10: no reply before the deadline |",
+    ]
+    assert left_out_table(history[2:3]) == "Every merchant contributed to every round."
