@@ -128,6 +128,14 @@ def test_dropouts_after_masking_abort_and_say_exactly_what_was_charged():
     assert [r.name for r in ledger.releases] == ["cluster_displacements"]
 
 
+@pytest.mark.parametrize("stage", ["share", "unmask"])
+def test_a_merchant_silent_in_a_secure_round_it_survives_is_named_with_its_stage(stage):
+    transport = _FlakyTransport(list(range(10, 16)), vanish={12}, stage=stage)
+    aggregate = _secure_round(transport, PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6))
+    assert 12 not in aggregate.log.contributors or stage == "unmask"
+    assert aggregate.log.rejected == {12: f"node 12: {stage}: no reply before the deadline"}
+
+
 class _TimedTransport(_FlakyTransport):
     """Every stage takes ``seconds``; records the timeout each stage was sent with."""
 
