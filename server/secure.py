@@ -151,6 +151,8 @@ class SecureAggregator:
         for reply in self.transport.request_each(task, requests, timeout=left, max_bytes=limit):
             log.bytes_received += reply.size_bytes
             node = reply.node_id
+            if node not in messages or node in answers:  # nobody asked it, or it answered twice
+                continue
             if reply.error is not None or reply.payload is None:
                 why = reply.error or f"{reply.size_bytes} bytes, at most {limit} accepted"
                 log.rejected[node] = f"node {node}: {stage}: {why}"

@@ -136,6 +136,25 @@ def test_a_merchant_silent_in_a_secure_round_it_survives_is_named_with_its_stage
     assert aggregate.log.rejected == {12: f"node 12: {stage}: no reply before the deadline"}
 
 
+class _ChattyTransport(_FlakyTransport):
+    """Node 10 answers every stage twice, the second time with junk, and node 99, never
+    asked, answers too: copying node 11's replies."""
+
+    def request_each(self, task, payloads, *, timeout=None, max_bytes=None):
+        replies = super().request_each(task, payloads, timeout=timeout, max_bytes=max_bytes)
+        first = {r.node_id: r for r in replies}
+        extra = [Reply(10, payload={"junk": 1.0})] if 10 in first else []
+        extra += [Reply(99, payload=first[11].payload)] if 11 in first else []
+        return [*replies, *extra]
+
+
+def test_secure_replies_from_nodes_not_asked_and_second_replies_are_ignored():
+    transport = _ChattyTransport(list(range(10, 16)), vanish=set())
+    aggregate = _secure_round(transport, PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6))
+    assert sorted(aggregate.log.contributors) == list(range(10, 16))
+    assert aggregate.log.rejected == {}
+
+
 class _TimedTransport(_FlakyTransport):
     """Every stage takes ``seconds``; records the timeout each stage was sent with."""
 
