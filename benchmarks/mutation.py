@@ -58,7 +58,7 @@ MODULES = {
         ["tests/test_robust_hostile.py", "-m", "not slow", "-k", "median"],
     ],
     "server/secure.py": [
-        ["tests/test_secagg_flower.py", "-k", "dropouts or silent or not_asked or share_one_deadline or moment_to_answer "
+        ["tests/test_secagg_flower.py", "-k", "dropouts or silent or not_asked or its_share or share_one_deadline or moment_to_answer "
          "or over_one_merchant or exactly_min_clients"],
         ["tests/test_secagg_flower.py"],
     ],

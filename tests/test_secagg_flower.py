@@ -155,6 +155,23 @@ def test_secure_replies_from_nodes_not_asked_and_second_replies_are_ignored():
     assert aggregate.log.rejected == {}
 
 
+def test_each_merchant_adds_its_share_of_the_noise_only_under_distributed_noise():
+    """With distributed noise a released sum of ≥ m_min survivors carries the charged σ, so
+    each adds 1/(m_min − ⌊γn⌋) of the variance (6 merchants, tolerance 0.2: 1/5); with local
+    noise each adds all of it, and the aggregate says which."""
+    transport = _FlakyTransport(list(range(10, 16)), vanish=set())
+    ledger = PrivacyLedger(None, epsilon_cap=10.0, delta=1e-6)
+    shares = {}
+    for distributed in (True, False):
+        aggregator = SecureAggregator(
+            transport, ledger, roster=transport.roster, distributed=distributed,
+            dropout_tolerance=0.2, collusion=0.0, min_clients=2,
+        )  # fmt: skip
+        shares[distributed] = aggregator.noise_share
+    assert shares == {True: pytest.approx(1 / 5), False: 1.0}
+    assert _secure_round(transport, ledger).noise_share == pytest.approx(1 / 5)
+
+
 class _TimedTransport(_FlakyTransport):
     """Every stage takes ``seconds``; records the timeout each stage was sent with."""
 
