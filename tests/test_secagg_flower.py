@@ -143,9 +143,9 @@ class _ChattyTransport(_FlakyTransport):
     def request_each(self, task, payloads, *, timeout=None, max_bytes=None):
         replies = super().request_each(task, payloads, timeout=timeout, max_bytes=max_bytes)
         first = {r.node_id: r for r in replies}
-        extra = [Reply(10, payload={"junk": 1.0})] if 10 in first else []
-        extra += [Reply(99, payload=first[11].payload)] if 11 in first else []
-        return [*replies, *extra]
+        unasked = [Reply(99, payload=first[11].payload)] if 11 in first else []
+        twice = [Reply(10, payload={"junk": 1.0})] if 10 in first else []
+        return [*unasked, *replies, *twice]
 
 
 def test_secure_replies_from_nodes_not_asked_and_second_replies_are_ignored():
