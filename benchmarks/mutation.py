@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help="module paths (default: all of MODULES)")
     parser.add_argument("--tests", nargs="+", help="test files, one tier (default: MODULES)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
+    parser.add_argument("--sample", type=int, help="run this many mutants, drawn at random")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: a worker's test server
     parser.add_argument("--ask", help=argparse.SUPPRESS)  # internal: cosmic-ray's test command
     args = parser.parse_args()
@@ -88,7 +90,8 @@ def main() -> None:
         tiers = [args.tests] if args.tests else MODULES.get(module)
         if not tiers:
             sys.exit(f"{module}: no tests known for it; name them with --tests")
-        results[module] = run_module(module, tiers, jobs=args.jobs)
+        results[module] = run_module(module, tiers, jobs=args.jobs, sample=args.sample,
+                                     seed=args.seed)  # fmt: skip
     print_table(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -190,7 +193,9 @@ def test_server(copy: Path, tiers: list[list[str]]):
         server.wait(timeout=30)
 
 
-def run_module(module: str, tiers: list[list[str]], *, jobs: int) -> dict:
+def run_module(
+    module: str, tiers: list[list[str]], *, jobs: int, sample: int | None = None, seed: int = 0
+) -> dict:
     """cosmic-ray init + exec over ``module``; the outcome of every mutant."""
     with contextlib.ExitStack() as stack:
         copies = [stack.enter_context(tree_copy()) for _ in range(max(jobs, 1))]
@@ -213,16 +218,19 @@ def run_module(module: str, tiers: list[list[str]], *, jobs: int) -> dict:
         session = copies[0] / "session.sqlite"
         cosmic_ray(["init", str(config), str(session)], cwd=copies[0], env=env)
         skipped = skip_annotations(session, copies[0] / module)
+        unsampled = keep_sample(session, sample, seed=seed) if sample else 0
         for copy, port in zip(copies, workers, strict=False):
             stack.enter_context(http_worker(copy, port))
         print(f"{module}: baseline {seconds:.1f} s, {skipped} mutants of annotations skipped, "
-              "mutating…", flush=True)  # fmt: skip
+              f"{unsampled} left out of the sample, mutating…", flush=True)  # fmt: skip
         cosmic_ray(["exec", str(config), str(session)], cwd=copies[0], env=env)
         dump = cosmic_ray(["dump", str(session)], cwd=copies[0], env=env)
         source = (copies[0] / module).read_text().splitlines()
     items = [json.loads(line) for line in dump.splitlines() if line]
     shown = " && ".join(f"pytest {' '.join([*PYTEST_ARGS, *tier])}" for tier in tiers)
-    return {"command": shown, **summarize(items, source, tiers)}
+    summary = summarize(items, source, tiers)
+    summary["unsampled"], summary["skipped"] = unsampled, summary["skipped"] - unsampled
+    return {"command": shown, "sample": sample, "seed": seed, **summary}
 
 
 def annotation_lines(path: Path) -> set[tuple[int, int]]:
@@ -262,6 +270,23 @@ def skip_annotations(session: Path, module: Path) -> int:
     return len(jobs)
 
 
+def keep_sample(session: Path, size: int, *, seed: int) -> int:
+    """Leave all but ``size`` pending mutants, drawn at random, out of the run (marked
+    skipped); returns how many were left out."""
+    import random
+
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session)) as db:
+        pending = sorted(w.job_id for w in db.pending_work_items)
+        kept = set(random.Random(seed).sample(pending, min(size, len(pending))))
+        left = [job for job in pending if job not in kept]
+        if left:
+            db.set_multiple_results(left, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    return len(left)
+
+
 def summarize(items: list, source: list[str], tiers: list[list[str]]) -> dict:
     outcomes = {"killed": 0, "survived": 0, "incompetent": 0, "skipped": 0}
     survivors = []
@@ -295,14 +320,12 @@ def print_table(results: dict) -> None:
         for s in r["survivors"]:
             print(f"  line {s['line']:4d}  {s['operator']}  #{s['occurrence']}")
             print("\n".join(f"      {d}" for d in s["diff"]))
-    print(
-        "\n| module | mutants | skipped (annotations) | killed | survived | incompetent | score |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    print("\n| module | mutants | in annotations | not sampled | killed | survived | incompetent "
+          "| score |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for module, r in results.items():
         score = "–" if r["score"] is None else f"{100 * r['score']:.1f}%"
-        print(f"| {module} | {r['mutants']} | {r['skipped']} | {r['killed']} | {r['survived']} | "
-              f"{r['incompetent']} | {score} |")  # fmt: skip
+        print(f"| {module} | {r['mutants']} | {r['skipped']} | {r.get('unsampled', 0)} | "
+              f"{r['killed']} | {r['survived']} | {r['incompetent']} | {score} |")  # fmt: skip
 
 
 def cosmic_ray_config(module: str, command: str, *, timeout: float, ports: list[int]) -> str:

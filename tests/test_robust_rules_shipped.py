@@ -103,11 +103,17 @@ def test_each_bad_reply_is_left_out_of_the_rounds_it_spoils_with_its_reason(
     for entry in (e for e in history if e["task"] in NOISY):
         rejected = {int(node): reason for node, reason in entry["rejected"].items()}
         spoiled = {pid for pid, (_, rounds, _) in REWRITES.items() if entry["task"] in rounds}
-        spoiled |= {UNDECODABLE, RAISES}
+        # Merchants whose range histograms were rejected have no known size: their later
+        # counts cannot be checked, so they are left out of every counted round.
+        unsized = set() if entry["task"] not in CLUSTER else {
+            pid for pid, (_, rounds, _) in REWRITES.items() if HIST[0] in rounds} - spoiled  # fmt: skip
+        spoiled |= {UNDECODABLE, RAISES} | unsized
         expected = {pid + 2 for pid in range(MERCHANTS) if pid not in spoiled}
         assert set(entry["contributors"]) == expected, entry["task"]
         assert set(rejected) == {pid + 2 for pid in spoiled}, entry["task"]
-        for pid in spoiled - {UNDECODABLE, RAISES}:
+        for pid in unsized:
+            assert rejected[pid + 2].startswith(f"node {pid + 2}: field 'counts' cannot be checked")
+        for pid in spoiled - {UNDECODABLE, RAISES} - unsized:
             node, words = pid + 2, REWRITES[pid][2]
             assert rejected[node].startswith(f"node {node}: {words}"), rejected[node]
         # Refused on its wire size, before any array was decoded (decoding would have failed).

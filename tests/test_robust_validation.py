@@ -185,7 +185,12 @@ def test_cluster_counts_must_add_up_to_the_merchants_own_histograms():
     assert check_reply(Reply(4, payload=_good()), spec) is None  # 30 vs 45: within 6σ
     reason = check_reply(Reply(5, payload=_good()), spec)
     assert reason.startswith("node 5: field 'counts' adds up to 30 customers")
-    assert check_reply(Reply(6, payload=_good()), spec) is None  # no size known: no check
+    # No size known (its histograms were rejected or late): its counts cannot be trusted.
+    assert check_reply(Reply(6, payload=_good()), spec) == (
+        "node 6: field 'counts' cannot be checked: the merchant's range histograms gave no "
+        "usable customer count"
+    )
+    assert check_reply(Reply(6, payload=_good()), replace(spec, sizes=None)) is None
 
 
 # -- feature moments: Σu, Σu² and Σuuᵀ of customers mapped into [-1, 1]^d --------------------
@@ -221,6 +226,10 @@ MOMENT_EDGES = {
     "gram off-diagonal below": (_moments(second=[[5, -19.5], [-19.5, 6]]), "field 'second'"),
     "gram diagonal negative beyond": (_moments(second=[[-9.5, 0], [0, 6]]), "field 'second'"),
     "gram beyond count": (_moments(second=[[19.5, 0], [0, 6]]), "field 'second'"),
+    "no customers, sum within the noise": (
+        _moments(0.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
+    "no customers, sum beyond the noise": (
+        _moments(0.0, sum=[9.5, 0], square=[0, 0], second=np.zeros((2, 2))), "field 'sum'"),
 }  # fmt: skip
 
 
@@ -232,6 +241,12 @@ def test_moments_are_checked_against_their_own_count_beyond_the_noise(case):
         assert reason is None, reason
     else:
         assert reason is not None and reason.startswith(f"node 9: {words}"), reason
+
+
+def test_a_moments_part_without_declared_noise_gets_the_counts_slack_only():
+    spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 1.0})  # slack 6σ_count = 6
+    assert check_reply(Reply(9, payload=_moments(sum=[15.5, 0])), spec) is None
+    assert "field 'sum'" in check_reply(Reply(9, payload=_moments(sum=[16.5, 0])), spec)
 
 
 def test_moments_without_a_gram_are_checked_part_by_part():
