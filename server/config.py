@@ -103,7 +103,9 @@ class SegmentationConfig:
                 "budget shares must be ≥ 0 and leave a positive share for Lloyd rounds"
             )
         if self.recommender_share >= 1:
-            raise ValueError("budget shares: recommender-share must leave a share for the segmentation")
+            raise ValueError(
+                "budget shares: recommender-share must leave a share for the segmentation"
+            )
         if self.recommender_model not in RECOMMENDER_MODELS:
             raise ValueError(
                 f"recommender-model must be one of {RECOMMENDER_MODELS}, got {self.recommender_model!r}"

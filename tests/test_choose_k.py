@@ -74,7 +74,9 @@ def test_the_server_turns_each_config_back_into_the_planned_noise():
     lloyd = [r.noise_multiplier for r in budget.planned if r.name == "cluster_displacements"]
     assert len(lloyd) == runs and all(z == lloyd[1] for z in lloyd[1:])
     assert lloyd[1] <= other["cluster_displacements"] <= 1.01 * lloyd[1]
-    recorded = [Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in first.items()]
+    recorded = [
+        Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in first.items()
+    ]
     recorded += [
         Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in other.items()
     ] * 8
