@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from fedseg.client.errors import DataError
+from fedseg.client.feature_cache import load_or_build
 from fedseg.client.features import customer_features
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.node import FeatureColumns, MerchantNode
@@ -94,10 +94,11 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
     else:
         pseudonymizer = Pseudonymizer.for_simulation(settings.merchant_id, settings.simulation_seed)
     as_of = as_of_timestamp(settings.as_of)
-    features, specs, report = customer_features(
+    prepared = load_or_build(settings, lambda: customer_features(
         settings.data_path, pseudonymizer=pseudonymizer, as_of=as_of, strict=settings.strict
-    )
-    log.info("merchant %s: %s", settings.merchant_id, report.summary())  # its own log only
+    ))  # fmt: skip
+    cached = " (prepared features from this merchant's cache)" if prepared.from_cache else ""
+    log.info("merchant %s: %s%s", settings.merchant_id, prepared.summary, cached)  # own log only
     ledger_path = Path(settings.state_dir) / "ledger.json" if settings.state_dir else None
     policy = settings.policy
     ledger = PrivacyLedger(
@@ -105,12 +106,11 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         durable=settings.simulation_seed is None,
     )  # fmt: skip
     seed = settings.simulation_seed
-    names = [s.name for s in specs]
-    ordered = features if list(features.columns) == names else features[names]
+    specs = prepared.specs
     node = MerchantNode(
-        ordered.to_numpy(dtype=np.float64),
+        prepared.matrix,
         columns=FeatureColumns(
-            names=tuple(names),
+            names=tuple(s.name for s in specs),
             log=tuple(s.log for s in specs),
             lower=tuple(s.lower for s in specs),
             upper=tuple(s.upper for s in specs),
@@ -121,7 +121,7 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
     )
     offer_recommender(
         node,
-        customer_ids=[str(u) for u in features.index],
+        customer_ids=prepared.customer_ids,
         load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
         holdout_last=settings.holdout_last,
     )
