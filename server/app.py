@@ -149,6 +149,9 @@ def _read_model(path: str) -> dict | None:
         raise ValueError(f"{path}: cannot read the earlier model ({exc})") from None
 
 
+_FIRST_PULL_S, _LAST_PULL_S = 0.01, 0.25  # between pulls for replies (Flower's grid: 3 s)
+
+
 class GridTransport:
     """``Transport`` over a Flower Grid: one message per node, replies decoded."""
 
@@ -208,8 +211,26 @@ class GridTransport:
             for node_id, content in contents.items()
         ]
         wait = self.timeout if timeout is None else timeout
-        replies = self.grid.send_and_receive(messages, timeout=wait)
+        replies = send_and_receive(self.grid, messages, timeout=wait)
         return [_reply(m, max_bytes) for m in replies]
+
+
+def send_and_receive(grid: Grid, messages: Sequence[Message], *, timeout: float | None):
+    """``Grid.send_and_receive`` with a short poll: Flower's deployment grid asks the
+    SuperLink for replies every 3 s, which alone made a round of a local deployment last
+    seconds. Here the first checks come 10 ms apart, growing to at most 0.25 s."""
+    pending = set(grid.push_messages(messages))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    replies: list[Message] = []
+    pause = _FIRST_PULL_S
+    while True:
+        pulled = list(grid.pull_messages(pending))
+        replies += pulled
+        pending -= {m.metadata.reply_to_message_id for m in pulled}
+        if not pending or (deadline is not None and time.monotonic() >= deadline):
+            return replies
+        time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+        pause = min(pause * 1.5, _LAST_PULL_S)
 
 
 def _reply(message: Message, max_bytes: int | None) -> Reply:

@@ -16,10 +16,12 @@ FLOWER_ALLOWED = {
     "client/app.py",
     "server/app.py",
     "privacy/protocol/records.py",
+    "simulations/backends/clientapp_worker.py",
     "simulations/backends/flower_run.py",
     "simulations/backends/inprocess.py",
     "simulations/backends/ray_engine.py",
     "simulations/backends/replay.py",
+    "simulations/backends/supernode.py",
     "simulations/backends/tracing.py",
 }
 FORBIDDEN = {  # part → fedseg parts it must not import

@@ -11,8 +11,10 @@ simulation of the same federation and seed. Every process started is stopped bef
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ class DemoResult:
     node_names: dict[int, str]  # SuperLink node id → merchant id
     contributions: list[dict[str, Any]]  # per round: who contributed, who did not
     leftovers: list[int]  # pids still alive after cleanup (always empty unless a bug)
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds of each step
 
 
 def demo_merchants(
@@ -84,6 +87,7 @@ def run_demo(
     insecure: bool = False,
     kill: KillPlan | None = None,
     timeout_s: float = 900.0,
+    deployment_options: Mapping[str, Any] | None = None,
 ) -> DemoResult:
     """Deploy the federation in ``data_dir`` locally, run fedseg once, stop everything."""
     work_dir = Path(work_dir).resolve()
@@ -94,18 +98,27 @@ def run_demo(
     config = app_run_config(overrides)
     cap = epsilon_cap if epsilon_cap is not None else float(config["epsilon"])
     merchants = demo_merchants(Path(data_dir), work_dir, epsilon_cap=cap, test_seed=test_seed)
-    with LocalDeployment(work_dir, insecure=insecure) as deployment:
+    clock = _Phases()
+    with LocalDeployment(work_dir, insecure=insecure, **(deployment_options or {})) as deployment:
         deployment.start_superlink()
+        clock.lap("superlink")
+        # Each registration is a `flwr` command (about a second of CPU): run them together.
+        with ThreadPoolExecutor(max_workers=min(8, len(merchants) or 1)) as pool:
+            list(pool.map(deployment.add_merchant, merchants))
+        clock.lap("register")
         for merchant in merchants:
-            deployment.add_merchant(merchant)
             deployment.start_supernode(merchant.merchant_id)
         for merchant in merchants:
             deployment.wait_connected(merchant.merchant_id)
+        clock.lap("supernodes")
         run_id = deployment.submit(config)
+        clock.lap("submit")
         if kill is not None:
             _kill_when_due(deployment, kill)
         status = deployment.wait_for_run(run_id, out_dir, timeout_s=timeout_s)
+        clock.lap("run")
         names = deployment.node_names()
+    clock.lap("stop")
     leftovers = deployment.processes.leftovers()
     if not (out_dir / "model.json").exists():
         raise DeploymentError(
@@ -114,7 +127,21 @@ def run_demo(
     model = SegmentModel.load(out_dir / "model.json")
     contributions = contributors_per_round(model.history, names)
     _write_summary(out_dir, run_id, status, names, contributions)
-    return DemoResult(model, run_id, status, out_dir, names, contributions, leftovers)
+    return DemoResult(
+        model, run_id, status, out_dir, names, contributions, leftovers, clock.seconds
+    )
+
+
+class _Phases:
+    """Wall seconds of each step of the demo (benchmarks/deploy_speed.py reads them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name], self._last = now - self._last, now
 
 
 def contributors_per_round(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fedseg.simulations.deploy.commands import (
+    DEFAULT_POLL_S,
     connection_entry,
     node_config_arg,
     superlink_command,
@@ -85,12 +86,18 @@ class LocalDeployment:
     work_dir: Path
     insecure: bool = False
     startup_timeout_s: float = 60.0
+    # How each SuperNode runs (simulations/backends/supernode.py): one long-lived ClientApp
+    # process, and this poll while a run is active; False / None: Flower's own.
+    worker: bool = True
+    poll_interval: float | None = DEFAULT_POLL_S
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).resolve()
         self.flwr_home = self.work_dir / "flwr-home"
         env = {**os.environ, "FLWR_HOME": str(self.flwr_home), "FLWR_TELEMETRY_ENABLED": "0"}
+        # The SuperLink's SuperExec looks for a ServerApp to start every second by default.
+        env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
         self.processes = ProcessGroup(self.work_dir / "logs", env=env)
         self.tls: TlsFiles | None = None
         self.port = 0
@@ -170,6 +177,8 @@ class LocalDeployment:
             ca_cert=self.tls and self.tls.ca_cert,
             auth_private_key=None if self.insecure else node.keys.private_key,
             insecure=self.insecure,
+            poll_interval=self.poll_interval,
+            worker=self.worker,
         )
         node.service = self.processes.start(
             f"supernode-{merchant_id}", _resolve(command), cwd=self.work_dir
