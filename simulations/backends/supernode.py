@@ -13,8 +13,9 @@ passed through, and
   ``clientapp_worker`` beside it (tied to this process by ``--parent-pid``, as Flower ties
   its SuperExec), so the ClientApp stays loaded;
 - replaces the module-level ``time`` of ``flwr.supernode.start_client_internal`` by a
-  clock whose ``sleep`` polls every ``--poll-interval`` seconds for ``--busy-window``
-  seconds after the last message, then falls back to Flower's own waits.
+  clock whose ``sleep`` asks the SuperLink every ``--poll-interval`` seconds (and its own
+  ClientApp every 10 ms) for ``--busy-window`` seconds after the last message, then falls
+  back to Flower's own waits.
 
     python -m fedseg.simulations.backends.supernode [--poll-interval S] [--no-worker] \\
         -- flower-supernode ARGS...
@@ -31,9 +32,10 @@ import time
 import flwr.supernode.start_client_internal as internal
 from flwr.supernode.cli import flower_supernode
 
-DEFAULT_POLL_S = 0.1
+DEFAULT_POLL_S = 0.2
 DEFAULT_BUSY_WINDOW_S = 120.0
 FLOWER_IDLE_WAIT_S = 3.0  # the sleep this replaces; checked by tests/test_deploy_units.py
+LOCAL_WAIT_S = 0.01
 
 
 class BusyPolling:
@@ -49,7 +51,9 @@ class BusyPolling:
 
     def sleep(self, seconds: float) -> None:
         if time.monotonic() - self.last_message <= self.busy_window_s:
-            seconds = min(seconds, self.poll_s)
+            # The 3 s wait is between requests to the SuperLink; the shorter ones wait for
+            # this node's own ClientApp (a look at local state, cheap to repeat).
+            seconds = min(seconds, self.poll_s if seconds >= FLOWER_IDLE_WAIT_S else LOCAL_WAIT_S)
         time.sleep(seconds)
 
     def wrap_pull(self, pull):

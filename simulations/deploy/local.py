@@ -96,8 +96,6 @@ class LocalDeployment:
         self.work_dir = Path(self.work_dir).resolve()
         self.flwr_home = self.work_dir / "flwr-home"
         env = {**os.environ, "FLWR_HOME": str(self.flwr_home), "FLWR_TELEMETRY_ENABLED": "0"}
-        # The SuperLink's SuperExec looks for a ServerApp to start every second by default.
-        env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
         self.processes = ProcessGroup(self.work_dir / "logs", env=env)
         self.tls: TlsFiles | None = None
         self.port = 0
