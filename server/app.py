@@ -219,12 +219,13 @@ def send_and_receive(grid: Grid, messages: Sequence[Message], *, timeout: float 
     """``Grid.send_and_receive`` with a short poll: Flower's deployment grid asks the
     SuperLink for replies every 3 s, which alone made a round of a local deployment last
     seconds. Here the first checks come 10 ms apart, growing to at most 0.25 s."""
-    pending = set(grid.push_messages(messages))
+    pushed = list(grid.push_messages(messages))  # asked in this order: replies sum in it
+    pending = set(pushed)
     deadline = None if timeout is None else time.monotonic() + timeout
     replies: list[Message] = []
     pause = _FIRST_PULL_S
     while True:
-        pulled = list(grid.pull_messages(pending))
+        pulled = list(grid.pull_messages([i for i in pushed if i in pending]))
         replies += pulled
         pending -= {m.metadata.reply_to_message_id for m in pulled}
         if not pending or (deadline is not None and time.monotonic() >= deadline):
