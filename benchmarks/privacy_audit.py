@@ -8,6 +8,7 @@ lower bounds on ε (Clopper–Pearson, and the Gaussian trade-off bound), which 
 the claim. Prints a table and writes JSON.
 
     python benchmarks/privacy_audit.py [--trials 20000] [--slow-trials 2000]
+                                       [--kinds lifetime_histograms,lifetime_sums]
                                        [--out benchmarks/results/privacy_audit.json]
 
 ``--slow-trials`` applies to the content check, whose every answer ranks each customer's
@@ -47,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20_000)
     parser.add_argument("--slow-trials", type=int, default=2_000)
+    parser.add_argument("--kinds", default="", help="comma-separated release kinds (default all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/privacy_audit.json"))
     args = parser.parse_args()
     z = calibrate([PlannedRelease("one", 1.0)], epsilon=CLAIMED, delta=DELTA)["one"]
@@ -59,7 +61,8 @@ def main() -> None:
         table.to_csv(d, index=False)
         extreme_customer(table, fed.items).to_csv(d_plus, index=False)
         config = {"k": 3, "epsilon": 8.0, "rounds": 2, "as-of": AS_OF, "recommender": True,
-                  "items": str(data / "items.csv"), "square-norm-share": 0.02}  # fmt: skip
+                  "items": str(data / "items.csv"), "square-norm-share": 0.02,
+                  "lifetime-value": True}  # fmt: skip
         requests = record(data, root / "out", **config)
         first = {}
         for task, payload in requests:
@@ -67,6 +70,8 @@ def main() -> None:
         rows = []
         for kind in releases.KINDS:
             if kind == releases.DPSGD or kind not in first:
+                continue
+            if args.kinds and kind not in args.kinds.split(","):
                 continue
             task, payload = first[kind]
             trials = args.slow_trials if kind == releases.CONTENT_CHECK else args.trials

@@ -65,6 +65,8 @@ def settings_from_context(context: Context) -> MerchantSettings:
         state_dir=str(node.get("state-dir", "")),
         simulation_seed=test_seed,
         strict=str(node.get("strict", "false")).lower() in ("1", "true", "yes"),
+        secagg_roster=str(node.get("secagg-roster", "")),
+        signing_key=str(node.get("signing-key", "")),
     )
 
 
@@ -75,10 +77,12 @@ def _simulation_settings(partition_id: int, run, as_of: str) -> MerchantSettings
     source = simulation_source(str(run["sim-data-dir"]), partition_id)
     state_root = str(run.get("sim-state-dir", ""))
     cap = run.get("sim-epsilon-cap", run.get("epsilon", 1.0))
-    policy = MerchantPolicy.from_mapping(
-        {"epsilon-cap": cap, "delta": run.get("delta", 1e-6), "collusion": run.get("collusion", 0)},
-        where="simulation run config",
-    )
+    own = {
+        "epsilon-cap": cap,
+        "delta": run.get("delta", 1e-6),
+        "collusion": run.get("collusion", 0),
+    }
+    policy = MerchantPolicy.from_mapping(own, where="simulation run config")
     return MerchantSettings(
         data_path=str(source),
         merchant_id=source.stem,
@@ -87,6 +91,7 @@ def _simulation_settings(partition_id: int, run, as_of: str) -> MerchantSettings
         state_dir=str(Path(state_root) / source.stem) if state_root else "",
         simulation_seed=max(int(run.get("seed", 0)), 0),
         holdout_last=str(run.get("sim-holdout-last", False)).lower() in ("1", "true", "yes"),
+        secagg_roster=str(run.get("secagg-roster", "")),
     )
 
 
@@ -123,7 +128,10 @@ def _answer(task: str, message: Message, context: Context) -> Message:
         # A secure round spans several messages; its state stays in this node's own Context.
         kept = context.state.get(SECAGG_STATE)
         state = kept["state"] if isinstance(kept, ConfigRecord) else None
-        reply, state = secure_step(node, context.node_id, task, payload, state, plan)
+        if node.secure_identity is None:
+            raise BadRequest("secure aggregation: this merchant has no pinned roster")
+        identity = node.secure_identity
+        reply, state = secure_step(node, identity, context.node_id, task, payload, state, plan)
         if state is None:
             context.state.pop(SECAGG_STATE, None)
         else:

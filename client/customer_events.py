@@ -99,6 +99,22 @@ class CustomerEvents:
         return _group_max(self.user[rows], self.time[rows], self.n_users)
 
     @cached_property
+    def purchase_days(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One row per (customer, UTC calendar day with a purchase): the customer, the day
+        (days since the epoch) and that day's spend. The lifetime-value models count purchase
+        days, not orders, as the ``lifetimes`` package does with ``freq="D"``."""
+        rows = np.flatnonzero(self.is_purchase)
+        day = self.time[rows] // NS_PER_DAY
+        key = self.user[rows] * (int(day.max(initial=0)) + 1) + day
+        unique, inverse = np.unique(key, return_inverse=True)
+        spend = np.bincount(inverse, weights=self.amount[rows], minlength=len(unique))
+        user = np.zeros(len(unique), dtype=np.int64)
+        user[inverse] = self.user[rows]
+        first = np.zeros(len(unique), dtype=np.int64)
+        first[inverse] = day
+        return user, first, spend
+
+    @cached_property
     def sessions(self) -> np.ndarray:
         """Visits: distinct ``session_id`` if present, else runs with gaps under 30 minutes."""
         if "session_id" in self.frame.columns:

@@ -80,7 +80,21 @@ _EXTRA_SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("last_event_days", "days", 0.0, 730.0, False, "days from the last event to as_of"),
     FeatureSpec("purchases", "items", 0.0, 500.0, True, "purchased quantity (sum of quantity)"),
     FeatureSpec("carts", "events", 0.0, 500.0, True, "number of add-to-cart events"),
-)
+    # The lifetime-value summaries (client/lifetime.py), in whole UTC days like `lifetimes`.
+    FeatureSpec("purchase_days", "days", 0.0, 1_000.0, True, "distinct days with a purchase"),
+    FeatureSpec(
+        "purchase_span_days", "days", 0.0, 7_300.0, False,
+        "days from the first to the last purchase day (t_x); the upper bound if none",
+    ),
+    FeatureSpec(
+        "customer_age_days", "days", 0.0, 7_300.0, False,
+        "days from the first purchase day to as_of (T); the upper bound if none",
+    ),
+    FeatureSpec(
+        "repeat_day_spend", "currency", 0.0, 10_000.0, True,
+        "mean spend of the purchase days after the first (0 without a repeat)",
+    ),
+)  # fmt: skip
 KNOWN_SPECS: dict[str, FeatureSpec] = {s.name: s for s in _BASE_SPECS + _EXTRA_SPECS}
 
 

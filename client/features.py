@@ -59,6 +59,41 @@ def _recency_days(log: CustomerEvents) -> np.ndarray:
     return np.where(bought, days, np.nan)
 
 
+def _purchase_day_stats(log: CustomerEvents) -> dict[str, np.ndarray]:
+    """Distinct purchase days, span first → last purchase day, age first purchase day → as_of
+    (whole days, as ``lifetimes`` counts with ``freq="D"``) and the mean spend of the repeat
+    purchase days (all but the first). NaN where a customer never bought."""
+    user, day, spend = log.purchase_days
+    n = log.n_users
+    days = np.bincount(user, minlength=n).astype(np.float64)
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, user, day)
+    last = _group_max_days(user, day, n)
+    bought = days > 0
+    as_of_day = log.as_of // NS_PER_DAY
+    total = np.bincount(user, weights=spend, minlength=n)
+    first_spend = np.zeros(n)
+    is_first = day == first[user]
+    first_spend[user[is_first]] = spend[is_first]
+    repeat = np.maximum(days - 1, 0)
+    return {
+        "purchase_days": days,
+        "purchase_span_days": np.where(bought, last - np.where(bought, first, 0), np.nan),
+        "customer_age_days": np.where(bought, as_of_day - np.where(bought, first, 0), np.nan),
+        "repeat_day_spend": np.divide(
+            total - first_spend, repeat, out=np.zeros(n), where=repeat > 0
+        ),
+    }
+
+
+def _group_max_days(user: np.ndarray, day: np.ndarray, n: int) -> np.ndarray:
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last, user, day)
+    return last
+
+
+_LIFETIME_NAMES = ("purchase_days", "purchase_span_days", "customer_age_days", "repeat_day_spend")
+
 _FORMULAS: dict[str, Callable[[CustomerEvents], np.ndarray]] = {
     "browse_minutes": lambda log: (
         log.per_user_sum(np.where(log.event == VIEW, log.duration_s, 0)) / 60.0
@@ -93,6 +128,12 @@ def build_features(
     specs = tuple(specs) if specs is not None else _default_specs_for(events)
     log = CustomerEvents(events, as_of=as_of)
     columns = _share_columns(log, specs)
+    if any(spec.name in _LIFETIME_NAMES for spec in specs):
+        lifetime = _purchase_day_stats(log)
+        for spec in (s for s in specs if s.name in _LIFETIME_NAMES):  # NaN: never bought
+            columns[spec.name] = np.where(
+                np.isnan(lifetime[spec.name]), spec.upper, lifetime[spec.name]
+            )
     for spec in specs:
         if spec.name in columns:
             continue

@@ -19,13 +19,21 @@ import pandas as pd
 from fedseg.client.errors import DataError
 from fedseg.client.feature_cache import load_or_build
 from fedseg.client.features import customer_features
+from fedseg.client.lifetime import offer_lifetime_value
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.node import FeatureColumns, MerchantNode
 from fedseg.client.policy import MerchantPolicy
 from fedseg.client.recommender.offer import offer_recommender
+from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol import run
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
+from fedseg.privacy.secagg import (
+    SecAggLimits,
+    load_roster,
+    load_signing_key,
+    simulation_signing_key,
+)
 
 MERCHANT_SUFFIXES = (".csv", ".parquet")
 log = logging.getLogger("fedseg.merchant")
@@ -42,6 +50,8 @@ class MerchantSettings:
     simulation_seed: int | None = None  # simulations and the node-config test mode only
     holdout_last: bool = False  # simulations only: hide each customer's last item (evaluation)
     strict: bool = False  # refuse a table with any bad row instead of dropping and counting it
+    secagg_roster: str = ""  # the pinned federation roster (secure aggregation)
+    signing_key: str = ""  # this merchant's long-term Ed25519 key; "" in simulations (derived)
 
     def __post_init__(self) -> None:
         if not self.data_path:
@@ -119,13 +129,44 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         policy=policy,
         noise_seed=None if seed is None else (seed, _stable_int(settings.merchant_id)),
     )
+    node.secure_identity = secure_identity(settings)
     offer_recommender(
         node,
         customer_ids=prepared.customer_ids,
         load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
         holdout_last=settings.holdout_last,
     )
+    offer_lifetime_value(
+        node,
+        customer_ids=prepared.customer_ids,
+        load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
+        as_of=as_of,
+    )
     return node
+
+
+def secure_identity(settings: MerchantSettings) -> SecureIdentity | None:
+    """The merchant's identity in secure rounds, if it has a pinned roster: its own signing
+    key (derived from the seed in simulations and the test mode), the sessions it joined
+    (kept beside its ledger), and its own limits."""
+    if not settings.secagg_roster:
+        return None
+    try:
+        roster = load_roster(settings.secagg_roster)
+        if settings.signing_key:
+            key = load_signing_key(settings.signing_key)
+        elif settings.simulation_seed is not None:
+            key = simulation_signing_key(settings.simulation_seed, settings.merchant_id)
+        else:
+            raise DataError("merchant settings: no signing key (node config 'signing-key')")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"merchant settings: secure aggregation: {exc}") from None
+    memory = Path(settings.state_dir) / "secagg-sessions.txt" if settings.state_dir else None
+    limits = SecAggLimits(
+        max_dropout_tolerance=settings.policy.max_dropout_tolerance,
+        min_collusion=settings.policy.collusion,
+    )
+    return SecureIdentity(settings.merchant_id, key, roster, SessionMemory(memory), limits)
 
 
 def _item_events(data_path: str, pseudonymizer: Pseudonymizer, as_of: pd.Timestamp):

@@ -76,6 +76,7 @@ class MerchantNode:
         self.ledger = ledger
         self.policy = policy
         self.noise_seed = None if noise_seed is None else tuple(noise_seed)
+        self.secure_identity = None  # who the merchant is in secure rounds (client/secure.py)
         self._scaled: tuple[FeatureScaling, np.ndarray] | None = None
         self._handlers: dict[str, Handler] = {
             "feature_histograms": _histograms,

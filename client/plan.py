@@ -50,6 +50,16 @@ def accept_plan(plan: RunPlan, policy: MerchantPolicy, ledger: PrivacyLedger) ->
                 )
         elif release.sampling_rate is not None:
             raise PlanRefused(f"{release.name!r} is not a subsampled release")
+    if plan.secure and plan.collusion < policy.collusion:
+        raise PlanRefused(
+            f"the plan assumes at most {plan.collusion:g} of merchants collude; this merchant "
+            f"assumes {policy.collusion:g}"
+        )
+    if plan.secure and plan.dropout_tolerance > policy.max_dropout_tolerance:
+        raise PlanRefused(
+            f"the plan tolerates {plan.dropout_tolerance:g} dropouts, above this merchant's "
+            f"{policy.max_dropout_tolerance:g}"
+        )
     if ledger.would_exceed(*plan.releases):
         raise PlanRefused(
             f"the plan would take this merchant to ε={ledger.cost_if(*plan.releases):.4f} at "

@@ -7,7 +7,9 @@ multiplier, DP-SGD sampling or the release kinds it answers.
 Node config keys (all optional): ``epsilon-cap`` (lifetime ε, default 1.0), ``delta``
 (default 1e-6), ``min-noise-multiplier`` (default 0), ``allowed-releases`` (comma list,
 default all), ``dpsgd-sampling-rate`` (0.1), ``dpsgd-epochs`` (1.0), ``collusion`` (the
-share of merchants this one assumes may collude with the server, default 0), and
+share of merchants this one assumes may collude with the server, default 0; a secure plan
+must assume at least as much), ``max-dropout-tolerance`` (0.45: the most dropouts a secure
+round may plan for, which sets how much noise each merchant adds), and
 ``policy-file`` (a TOML file with the same keys, which the node config overrides).
 """
 
@@ -39,6 +41,7 @@ class MerchantPolicy:
     dpsgd_sampling_rate: float = 0.1
     dpsgd_epochs: float = 1.0
     collusion: float = 0.0
+    max_dropout_tolerance: float = 0.45
 
     def __post_init__(self) -> None:
         if not self.epsilon_cap > 0:
@@ -56,6 +59,8 @@ class MerchantPolicy:
             raise PolicyError("merchant policy: 'dpsgd-epochs' must be > 0")
         if not 0 <= self.collusion < 0.5:
             raise PolicyError("merchant policy: 'collusion' must be in [0, 0.5)")
+        if not 0 <= self.max_dropout_tolerance < 0.5:
+            raise PolicyError("merchant policy: 'max-dropout-tolerance' must be in [0, 0.5)")
 
     @property
     def dpsgd_steps(self) -> int:

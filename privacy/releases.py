@@ -29,6 +29,8 @@ POPULARITY = "recommender_item_popularity"
 GRAM = "recommender_gram"
 CONTENT_CHECK = "recommender_content_check"
 DPSGD = "recommender_dpsgd"
+LIFETIME_HISTOGRAMS = "lifetime_histograms"
+LIFETIME_SUMS = "lifetime_sums"
 
 # The request that answers each kind of release.
 TASK_OF = {
@@ -40,6 +42,8 @@ TASK_OF = {
     GRAM: "item_gram",
     CONTENT_CHECK: "content_check",
     DPSGD: "recommender_train",
+    LIFETIME_HISTOGRAMS: "lifetime_histograms",
+    LIFETIME_SUMS: "lifetime_sums",
 }
 KINDS = tuple(TASK_OF)
 DPSGD_CLIP_NORM = 1.0  # opacus max_grad_norm: one customer's gradient is clipped to this
@@ -98,6 +102,35 @@ def content_check_mechanism(noise_multiplier: float, *, candidates: int) -> Gaus
     return GaussianMechanism(noise_multiplier, {"gain": math.sqrt(candidates)})
 
 
+# Budget split inside the lifetime releases: the purchase pattern drives every published
+# figure, the spend cells only the value (docs/lifetime_value.md).
+LIFETIME_HISTOGRAM_SHARES = {"purchases": 0.7, "spend": 0.3}
+LIFETIME_SUM_SHARES = {
+    "purchases": 0.3, "purchases_tail": 0.2, "alive": 0.1,
+    "value": 0.15, "value_tail": 0.1, "counts": 0.15,
+}  # fmt: skip
+
+
+def lifetime_histogram_mechanism(noise_multiplier: float) -> GaussianMechanism:
+    """Counts of customers per public cell: (T, x, t_x/T) cells for BG/NBD and (x, m) cells
+    for Gamma-Gamma (privacy/published/lifetime.py). One customer (all its purchases collapse
+    into one summary first) is one count in one purchase cell, and one count in one spend cell
+    if it has a repeat purchase: each part moves by at most 1."""
+    return GaussianMechanism(
+        noise_multiplier, {"purchases": 1.0, "spend": 1.0}, shares=LIFETIME_HISTOGRAM_SHARES
+    )
+
+
+def lifetime_sums_mechanism(noise_multiplier: float) -> GaussianMechanism:
+    """Per segment (k,): Σ min(g, B)/B and Σ clip((g − B)/(C − B), 0, 1) of each customer's
+    expected purchases g (the body and the tail above the segment's public bound B, up to
+    the cap C), the same two for the expected value, Σ P(alive) and the customer count. One
+    customer is in one segment and adds at most 1 to each of that segment's six sums (every
+    term lies in [0, 1]), so each part moves by at most 1."""
+    parts = dict.fromkeys(LIFETIME_SUM_SHARES, 1.0)
+    return GaussianMechanism(noise_multiplier, parts, shares=LIFETIME_SUM_SHARES)
+
+
 def dpsgd_release(noise_multiplier: float, *, steps: int, sampling_rate: float) -> Release:
     """One merchant's local DP-SGD run: ``steps`` Poisson-subsampled Gaussian steps, each
     adding N(0, (z·C)²) to the sum of per-customer gradients clipped to C (one sample is one
@@ -132,9 +165,9 @@ class NoisePlacement:
     """Where the noise of a release is drawn: each merchant adds ``share`` of its variance.
 
     Local noise: share 1, so a sum over m merchants holds m full draws. Distributed noise
-    (secure aggregation): each merchant adds share = 1/m_min of the variance, where m_min is
-    the fewest honest contributors a released sum can have, so the sum holds at least one
-    full draw.
+    (secure aggregation): each merchant adds share = 1/(m_min − colluders) of the variance
+    (privacy/secagg/params.py noise_share), the fewest honest contributors a released sum can
+    have, so the sum holds at least one full draw.
     """
 
     share: float = 1.0
@@ -160,25 +193,3 @@ class NoisePlacement:
     def sigma_of_sum(self, sigma: float, contributors: int) -> float:
         """Noise std of a sum over ``contributors`` merchants, each adding its share of σ²."""
         return sigma * math.sqrt(self.draws_in_sum(contributors))
-
-
-def minimum_survivors(num_clients: int, dropout_tolerance: float) -> int:
-    """The fewest merchants whose inputs a released secure sum may hold: ceil(n·(1 − tol))."""
-    return max(2, math.ceil(num_clients * (1.0 - dropout_tolerance) - 1e-9))
-
-
-def noise_placement(
-    noise: str, num_clients: int, dropout_tolerance: float, collusion: float
-) -> NoisePlacement:
-    """Each merchant's share of a release's noise variance: all of it with local noise; with
-    distributed noise 1/(m_min − colluders), so that the fewest honest contributors a released
-    sum can have still carry the full σ (colluders' shares are known to the server)."""
-    if noise != "distributed":
-        return NoisePlacement()
-    honest = minimum_survivors(num_clients, dropout_tolerance) - math.floor(collusion * num_clients)
-    if honest < 1:
-        raise ValueError(
-            f"distributed noise: {num_clients} merchants at dropout tolerance {dropout_tolerance} "
-            f"and collusion {collusion} leave no honest survivor to carry the noise"
-        )
-    return NoisePlacement(share=1.0 / honest)

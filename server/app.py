@@ -19,6 +19,8 @@ from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol.records import array_bytes, from_records, to_records
 from fedseg.privacy.protocol.run import as_of
 from fedseg.privacy.protocol.tasks import message_type
+from fedseg.privacy.secagg import load_roster
+from fedseg.server import marketing
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
@@ -79,8 +81,14 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
         "as_of": as_of(cfg.as_of).isoformat(),
         "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
     }
+    labels = marketing.rfm_labels(fitted)
+    if labels is not None:
+        extras["rfm"] = labels
     if cfg.recommender:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
+    if cfg.lifetime_value:
+        extras["lifetime_value"] = marketing.fit_lifetime_value(rounds, fitted)
+    extras["actions"] = marketing.actions(fitted, extras, catalogue)
     return SegmentModel(
         scaling=fitted.scaling,
         centres_standardized=fitted.centres,
@@ -93,10 +101,15 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
 
 def _aggregator(transport, ledger: PrivacyLedger, cfg: SegmentationConfig):
     if cfg.secure_agg:
+        if not cfg.secagg_roster:
+            raise ValueError(
+                "secure-agg needs the federation's roster (run config 'secagg-roster')"
+            )
         return SecureAggregator(
-            transport, ledger, distributed=cfg.noise == "distributed",
-            dropout_tolerance=cfg.dropout_tolerance, collusion=cfg.collusion,
-            min_clients=cfg.min_clients, round_timeout=cfg.round_timeout or None,
+            transport, ledger, roster=load_roster(cfg.secagg_roster),
+            distributed=cfg.noise == "distributed", dropout_tolerance=cfg.dropout_tolerance,
+            collusion=cfg.collusion, min_clients=cfg.min_clients,
+            round_timeout=cfg.round_timeout or None,
         )  # fmt: skip
     if cfg.aggregation != "sum":
         robust = RobustConfig(method=cfg.aggregation)
@@ -194,9 +207,10 @@ class GridTransport:
         payloads: Mapping[int, Mapping[str, Any]],
         *,
         timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> list[Reply]:
         contents = {node_id: to_records(p) for node_id, p in payloads.items()}
-        return self._send(task, contents, None, timeout=timeout)
+        return self._send(task, contents, max_bytes, timeout=timeout)
 
     def _send(
         self,

@@ -34,6 +34,9 @@ def planned_kinds(
         kinds += [(releases.POPULARITY, half, 1), (releases.GRAM, half, 1)]
         if check > 0:
             kinds.append((releases.CONTENT_CHECK, check, 1))
+    if cfg.lifetime_share > 0:  # the cell histograms, then the per-segment sums, in halves
+        half = cfg.lifetime_share / 2
+        kinds += [(releases.LIFETIME_HISTOGRAMS, half, 1), (releases.LIFETIME_SUMS, half, 1)]
     return kinds
 
 

@@ -13,6 +13,7 @@ RECOMMENDER_MODELS = ("ease", "dpsgd")
 DPSGD_SAMPLING_RATE, DPSGD_EPOCHS, DPSGD_LEARNING_RATE = 0.1, 1.0, 0.01
 AGGREGATIONS = ("sum", "median", "trimmed")
 DEFAULT_RECOMMENDER_SHARE = 0.9  # of the run's ε, as benchmarked (docs/recommender.md)
+DEFAULT_LIFETIME_SHARE = 0.5  # of the run's ε, as benchmarked (docs/lifetime_value.md)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class SegmentationConfig:
     aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
     dropout_tolerance: float = 0.3  # share of merchants that may drop from a secure round
     collusion: float = 0.0  # share of merchants assumed to collude with the server (γ)
+    secagg_roster: str = ""  # the federation's pinned roster of merchants' signing keys
     min_clients: int = 1
     expected_nodes: int = 0  # wait for this many merchants before starting (0: until stable)
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
@@ -50,6 +52,9 @@ class SegmentationConfig:
     content_share: float = 0.1  # of the recommender's share: the DP check of content scoring
     recommender_model: str = "ease"  # or "dpsgd": the opacus neural model, FedAvg rounds
     fedavg_rounds: int = 5  # FedAvg rounds of the dpsgd model
+    lifetime_value: bool = False  # also fit BG/NBD + Gamma-Gamma (server/lifetime_value.py)
+    lifetime_share: float = 0.0  # of the run's ε; 0 with lifetime-value on = the default
+    lifetime_horizon: float = 365.0  # days ahead the published expected purchases look
     items: str = ""  # path of the public item catalogue (CSV with item_id), for the recommender
     seed: int = -1  # -1: OS randomness (deployments); ≥ 0: reproducible simulation
     as_of: str = (
@@ -61,6 +66,13 @@ class SegmentationConfig:
     def __post_init__(self) -> None:
         if self.recommender and self.recommender_share == 0:
             object.__setattr__(self, "recommender_share", DEFAULT_RECOMMENDER_SHARE)
+        if self.lifetime_value and self.lifetime_share == 0:
+            share = DEFAULT_LIFETIME_SHARE * (1 - self.recommender_share)  # of what is left
+            object.__setattr__(self, "lifetime_share", share)
+        if self.lifetime_share < 0 or 0 < 1 - self.recommender_share <= self.lifetime_share:
+            raise ValueError("lifetime-share must be ≥ 0 and leave a share for the segmentation")
+        if not self.lifetime_horizon > 0:
+            raise ValueError(f"lifetime-horizon must be positive, got {self.lifetime_horizon}")
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if not (self.epsilon > 0):
@@ -117,7 +129,7 @@ class SegmentationConfig:
 
     @property
     def segmentation_share(self) -> float:
-        return 1.0 - self.recommender_share
+        return 1.0 - self.recommender_share - self.lifetime_share
 
     @property
     def dpsgd_steps(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fedseg.server.marketing_report import marketing_sections
 from fedseg.server.model import SegmentModel
 from fedseg.server.validation import left_out_table
 
@@ -81,6 +82,7 @@ def render_report(model: SegmentModel, *, min_size: float = 0.0) -> str:
         f"# fedseg segmentation: {model.k} segments\n\n"
         f"## Segments\n\n{segment_table(model, min_size=min_size)}\n\n"
         f"Centres are in original units; sizes carry Gaussian noise.\n\n"
+        f"{marketing_sections(model)}"
         f"## Privacy\n\n{privacy_table(model.privacy)}\n\n"
         f"## Rounds\n\n{left_out_table(model.history)}\n\n{aggregation}\n"
     )

@@ -1,39 +1,54 @@
 """Secure aggregation of a noisy round: the server learns only the sum over merchants.
 
-Each noisy request becomes the protocol stages of ``fedseg.privacy.secagg``
-(advertise keys → share keys → masked input → unmask), carried by the same
-``Transport`` and message types as a plain round. With distributed noise each merchant
-adds 1/(m_min − colluders) of the noise variance (privacy/releases.py noise_placement),
-so a released sum — which holds at least m_min survivors — carries at least the charged σ.
+Each noisy request becomes the five stages of ``fedseg.privacy.secagg`` (advertise keys →
+share keys → masked input → sign the survivor set → unmask) over the same ``Transport``.
+Every merchant derives the round's public context itself — n from its pinned roster, the
+dropout tolerance and collusion bound from the plan it accepted, the request digest from
+the request it received — and the server derives the same from its copy of the roster.
+Every stage's replies are bounded in size and checked for unexpected keys before anything
+is decoded. With distributed noise each merchant adds ``noise_share`` of the variance, so a
+released sum, which holds at least m_min survivors, carries at least the charged σ.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
+import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
-from fedseg.privacy.releases import minimum_survivors, noise_placement
-from fedseg.privacy.secagg import SecAggAborted, SecAggConfig, SecAggServer
+from fedseg.privacy.protocol.records import from_records, to_records
+from fedseg.privacy.secagg import (
+    REPLY_KEYS,
+    FederationRoster,
+    SecAggAborted,
+    SecAggError,
+    SecAggParams,
+    SecAggServer,
+    SecAggSession,
+    input_spec,
+    max_reply_bytes,
+    noise_share,
+    request_digest,
+)
 from fedseg.privacy.secagg.wire import flatten, unflatten
 from fedseg.server.aggregation import Aggregate, ReplySpec, RoundFailed
 from fedseg.server.transport import Payload, RoundLog, Transport
 
-# Largest |value| a merchant may put into the fixed-point encoding (sums of standardized
-# vectors and counts of up to ~10⁷ customers, noise included); larger values are an
-# error at the merchant, never clipped.
+# Largest |value| of a merchant's encoded input (sums of standardized vectors and counts of up
+# to ~10⁷ customers, noise included). A merchant clips larger values (post-processing of its
+# noisy release, never an error that could depend on its data); n merchants' inputs together
+# cannot wrap the ring (privacy/secagg/config.py).
 MAX_ABS_VALUE = 1e8
+STAGES = ("advertise", "share", "masked", "consistency", "unmask")
 
 
 class SecureAggregator:
     """An ``Aggregator`` running each noisy round through secure aggregation.
 
-    It charges the server's ledger itself, once the masked inputs are in: a round that
-    aborts before that releases nothing and costs nothing.
+    It charges the server's ledger itself, once masked inputs are in (each merchant charged
+    itself before sending one): a round that aborts before that costs nothing.
     """
 
     charges_ledger = True
@@ -43,6 +58,7 @@ class SecureAggregator:
         transport: Transport,
         ledger: PrivacyLedger,
         *,
+        roster: FederationRoster,
         distributed: bool,
         dropout_tolerance: float,
         collusion: float,
@@ -51,12 +67,20 @@ class SecureAggregator:
     ) -> None:
         self.transport = transport
         self.ledger = ledger
+        self.roster = roster
         self.distributed = distributed
-        self.dropout_tolerance = dropout_tolerance
-        self.collusion = collusion
+        self.params = SecAggParams(dropout_tolerance, collusion)
         self.min_clients = max(min_clients, 2)
         self.round_timeout = round_timeout  # one deadline for all stages of a round
-        self._round_ids = itertools.count(1)
+        self._deadline: float | None = None
+
+    @property
+    def noise_share(self) -> float:
+        """Each merchant's share of a release's noise variance."""
+        if not self.distributed:
+            return 1.0
+        params = self.params
+        return noise_share(len(self.roster), params.dropout_tolerance, params.collusion)
 
     def __call__(
         self,
@@ -71,65 +95,72 @@ class SecureAggregator:
             raise RoundFailed(
                 f"{task}: secure aggregation needs at least {self.min_clients} merchants"
             )
-        round_id = next(self._round_ids)
-        config = SecAggConfig.choose(
-            num_clients=len(nodes),
-            vector_spec=tuple((name, tuple(shape)) for name, shape in spec.shapes.items()),
+        request = from_records(to_records(payload))  # as every merchant will decode it
+        session = SecAggSession.create(
+            roster=self.roster, params=self.params, round_id=secrets.randbits(63),
+            request_digest=request_digest(request), vector_spec=input_spec(spec.shapes),
             max_abs_value=MAX_ABS_VALUE,
-            dropout_rate=self.dropout_tolerance,
-        )
-        placement = noise_placement(
-            "distributed" if self.distributed else "local", len(nodes), self.dropout_tolerance,
-            self.collusion,
         )  # fmt: skip
+        server = SecAggServer(session)
         log = RoundLog(task=release.name, asked=tuple(nodes))
-        server = SecAggServer(config, round_id=round_id)
-        opening = dict(payload, secagg_round=round_id, secagg_config=json.dumps(asdict(config)))
-        charged = False
+        opening = {**payload, "secagg_round": session.round_id, "secagg_max_abs": MAX_ABS_VALUE}
         self._deadline = None if not self.round_timeout else time.monotonic() + self.round_timeout
+        masked: dict = {}
         try:
-            keys = self._stage(task, "advertise", {n: opening for n in nodes}, log)
-            roster = flatten(server.collect_keys(keys))
-            shares = self._stage(task, "share", {n: roster for n in keys}, log)
-            inboxes = server.collect_shares(shares)
-            masked = self._stage(task, "masked", {n: flatten(m) for n, m in inboxes.items()}, log)
-            if masked:  # each merchant charged itself before its masked input left
-                self.ledger.charge(release)
-                charged = True
-            lists = server.collect_masked(masked)
-            if len(masked) < minimum_survivors(len(nodes), self.dropout_tolerance):
-                raise SecAggAborted(
-                    f"only {len(masked)} of {len(nodes)} merchants sent masked inputs, more "
-                    f"than the dropout tolerance {self.dropout_tolerance} allows to drop "
-                    "(raise --dropout-tolerance, at the cost of more noise per merchant)"
-                )
-            answers = self._stage(task, "unmask", {n: flatten(m) for n, m in lists.items()}, log)
-            sums = server.collect_unmask(answers)
-        except (SecAggAborted, BudgetExceeded) as exc:
+            messages = {n: opening for n in nodes}
+            for stage, collect in zip(STAGES, self._collectors(server), strict=True):
+                replies = self._stage(task, stage, messages, log, session)
+                if stage == "masked" and replies:
+                    self.ledger.charge(release)  # each merchant charged itself already
+                    masked = replies
+                messages = collect(replies)
+        except (SecAggAborted, SecAggError, BudgetExceeded) as exc:
             cost = (
-                f"release {release.name!r} stays charged on the run's ledger and on those of the "
-                f"{len(masked)} merchants that sent masked inputs"
-                if charged
+                f"release {release.name!r} stays charged on the run's ledger and on those of "
+                f"the {len(masked)} merchants that sent masked inputs"
+                if masked
                 else "nothing was charged"
             )
             raise RoundFailed(
                 f"{task}: secure aggregation aborted, nothing released ({cost}): {exc}"
             ) from None
         log.contributors = tuple(server.contributors_)
-        return Aggregate(sums=sums, log=log, noise_share=placement.share)
+        return Aggregate(sums=messages, log=log, noise_share=self.noise_share)
 
-    def _stage(self, task: str, stage: str, payloads: Mapping[int, Payload], log: RoundLog) -> dict:
-        """Send one protocol stage; replies that fail count as this node dropping out."""
-        requests = {n: dict(p, secagg_stage=stage) for n, p in payloads.items()}
-        answers = {}
+    @staticmethod
+    def _collectors(server: SecAggServer):
+        return (server.collect_keys, server.collect_shares, server.collect_masked,
+                server.collect_signatures, server.collect_unmask)  # fmt: skip
+
+    def _stage(
+        self,
+        task: str,
+        stage: str,
+        messages: Mapping[int, Payload],
+        log: RoundLog,
+        session: SecAggSession,
+    ) -> dict:
+        """Send one stage; a reply that fails, is too large or holds unexpected keys counts
+        as that merchant dropping out (it is never decoded or passed on)."""
+        requests = {n: dict(flatten(dict(m)), secagg_stage=stage) for n, m in messages.items()}
         left = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.1)
-        for reply in self.transport.request_each(task, requests, timeout=left):
+        limit = max_reply_bytes(stage, session.config)
+        allowed = {"round", "request_id", *REPLY_KEYS[stage]}
+        answers = {}
+        for reply in self.transport.request_each(task, requests, timeout=left, max_bytes=limit):
             log.bytes_received += reply.size_bytes
+            node = reply.node_id
             if reply.error is not None or reply.payload is None:
-                log.rejected[reply.node_id] = f"node {reply.node_id}: {stage}: {reply.error}"
-            else:
-                answers[reply.node_id] = unflatten(dict(reply.payload))
-        for node in payloads:
+                why = reply.error or f"{reply.size_bytes} bytes, at most {limit} accepted"
+                log.rejected[node] = f"node {node}: {stage}: {why}"
+                continue
+            extra = sorted({key.split("#")[0] for key in reply.payload} - allowed)
+            if extra:
+                log.rejected[node] = f"node {node}: {stage}: field {extra[0]!r} was not asked for"
+                continue
+            flat = {k: v for k, v in reply.payload.items() if k != "request_id"}
+            answers[node] = unflatten(flat)
+        for node in messages:
             if node not in answers and node not in log.rejected:
                 log.rejected[node] = f"node {node}: {stage}: no reply before the deadline"
         return answers

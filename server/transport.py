@@ -57,8 +57,14 @@ class Transport(Protocol):
         ...
 
     def request_each(
-        self, task: str, payloads: Mapping[int, Payload], *, timeout: float | None = None
+        self,
+        task: str,
+        payloads: Mapping[int, Payload],
+        *,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> list[Reply]:
         """Send each node its own payload; one ``Reply`` per node that answered within
-        ``timeout`` seconds (the transport's own deadline if None)."""
+        ``timeout`` seconds (the transport's own deadline if None); replies over
+        ``max_bytes`` come back undecoded."""
         ...

@@ -46,18 +46,20 @@ def no_process_left_behind():
 
 
 def test_demo_command_equals_the_simulation_of_the_same_federation_and_seed(tmp_path):
-    # Prepare: `fedseg demo-deploy` in deterministic test mode, keeping its files.
+    # Prepare: `fedseg demo-deploy` in deterministic test mode with secure aggregation (real
+    # signing keys and a pinned roster), keeping its files.
     done = subprocess.run(
         [sys.executable, "-m", "fedseg.simulations.cli.main", "demo-deploy", "--merchants", "3",
          "--users", "900", "--k", "3", "--epsilon", "2", "--rounds", "2", "--seed", "4",
-         "--test-seed", "9", "--out", str(tmp_path)],
+         "--test-seed", "9", "--secure-agg", "--noise", "distributed", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "finished:completed; all processes stopped" in done.stdout
     deployed = SegmentModel.load(tmp_path / "deployment" / "out" / "model.json")
     # Execute: the in-process simulation over the very same merchant files.
-    run_config = {"k": 3, "epsilon": 2.0, "rounds": 2, "seed": 9, "min-clients": 2}
+    run_config = {"k": 3, "epsilon": 2.0, "rounds": 2, "seed": 9, "min-clients": 2,
+                  "secure-agg": True, "noise": "distributed"}  # fmt: skip
     simulated = simulate(tmp_path / "federation", run_config, out_dir=tmp_path / "sim",
                          evaluate=False).model  # fmt: skip
     # Assert: same centres, same privacy accounting, every merchant in every round.

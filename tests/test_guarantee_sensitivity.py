@@ -31,6 +31,7 @@ AS_OF = "2025-03-01T00:00:00Z"
 KINDS = {
     releases.HISTOGRAMS, releases.SQUARE_NORM, releases.INIT, releases.LLOYD,
     releases.POPULARITY, releases.GRAM, releases.CONTENT_CHECK,
+    releases.LIFETIME_HISTOGRAMS, releases.LIFETIME_SUMS,
 }  # fmt: skip
 
 
@@ -45,7 +46,7 @@ def neighbours(tmp_path_factory):
     extreme_customer(table, fed.items).to_csv(d_plus / "merchants" / "m0.csv", index=False)
     config = {
         "k": 3, "epsilon": 8.0, "rounds": 3, "as-of": AS_OF, "recommender": True,
-        "items": str(d / "items.csv"), "square-norm-share": 0.02,
+        "items": str(d / "items.csv"), "square-norm-share": 0.02, "lifetime-value": True,
     }  # fmt: skip
     requests = record(d, root / "out", **config)
     return d, d_plus, config, requests
@@ -78,6 +79,10 @@ def declared(task: str, payload: dict) -> releases.GaussianMechanism:
         return releases.gram_mechanism(1.0)
     if kind == releases.CONTENT_CHECK:
         return releases.content_check_mechanism(1.0, candidates=len(payload["candidates"]))
+    if kind == releases.LIFETIME_HISTOGRAMS:
+        return releases.lifetime_histogram_mechanism(1.0)
+    if kind == releases.LIFETIME_SUMS:
+        return releases.lifetime_sums_mechanism(1.0)
     raise AssertionError(f"no declared mechanism for {kind!r}")
 
 
@@ -106,3 +111,5 @@ def test_every_release_moves_by_at_most_its_declared_sensitivity(neighbours):
     assert all(change <= 1 + 1e-9 for change in changes.values()), changes
     # The extreme customer is really extreme: it uses most of each release's sensitivity.
     assert changes[releases.HISTOGRAMS] > 0.5 and changes[releases.LLOYD] > 0.3, changes
+    assert changes[releases.LIFETIME_HISTOGRAMS] > 0.9, changes  # one count in each part
+    assert changes[releases.LIFETIME_SUMS] > 0.15, changes  # at least its count and P(alive)

@@ -123,6 +123,10 @@ def test_ranking_metrics_hand_computed():
     assert result["hr_at_10"] == 0.5
     assert result["ndcg_at_10"] == 0.5
     assert result["hr_at_10_full"] == 0.5
+    # full ranking: customer 0 ranks 0 (→ 1/log2 2 = 1); for customer 1 the unseen items 1 and 4
+    # score above the positive (1 and 9 against 0.5): rank 2 → 1/log2 4 = 0.5.
+    assert result["recall_at_20"] == 1.0
+    assert result["ndcg_at_10_full"] == pytest.approx((1.0 + 0.5) / 2)
 
 
 def test_ease_matches_closed_form_on_a_tiny_matrix():

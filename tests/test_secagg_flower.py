@@ -1,29 +1,18 @@
-"""Secure aggregation inside the real Flower apps: same sums, dropouts, what an abort costs.
-
-The apps' adapters (client/secure.py, server/secure.py, owned by core) still drive the v1
-protocol; until they are rewired to the v2 API (pinned roster, request digest, consistency
-stage; docs/secagg.md "Flower integration"), these end-to-end tests are skipped.
-"""
+"""Secure aggregation inside the real Flower apps: same sums, dropouts, what an abort costs."""
 
 from __future__ import annotations
 
-import inspect
-
-import fedseg.server.secure as server_secure
 import numpy as np
 import pytest
 from conftest import accepted_plan, bare_node
+from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.releases import cluster_mechanism
+from fedseg.privacy.secagg import SecAggLimits, simulation_roster, simulation_signing_key
 from fedseg.server.aggregation import ReplySpec, RoundFailed
 from fedseg.server.secure import SecureAggregator
 from fedseg.server.transport import Reply
 from fedseg.simulations.experiments.runner import simulate
-
-pytestmark = pytest.mark.skipif(
-    "collect_signatures" not in inspect.getsource(server_secure),
-    reason="server/secure.py and client/secure.py still call the v1 secagg API (lead to rewire)",
-)
 
 
 def test_secure_sum_gives_the_plain_model_without_noise(mixture_federation, tmp_path):
@@ -49,22 +38,28 @@ class _FlakyTransport:
     """Real merchants' secure steps in memory; nodes in ``vanish`` stop answering at
     ``stage`` (and after)."""
 
-    STAGES = ("advertise", "share", "masked", "unmask")
+    STAGES = ("advertise", "share", "masked", "consistency", "unmask")
 
     def __init__(self, nodes, vanish, *, stage="share"):
         self.nodes, self.vanish, self.stage = nodes, vanish, stage
         self.states = {}
         self.plan = accepted_plan(placement="distributed", cluster_stats=5.0)
+        self.roster = simulation_roster(0, [f"m{n}" for n in nodes])
         rng = np.random.default_rng(0)
         self.merchants = {
             n: bare_node(rng.normal(size=(50, 2)), lower=-5.0, upper=5.0, epsilon_cap=10.0)
             for n in nodes
         }
+        self.identities = {
+            n: SecureIdentity(f"m{n}", simulation_signing_key(0, f"m{n}"), self.roster,
+                              SessionMemory(None), SecAggLimits())
+            for n in nodes
+        }  # fmt: skip
 
     def node_ids(self):
         return list(self.nodes)
 
-    def request_each(self, task, payloads, *, timeout=None):
+    def request_each(self, task, payloads, *, timeout=None, max_bytes=None):
         from fedseg.client.secure import secure_step
 
         replies = []
@@ -74,8 +69,9 @@ class _FlakyTransport:
                 continue
             try:  # as the ClientApp does, a client exception becomes an error reply
                 reply, self.states[node] = secure_step(
-                    self.merchants[node], node, task, payload, self.states.get(node), self.plan
-                )
+                    self.merchants[node], self.identities[node], node, task, payload,
+                    self.states.get(node), self.plan,
+                )  # fmt: skip
             except Exception as exc:  # noqa: BLE001
                 replies.append(Reply(node, error=str(exc)))
                 continue
@@ -85,8 +81,9 @@ class _FlakyTransport:
 
 def _secure_round(transport, ledger):
     aggregate = SecureAggregator(
-        transport, ledger, distributed=True, dropout_tolerance=0.2, collusion=0.0, min_clients=2
-    )
+        transport, ledger, roster=transport.roster, distributed=True, dropout_tolerance=0.2,
+        collusion=0.0, min_clients=2,
+    )  # fmt: skip
     payload = {
         "lower": np.full(2, -5.0), "upper": np.full(2, 5.0), "mean": np.zeros(2), "scale": np.ones(2),
         "radius": 7.0, "centres": np.array([[0.0, 0.0], [1.0, 1.0]]),

@@ -77,3 +77,18 @@ def test_summary_table_medians_and_report_embeds_images(tmp_path):
     assert base64.b64encode(png.read_bytes()).decode() in page  # self-contained
     assert "ValueError: not supported" in page  # failures are shown, not hidden
     assert "∞" in page and "<img" in page and "src='http" not in page
+
+
+def test_report_shows_what_to_do_per_segment(tmp_path):
+    model = {
+        "segment_names": ["high-value loyal", "dormant"],
+        "rfm": [{"segment": 1, "rfm_label": "Champions", "shopify_group": "CHAMPIONS"},
+                {"segment": 2, "rfm_label": "Can't Lose Them", "shopify_group": "PREVIOUSLY_LOYAL"}],
+        "actions": [{"segment": 1, "text": "Segment 1 (Champions); reward, don't discount."},
+                    {"segment": 2, "text": "Segment 2 (Can't Lose Them); spend: win-back offer now."}],
+    }  # fmt: skip
+    page = write_html_report(tmp_path, _results(), images={}, model=model).read_text()
+    assert "What to do per segment" in page
+    assert "Segment 2: dormant — Can&#x27;t Lose Them / PREVIOUSLY_LOYAL" in page
+    assert "spend: win-back offer now." in page
+    assert "What to do" not in write_html_report(tmp_path, _results(), images={}).read_text()

@@ -106,10 +106,14 @@ def test_nested_metrics_become_dotted_columns(tmp_path):
     record = {
         "point_id": "p0", "setting": "local", "noise": "local", "secure_agg": False,
         "epsilon": 1.0, "seed": 0, "status": "ok", "error": "",
-        "metrics": {"ari": 0.9, "recommender": {"hr_at_10": 0.5, "baselines": {"g": {"x": 2}}}},
+        "metrics": {"ari": 0.9, "recommender": {"hr_at_10": 0.5, "baselines": {"g": {"x": 2}},
+                                                "recall_at_20": 0.2, "ndcg_at_10_full": 0.05}},
     }  # fmt: skip
     (points / "p0.json").write_text(json.dumps(record))
-    row = collect_results(tmp_path).iloc[0]
+    frame = collect_results(tmp_path)
+    # the full-ranking headline comes right after the point's identity
+    assert list(frame.columns[8:10]) == ["recommender.recall_at_20", "recommender.ndcg_at_10_full"]
+    row = frame.iloc[0]
     assert row["ari"] == 0.9 and row["recommender.hr_at_10"] == 0.5
     assert row["recommender.baselines.g.x"] == 2
 

@@ -17,6 +17,8 @@ MESSAGE_KINDS = {
     "item_gram": "query",
     "content_check": "query",
     "recommender_train": "train",
+    "lifetime_histograms": "query",
+    "lifetime_sums": "query",
 }
 TASKS = tuple(MESSAGE_KINDS)
 

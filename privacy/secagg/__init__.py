@@ -6,7 +6,7 @@ m_min merchants. See docs/secagg.md for the protocol, the threat model and the b
 """
 
 from fedseg.privacy.secagg.client import SecAggClient
-from fedseg.privacy.secagg.config import SecAggConfig
+from fedseg.privacy.secagg.config import SecAggConfig, input_spec
 from fedseg.privacy.secagg.digest import request_digest
 from fedseg.privacy.secagg.errors import (
     EncodingShapeError,
@@ -51,6 +51,7 @@ __all__ = [
     "SecAggServer",
     "SecAggSession",
     "generate_signing_key",
+    "input_spec",
     "load_roster",
     "load_signing_key",
     "max_reply_bytes",

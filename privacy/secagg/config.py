@@ -184,3 +184,8 @@ def _hypergeom(population: int, marked: int, drawn: int):
     from scipy.stats import hypergeom
 
     return hypergeom(population, marked, drawn)
+
+
+def input_spec(shapes) -> VectorSpec:
+    """The parts of a secure input as both sides encode them: sorted by name."""
+    return tuple((str(name), tuple(int(n) for n in shapes[name])) for name in sorted(shapes))

@@ -56,6 +56,39 @@ def certs(
     typer.echo("trial certificates: not for production (see docs/operator.md)", err=True)
 
 
+def secagg_key(
+    out: Annotated[Path, Opt(help="Private key file to create (refuses to overwrite)")],
+) -> None:
+    """A merchant's long-term signing key for secure aggregation: keep the file, send the
+    printed public key to the operator for the federation's roster."""
+    from fedseg.privacy.secagg import generate_signing_key
+
+    if out.exists():
+        raise ValueError(f"{out}: exists already; a new key would need a new roster entry")
+    public = generate_signing_key(out)
+    typer.echo(f"wrote {out} (keep it); public key for the roster: {public.hex()}")
+
+
+def roster(
+    out: Annotated[Path, Opt(help="Roster file to write")],
+    merchant: Annotated[list[str], Opt(help="NAME=PUBLIC_KEY_HEX of one merchant (repeat)")],
+) -> None:
+    """The federation's roster of merchants' signing keys. Every merchant must get this file
+    from a channel the operator cannot tamper with (it is what stops a server inventing
+    merchants), and pins it in its node config (`secagg-roster`)."""
+    from fedseg.privacy.secagg import FederationRoster, save_roster
+
+    keys = {}
+    for entry in merchant:
+        name, _, key = entry.partition("=")
+        try:
+            keys[name.strip()] = bytes.fromhex(key.strip())
+        except ValueError:
+            raise ValueError(f"--merchant {name!r}: the public key is not hex") from None
+    save_roster(out, FederationRoster.from_keys(keys))
+    typer.echo(f"wrote {out}: {len(keys)} merchants")
+
+
 def supernode_key(
     out: Annotated[Path, Opt(help="Directory for NAME.key and NAME.pub")],
     name: Annotated[str, Opt(help="File name stem, e.g. your merchant id")],
@@ -114,6 +147,12 @@ def supernode(
     ca_cert: Annotated[Path | None, Opt(help="CA certificate of the SuperLink")] = None,
     auth_key: Annotated[Path | None, Opt(help="Your SuperNode private key")] = None,
     merchant_id: Annotated[str | None, Opt(help="Your name in logs (default: data stem)")] = None,
+    signing_key: Annotated[
+        Path | None, Opt(help="Your secure-aggregation signing key (fedseg secagg-key)")
+    ] = None,
+    secagg_roster: Annotated[
+        Path | None, Opt(help="The federation's roster, pinned (secure aggregation)")
+    ] = None,
     runtime_port: Annotated[int, Opt(help="Local port of the SuperNode (0: any)")] = 0,
     poll_interval: Annotated[
         float, Opt(help="Seconds between asks for work while a run is active (Flower: 3)")
@@ -132,6 +171,11 @@ def supernode(
         "epsilon-cap": float(epsilon_cap),
         "state-dir": str(state_dir.resolve()),
     }
+    if (signing_key is None) != (secagg_roster is None):
+        raise ValueError("secure aggregation needs both --signing-key and --secagg-roster")
+    if signing_key is not None:
+        node_config["signing-key"] = str(signing_key.resolve())
+        node_config["secagg-roster"] = str(secagg_roster.resolve())
     command = supernode_command(
         superlink=superlink, node_config=node_config, runtime_port=runtime_port or free_port(),
         ca_cert=ca_cert, auth_private_key=auth_key, insecure=insecure,
@@ -149,6 +193,8 @@ def demo_deploy(
     rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 3,
     seed: Annotated[int, Opt(help="Seed of the generated data")] = 0,
     test_seed: Annotated[int | None, Opt(help="Deterministic test mode (tests only)")] = None,
+    secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
+    noise: Annotated[str, Opt(help="local or distributed (with --secure-agg)")] = "local",
     out: Annotated[Path | None, Opt(help="Keep everything here (default: a temp dir)")] = None,
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
@@ -169,7 +215,8 @@ def demo_deploy(
         typer.echo(f"starting a SuperLink and {merchants} SuperNodes under {work} …", err=True)
         result = run_demo(
             data_dir, work / "deployment", insecure=insecure, test_seed=test_seed,
-            run_config={"k": k, "epsilon": epsilon, "rounds": rounds, "min-clients": 2},
+            run_config={"k": k, "epsilon": epsilon, "rounds": rounds, "min-clients": 2,
+                        "secure-agg": secure_agg, "noise": noise},
         )  # fmt: skip
         typer.echo(render_report(result.model))
         typer.echo(render_contributions(result.contributions))
@@ -211,6 +258,8 @@ def register_deploy_commands(app: typer.Typer) -> None:
     app.command("keygen")(keygen)
     app.command("certs")(certs)
     app.command("supernode-key")(supernode_key)
+    app.command("secagg-key")(secagg_key)
+    app.command("roster")(roster)
     app.command("app")(app_project)
     app.command("superlink")(superlink)
     app.command("supernode")(supernode)

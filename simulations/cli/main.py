@@ -81,8 +81,22 @@ def simulate(
         bool, Opt("--recommender", help="Also fit the DP recommender (same --epsilon)")
     ] = False,
     recommender_model: Annotated[
-        str, Opt(help="ease (DP-EASE, default) or dpsgd (opacus DP-SGD, FedAvg rounds)")
+        str,
+        Opt(
+            help="ease (DP-EASE, default) or dpsgd (opacus DP-SGD, FedAvg rounds). Do not use "
+            "dpsgd with few customers per merchant (hundreds, as MovieLens-100k's ~94 per "
+            "region): its per-step noise swamps them and it ranks below DP per-segment "
+            "popularity even at ε = 8 (docs/recommender.md)"
+        ),
     ] = "ease",
+    lifetime_value: Annotated[
+        bool,
+        Opt(
+            "--lifetime-value",
+            help="Also fit BG/NBD + Gamma-Gamma lifetime value per segment "
+            "(same --epsilon; docs/lifetime_value.md)",
+        ),
+    ] = False,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
 ) -> None:
     """Run a federated segmentation simulation and print the segments and privacy report."""
@@ -111,6 +125,8 @@ def simulate(
             raise ValueError("--recommender needs one --k (choosing k does not fit a recommender)")
         run_config["recommender"] = True
         run_config["recommender-model"] = recommender_model
+    if lifetime_value:
+        run_config["lifetime-value"] = True
     if epsilon_cap is not None:
         run_config["sim-epsilon-cap"] = _parse_epsilon(epsilon_cap)
     SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work

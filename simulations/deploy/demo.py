@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from fedseg.privacy.pseudonyms import write_key_file
+from fedseg.privacy.secagg import (
+    FederationRoster,
+    generate_signing_key,
+    load_signing_key,
+    save_roster,
+)
 from fedseg.server.model import SegmentModel
 from fedseg.simulations.data.federation import public_parameters
 from fedseg.simulations.deploy.commands import app_run_config
@@ -56,8 +62,15 @@ def demo_merchants(
     data_dir: Path, work_dir: Path, *, epsilon_cap: float, test_seed: int | None
 ) -> list[Merchant]:
     """One ``Merchant`` per file of ``data_dir/merchants``, each with its own key and state."""
-    merchants = []
+    merchants, public_keys = [], {}
+    roster = work_dir / "secagg-roster.json"
     for path in merchant_files(data_dir):
+        signing = work_dir / "merchant-keys" / f"{path.stem}.ed25519"
+        signing.parent.mkdir(parents=True, exist_ok=True)
+        public_keys[path.stem] = (
+            generate_signing_key(signing) if not signing.exists()
+            else load_signing_key(signing).public_key().public_bytes_raw()
+        )  # fmt: skip
         key_file = None
         if test_seed is None:
             key_file = work_dir / "merchant-keys" / f"{path.stem}.hmac"
@@ -72,8 +85,11 @@ def demo_merchants(
                 state_dir=work_dir / "merchant-state" / path.stem,
                 key_file=key_file,
                 test_seed=test_seed,
+                signing_key=signing,
+                roster=roster,
             )
         )
+    save_roster(roster, FederationRoster.from_keys(public_keys))  # distributed out of band
     return merchants
 
 
@@ -98,6 +114,8 @@ def run_demo(
     config = app_run_config(overrides)
     cap = epsilon_cap if epsilon_cap is not None else float(config["epsilon"])
     merchants = demo_merchants(Path(data_dir), work_dir, epsilon_cap=cap, test_seed=test_seed)
+    if config.get("secure-agg"):  # the operator's copy of the roster the merchants pinned
+        config["secagg-roster"] = str(work_dir / "secagg-roster.json")
     clock = _Phases()
     with LocalDeployment(work_dir, insecure=insecure, **(deployment_options or {})) as deployment:
         deployment.start_superlink()

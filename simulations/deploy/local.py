@@ -56,6 +56,8 @@ class Merchant:
     state_dir: Path
     key_file: Path | None = None  # HMAC pseudonym key; None only in test mode
     test_seed: int | None = None  # deterministic test mode, never in production
+    signing_key: Path | None = None  # long-term Ed25519 key for secure aggregation
+    roster: Path | None = None  # the pinned federation roster of signing keys
 
     def node_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -68,6 +70,9 @@ class Merchant:
             config["key-file"] = str(self.key_file)
         if self.test_seed is not None:
             config["seed"] = int(self.test_seed)
+        if self.signing_key is not None and self.roster is not None:
+            config["signing-key"] = str(self.signing_key)
+            config["secagg-roster"] = str(self.roster)
         return config
 
 

@@ -42,7 +42,8 @@ def recommender_settings(data_dir: Path, run_config: dict[str, Any], *, evaluate
 def recommender_evaluation(
     model: SegmentModel, data_dir: Path, merchant_files: list[Path], run_config: dict, *, seed: int
 ) -> dict[str, Any]:
-    """{"recommender": {hr_at_10, ndcg_at_10, hr_at_10_full, ...}}, or {} when not applicable.
+    """{"recommender": {recall_at_20, ndcg_at_10_full (headline), hr_at_10, ndcg_at_10
+    (sampled), ..., baselines}}, or {} when not applicable.
 
     Only a run whose merchants held out the last item can be evaluated honestly.
     """
@@ -111,7 +112,9 @@ def _baselines(metrics, parts, train, shape, run_config, rng) -> dict[str, dict[
         parts, n_items=n_items, n_segments=k, noise_multiplier=z, rng=rng,
         distributed=cfg.noise == "distributed",
     )  # fmt: skip
+    ease = recsys_eval.fit_ease(train, n_items)  # non-private, centralized: the reference
     return {
+        "ease": metrics(recsys_eval.ease_scorer(ease, train)),
         "global_popularity": metrics(recsys_eval.global_popularity_scorer(train, n_items)),
         "segment_popularity": metrics(
             recsys_eval.segment_popularity_scorer(counts, train.segments)

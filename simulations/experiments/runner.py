@@ -22,6 +22,7 @@ from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp
 from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.secagg import save_roster, simulation_roster
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
@@ -81,6 +82,8 @@ def simulate(
         }
         config["as-of"] = as_of_timestamp(str(config.get("as-of", ""))).isoformat()
         config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
+        if _on(config.get("secure-agg")) and not config.get("secagg-roster"):
+            config["secagg-roster"] = str(simulation_roster_file(data_dir, config, scratch))
         started = time.perf_counter()
         if backend == "inprocess":
             from fedseg.simulations.backends.inprocess import run_inprocess
@@ -114,6 +117,20 @@ def simulate(
         metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
+
+
+def simulation_roster_file(data_dir: Path, run_config: dict, folder: str | Path) -> Path:
+    """The pinned roster of a simulated federation: every merchant file's signing key,
+    derived from the seed (the merchants derive their own keys the same way)."""
+    seed = max(int(run_config.get("seed", 0)), 0)
+    names = [path.stem for path in merchant_files(data_dir)]
+    path = Path(folder) / "roster.json"
+    save_roster(path, simulation_roster(seed, names))
+    return path
+
+
+def _on(value: object) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
 def pooled_features(

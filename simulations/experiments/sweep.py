@@ -30,6 +30,8 @@ import pandas as pd
 from fedseg.simulations.experiments.scenario import GridPoint, Scenario
 
 ID_COLUMNS = ["point_id", "setting", "noise", "secure_agg", "epsilon", "seed", "status", "error"]
+# The recommender's headline (full ranking, docs/recommender.md) leads the metric columns.
+HEADLINE_COLUMNS = ["recommender.recall_at_20", "recommender.ndcg_at_10_full"]
 DEFAULT_WORKERS = 2
 
 
@@ -162,6 +164,8 @@ def collect_results(out: str | Path, scenario: Scenario | None = None) -> pd.Dat
             continue
         rows.append({c: record[c] for c in ID_COLUMNS} | _flat(record.get("metrics", {})))
     frame = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS)
+    lead = ID_COLUMNS + [c for c in HEADLINE_COLUMNS if c in frame.columns]
+    frame = frame[lead + [c for c in frame.columns if c not in lead]]
     if rows:
         frame["epsilon"] = frame["epsilon"].astype(float)
         frame = frame.sort_values(["setting", "epsilon", "seed"], kind="stable")

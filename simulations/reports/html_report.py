@@ -22,9 +22,14 @@ SUMMARY_METRICS = (
     ("centroid_error", "centroid error"),
     ("empty_clusters", "empty clusters"),
     ("bytes_per_client_round", "bytes / client / round"),
-    ("recommender.hr_at_10", "HR@10 (recommender)"),
-    ("recommender.ndcg_at_10", "NDCG@10"),
-    ("recommender.baselines.segment_popularity_dp.hr_at_10", "HR@10 DP segment popularity"),
+    ("recommender.recall_at_20", "Recall@20 (recommender, full ranking)"),
+    ("recommender.ndcg_at_10_full", "NDCG@10 (full ranking)"),
+    (
+        "recommender.baselines.segment_popularity_dp.ndcg_at_10_full",
+        "NDCG@10 DP segment popularity",
+    ),
+    ("recommender.baselines.ease.ndcg_at_10_full", "NDCG@10 EASE (non-private)"),
+    ("recommender.hr_at_10", "HR@10 (sampled, 1 + 99; secondary)"),
     ("wall_s", "wall s"),
 )
 STYLE = """
@@ -54,8 +59,10 @@ def write_html_report(
     *,
     images: dict[str, Path],
     title: str = "fedseg sweep",
+    model: dict | None = None,
 ) -> Path:
-    """Write OUT/report.html from the results and the given pictures (caption → PNG)."""
+    """Write OUT/report.html from the results and the given pictures (caption → PNG); with a
+    representative ``model`` (its model.json), also its per-segment "what to do"."""
     out = Path(out_dir)
     scenario = out / "scenario.json"
     parts = [f"<h1>{html.escape(title)}</h1>"]
@@ -65,6 +72,8 @@ def write_html_report(
     parts.append(_table(summary_table(results), _SUMMARY_HEADINGS))
     for caption, path in images.items():
         parts.append(f"<h2>{html.escape(caption)}</h2>{_image(path)}")
+    if model is not None and model.get("actions"):
+        parts.append(actions_block(model))
     failed = results[results["status"] != "ok"]
     if not failed.empty:
         parts.append(f"<h2 class=err>Failed runs ({len(failed)})</h2>")
@@ -79,6 +88,25 @@ def write_html_report(
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def actions_block(model: dict) -> str:
+    """The model's "what to do" per segment (server/actions.py), with its standard labels."""
+    names = model.get("segment_names", [])
+    rfm = {row["segment"]: row for row in model.get("rfm") or []}
+    items = []
+    for action in model["actions"]:
+        s = action["segment"]
+        label = rfm.get(s, {})
+        heading = f"Segment {s}" + (f": {names[s - 1]}" if s - 1 < len(names) else "")
+        if label:
+            heading += f" — {label['rfm_label']} / {label['shopify_group']}"
+        items.append(f"<li><b>{html.escape(heading)}</b><br>{html.escape(action['text'])}</li>")
+    return (
+        "<h2>What to do per segment</h2><p>From released statistics only: segment centres, "
+        "their RFM scores in the DP marginals, DP item popularity and lifetime value "
+        "(docs/marketing.md).</p><ul>" + "".join(items) + "</ul>"
+    )
 
 
 _SUMMARY_HEADINGS = dict(SUMMARY_METRICS) | {"epsilon": "ε (target)"}
@@ -130,6 +158,7 @@ def write_sweep_report(out_dir: str | Path, results: pd.DataFrame) -> dict[str, 
     out = Path(out_dir)
     paths = {"ε vs accuracy": plot_tradeoff(results, out / "tradeoff.png")}
     ok = results[results["status"] == "ok"]
+    model = None
     if not ok.empty:
         setting, seed, epsilon = _representative(ok)
         runs = ok[(ok["setting"] == setting) & (ok["seed"] == seed)]
@@ -143,7 +172,7 @@ def write_sweep_report(out_dir: str | Path, results: pd.DataFrame) -> dict[str, 
         paths[f"Convergence ({setting}, seed {seed})"] = plot_convergence(
             histories, out / "convergence.png"
         )
-    paths["report"] = write_html_report(out, results, images=paths)
+    paths["report"] = write_html_report(out, results, images=paths, model=model)
     return paths
 
 
