@@ -78,6 +78,8 @@ class MerchantNode:
         self.noise_seed = None if noise_seed is None else tuple(noise_seed)
         self.secure_identity = None  # who the merchant is in secure rounds (client/secure.py)
         self._scaled: tuple[FeatureScaling, np.ndarray] | None = None
+        self._scaled_key: tuple | None = None  # the raw scaling fields _scaled_bound came from
+        self._scaled_bound: tuple[FeatureScaling, np.ndarray, float] | None = None
         self._handlers: dict[str, Handler] = {
             "feature_histograms": _histograms,
             "cluster_stats": _cluster_stats,
@@ -147,6 +149,9 @@ class MerchantNode:
         """The request's public scaling, the customers in that standardized space, and the L2
         bound of one transformed customer (the sensitivity of a sum), reused while the
         request's scaling stays the same (it does every Lloyd round)."""
+        key = _scaling_key(payload)
+        if key is not None and self._scaled_key == key:  # the same bytes as last time
+            return self._scaled_bound
         try:
             scaling = FeatureScaling.from_payload(payload, names=self.names, log=self.columns.log)
         except ValueError as exc:
@@ -154,7 +159,9 @@ class MerchantNode:
         if self._scaled is None or self._scaled[0] != scaling:
             self._scaled = (scaling, scaling.transform(self.features))
         scaling, z = self._scaled
-        return scaling, z, min(scaling.radius, scaling.box_radius())
+        self._scaled_key = key
+        self._scaled_bound = (scaling, z, min(scaling.radius, scaling.box_radius()))
+        return self._scaled_bound
 
     def model_space(self) -> np.ndarray:
         """Features with log1p applied where the schema says so (not clipped)."""
@@ -162,6 +169,22 @@ class MerchantNode:
         log = np.asarray(self.columns.log)
         x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
         return x
+
+
+def _scaling_key(payload: Mapping[str, Any]) -> tuple | None:
+    """The scaling fields of a request as bytes (None if any is not a float64 vector or the
+    radius not a finite float): equal keys parse to the same scaling, so a node skips the
+    parse and the checks it passed before (a few hundred µs a message at 10,000 merchants)."""
+    parts = []
+    for name in ("lower", "upper", "mean", "scale"):
+        value = payload.get(name)
+        if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.ndim != 1:
+            return None
+        parts.append(value.tobytes())
+    radius = payload.get("radius")
+    if not isinstance(radius, float) or not np.isfinite(radius):
+        return None
+    return (*parts, radius)
 
 
 def raise_budget(release: Release) -> None:
