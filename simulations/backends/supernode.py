@@ -30,6 +30,7 @@ import sys
 import time
 
 import flwr.supernode.start_client_internal as internal
+from fedseg.simulations.backends.clientapp_worker import quick_retries
 from flwr.supernode.cli import flower_supernode
 
 DEFAULT_POLL_S = 0.2
@@ -71,6 +72,8 @@ def install(poll_s: float, busy_window_s: float) -> BusyPolling:
     clock = BusyPolling(poll_s, busy_window_s)
     internal.time = clock
     internal._pull_and_store_message = clock.wrap_pull(internal._pull_and_store_message)
+    # The SuperLink lists a message before the ServerApp has uploaded all its objects.
+    internal.pull_objects = quick_retries(internal.pull_objects)
     return clock
 
 
