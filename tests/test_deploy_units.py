@@ -278,7 +278,7 @@ def test_cli_app_writes_a_project_with_absolute_model_dir(tmp_path):
     assert declared["out-dir"] == str((tmp_path / "models").resolve())
 
 
-# -- the SuperNode launcher: one long-lived ClientApp process, a short poll while busy ---
+# -- the SuperNode launcher: one long-lived ClientApp worker, a short poll while busy ----
 
 
 def test_supernode_runs_through_the_launcher_unless_flowers_own_model_is_asked():
@@ -313,8 +313,17 @@ def test_busy_polling_shortens_flowers_waits_only_while_a_run_is_active(monkeypa
     clock = supernode.BusyPolling(poll_s=0.2, busy_window_s=60.0)
     clock.sleep(3)  # idle: Flower's own wait
     pull = clock.wrap_pull(lambda: 42)
-    assert pull() == 42  # a message arrived: busy
+    assert not clock.task_ready.is_set()
+    assert pull() == 42  # a message arrived: busy, and the worker beside it is woken
+    assert clock.task_ready.is_set()
     clock.sleep(3)
+    assert slept == [3, 0.2]
+    # Waiting for its own ClientApp's reply: woken by it at once, never a 0.5 s sleep.
+    clock.reply_pushed.set()
+    started = clock.monotonic()
     clock.sleep(0.5)
-    assert slept == [3, 0.2, supernode.LOCAL_WAIT_S]
+    assert clock.monotonic() - started < supernode.LOCAL_WAIT_S and not clock.reply_pushed.is_set()
+    clock.sleep(0.5)  # no reply yet: at most LOCAL_WAIT_S before the SuperNode looks again
+    assert clock.monotonic() - started >= supernode.LOCAL_WAIT_S * 0.9
+    assert slept == [3, 0.2]
     assert clock.monotonic() > 0  # everything else is the real time module

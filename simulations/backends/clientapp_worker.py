@@ -21,8 +21,9 @@ import argparse
 import functools
 import importlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from flwr.app import Error, Message
 from flwr.cli.install import install_from_fab
@@ -62,13 +63,23 @@ def quick_retries(pull):
 class ClientAppWorker:
     """Acquire ClientApp tasks from one SuperNode and run them in this process."""
 
-    def __init__(self, runtime_api_address: str, *, poll_s: float = DEFAULT_POLL_S) -> None:
+    def __init__(
+        self,
+        runtime_api_address: str,
+        *,
+        poll_s: float = DEFAULT_POLL_S,
+        task_ready: threading.Event | None = None,
+        reply_pushed: threading.Event | None = None,
+    ) -> None:
+        """``task_ready`` (set by the SuperNode beside it, when it has stored a message) cuts
+        a wait for the next task short; ``reply_pushed`` is set after each reply."""
         if not isinstance(run_clientapp.pull_and_inflate_object_from_tree, functools.partial):
             run_clientapp.pull_and_inflate_object_from_tree = quick_retries(
                 run_clientapp.pull_and_inflate_object_from_tree
             )
         self.address = runtime_api_address
         self.poll_s = poll_s
+        self.task_ready, self.reply_pushed = task_ready, reply_pushed
         self._load_app = get_load_client_app_fn(default_app_ref="", app_path=None, multi_app=True)
         self._installed: set[str] = set()  # FAB hashes unpacked under FLWR_HOME already
         self._acquirer = self._client(RuntimeVersionHttpInterceptor(component_name="SuperExec"))
@@ -82,8 +93,9 @@ class ClientAppWorker:
             retry_invoker=make_simple_http_retry_invoker(),
         )
 
-    def serve(self, *, max_tasks: int | None = None, idle: Callable[[float], None] = time.sleep):
+    def serve(self, *, max_tasks: int | None = None, idle: Callable[[float], None] | None = None):
         """Run tasks until the SuperNode goes away (or ``max_tasks``, for tests)."""
+        idle = idle or self._idle
         done, pause = 0, FIRST_POLL_S
         while max_tasks is None or done < max_tasks:
             acquired = self._acquirer.AcquireTask(
@@ -95,6 +107,14 @@ class ClientAppWorker:
             else:
                 idle(pause)
                 pause = min(pause * 1.5, self.poll_s)
+
+    def _idle(self, seconds: float) -> None:
+        if self.task_ready is None:
+            time.sleep(seconds)
+        # The SuperNode lists a task before it has the message's objects; told when it has
+        # them, the worker asks then (not earlier, to wait out Flower's retries for them).
+        elif self.task_ready.wait(self.poll_s):
+            self.task_ready.clear()
 
     def run_task(self, token: str) -> None:
         """What ``flwr-clientapp --token`` does, without the process around it."""
@@ -133,11 +153,18 @@ class ClientAppWorker:
             finally:
                 heartbeat.stop()
                 client.close()
+                if self.reply_pushed is not None:
+                    self.reply_pushed.set()
         if len(times) == 3:  # where a message's time goes (benchmarks/deploy_speed.py)
             times.append(time.perf_counter())
             steps = ", ".join(f"{n} {b - a:.3f} s" for n, a, b in
                               zip(("input", "answer", "reply"), times, times[1:], strict=False))  # fmt: skip
             log.info("%s: %s", message.metadata.message_type, steps)
+
+
+def preload(modules: Iterable[str] = PRELOAD) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,8 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.parent_pid is not None:
         start_parent_process_monitor(args.parent_pid)
     worker = ClientAppWorker(args.runtime_api_address, poll_s=args.poll_interval)
-    for module in filter(None, args.preload.split(",")):  # while the SuperNode connects
-        importlib.import_module(module)
+    preload(filter(None, args.preload.split(",")))  # while the SuperNode connects
     worker.serve()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,21 +115,24 @@ def run_demo(
     merchants = demo_merchants(Path(data_dir), work_dir, epsilon_cap=cap, test_seed=test_seed)
     if config.get("secure-agg"):  # the operator's copy of the roster the merchants pinned
         config["secagg-roster"] = str(work_dir / "secagg-roster.json")
+    if not config.get("expected-nodes"):  # the run is submitted while the SuperNodes start
+        config["expected-nodes"] = len(merchants)
     clock = _Phases()
     with LocalDeployment(work_dir, insecure=insecure, **(deployment_options or {})) as deployment:
         deployment.start_superlink()
         clock.lap("superlink")
-        # Each registration is a `flwr` command (about a second of CPU): run them together.
-        with ThreadPoolExecutor(max_workers=min(8, len(merchants) or 1)) as pool:
-            list(pool.map(deployment.add_merchant, merchants))
+        for merchant in merchants:
+            deployment.add_merchant(merchant)
         clock.lap("register")
         for merchant in merchants:
             deployment.start_supernode(merchant.merchant_id)
+        # Submitted at once: the SuperLink starts the ServerApp while the SuperNodes start,
+        # and the ServerApp waits for all of them (expected-nodes) before its first round.
+        run_id = deployment.submit(config)
+        clock.lap("submit")
         for merchant in merchants:
             deployment.wait_connected(merchant.merchant_id)
         clock.lap("supernodes")
-        run_id = deployment.submit(config)
-        clock.lap("submit")
         if kill is not None:
             _kill_when_due(deployment, kill)
         status = deployment.wait_for_run(run_id, out_dir, timeout_s=timeout_s)
