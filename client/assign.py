@@ -28,8 +28,10 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
     except ModelError as exc:
         raise DataError(str(exc)) from None
     pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
-    # Recency as the model measured it (None: the data's own latest event).
-    features, _, _ = customer_features(data, pseudonymizer=pseudonymizer, as_of=segments.as_of)
+    # The run's features, with recency as the model measured it.
+    features, _, _ = customer_features(
+        data, pseudonymizer=pseudonymizer, schema=segments.schema, as_of=segments.as_of
+    )
     missing = [n for n in segments.features if n not in features.columns]
     if missing:
         raise DataError(

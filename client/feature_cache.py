@@ -3,13 +3,14 @@
 Flower starts a new ClientApp process for each message of a deployment; without this
 cache each one would read, validate, pseudonymize and featurize the merchant's whole table
 again. ``load_or_build`` stores the result of that work (the feature matrix, the
-pseudonyms of its rows, the feature specs and the load report's summary) under
+pseudonyms of its rows, the feature schema applied and the load report's summary) under
 ``<state-dir>/feature-cache/`` and reloads it in milliseconds when nothing it was built
 from has changed. The key covers everything the features depend on:
 
 - the data file: size, modification time and a SHA-256 of its bytes (all of them up to
   ``FULL_HASH_BYTES``, else the first and last ``EDGE_BYTES``);
 - the run's public as-of (resolved: an empty as-of is the next UTC midnight) and strict mode;
+- the operator's feature schema sent with ``describe`` (its digest; none: the table's own);
 - the pseudonym key, as a keyed fingerprint that reveals nothing of the key;
 - the code that turns a table into features (the loading and feature modules' bytes), so
   a new schema or rule never reads an old entry.
@@ -29,14 +30,14 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fedseg.client.feature_specs import FeatureSpec
 from fedseg.client.sql_sources import restore_url
 from fedseg.privacy.protocol import run
+from fedseg.privacy.protocol.schema import FeatureSchema, SchemaError, schema_from_toml
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 
 if TYPE_CHECKING:
@@ -45,48 +46,52 @@ if TYPE_CHECKING:
     from fedseg.client.merchant import MerchantSettings
 
 CACHE_DIR = "feature-cache"
-FORMAT = 1
+FORMAT = 2
 FULL_HASH_BYTES = 64 << 20
 EDGE_BYTES = 4 << 20
 # What turns a table into features: a change to any of them invalidates every entry.
 _BUILDERS = (
-    "fedseg.client.customer_events", "fedseg.client.feature_specs", "fedseg.client.features",
-    "fedseg.client.loading", "fedseg.client.parsing", "fedseg.client.schema",
-    "fedseg.client.sql_sources", "fedseg.client.tables", "fedseg.client.time_window",
-    "fedseg.client.typed_tables", "fedseg.client.validation", "fedseg.privacy.pseudonyms",
+    "fedseg.client.customer_events", "fedseg.client.features", "fedseg.client.loading",
+    "fedseg.client.parsing", "fedseg.client.schema", "fedseg.client.sql_sources",
+    "fedseg.client.tables", "fedseg.client.time_window", "fedseg.client.typed_tables",
+    "fedseg.client.validation", "fedseg.privacy.protocol.builtin",
+    "fedseg.privacy.protocol.schema", "fedseg.privacy.pseudonyms",
 )  # fmt: skip
 log = logging.getLogger("fedseg.merchant")
 
-Build = Callable[[], "tuple[pd.DataFrame, tuple[FeatureSpec, ...], LoadReport]"]
+Build = Callable[[], "tuple[pd.DataFrame, FeatureSchema, LoadReport]"]
 
 
 @dataclass(frozen=True)
 class PreparedFeatures:
     """One merchant's customers, ready for its node: rows in the same order throughout."""
 
-    matrix: np.ndarray  # float64 (customers, features), columns in the order of ``specs``
+    matrix: np.ndarray  # float64 (customers, features), columns in the schema's order
     customer_ids: Sequence[str]  # the rows' pseudonyms
-    specs: tuple[FeatureSpec, ...]
+    schema: FeatureSchema  # the one applied (the run's, or the table's own when it sent none)
     summary: str  # the load report's summary (the merchant's own log)
     from_cache: bool
 
 
-def load_or_build(settings: MerchantSettings, build: Build) -> PreparedFeatures:
-    """The prepared features of ``settings``' data: from the cache when its key matches,
-    else from ``build()`` (``customer_features``' triple), stored for the next process."""
-    key = cache_key(settings) if settings.state_dir else ""
+def load_or_build(
+    settings: MerchantSettings, schema: FeatureSchema | None, build: Build
+) -> PreparedFeatures:
+    """The prepared features of ``settings``' data under ``schema``: from the cache when its
+    key matches, else from ``build()`` (``customer_features``' triple), stored for the next
+    process."""
+    key = cache_key(settings, schema) if settings.state_dir else ""
     folder = Path(settings.state_dir) / CACHE_DIR if key else None
     if folder is not None:
         cached = _read(folder, key)
         if cached is not None:
             return cached
-    features, specs, report = build()
-    names = [s.name for s in specs]
+    features, applied, report = build()
+    names = list(applied.names)
     ordered = features if list(features.columns) == names else features[names]
     prepared = PreparedFeatures(
         matrix=np.ascontiguousarray(ordered.to_numpy(dtype=np.float64)),
         customer_ids=RowIds(features.index),
-        specs=tuple(specs),
+        schema=applied,
         summary=report.summary(),
         from_cache=False,
     )
@@ -98,7 +103,7 @@ def load_or_build(settings: MerchantSettings, build: Build) -> PreparedFeatures:
     return prepared
 
 
-def cache_key(settings: MerchantSettings) -> str:
+def cache_key(settings: MerchantSettings, schema: FeatureSchema | None) -> str:
     """Hex digest of everything the prepared features depend on ("" = not cacheable)."""
     source = _source_fingerprint(settings.data_path)
     if source is None:
@@ -112,6 +117,7 @@ def cache_key(settings: MerchantSettings) -> str:
         "source": source,
         "as_of": run.as_of(settings.as_of).isoformat(),
         "strict": settings.strict,
+        "schema": schema.digest() if schema is not None else None,
         "key": pseudonymizer.fingerprint(),
         "code": _code_fingerprint(),
     }
@@ -169,14 +175,14 @@ def _read(folder: Path, key: str) -> PreparedFeatures | None:
             return None
         matrix = np.load(folder / f"{key[:16]}.features.npy", allow_pickle=False)
         ids = np.load(folder / f"{key[:16]}.ids.npy", allow_pickle=False, mmap_mode="r")
-        specs = tuple(FeatureSpec(**s) for s in meta["specs"])
-    except (OSError, ValueError, KeyError, TypeError):
+        schema = schema_from_toml(meta["schema"], source=str(meta["schema_source"]))
+    except (OSError, ValueError, KeyError, TypeError, SchemaError):
         return None
-    if (matrix.dtype != np.float64 or matrix.ndim != 2 or matrix.shape != (len(ids), len(specs))
+    if (matrix.dtype != np.float64 or matrix.ndim != 2 or matrix.shape != (len(ids), schema.dim)
             or ids.dtype.kind != "S" or not np.isfinite(matrix).all()):  # fmt: skip
         log.warning("feature cache: an inconsistent entry was ignored and will be rebuilt")
         return None
-    return PreparedFeatures(matrix, Pseudonyms(ids), specs, str(meta["summary"]), True)
+    return PreparedFeatures(matrix, Pseudonyms(ids), schema, str(meta["summary"]), True)
 
 
 def _write(folder: Path, key: str, prepared: PreparedFeatures) -> None:
@@ -186,7 +192,8 @@ def _write(folder: Path, key: str, prepared: PreparedFeatures) -> None:
     ids = np.array(listed, dtype="S") if listed else np.zeros(0, "S64")
     _atomic(folder / f"{stem}.features.npy", lambda f: np.save(f, prepared.matrix))
     _atomic(folder / f"{stem}.ids.npy", lambda f: np.save(f, ids))
-    meta = {"key": key, "specs": [asdict(s) for s in prepared.specs], "summary": prepared.summary}
+    meta = {"key": key, "schema": prepared.schema.to_toml(),
+            "schema_source": prepared.schema.source, "summary": prepared.summary}  # fmt: skip
     _atomic(folder / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
     for old in folder.glob("*.npy"):  # one entry per merchant: drop the previous one
         if not old.name.startswith(stem + "."):

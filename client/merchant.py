@@ -21,12 +21,13 @@ from fedseg.client.feature_cache import load_or_build
 from fedseg.client.features import customer_features
 from fedseg.client.lifetime import offer_lifetime_value
 from fedseg.client.loading import load_merchant_table
-from fedseg.client.node import FeatureColumns, MerchantNode
+from fedseg.client.node import MerchantNode
 from fedseg.client.policy import MerchantPolicy
 from fedseg.client.recommender.offer import offer_recommender
 from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol import run
+from fedseg.privacy.protocol.schema import FeatureSchema
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 from fedseg.privacy.secagg import (
     SecAggLimits,
@@ -98,14 +99,17 @@ def _merchant_files(data_dir: str) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.suffix in MERCHANT_SUFFIXES))
 
 
-def build_node(settings: MerchantSettings) -> MerchantNode:
+def build_node(settings: MerchantSettings, schema: FeatureSchema) -> MerchantNode:
+    """The merchant's node for a run applying the operator's ``schema``: its table loaded,
+    cleaned, pseudonymized and featurized (DataError naming the file if it does not fit)."""
     if settings.key_file:
         pseudonymizer = Pseudonymizer(load_key_file(settings.key_file))
     else:
         pseudonymizer = Pseudonymizer.for_simulation(settings.merchant_id, settings.simulation_seed)
     as_of = as_of_timestamp(settings.as_of)
-    prepared = load_or_build(settings, lambda: customer_features(
-        settings.data_path, pseudonymizer=pseudonymizer, as_of=as_of, strict=settings.strict
+    prepared = load_or_build(settings, schema, lambda: customer_features(
+        settings.data_path, pseudonymizer=pseudonymizer, schema=schema, as_of=as_of,
+        strict=settings.strict,
     ))  # fmt: skip
     cached = " (prepared features from this merchant's cache)" if prepared.from_cache else ""
     log.info("merchant %s: %s%s", settings.merchant_id, prepared.summary, cached)  # own log only
@@ -116,15 +120,9 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         durable=settings.simulation_seed is None,
     )  # fmt: skip
     seed = settings.simulation_seed
-    specs = prepared.specs
     node = MerchantNode(
         prepared.matrix,
-        columns=FeatureColumns(
-            names=tuple(s.name for s in specs),
-            log=tuple(s.log for s in specs),
-            lower=tuple(s.lower for s in specs),
-            upper=tuple(s.upper for s in specs),
-        ),
+        schema=prepared.schema,
         ledger=ledger,
         policy=policy,
         noise_seed=None if seed is None else (seed, _stable_int(settings.merchant_id)),

@@ -12,6 +12,7 @@ import pytest
 from fedseg.client import feature_cache
 from fedseg.client.merchant import MerchantSettings, build_node
 from fedseg.client.policy import MerchantPolicy
+from fedseg.privacy.protocol.builtin import ecommerce_schema
 from fedseg.privacy.pseudonyms import Pseudonymizer, write_key_file
 
 EVENTS = pd.DataFrame(
@@ -28,6 +29,7 @@ EVENTS = pd.DataFrame(
     }
 )  # fmt: skip
 AS_OF = "2024-02-01"
+SCHEMA = ecommerce_schema(())  # the events have no categories
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def merchant(tmp_path):
 class CountingBuild:
     """Wraps the real build, counting calls (the cache's only way to miss)."""
 
-    def __init__(self, settings: MerchantSettings) -> None:
+    def __init__(self, settings: MerchantSettings, schema=SCHEMA) -> None:
         from fedseg.client.features import customer_features
         from fedseg.client.merchant import as_of_timestamp
         from fedseg.privacy.pseudonyms import load_key_file
@@ -53,7 +55,7 @@ class CountingBuild:
         self.calls = 0
         self._build = lambda: customer_features(
             settings.data_path, pseudonymizer=Pseudonymizer(load_key_file(settings.key_file)),
-            as_of=as_of_timestamp(settings.as_of), strict=settings.strict,
+            schema=schema, as_of=as_of_timestamp(settings.as_of), strict=settings.strict,
         )  # fmt: skip
 
     def __call__(self):
@@ -63,24 +65,24 @@ class CountingBuild:
 
 def test_second_process_reads_the_cache_and_gets_the_same_features(merchant):
     build = CountingBuild(merchant)
-    first = feature_cache.load_or_build(merchant, build)
-    second = feature_cache.load_or_build(merchant, build)
+    first = feature_cache.load_or_build(merchant, SCHEMA, build)
+    second = feature_cache.load_or_build(merchant, SCHEMA, build)
     assert build.calls == 1 and not first.from_cache and second.from_cache
     np.testing.assert_array_equal(first.matrix, second.matrix)
     assert list(second.customer_ids) == list(first.customer_ids)
     assert second.customer_ids[1] == first.customer_ids[1]
     assert second.customer_ids[0:2] == first.customer_ids[0:2]
-    assert second.specs == first.specs and second.summary == first.summary
+    assert second.schema == first.schema == SCHEMA and second.summary == first.summary
 
 
 @pytest.mark.parametrize(
     "change",
-    ["content, same size and time", "as-of", "key", "strict"],
+    ["content, same size and time", "as-of", "key", "strict", "schema"],
 )
 def test_anything_the_features_depend_on_rebuilds(merchant, tmp_path, change):
     build = CountingBuild(merchant)
-    feature_cache.load_or_build(merchant, build)
-    original, settings = feature_cache.cache_key(merchant), merchant
+    feature_cache.load_or_build(merchant, SCHEMA, build)
+    original, settings, schema = feature_cache.cache_key(merchant, SCHEMA), merchant, SCHEMA
     if change == "content, same size and time":
         data = tmp_path / "shop.csv"
         before = data.stat()
@@ -93,25 +95,29 @@ def test_anything_the_features_depend_on_rebuilds(merchant, tmp_path, change):
     elif change == "key":
         write_key_file(tmp_path / "other.key")
         settings = MerchantSettings(**{**vars(merchant), "key_file": str(tmp_path / "other.key")})
-    else:
+    elif change == "strict":
         settings = MerchantSettings(**{**vars(merchant), "strict": True})
-    assert feature_cache.cache_key(settings) != original
-    again = feature_cache.load_or_build(settings, CountingBuild(settings))
-    assert not again.from_cache
+    else:  # the same features under other bounds
+        schema = ecommerce_schema(())
+        first = schema.features[0]
+        schema = type(schema)((type(first)(**{**vars(first), "upper": 1e9}), *schema.features[1:]))
+    assert feature_cache.cache_key(settings, schema) != original
+    again = feature_cache.load_or_build(settings, schema, CountingBuild(settings, schema))
+    assert not again.from_cache and again.schema == schema
 
 
 def test_a_damaged_entry_is_rebuilt_not_trusted(merchant, tmp_path):
     build = CountingBuild(merchant)
-    feature_cache.load_or_build(merchant, build)
+    feature_cache.load_or_build(merchant, SCHEMA, build)
     (matrix,) = (tmp_path / "state" / feature_cache.CACHE_DIR).glob("*.features.npy")
     matrix.write_bytes(matrix.read_bytes()[:-8])  # truncated
-    again = feature_cache.load_or_build(merchant, build)
+    again = feature_cache.load_or_build(merchant, SCHEMA, build)
     assert not again.from_cache and build.calls == 2
-    assert feature_cache.load_or_build(merchant, build).from_cache  # the rewrite is good
+    assert feature_cache.load_or_build(merchant, SCHEMA, build).from_cache  # the rewrite is good
 
 
 def test_cache_is_owner_only_and_holds_no_identifier_or_key(merchant, tmp_path):
-    feature_cache.load_or_build(merchant, CountingBuild(merchant))
+    feature_cache.load_or_build(merchant, SCHEMA, CountingBuild(merchant))
     folder = tmp_path / "state" / feature_cache.CACHE_DIR
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     files = list(folder.iterdir())
@@ -125,9 +131,9 @@ def test_cache_is_owner_only_and_holds_no_identifier_or_key(merchant, tmp_path):
 
 
 def test_only_one_entry_is_kept(merchant):
-    feature_cache.load_or_build(merchant, CountingBuild(merchant))
+    feature_cache.load_or_build(merchant, SCHEMA, CountingBuild(merchant))
     later = MerchantSettings(**{**vars(merchant), "as_of": "2024-03-01"})
-    feature_cache.load_or_build(later, CountingBuild(later))
+    feature_cache.load_or_build(later, SCHEMA, CountingBuild(later))
     folder = os.path.join(merchant.state_dir, feature_cache.CACHE_DIR)
     assert len(os.listdir(folder)) == 3
 
@@ -137,17 +143,19 @@ def test_no_state_dir_or_remote_sql_means_no_cache(merchant):
         data_path=merchant.data_path, merchant_id="shop", policy=merchant.policy,
         as_of=AS_OF, simulation_seed=0,
     )  # fmt: skip
-    assert feature_cache.load_or_build(simulated, CountingBuild(merchant)).from_cache is False
-    assert feature_cache.load_or_build(simulated, CountingBuild(merchant)).from_cache is False
+    for _ in range(2):
+        assert not feature_cache.load_or_build(
+            simulated, SCHEMA, CountingBuild(merchant)
+        ).from_cache
     remote = MerchantSettings(**{**vars(merchant), "data_path": "postgresql://h/db?table=t"})
-    assert feature_cache.cache_key(remote) == ""
+    assert feature_cache.cache_key(remote, SCHEMA) == ""
 
 
 def test_node_from_the_cache_answers_like_a_fresh_one(merchant):
-    fresh = build_node(merchant)
-    cached = build_node(merchant)  # second "process": features from the cache
+    fresh = build_node(merchant, SCHEMA)
+    cached = build_node(merchant, SCHEMA)  # second "process": features from the cache
     np.testing.assert_array_equal(fresh.features, cached.features)
-    assert fresh.columns == cached.columns
+    assert fresh.schema == cached.schema == SCHEMA
     assert fresh.describe().keys() == cached.describe().keys()
     for name, value in fresh.describe().items():
         np.testing.assert_array_equal(value, cached.describe()[name])

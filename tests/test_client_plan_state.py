@@ -10,10 +10,17 @@ from fedseg.privacy.plan import RunPlan
 
 def test_state_is_json_dumps_of_plan_and_use_and_round_trips():
     plan = RunPlan(
-        (Release("feature_histograms", 9.5, count=1), Release("cluster_stats", 4.25, count=3))
+        (
+            Release("feature_ranges", 9.5, count=1),
+            Release("cluster_displacements", 4.25, count=3),
+        )
     )
     accepted = AcceptedPlan(plan)
-    for used in ({}, {"cluster_stats": 2}, {"feature_histograms": 1, "cluster_stats": 3}):
+    for used in (
+        {},
+        {"cluster_displacements": 2},
+        {"feature_ranges": 1, "cluster_displacements": 3},
+    ):
         accepted.used = dict(used)
         text = accepted.to_state()
         assert text == json.dumps({"plan": plan.to_json(), "used": used})

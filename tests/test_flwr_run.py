@@ -63,7 +63,7 @@ def test_flwr_run_in_the_project_fits_the_builtin_federation(tmp_path):
         assert done.returncode == 0, output[-3000:]
         assert "No additional application dependencies needed installation." in output
         assert (out / "model.json").exists() and (out / "report.md").exists(), output[-3000:]
-        assert "fedseg: cluster_stats: 2 of 2 merchants contributed" in output  # logged rounds
+        assert "fedseg: cluster_displacements: 2 of 2 merchants contributed" in output  # logged rounds
         assert (ROOT / "pyproject.toml").read_bytes() == before
     finally:
         for pid in processes_of(home):  # the local SuperLink outlives `flwr run`: stop it

@@ -60,9 +60,9 @@ def test_counts_that_contradict_the_merchants_own_histograms_are_rejected(federa
     """Two merchants claim 100× their customers in the Lloyd rounds only: their counts no
     longer add up to the size their histograms showed, so even plain summation drops them."""
     attacked = fit(federation, "sum", client=hostile_client("scale_counts_x100",
-                                                            only="train.cluster_stats"))  # fmt: skip
+                                                            only="train.cluster_displacements"))  # fmt: skip
     assert centre_error(honest, attacked) < 0.10
-    rounds = [h for h in attacked["history"] if h["task"] == "cluster_stats"]
+    rounds = [h for h in attacked["history"] if h["task"] == "cluster_displacements"]
     for entry in rounds:
         for node in (HOSTILE[0] + 2, HOSTILE[1] + 2):
             assert "adds up to" in entry["rejected"][str(node)]
@@ -76,6 +76,7 @@ def fit(fed: Path, method: str, client=client_app, **config) -> dict:
             **config,
             "aggregation": method,
             "sim-data-dir": str(fed),
+            "features": str(fed / "schema.toml"),
             "sim-state-dir": tmp,
             "out-dir": tmp,
         }
@@ -132,6 +133,51 @@ def test_robust_aggregation_costs_little_without_attack(federation, honest):
     assert centre_error(honest, fit(federation, "median")) < 0.10
 
 
+DESCRIBE_LIES = {  # what a merchant once could declare at describe time, to steer the ranges
+    "narrow_ranges": lambda digest: {"schema_digest": digest, "lower": np.full(3, -0.01),
+                                     "upper": np.full(3, 0.01), "log": np.zeros(3)},
+    "nan_ranges": lambda digest: {"schema_digest": digest, "lower": np.full(3, np.nan),
+                                  "upper": np.full(3, -np.inf)},
+    "huge_array": lambda digest: {"schema_digest": digest, "lower": np.zeros(10_000_000)},
+    "other_schema": lambda digest: {"schema_digest": "0" * 64},
+    "extra_text": lambda digest: {"schema_digest": digest, "log": "1,1,1"},  # no array bytes
+}  # fmt: skip
+
+
+def lying_at_describe(lie: str):
+    """The real ClientApp, but partitions HOSTILE answer describe with ``lie``."""
+
+    def app(message: Message, context: Context) -> Message:
+        reply = client_app(message, context)
+        pid = int(context.node_config["partition-id"])
+        if pid not in HOSTILE or message.metadata.message_type != "query.describe":
+            return reply
+        digest = from_records(reply.content)["schema_digest"]
+        return Message(to_records(DESCRIBE_LIES[lie](digest)), reply_to=message)
+
+    return app
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lie", sorted(DESCRIBE_LIES))
+def test_a_merchant_cannot_set_ranges_or_stop_the_run_at_describe(federation, honest, lie):
+    """Ranges and log flags are the operator's: a merchant's describe reply holds the
+    schema's digest and nothing else, or that merchant is left out (and named)."""
+    attacked = fit(federation, "sum", client=lying_at_describe(lie))
+    assert centre_error(honest, attacked) < 0.10
+    describe = attacked["history"][0]
+    assert describe["task"] == "describe"
+    for node in (HOSTILE[0] + 2, HOSTILE[1] + 2):
+        assert node not in describe["contributors"]
+        why = describe["rejected"][str(node)]
+        if lie in ("narrow_ranges", "nan_ranges", "huge_array"):  # refused before decoding
+            assert "array bytes where only a digest was asked (not decoded)" in why
+        for entry in attacked["history"][2:]:  # every noisy round, without them
+            assert node not in entry["contributors"]
+            assert "(describe)" in entry["rejected"][str(node)]
+    assert len(describe["contributors"]) == MERCHANTS - len(HOSTILE)
+
+
 # -- broken and slow merchants ------------------------------------------------------------
 
 
@@ -140,7 +186,7 @@ RAISES, SLOW, PADDED = 2, 4, 5  # partitions: raises on Lloyd rounds, never on t
 
 def misbehaving_client(message: Message, context: Context) -> Message:
     pid = int(context.node_config["partition-id"])
-    if pid == RAISES and message.metadata.message_type == "train.cluster_stats":
+    if pid == RAISES and message.metadata.message_type == "train.cluster_displacements":
         raise RuntimeError("merchant database went away")
     reply = client_app(message, context)
     if (
@@ -167,8 +213,9 @@ class StragglerGrid(InProcessGrid):
 
 
 def run_with_stragglers(server_app: ServerApp, fed: Path, tmp: Path, **config) -> StragglerGrid:
-    run_config = {**BASE, "sim-data-dir": str(fed), "sim-state-dir": str(tmp / "state"),
-                  "out-dir": str(tmp / "out"), **config}  # fmt: skip
+    run_config = {**BASE, "sim-data-dir": str(fed), "features": str(fed / "schema.toml"),
+                  "sim-state-dir": str(tmp / "state"), "out-dir": str(tmp / "out"),
+                  **config}  # fmt: skip
     run = Run.create_empty(run_id=1)
     run.override_config = dict(run_config)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = (
@@ -198,20 +245,21 @@ def test_raising_slow_and_oversized_merchants_do_not_stop_the_run(
     config = {"round-timeout": 5.0, "min-clients": 3, "aggregation": method}
     grid = run_with_stragglers(server_app, small_federation, tmp_path, **config)
     history = SegmentModel.load(tmp_path / "out" / "model.json").history
-    plan, *noisy = [entry for entry in history if entry["task"] != "describe"]
-    assert plan["task"] == "plan" and len(noisy) > 0
-    # The straggler missed the plan: it takes no part, and every round says so.
-    assert "no reply before the deadline" in plan["rejected"][str(SLOW + 2)]
-    assert grid.late == [SLOW + 2] * 2  # describe and plan; never asked again
+    describe, plan, *noisy = history
+    assert (describe["task"], plan["task"]) == ("describe", "plan") and len(noisy) > 0
+    # The straggler missed the describe round: it takes no part, and every round says so.
+    assert "no reply before the deadline" in describe["rejected"][str(SLOW + 2)]
+    assert grid.late == [SLOW + 2]  # describe only; never asked again
+    assert "left out: no reply before the deadline (describe)" in plan["rejected"][str(SLOW + 2)]
     for entry in noisy:  # every noisy round went on with the merchants left
         rejected = entry["rejected"]
-        assert "did not accept the plan" in rejected[str(SLOW + 2)]
+        assert "left out: no reply before the deadline (describe)" in rejected[str(SLOW + 2)]
         assert "'payload'" in rejected[str(PADDED + 2)] and "bytes" in rejected[str(PADDED + 2)]
-        if entry["task"] == "feature_histograms":
-            assert len(entry["contributors"]) == 4
-        else:
+        if entry["task"] in ("init_displacements", "cluster_displacements"):  # training rounds
             assert len(entry["contributors"]) == 3
             assert "merchant database went away" in rejected[str(RAISES + 2)]
+        else:
+            assert len(entry["contributors"]) == 4
     table = left_out_table(history)
     for node in (RAISES + 2, SLOW + 2, PADDED + 2):
         assert f"| {node} |" in table
