@@ -12,7 +12,11 @@ history), in-process rounds from the same federation in this process; CPU second
 this process's and its reaped children's (the SuperLink's detached ServerApp is not
 counted). The machine is shared, so compare within a run.
 
-    python benchmarks/deploy_speed.py [--cases demo,1m] [--variants fedseg,flower]
+    python benchmarks/deploy_speed.py [--cases demo,1m] [--variants fedseg,flower] [--baseline main]
+
+With ``--baseline REF`` each case is also deployed once with fedseg as of git REF (every
+process of that deployment imports the earlier code: benchmarks/baseline.py), in the same
+job, as the row ``REF``.
 
 Prints a table and writes benchmarks/results/deploy_speed.json.
 """
@@ -28,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from baseline import baseline_path, run_child
 from fedseg.simulations.data.federation import write_federation
 from fedseg.simulations.data.mixture import gaussian_mixture_federation, write_mixture_federation
 from fedseg.simulations.data.synthetic import generate_federation
@@ -76,19 +81,40 @@ def deployed(data: Path, config: dict, work: Path, variant: str, cap: float) -> 
             "centroids": result.model.centroids}  # fmt: skip
 
 
+def earlier(data: Path, config: dict, work: Path, ref: str, cap: float) -> dict:
+    """The same deployment with fedseg as of ``ref``, in a child process (and its children)."""
+    args = [__file__, "--child", str(data), json.dumps(config), str(work), str(cap)]
+    row = json.loads(run_child(args, pythonpath=baseline_path(ref)).strip().splitlines()[-1])
+    row["phases"] = row.get("phases") or {}
+    return row
+
+
+def _child(data: str, config: str, work: str, cap: str) -> None:
+    started, cpu = time.perf_counter(), cpu_s()
+    result = run_demo(data, work, run_config=json.loads(config), test_seed=TEST_SEED,
+                      epsilon_cap=float(cap))  # fmt: skip
+    print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu,
+                      "phases": getattr(result, "phases", {}), "rounds": rounds(result.model),
+                      "centroids": np.asarray(result.model.centroids).tolist()}))  # fmt: skip
+
+
 def compare(row: dict, local: dict) -> dict:
     """Per-round seconds, deployed minus in-process, leaving out the first (describe: the
-    node is built or read from the cache) and the plan (the accountant's first use)."""
-    later = [(d[1], s[1]) for d, s in zip(row["rounds"], local["rounds"], strict=True)][2:]
-    extra = [d - s for d, s in later]
+    node is built or read from the cache) and the plan (the accountant's first use). An
+    earlier fedseg may run other rounds: then each is compared with the in-process median."""
+    deployed = [seconds for _, seconds in row["rounds"]][2:]
+    local_s = [seconds for _, seconds in local["rounds"]][2:]
+    paired = [t for t, _ in row["rounds"]] == [t for t, _ in local["rounds"]]
+    against = local_s if paired else [statistics.median(local_s)] * len(deployed)
+    same = paired and np.allclose(row["centroids"], local["centroids"], rtol=0, atol=1e-9)
     return {
         "first_round_s": row["rounds"][0][1],
-        "round_median_s": statistics.median(d for d, _ in later),
-        "round_max_s": max(d for d, _ in later),
-        "inprocess_round_median_s": statistics.median(s for _, s in later),
-        "extra_max_s": max(extra),
-        "ratio_median": statistics.median(d / s for d, s in later),
-        "same_model": bool(np.allclose(row["centroids"], local["centroids"], rtol=0, atol=1e-9)),
+        "round_median_s": statistics.median(deployed),
+        "round_max_s": max(deployed),
+        "inprocess_round_median_s": statistics.median(local_s),
+        "extra_max_s": max(d - s for d, s in zip(deployed, against, strict=True)),
+        "ratio_median": statistics.median(d / s for d, s in zip(deployed, against, strict=True)),
+        "same_model": bool(same),
     }
 
 
@@ -96,7 +122,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="demo,1m")
     parser.add_argument("--variants", default="fedseg,flower")
+    parser.add_argument("--baseline", help="git ref deployed once per case, in the same job")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return _child(*args.child)
     table = []
     for case in args.cases.split(","):
         with tempfile.TemporaryDirectory(prefix=f"fedseg-deploy-{case}-") as scratch:
@@ -112,6 +142,12 @@ def main() -> None:
                     row.update(compare(row, local))
                     table.append({"case": case, "variant": f"{variant} ({repeat})", **_public(row)})
                     _print(table[-1], local)
+            if args.baseline:
+                row = earlier(data, config, root / "deploy-baseline", args.baseline,
+                              cap=4 * config["epsilon"])  # fmt: skip
+                row.update(compare(row, local))
+                table.append({"case": case, "variant": args.baseline, **_public(row)})
+                _print(table[-1], local)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(table, indent=1))
     print(f"wrote {RESULTS}")

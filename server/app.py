@@ -201,7 +201,10 @@ class GridTransport:
     def __init__(self, grid: Grid, *, timeout: float | None) -> None:
         self.grid = grid
         self.timeout = timeout
-        if type(grid).__module__ == "flwr.superlink.grid.http_grid":  # a real deployment
+        # A real deployment's grid waits seconds between its looks for replies; the others
+        # (in-process, Ray) answer at once and keep their own send_and_receive.
+        self.deployed = type(grid).__module__ == "flwr.superlink.grid.http_grid"
+        if self.deployed:
             _quick_object_retries()
 
     def node_ids(self) -> list[int]:
@@ -257,7 +260,14 @@ class GridTransport:
             for node_id, content in contents.items()
         ]
         wait = self.timeout if timeout is None else timeout
-        replies = send_and_receive(self.grid, messages, timeout=wait)
+        if self.deployed:
+            replies = send_and_receive(self.grid, messages, timeout=wait)
+        else:
+            replies = list(self.grid.send_and_receive(messages, timeout=wait))
+        # Summed in the order asked, whatever order they came in: the same model (to the
+        # last bit) on every backend and in a deployment.
+        asked = {m.metadata.dst_node_id: i for i, m in enumerate(messages)}
+        replies.sort(key=lambda r: asked.get(r.metadata.src_node_id, len(asked)))
         return [_reply(m, max_bytes) for m in replies]
 
 
@@ -279,7 +289,7 @@ def send_and_receive(grid: Grid, messages: Sequence[Message], *, timeout: float 
     """``Grid.send_and_receive`` with a short poll: Flower's deployment grid asks the
     SuperLink for replies every 3 s, which alone made a round of a local deployment last
     seconds. Here the first checks come 10 ms apart, growing to at most 0.25 s."""
-    pushed = list(grid.push_messages(messages))  # asked in this order: replies sum in it
+    pushed = list(grid.push_messages(messages))
     pending = set(pushed)
     deadline = None if timeout is None else time.monotonic() + timeout
     replies: list[Message] = []
