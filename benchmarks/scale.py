@@ -8,7 +8,8 @@ and the same data clustered by scikit-learn KMeans(n_init=1) in one process as t
 baseline (ratio = simulation ÷ sklearn). ``--profile`` adds the top functions by
 cumulative time (cProfile) for the largest case.
 
-    python benchmarks/scale.py [--quick] [--profile] [--cases 10000x100] [--baseline main --repeat 2]
+    python benchmarks/scale.py [--quick] [--profile] [--cases 10000x100] [--rounds 10]
+                               [--baseline main --repeat 2] [--out results/scale.json]
 
 With ``--baseline REF`` each case also runs with fedseg as of git REF, interleaved, and the
 row of this tree gives its time ÷ the baseline's (models compared by digest).
@@ -40,7 +41,13 @@ RESULTS = Path(__file__).parent / "results" / "scale.json"
 
 
 def run_case(
-    merchants: int, per_merchant: int, *, profile: bool, baseline: Path | None, repeat: int
+    merchants: int,
+    per_merchant: int,
+    *,
+    profile: bool,
+    baseline: Path | None,
+    repeat: int,
+    rounds: int = ROUNDS,
 ) -> list[dict]:
     """Rows for this case: this tree (and, with ``baseline``, the earlier one), each
     simulation in its own process, interleaved ``repeat`` times; the best run of each."""
@@ -61,7 +68,8 @@ def run_case(
         runs: dict[str, list[dict]] = {name: [] for name in trees}
         for _ in range(repeat):
             for name, path in trees.items():
-                args = [__file__, "--child", str(data_dir), *(["--profile"] if profile else [])]
+                args = [__file__, "--child", str(data_dir), "--rounds", str(rounds),
+                        *(["--profile"] if profile else [])]  # fmt: skip
                 out = run_child(args, pythonpath=path)
                 runs[name].append(json.loads(out.strip().splitlines()[-1]))
     rows = []
@@ -78,12 +86,12 @@ def run_case(
     return rows
 
 
-def child(data_dir: str, *, profile: bool) -> None:
+def child(data_dir: str, *, profile: bool, rounds: int = ROUNDS) -> None:
     """One simulation of ``data_dir`` with whichever fedseg this process imports."""
     import fedseg.client.app  # noqa: F401 - imports before the clock, as for scikit-learn
     import fedseg.server.app  # noqa: F401
 
-    config = {"k": K, "epsilon": EPSILON, "rounds": ROUNDS, "seed": 0, "as-of": "2026-01-01"}
+    config = {"k": K, "epsilon": EPSILON, "rounds": rounds, "seed": 0, "as-of": "2026-01-01"}
     profiler = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory(prefix="fedseg-scale-out-") as out:
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -131,10 +139,12 @@ def main() -> None:
     parser.add_argument("--cases", help="e.g. 1000x100,100x10000 (merchants x customers each)")
     parser.add_argument("--baseline", help="git ref to time in the same job (e.g. main)")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each tree")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="at most this many Lloyd rounds")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, profile=args.profile)
+        return child(args.child, profile=args.profile, rounds=args.rounds)
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         cases = tuple(tuple(int(v) for v in c.split("x")) for c in args.cases.split(","))
@@ -143,16 +153,16 @@ def main() -> None:
     for merchants, per_merchant in cases:
         profile = args.profile and merchants == max(c[0] for c in cases)  # many merchants
         for row in run_case(merchants, per_merchant, profile=profile, baseline=baseline,
-                            repeat=args.repeat):  # fmt: skip
+                            repeat=args.repeat, rounds=args.rounds):  # fmt: skip
             rows.append(row)
             _print_row(row, header=len(rows) == 1)
     for row in rows:
         if "profile_top" in row:
             print(row["profile_top"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"cases": rows, "dims": DIMS, "k": K, "epsilon": EPSILON,
-                                   "baseline": args.baseline}, indent=2))  # fmt: skip
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cases": rows, "dims": DIMS, "k": K, "epsilon": EPSILON,
+                                    "rounds": args.rounds, "baseline": args.baseline}, indent=2))  # fmt: skip
+    print(f"wrote {args.out}")
 
 
 def _print_row(row: dict, *, header: bool) -> None:
