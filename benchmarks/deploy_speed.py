@@ -5,7 +5,8 @@ TLS, SuperNode authentication, k = 4, ε = 2, 3 Lloyd rounds); ``1m`` is two mer
 1,000,000 customers each (features tables, d = 8, k = 8, ε = 1), deployed twice on the same
 state directories so the second deployment starts from each merchant's feature cache.
 Each deployment runs in test mode (node-config seed), so its model must equal the
-in-process one. Variants: ``fedseg`` (one long-lived ClientApp process per SuperNode and a
+in-process one; the second deployment on the same state directories draws the next noise
+streams of each merchant's ledger (never the same noise twice), so its model differs. Variants: ``fedseg`` (one long-lived ClientApp process per SuperNode and a
 short poll while a run is active, the default) and ``flower`` (Flower's own: a ClientApp
 process per message, 3 s SuperNode poll). Round seconds are the ServerApp's (model.json
 history), in-process rounds from the same federation in this process; CPU seconds are

@@ -29,7 +29,7 @@ from fedseg.simulations.data.federation import public_parameters
 from fedseg.simulations.deploy.commands import app_run_config
 from fedseg.simulations.deploy.local import LocalDeployment, Merchant
 from fedseg.simulations.deploy.processes import DeploymentError
-from fedseg.simulations.experiments.runner import merchant_files
+from fedseg.simulations.experiments.runner import default_schema_file, merchant_files
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,9 @@ def run_demo(
     work_dir = Path(work_dir).resolve()
     out_dir = work_dir / "out"
     overrides = {**public_parameters(data_dir), **(run_config or {}), "out-dir": str(out_dir)}
+    if not overrides.get("features"):  # the operator's schema, chosen as a simulation does
+        work_dir.mkdir(parents=True, exist_ok=True)
+        overrides["features"] = str(default_schema_file(Path(data_dir), work_dir))
     if test_seed is not None:
         overrides["seed"] = test_seed
     config = app_run_config(overrides)
