@@ -126,8 +126,8 @@ def test_demo_stopped_by_sigterm_midway_leaves_no_process(tmp_path):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        # SuperLink + its SuperExec + two SuperNodes (+ their SuperExecs) are up. Short-lived
-        # processes (a ClientApp per message) come and go, so collect every one seen.
+        # SuperLink + its SuperExec + two SuperNodes (their ClientApps are threads) are up;
+        # the ServerApp comes later. Collect every process seen.
         started: set[int] = set()
         while len(started) < 4 and time.monotonic() < deadline:
             assert demo.poll() is None, demo.stderr.read()

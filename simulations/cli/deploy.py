@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 from fedseg.simulations.deploy.commands import (
+    DEFAULT_POLL_S,
     DEPLOY_ROUND_TIMEOUT_S,
     app_run_config,
     superlink_command,
@@ -153,6 +154,12 @@ def supernode(
         Path | None, Opt(help="The federation's roster, pinned (secure aggregation)")
     ] = None,
     runtime_port: Annotated[int, Opt(help="Local port of the SuperNode (0: any)")] = 0,
+    poll_interval: Annotated[
+        float, Opt(help="Seconds between asks for work while a run is active (Flower: 3)")
+    ] = DEFAULT_POLL_S,
+    process_per_message: Annotated[
+        bool, Opt("--process-per-message", help="Flower's own: a ClientApp process per message")
+    ] = False,
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
 ) -> None:
@@ -172,6 +179,8 @@ def supernode(
     command = supernode_command(
         superlink=superlink, node_config=node_config, runtime_port=runtime_port or free_port(),
         ca_cert=ca_cert, auth_private_key=auth_key, insecure=insecure,
+        poll_interval=None if process_per_message else poll_interval,
+        worker=not process_per_message,
     )  # fmt: skip
     _launch(command, insecure=insecure, dry_run=dry_run)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from fedseg.simulations.deploy.pki import TlsFiles
 log = logging.getLogger(__name__)
 
 DEPLOY_ROUND_TIMEOUT_S = 120.0  # a dead SuperNode costs one round this long, never forever
+DEFAULT_POLL_S = 0.2  # a SuperNode's poll while a run is active (Flower alone: 3 s)
+FLOWER_POLL_S = 3.0
 APP_NAME = "fedseg-segmentation"
 
 
@@ -105,10 +108,23 @@ def supernode_command(
     ca_cert: Path | None,
     auth_private_key: Path | None,
     insecure: bool = False,
+    poll_interval: float | None = DEFAULT_POLL_S,
+    worker: bool = True,
 ) -> list[str]:
-    """``flower-supernode`` for one merchant: TLS to the SuperLink and its own auth key."""
+    """``flower-supernode`` for one merchant: TLS to the SuperLink and its own auth key.
+
+    By default through fedseg's launcher (simulations/backends/supernode.py): one
+    long-lived ClientApp process and a ``poll_interval`` poll while a run is active.
+    ``worker=False, poll_interval=None`` is Flower's own process model and waits."""
     secure = require_tls([ca_cert, auth_private_key], insecure=insecure, who="supernode")
+    launcher = []
+    if worker or poll_interval is not None:
+        launcher = [sys.executable, "-m", "fedseg.simulations.backends.supernode"]
+        launcher += ["--poll-interval", str(poll_interval or FLOWER_POLL_S)]
+        launcher += [] if worker else ["--no-worker"]
+        launcher += ["--"]
     command = [
+        *launcher,
         "flower-supernode",
         "--superlink",
         superlink,
