@@ -14,27 +14,43 @@ import numpy as np
 import pandas as pd
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
+from fedseg.client.load_report import LoadReport
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.tables import read_table
 from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.published.identity import check_identity
 from fedseg.privacy.published.segments import ModelError, PublishedSegments
 
 
-def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
+def assign_segments(
+    model_path: str | Path, data: str | Path, *, strict: bool = False
+) -> pd.DataFrame:
     """One row per customer: user_id (the merchant's own), segment (1-based), segment_name,
     and ``recommendations`` (top-10 item ids, space-separated) when the model has a recommender."""
+    return assign_with_report(model_path, data, strict=strict)[0]
+
+
+def assign_with_report(
+    model_path: str | Path, data: str | Path, *, strict: bool = False
+) -> tuple[pd.DataFrame, LoadReport]:
+    """``assign_segments`` and the load report of ``data`` (what was kept and dropped).
+
+    A model that is not this data's — other features, another major version of fedseg, a
+    scaler that no longer matches its fingerprint — is refused with one line, before any
+    customer is labelled; ``strict`` refuses a table with bad rows (client/loading.py)."""
     try:
         segments, model = PublishedSegments.load(model_path)
     except ModelError as exc:
         raise DataError(str(exc)) from None
     pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
     # Recency as the model measured it (None: the data's own latest event).
-    features, _, _ = customer_features(data, pseudonymizer=pseudonymizer, as_of=segments.as_of)
-    missing = [n for n in segments.features if n not in features.columns]
-    if missing:
-        raise DataError(
-            f"{data}: the model needs feature {missing[0]!r}, which this data does not give"
-        )
+    features, _, report = customer_features(
+        data, pseudonymizer=pseudonymizer, as_of=segments.as_of, strict=strict
+    )
+    try:
+        check_identity(model, segments.scaling, source=str(model_path), features=features.columns)
+    except ValueError as exc:
+        raise DataError(f"{exc} ({report.source})") from None
     labels = segments.assign(features[list(segments.features)].to_numpy(dtype=np.float64))
     raw_ids = read_table(data)["user_id"].astype(str).unique()
     own_id = dict(zip(pseudonymizer.pseudonymize(raw_ids), raw_ids, strict=True))
@@ -48,10 +64,10 @@ def assign_segments(model_path: str | Path, data: str | Path) -> pd.DataFrame:
     if "recommender" in model:  # top-10 item ids, space-separated, from this merchant's own data
         from fedseg.client.recommender.local import recommendations_for
 
-        clean, report = load_merchant_table(data, pseudonymizer=pseudonymizer)
-        events = clean if report.kind == "events" else None
+        clean, loaded = load_merchant_table(data, pseudonymizer=pseudonymizer)
+        events = clean if loaded.kind == "events" else None
         customers = list(features.index)
         table["recommendations"] = recommendations_for(
             model["recommender"], events, customers, labels
         )
-    return table
+    return table, report

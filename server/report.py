@@ -19,7 +19,13 @@ _DISPLAY = {
 }
 
 
-def _cell(feature: str, value: float) -> str:
+def feature_heading(feature: str) -> str:
+    """A feature's short column heading (``recency (d)``)."""
+    return _DISPLAY.get(feature, (feature.replace("_", " "), ""))[0]
+
+
+def feature_cell(feature: str, value: float) -> str:
+    """A value in original units as the tables show it (shares as percentages)."""
     if feature.startswith(("share_", "spend_share_")):
         return f"{100 * value:.0f}%"
     return _DISPLAY.get(feature, (feature, "{:.3g}"))[1].format(value)
@@ -27,7 +33,7 @@ def _cell(feature: str, value: float) -> str:
 
 def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
     """Markdown table; segments whose noisy size is below ``min_size`` show no profile."""
-    heads = [_DISPLAY.get(f, (f.replace("_", " "), ""))[0] for f in model.features]
+    heads = [feature_heading(f) for f in model.features]
     lines = [
         "| segment | name | customers (noisy) | " + " | ".join(heads) + " |",
         "|---|---|---|" + "---|" * len(heads),
@@ -36,7 +42,7 @@ def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
         if row["size"] < min_size:
             cells = ["(suppressed: fewer than the threshold)"] + [""] * (len(heads) - 1)
         else:
-            cells = [_cell(f, row[f]) for f in model.features]
+            cells = [feature_cell(f, row[f]) for f in model.features]
         lines.append(
             f"| {row['segment']} | {row['name']} | {row['size']} | " + " | ".join(cells) + " |"
         )

@@ -32,7 +32,7 @@ INSECURE_HELP = "Run without TLS and SuperNode authentication (local tests only)
 
 
 def keygen(out: Annotated[Path, Opt(help="Key file to create (refuses to overwrite)")]) -> None:
-    """Create a merchant's secret HMAC pseudonym key (owner-readable only). Keep it private."""
+    """Create your secret HMAC pseudonym key (owner-readable only; keep it)."""
     from fedseg.privacy.pseudonyms import write_key_file
 
     if out.exists():
@@ -46,7 +46,7 @@ def certs(
     host: Annotated[list[str] | None, Opt(help="Address merchants dial (repeat)")] = None,
     supernode: Annotated[list[str] | None, Opt(help="Also make key pair NAME.key/.pub")] = None,
 ) -> None:
-    """Trial CA + SuperLink TLS certificate (and SuperNode keys). Not for production."""
+    """Trial CA and TLS certificates, and SuperNode keys (not for production)."""
     tls = write_tls_certificates(out, hosts=host or ["127.0.0.1", "localhost"])
     typer.echo(f"wrote {tls.ca_cert}, {tls.server_cert}, {tls.server_key} (CA key: {tls.ca_key})")
     for name in supernode or []:
@@ -58,8 +58,9 @@ def certs(
 def secagg_key(
     out: Annotated[Path, Opt(help="Private key file to create (refuses to overwrite)")],
 ) -> None:
-    """A merchant's long-term signing key for secure aggregation: keep the file, send the
-    printed public key to the operator for the federation's roster."""
+    """Your signing key for secure aggregation (its public key goes to the operator).
+
+    Keep the file; the printed public key goes into the federation's roster."""
     from fedseg.privacy.secagg import generate_signing_key
 
     if out.exists():
@@ -72,9 +73,11 @@ def roster(
     out: Annotated[Path, Opt(help="Roster file to write")],
     merchant: Annotated[list[str], Opt(help="NAME=PUBLIC_KEY_HEX of one merchant (repeat)")],
 ) -> None:
-    """The federation's roster of merchants' signing keys. Every merchant must get this file
-    from a channel the operator cannot tamper with (it is what stops a server inventing
-    merchants), and pins it in its node config (`secagg-roster`)."""
+    """The federation's roster of merchants' signing keys, for secure aggregation.
+
+    Every merchant must get this file from a channel the operator cannot tamper with (it is
+    what stops a server inventing merchants), and pins it in its node config
+    (`secagg-roster`)."""
     from fedseg.privacy.secagg import FederationRoster, save_roster
 
     keys = {}
@@ -92,7 +95,7 @@ def supernode_key(
     out: Annotated[Path, Opt(help="Directory for NAME.key and NAME.pub")],
     name: Annotated[str, Opt(help="File name stem, e.g. your merchant id")],
 ) -> None:
-    """A merchant's SuperNode key pair: keep NAME.key, send NAME.pub to the operator."""
+    """Your SuperNode key pair: keep NAME.key, send NAME.pub to the operator."""
     keys = write_node_keypair(out, name)
     typer.echo(f"wrote {keys.private_key} (keep) and {keys.public_key} (send to the operator)")
 
@@ -107,7 +110,7 @@ def app_project(
     min_clients: Annotated[int, Opt(help="Fewest merchants a round may aggregate")] = 2,
     round_timeout: Annotated[float, Opt(help="Seconds a round waits")] = DEPLOY_ROUND_TIMEOUT_S,
 ) -> None:
-    """Write the fedseg Flower app project (pyproject.toml only) for `flwr run`."""
+    """Write the Flower app project (pyproject.toml only) for `flwr run`."""
     config = app_run_config(
         {
             "k": k, "epsilon": epsilon, "delta": delta, "rounds": rounds,
@@ -127,7 +130,7 @@ def superlink(
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
 ) -> None:
-    """Start the operator's flower-superlink: TLS, SuperNode authentication, no installs."""
+    """Start the flower-superlink: TLS, SuperNode authentication, no installs."""
     tls = None
     if certs is not None:
         tls = TlsFiles(
@@ -156,7 +159,7 @@ def supernode(
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
 ) -> None:
-    """Start this merchant's flower-supernode with the fedseg ClientApp settings."""
+    """Start your flower-supernode with the fedseg ClientApp (every input checked first)."""
     node_config = {
         "data-path": data if "://" in data else str(Path(data).resolve()),
         "merchant-id": merchant_id or Path(data.split("?")[0]).stem,
@@ -189,7 +192,7 @@ def demo_deploy(
     out: Annotated[Path | None, Opt(help="Keep everything here (default: a temp dir)")] = None,
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
-    """A real SuperLink and SuperNodes on 127.0.0.1 with TLS and auth, one run end to end."""
+    """A real SuperLink and SuperNodes on 127.0.0.1, one run end to end."""
     from fedseg.server.report import render_report
     from fedseg.simulations.data.federation import write_federation
     from fedseg.simulations.data.synthetic import generate_federation
@@ -220,7 +223,7 @@ def contributors(
     model: Annotated[Path, Opt(help="model.json written by the ServerApp")],
     nodes: Annotated[Path | None, Opt(help='JSON {"merchant": node_id} from registration')] = None,
 ) -> None:
-    """Which merchant contributed to which round of a run (from model.json's history)."""
+    """Which merchant contributed to which round (model.json's history)."""
     import json
 
     from fedseg.simulations.deploy.demo import contributors_per_round, render_contributions
@@ -244,15 +247,15 @@ def _launch(command: list[str], *, insecure: bool, dry_run: bool) -> None:
     os.execv(executable, [executable, *command[1:]])
 
 
-def register_deploy_commands(app: typer.Typer) -> None:
-    """Add the deployment commands to ``app``."""
-    app.command("keygen")(keygen)
-    app.command("certs")(certs)
-    app.command("supernode-key")(supernode_key)
-    app.command("secagg-key")(secagg_key)
-    app.command("roster")(roster)
-    app.command("app")(app_project)
-    app.command("superlink")(superlink)
-    app.command("supernode")(supernode)
-    app.command("demo-deploy")(demo_deploy)
-    app.command("contributors")(contributors)
+def register_deploy_commands(app: typer.Typer, *, merchant: str, operator: str) -> None:
+    """Add the deployment commands to ``app``, under the merchants' and operators' panels."""
+    for name, command in (
+        ("keygen", keygen), ("supernode-key", supernode_key), ("secagg-key", secagg_key),
+        ("supernode", supernode),
+    ):  # fmt: skip
+        app.command(name, rich_help_panel=merchant)(command)
+    for name, command in (
+        ("certs", certs), ("roster", roster), ("app", app_project), ("superlink", superlink),
+        ("demo-deploy", demo_deploy), ("contributors", contributors),
+    ):  # fmt: skip
+        app.command(name, rich_help_panel=operator)(command)

@@ -1,4 +1,7 @@
-"""The `fedseg` command line: generate, simulate, sweep, assign."""
+"""fedseg: federated customer segmentation with differential privacy (docs/contract.md).
+
+Every command has --help; bad input ends with one line naming the flag or file, exit 2.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,28 @@ app = typer.Typer(
 )
 
 Opt = typer.Option
+RESEARCH, MERCHANT, OPERATOR = "Simulate and research", "Merchants", "Operators"
 
 
-@app.command()
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"fedseg {version('fedseg')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        Opt("--version", callback=_show_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command(rich_help_panel=RESEARCH)
 def generate(
     out: Annotated[Path, Opt(help="Directory to write the federation to")],
     users: Annotated[int, Opt(help="Customers in total")] = 20_000,
@@ -40,14 +62,7 @@ def generate(
     typer.echo(f"wrote {len(fed.merchants)} merchants, {fed.n_users} customers to {path}")
 
 
-def _parse_epsilon(text: str) -> float:
-    value = float(text)
-    if not (value > 0):
-        raise ValueError(f"--epsilon must be positive or inf, got {text}")
-    return value
-
-
-@app.command()
+@app.command(rich_help_panel=RESEARCH)
 def simulate(
     data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
     dataset: Annotated[str | None, Opt(help="synthetic, cdnow or ml-100k")] = None,
@@ -98,9 +113,19 @@ def simulate(
         ),
     ] = False,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
+    as_json: Annotated[
+        bool, Opt("--json", help="Print metrics.json's figures as JSON instead of the tables")
+    ] = False,
 ) -> None:
-    """Run a federated segmentation simulation and print the segments and privacy report."""
+    """Fit segments over a federation; print them and the privacy report."""
     from fedseg.server.config import SegmentationConfig
+    from fedseg.simulations.cli import output
+    from fedseg.simulations.cli.inputs import (
+        check_dataset,
+        check_k,
+        inspect_federation,
+        parse_epsilon,
+    )
     from fedseg.simulations.experiments.choose_k import parse_k_range
     from fedseg.simulations.experiments.runner import simulate as run
     from fedseg.simulations.experiments.runner import write_report
@@ -108,7 +133,7 @@ def simulate(
     ks = parse_k_range(k)
     run_config = {
         "k": ks[0],
-        "epsilon": _parse_epsilon(epsilon),
+        "epsilon": parse_epsilon(epsilon),
         "delta": delta,
         "rounds": rounds,
         "noise": noise,
@@ -128,18 +153,44 @@ def simulate(
     if lifetime_value:
         run_config["lifetime-value"] = True
     if epsilon_cap is not None:
-        run_config["sim-epsilon-cap"] = _parse_epsilon(epsilon_cap)
+        run_config["sim-epsilon-cap"] = parse_epsilon(epsilon_cap, flag="--epsilon-cap")
     SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work
+    if data is None:
+        check_dataset(dataset or "synthetic")
     with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
         data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
+        tables = inspect_federation(data_dir, as_of=as_of or "")
+        check_k(ks, tables, where=str(data or f"the built-in {dataset or 'synthetic'} data"))
+        output.err.print(output.load_table(tables))
+        output.report_lines(tables)
         if len(ks) > 1:
             return _choose_k(data_dir, run_config, ks, out=out, backend=backend)
         result = run(
             data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace, state_dir=state_dir
         )
-    typer.echo(write_report(result))
-    typer.echo(json.dumps(result.metrics, indent=2))
-    typer.echo(f"wrote {out / 'model.json'}, {out / 'metrics.json'}, {out / 'report.md'}")
+    write_report(result)
+    files = [out / "model.json", out / "metrics.json", out / "report.md"]
+    if as_json:
+        typer.echo(json.dumps(result.metrics, indent=2))
+        return
+    _truth_notice(result.metrics, data)
+    for table in (
+        output.segment_table(result.model),
+        output.run_table(result.model, result.metrics, target=run_config["epsilon"]),
+        output.privacy_table(result.model.privacy),
+    ):
+        output.out.print(table)
+    output.out.print(output.files_line(files), markup=False)
+
+
+def _truth_notice(metrics: dict, data: Path | None) -> None:
+    """One line when truth.csv does not list every customer (ARI/NMI cover the rest)."""
+    missing = int(metrics.get("truth_missing", 0))
+    if missing:
+        where = data / "truth.csv" if data is not None else "the built-in truth"
+        covered = metrics["n_users"] - missing
+        typer.echo(f"{where}: {missing:,} of {metrics['n_users']:,} customers have no planted "
+                   f"segment; ARI and NMI cover the other {covered:,}", err=True)  # fmt: skip
 
 
 def _choose_k(data_dir: Path, run_config: dict, ks: tuple[int, ...], *, out: Path, backend: str):
@@ -171,7 +222,7 @@ def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, se
     return write_federation(fed, scratch / name)
 
 
-@app.command()
+@app.command(rich_help_panel=RESEARCH)
 def sweep(
     data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
     dataset: Annotated[str | None, Opt(help="synthetic, mixture, cdnow or ml-100k")] = None,
@@ -202,7 +253,7 @@ def sweep(
     workers: Annotated[int, Opt(help="Parallel runs (processes); 0 = inline")] = 2,
     out: Annotated[Path, Opt(help="Output directory (resumable)")] = Path("fedseg-sweep"),
 ) -> None:
-    """Run an ε × seed grid; write results.csv, tradeoff.png and report.html (resumable)."""
+    """Run an ε × seed grid: results.csv, plots and report.html (resumable)."""
     from fedseg.simulations.experiments.scenario import load_scenario, scenario_from_mapping
     from fedseg.simulations.experiments.sweep import run_sweep
     from fedseg.simulations.reports.html_report import summary_table, write_sweep_report
@@ -229,7 +280,7 @@ def sweep(
     typer.echo(f"wrote {result.csv_path}, {paths['ε vs accuracy']}, {paths['report']}")
 
 
-@app.command()
+@app.command(rich_help_panel=MERCHANT)
 def assign(
     model: Annotated[Path, Opt(help="model.json published by the server")],
     data: Annotated[Path, Opt(help="This merchant's events or features file")],
@@ -237,7 +288,7 @@ def assign(
         "assignments.csv"
     ),
 ) -> None:
-    """Label this merchant's own customers with the published segments, locally."""
+    """Label your own customers with a published model, locally."""
     from fedseg.client.assign import assign_segments
 
     table = assign_segments(model, data)
@@ -247,7 +298,7 @@ def assign(
 
 
 ledger = typer.Typer(no_args_is_help=True, help="A merchant's own privacy ledger.")
-app.add_typer(ledger, name="ledger")
+app.add_typer(ledger, name="ledger", rich_help_panel=MERCHANT)
 
 
 @ledger.command("show")
@@ -290,7 +341,7 @@ def _ledger_delta(path: Path) -> float:
 
 from fedseg.simulations.cli.deploy import register_deploy_commands  # noqa: E402
 
-register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
+register_deploy_commands(app, merchant=MERCHANT, operator=OPERATOR)
 
 
 def main() -> None:

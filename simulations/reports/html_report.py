@@ -130,7 +130,7 @@ def _table(frame: pd.DataFrame, headings: dict[str, str]) -> str:
     rows = []
     for _, row in frame.iterrows():
         cells = "".join(
-            f"<td class={_align(frame[c])}>{html.escape(_format(row[c]))}</td>"
+            f"<td class={_align(frame[c])}>{html.escape(format_number(row[c]))}</td>"
             for c in frame.columns
         )
         rows.append(f"<tr>{cells}</tr>")
@@ -141,7 +141,7 @@ def _align(column: pd.Series) -> str:
     return "r" if pd.api.types.is_numeric_dtype(column) else "l"
 
 
-def _format(value: object) -> str:
+def format_number(value: object) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -163,11 +163,11 @@ def write_sweep_report(out_dir: str | Path, results: pd.DataFrame) -> dict[str, 
         setting, seed, epsilon = _representative(ok)
         runs = ok[(ok["setting"] == setting) & (ok["seed"] == seed)]
         model = _model(out, runs[runs["epsilon"] == epsilon].iloc[0])
-        paths[f"Segment profiles ({setting}, ε={_format(epsilon)}, seed {seed})"] = plot_profiles(
+        paths[f"Segment profiles ({setting}, ε={format_number(epsilon)}, seed {seed})"] = plot_profiles(
             model, out / "profiles.png"
         )
         histories = {
-            f"ε={_format(r.epsilon)}": _model(out, r)["history"] for r in runs.itertuples()
+            f"ε={format_number(r.epsilon)}": _model(out, r)["history"] for r in runs.itertuples()
         }
         paths[f"Convergence ({setting}, seed {seed})"] = plot_convergence(
             histories, out / "convergence.png"

@@ -1,0 +1,114 @@
+"""Who made a model.json, and for which features: the stamp the server writes into every
+model and the check every reader makes before using one.
+
+Four fields, at the top level of model.json:
+
+- ``fedseg_version``: the fedseg that fitted it; a reader refuses another major version
+  (the first number), whose model format or features may differ;
+- ``run_id``: the Flower run (``flwr log RUN_ID``) or, in simulations, the simulator's id;
+- ``created``: UTC time, ISO 8601 (``2026-12-02T10:00:00Z``);
+- ``schema_fingerprint``: the operator's feature schema's ``FeatureSchema.digest()`` when
+  the run has one, else a SHA-256 of the model's ordered feature names, log flags and
+  clip bounds — so a scaler edited or corrupted after the run no longer matches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.privacy.scaling import FeatureScaling
+
+IDENTITY_FIELDS = ("fedseg_version", "run_id", "created", "schema_fingerprint")
+
+
+class ModelIdentityError(ValueError):
+    """A model.json without its identity, or one made for other data or another fedseg."""
+
+
+def fedseg_version() -> str:
+    """The installed fedseg's version (``0+unknown`` when run from an uninstalled tree)."""
+    try:
+        return version("fedseg")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def schema_fingerprint(scaling: FeatureScaling, schema: FeatureSchema | None = None) -> str:
+    """The schema's digest, or SHA-256 of the ordered names, log flags and clip bounds."""
+    if schema is not None:
+        return schema.digest()
+    canonical = json.dumps(
+        {"names": scaling.names, "log": scaling.log, "lower": scaling.lower,
+         "upper": scaling.upper},
+        separators=(",", ":"),
+    )  # fmt: skip
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def stamp(
+    scaling: FeatureScaling,
+    *,
+    run_id: str,
+    schema: FeatureSchema | None = None,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """The identity fields of a model fitted now, in this run, over ``scaling``'s features."""
+    created = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "fedseg_version": fedseg_version(),
+        "run_id": str(run_id),
+        "created": created,
+        "schema_fingerprint": schema_fingerprint(scaling, schema),
+    }
+
+
+def check_identity(
+    model: Mapping[str, Any],
+    scaling: FeatureScaling,
+    *,
+    source: str,
+    features: Sequence[str] | None = None,
+    schema: FeatureSchema | None = None,
+) -> None:
+    """Refuse, with one line naming ``source`` and the field, a model that lacks its identity,
+    comes from another major version of fedseg, whose fingerprint does not match its own
+    scaler (or the reader's ``schema``), or whose features are not the names ``features``
+    (in any order: callers select the model's columns by name)."""
+    for field in IDENTITY_FIELDS:
+        if not isinstance(model.get(field), str) or not model[field]:
+            raise ModelIdentityError(
+                f"{source}: field {field!r} is missing or not text: not a model this fedseg "
+                f"wrote (refit it with fedseg {fedseg_version()})"
+            )
+    theirs, ours = model["fedseg_version"], fedseg_version()
+    if _major(theirs) != _major(ours):
+        raise ModelIdentityError(
+            f"{source}: field 'fedseg_version' is {theirs}, this is fedseg {ours}: a model "
+            f"from another major version cannot be read safely; refit it"
+        )
+    if model["schema_fingerprint"] != schema_fingerprint(scaling, schema):
+        what = "this data's feature schema" if schema else "the model's own features and scaler"
+        raise ModelIdentityError(
+            f"{source}: field 'schema_fingerprint' does not match {what}: the model was "
+            f"made for other features, or edited or corrupted since"
+        )
+    if features is not None and set(features) != set(scaling.names):
+        raise ModelIdentityError(f"{source}: {_feature_mismatch(scaling.names, features)}")
+
+
+def _major(text: str) -> str:
+    return text.split(".", 1)[0].split("+", 1)[0]
+
+
+def _feature_mismatch(model: Sequence[str], data: Sequence[str]) -> str:
+    missing = [name for name in model if name not in data]
+    if missing:
+        return f"the model needs feature {missing[0]!r}, which this data does not give"
+    extra = [name for name in data if name not in model]
+    return f"this data gives feature {extra[0]!r}, which the model was not fitted on"
