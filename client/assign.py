@@ -18,8 +18,8 @@ from fedseg.client.load_report import LoadReport
 from fedseg.client.loading import load_merchant_table
 from fedseg.client.tables import read_table
 from fedseg.privacy.pseudonyms import Pseudonymizer
-from fedseg.privacy.published.identity import check_identity
-from fedseg.privacy.published.segments import ModelError, PublishedSegments
+from fedseg.privacy.published.identity import check_features, check_identity
+from fedseg.privacy.published.segments import PublishedSegments
 
 
 def assign_segments(
@@ -40,7 +40,8 @@ def assign_with_report(
     customer is labelled; ``strict`` refuses a table with bad rows (client/loading.py)."""
     try:
         segments, model = PublishedSegments.load(model_path)
-    except ModelError as exc:
+        check_identity(model, segments.scaling, source=str(model_path))
+    except ValueError as exc:
         raise DataError(str(exc)) from None
     pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
     # Recency as the model measured it (None: the data's own latest event).
@@ -48,9 +49,11 @@ def assign_with_report(
         data, pseudonymizer=pseudonymizer, as_of=segments.as_of, strict=strict
     )
     try:
-        check_identity(model, segments.scaling, source=str(model_path), features=features.columns)
+        check_features(
+            segments.scaling, features.columns, source=str(model_path), data=report.source
+        )
     except ValueError as exc:
-        raise DataError(f"{exc} ({report.source})") from None
+        raise DataError(str(exc)) from None
     labels = segments.assign(features[list(segments.features)].to_numpy(dtype=np.float64))
     raw_ids = read_table(data)["user_id"].astype(str).unique()
     own_id = dict(zip(pseudonymizer.pseudonymize(raw_ids), raw_ids, strict=True))
@@ -62,12 +65,20 @@ def assign_with_report(
         }
     )
     if "recommender" in model:  # top-10 item ids, space-separated, from this merchant's own data
-        from fedseg.client.recommender.local import recommendations_for
-
         clean, loaded = load_merchant_table(data, pseudonymizer=pseudonymizer)
         events = clean if loaded.kind == "events" else None
-        customers = list(features.index)
-        table["recommendations"] = recommendations_for(
-            model["recommender"], events, customers, labels
-        )
+        table["recommendations"] = _recommendations(model, model_path, events, features, labels)
     return table, report
+
+
+def _recommendations(model: dict, model_path, events, features: pd.DataFrame, labels) -> list:
+    """Top-10 items per customer; a broken recommender section is one line naming it."""
+    from fedseg.client.recommender.local import recommendations_for
+
+    published = model["recommender"]
+    try:
+        if not isinstance(published, dict):
+            raise TypeError("not a JSON object")
+        return recommendations_for(published, events, list(features.index), labels)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{model_path}: field 'recommender': {exc}") from None

@@ -73,13 +73,11 @@ def check_identity(
     scaling: FeatureScaling,
     *,
     source: str,
-    features: Sequence[str] | None = None,
     schema: FeatureSchema | None = None,
 ) -> None:
     """Refuse, with one line naming ``source`` and the field, a model that lacks its identity,
-    comes from another major version of fedseg, whose fingerprint does not match its own
-    scaler (or the reader's ``schema``), or whose features are not the names ``features``
-    (in any order: callers select the model's columns by name)."""
+    comes from another major version of fedseg, or whose fingerprint does not match its own
+    scaler (or, given, the reader's ``schema``). Read before any data is loaded."""
     for field in IDENTITY_FIELDS:
         if not isinstance(model.get(field), str) or not model[field]:
             raise ModelIdentityError(
@@ -98,17 +96,24 @@ def check_identity(
             f"{source}: field 'schema_fingerprint' does not match {what}: the model was "
             f"made for other features, or edited or corrupted since"
         )
-    if features is not None and set(features) != set(scaling.names):
-        raise ModelIdentityError(f"{source}: {_feature_mismatch(scaling.names, features)}")
+
+
+def check_features(
+    scaling: FeatureScaling, features: Sequence[str], *, source: str, data: str
+) -> None:
+    """Refuse a model whose features are not the names ``features`` that ``data`` gives (in
+    any order: callers select the model's columns by name)."""
+    if set(features) != set(scaling.names):
+        raise ModelIdentityError(f"{source}: {_feature_mismatch(scaling.names, features, data)}")
 
 
 def _major(text: str) -> str:
     return text.split(".", 1)[0].split("+", 1)[0]
 
 
-def _feature_mismatch(model: Sequence[str], data: Sequence[str]) -> str:
-    missing = [name for name in model if name not in data]
+def _feature_mismatch(model: Sequence[str], given: Sequence[str], data: str) -> str:
+    missing = [name for name in model if name not in given]
     if missing:
-        return f"the model needs feature {missing[0]!r}, which this data does not give"
-    extra = [name for name in data if name not in model]
-    return f"this data gives feature {extra[0]!r}, which the model was not fitted on"
+        return f"the model needs feature {missing[0]!r}, which {data} does not give"
+    extra = [name for name in given if name not in model]
+    return f"{data} gives feature {extra[0]!r}, which the model was not fitted on"

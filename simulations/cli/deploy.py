@@ -159,7 +159,7 @@ def supernode(
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
 ) -> None:
-    """Start your flower-supernode with the fedseg ClientApp (every input checked first)."""
+    """Start your flower-supernode with the fedseg ClientApp (inputs checked first)."""
     node_config = {
         "data-path": data if "://" in data else str(Path(data).resolve()),
         "merchant-id": merchant_id or Path(data.split("?")[0]).stem,

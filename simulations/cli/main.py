@@ -283,18 +283,24 @@ def sweep(
 @app.command(rich_help_panel=MERCHANT)
 def assign(
     model: Annotated[Path, Opt(help="model.json published by the server")],
-    data: Annotated[Path, Opt(help="This merchant's events or features file")],
+    data: Annotated[Path, Opt(help="Your events or features: .csv, .parquet or a SQL URL")],
     out: Annotated[Path, Opt(help="CSV to write: user_id, segment, segment_name")] = Path(
         "assignments.csv"
     ),
+    strict: Annotated[
+        bool, Opt("--strict", help="Refuse a table with any bad row (e.g. an unknown event name)")
+    ] = False,
 ) -> None:
     """Label your own customers with a published model, locally."""
-    from fedseg.client.assign import assign_segments
+    from fedseg.client.assign import assign_with_report
+    from fedseg.simulations.cli import output
 
-    table = assign_segments(model, data)
+    table, report = assign_with_report(model, data, strict=strict)
+    typer.echo(report.summary(), err=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    typer.echo(f"wrote {len(table)} customers to {out}")
+    output.out.print(output.assignment_table(table))
+    output.out.print(f"wrote {len(table):,} customers to {out}", markup=False)
 
 
 ledger = typer.Typer(no_args_is_help=True, help="A merchant's own privacy ledger.")
