@@ -1,0 +1,180 @@
+"""Models that identify themselves: the server stamps model.json, every reader checks it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+import pytest
+from fedseg.privacy.published.identity import (
+    ModelIdentityError,
+    check_features,
+    check_identity,
+    schema_fingerprint,
+    stamp,
+)
+from fedseg.privacy.scaling import FeatureScaling
+
+from tests.conftest import write_blob_federation
+
+FEDSEG = [sys.executable, "-m", "fedseg.simulations.cli.main"]
+SCALING = FeatureScaling(("a", "b"), (False, True), (0.0, 0.0), (1.0, 5.0), (0.5, 2.0), (1.0, 1.0))
+
+
+def fedseg(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*FEDSEG, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A model fitted by the real apps over f0..f2, and a merchant file of that federation."""
+    root = tmp_path_factory.mktemp("identity")
+    data = write_blob_federation(root / "fed", n=600, d=3, k=2, merchants=2, seed=4)
+    done = fedseg("simulate", "--data", str(data), "--k", "2", "--out", str(root / "out"))
+    assert done.returncode == 0, done.stderr
+    return root / "out" / "model.json", data / "merchants" / "m00.csv"
+
+
+def test_the_server_stamps_version_run_time_and_fingerprint(fitted):
+    model_path, _ = fitted
+    model = json.loads(model_path.read_text())
+    assert model["fedseg_version"] == version("fedseg")
+    assert len(model["run_id"]) == 32  # the simulator's run id (uuid4 hex)
+    created = datetime.strptime(model["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 600
+    scaling = FeatureScaling.from_dict(model["scaler"])
+    assert model["schema_fingerprint"] == schema_fingerprint(scaling)
+    check_identity(model, scaling, source="model.json")  # its own reader accepts it
+
+
+def test_the_fingerprint_is_a_digest_of_names_log_flags_and_bounds():
+    import hashlib
+
+    canonical = '{"names":["a","b"],"log":[false,true],"lower":[0.0,0.0],"upper":[1.0,5.0]}'
+    assert schema_fingerprint(SCALING) == hashlib.sha256(canonical.encode()).hexdigest()
+    moved = FeatureScaling(
+        ("a", "b"), (False, True), (0.0, 0.0), (1.0, 6.0), (0.5, 2.0), (1.0, 1.0)
+    )
+    assert schema_fingerprint(moved) != schema_fingerprint(SCALING)
+    # Standardization is not part of it: the same features, another run's mean and scale.
+    rescaled = FeatureScaling(
+        ("a", "b"), (False, True), (0.0, 0.0), (1.0, 5.0), (0.1, 3.0), (2.0, 1.0)
+    )
+    assert schema_fingerprint(rescaled) == schema_fingerprint(SCALING)
+
+
+def test_with_a_schema_the_fingerprint_is_the_schema_digest():
+    from fedseg.privacy.protocol.schema import Feature, FeatureSchema
+
+    schema = FeatureSchema(
+        (Feature("a", lower=0.0, upper=1.0), Feature("b", "count", log=True, lower=0.0))
+    )
+    assert stamp(SCALING, run_id="7", schema=schema)["schema_fingerprint"] == schema.digest()
+    model = stamp(SCALING, run_id="7", schema=schema)
+    check_identity(model, SCALING, source="m.json", schema=schema)
+    other = FeatureSchema(
+        (Feature("a", lower=0.0, upper=2.0), Feature("b", "count", log=True, lower=0.0))
+    )
+    with pytest.raises(ModelIdentityError, match="this data's feature schema"):
+        check_identity(model, SCALING, source="m.json", schema=other)
+
+
+@pytest.mark.parametrize(
+    ("theirs", "accepted"), [("0.1.0", True), ("0.9.3+local", True), ("1.0.0", False)]
+)
+def test_another_major_version_is_refused(monkeypatch, theirs, accepted):
+    model = stamp(SCALING, run_id="1") | {"fedseg_version": theirs}
+    monkeypatch.setattr("fedseg.privacy.published.identity.fedseg_version", lambda: "0.1.0")
+    if accepted:
+        check_identity(model, SCALING, source="m.json")
+    else:
+        with pytest.raises(ModelIdentityError, match="m.json: field 'fedseg_version' is 1.0.0"):
+            check_identity(model, SCALING, source="m.json")
+
+
+def test_features_are_compared_by_name_not_order():
+    check_features(SCALING, ["b", "a"], source="m.json", data="shop.csv")
+    with pytest.raises(ModelIdentityError, match="needs feature 'b', which shop.csv does not give"):
+        check_features(SCALING, ["a"], source="m.json", data="shop.csv")
+    with pytest.raises(ModelIdentityError, match="shop.csv gives feature 'c', which the model"):
+        check_features(SCALING, ["a", "b", "c"], source="m.json", data="shop.csv")
+
+
+def _corrupt(model: dict, change: str) -> dict:
+    if change == "version":
+        model["fedseg_version"] = "9.0.0"
+    elif change == "no stamp":
+        del model["created"]
+    elif change == "edited scaler":
+        model["scaler"]["upper"][0] += 1.0
+    elif change == "short mean":
+        model["scaler"]["mean"] = model["scaler"]["mean"][:1]
+    elif change == "text centres":
+        model["centroids_standardized"] = "corrupted"
+    elif change == "wrong centre width":
+        model["centroids_standardized"] = [[0.0]] * 2
+    elif change == "recommender":
+        model["recommender"] = [1, 2]
+    return model
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ("version", "'fedseg_version'"),
+        ("no stamp", "'created'"),
+        ("edited scaler", "'schema_fingerprint'"),
+        ("short mean", "'scaler'"),
+        ("text centres", "'centroids_standardized'"),
+        ("wrong centre width", "'centroids_standardized'"),
+        ("recommender", "'recommender'"),
+    ],
+)
+def test_assign_refuses_a_broken_or_foreign_model_with_one_line(fitted, tmp_path, change, field):
+    model_path, merchant = fitted
+    broken = tmp_path / "model.json"
+    broken.write_text(json.dumps(_corrupt(json.loads(model_path.read_text()), change)))
+    done = fedseg("assign", "--model", str(broken), "--data", str(merchant),
+                  "--out", str(tmp_path / "labels.csv"))  # fmt: skip
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fedseg: error: {broken}: ") and field in last, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "labels.csv").exists()
+
+
+def test_assign_refuses_a_model_fitted_on_other_features(fitted, tmp_path):
+    """A model over f0..f2 (a features table) applied to a shop's events: refused, exit 2."""
+    from fedseg.simulations.data.federation import write_federation
+    from fedseg.simulations.data.synthetic import generate_federation
+
+    model_path, _ = fitted
+    shop = write_federation(generate_federation(users=50, merchants=1, seed=0), tmp_path / "shop")
+    events = next((shop / "merchants").iterdir())
+    done = fedseg("assign", "--model", str(model_path), "--data", str(events),
+                  "--out", str(tmp_path / "labels.csv"))  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"fedseg: error: {model_path}: the model needs feature 'f0', which {events} does not give"
+    )
+
+
+def test_assign_on_its_own_data_shows_the_load_report(fitted, tmp_path):
+    model_path, merchant = fitted
+    done = fedseg("assign", "--model", str(model_path), "--data", str(merchant),
+                  "--out", str(tmp_path / "labels.csv"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{merchant}: features table, 300 rows read, 300 kept, 0 dropped" in done.stderr
+    assert "Your customers per segment" in done.stdout and "300 customers" in done.stdout
+
+
+def test_a_warm_start_from_another_major_version_is_refused_before_any_release(fitted, tmp_path):
+    model_path, merchant = fitted
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(_corrupt(json.loads(model_path.read_text()), "version")))
+    done = fedseg("simulate", "--data", str(merchant.parent.parent), "--k", "2",
+                  "--warm-start", str(old), "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 2
+    assert f"{old}: field 'fedseg_version' is 9.0.0" in done.stderr.strip().splitlines()[-1]
