@@ -20,6 +20,7 @@ import typer
 from fedseg.simulations.deploy.commands import (
     DEPLOY_ROUND_TIMEOUT_S,
     app_run_config,
+    require_tls,
     superlink_command,
     supernode_command,
     write_app_project,
@@ -156,10 +157,29 @@ def supernode(
         Path | None, Opt(help="The federation's roster, pinned (secure aggregation)")
     ] = None,
     runtime_port: Annotated[int, Opt(help="Local port of the SuperNode (0: any)")] = 0,
+    strict: Annotated[
+        bool, Opt("--strict", help="Refuse a table with any bad row (e.g. an unknown event name)")
+    ] = False,
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
-    dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
+    dry_run: Annotated[
+        bool, Opt("--dry-run", help="Check everything, print the command only")
+    ] = False,
 ) -> None:
-    """Start your flower-supernode with the fedseg ClientApp (inputs checked first)."""
+    """Start your flower-supernode with the fedseg ClientApp (inputs checked first).
+
+    Data, key, cap, state directory, certificates and roster are all read before the
+    SuperNode starts; the first problem stops it with one line naming the option."""
+    from fedseg.simulations.deploy.preflight import check_merchant_inputs
+
+    if (signing_key is None) != (secagg_roster is None):
+        raise ValueError("secure aggregation needs both --signing-key and --secagg-roster")
+    if not insecure:  # supernode_command warns about insecure mode itself
+        require_tls({"--ca-cert": ca_cert, "--auth-key": auth_key}, insecure=False, who="supernode")
+    report = check_merchant_inputs(
+        data=data, key_file=key_file, epsilon_cap=epsilon_cap, state_dir=state_dir,
+        strict=strict, signing_key=signing_key, secagg_roster=secagg_roster,
+    )  # fmt: skip
+    typer.echo(report.summary(), err=True)
     node_config = {
         "data-path": data if "://" in data else str(Path(data).resolve()),
         "merchant-id": merchant_id or Path(data.split("?")[0]).stem,
@@ -167,8 +187,8 @@ def supernode(
         "epsilon-cap": float(epsilon_cap),
         "state-dir": str(state_dir.resolve()),
     }
-    if (signing_key is None) != (secagg_roster is None):
-        raise ValueError("secure aggregation needs both --signing-key and --secagg-roster")
+    if strict:
+        node_config["strict"] = True
     if signing_key is not None:
         node_config["signing-key"] = str(signing_key.resolve())
         node_config["secagg-roster"] = str(secagg_roster.resolve())

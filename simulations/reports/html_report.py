@@ -163,8 +163,8 @@ def write_sweep_report(out_dir: str | Path, results: pd.DataFrame) -> dict[str, 
         setting, seed, epsilon = _representative(ok)
         runs = ok[(ok["setting"] == setting) & (ok["seed"] == seed)]
         model = _model(out, runs[runs["epsilon"] == epsilon].iloc[0])
-        paths[f"Segment profiles ({setting}, ε={format_number(epsilon)}, seed {seed})"] = plot_profiles(
-            model, out / "profiles.png"
+        paths[f"Segment profiles ({setting}, ε={format_number(epsilon)}, seed {seed})"] = (
+            plot_profiles(model, out / "profiles.png")
         )
         histories = {
             f"ε={format_number(r.epsilon)}": _model(out, r)["history"] for r in runs.itertuples()
