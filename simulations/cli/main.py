@@ -252,11 +252,20 @@ def sweep(
     backend: Annotated[str | None, Opt(help="inprocess or ray")] = None,
     workers: Annotated[int, Opt(help="Parallel runs (processes); 0 = inline")] = 2,
     out: Annotated[Path, Opt(help="Output directory (resumable)")] = Path("fedseg-sweep"),
+    as_json: Annotated[
+        bool, Opt("--json", help="Print the medians over seeds as JSON records instead")
+    ] = False,
 ) -> None:
     """Run an ε × seed grid: results.csv, plots and report.html (resumable)."""
+    from fedseg.simulations.cli import output
+    from fedseg.simulations.cli.inputs import check_k, inspect_federation
     from fedseg.simulations.experiments.scenario import load_scenario, scenario_from_mapping
     from fedseg.simulations.experiments.sweep import run_sweep
-    from fedseg.simulations.reports.html_report import summary_table, write_sweep_report
+    from fedseg.simulations.reports.html_report import (
+        SUMMARY_HEADINGS,
+        summary_table,
+        write_sweep_report,
+    )
 
     if data is not None and dataset is not None:
         raise ValueError("give --data or --dataset, not both")
@@ -271,13 +280,28 @@ def sweep(
     }  # fmt: skip
     values = {**base, **{key: v for key, v in flags.items() if v is not None}}
     plan = scenario_from_mapping(values, where=str(scenario or "flags"))
-    result = run_sweep(plan, out, workers=workers)
+    if plan.data:  # a folder without merchants, or too few customers, fails here, not per run
+        check_k((plan.k,), inspect_federation(Path(plan.data)), where=plan.data)
+    result = run_sweep(plan, out, workers=workers, progress=not as_json)
+    failed = result.results[result.results["status"] != "ok"]
+    if len(failed) == len(result.results):
+        raise ValueError(
+            f"all {len(failed)} runs failed; the first: {failed['error'].iloc[0]} "
+            f"(every error: {result.csv_path})"
+        )
     paths = write_sweep_report(out, result.results)
-    typer.echo(summary_table(result.results).to_string(index=False))
-    failed = int((result.results["status"] != "ok").sum())
-    if failed:
-        typer.echo(f"{failed} run(s) failed; see the error column of {result.csv_path}", err=True)
-    typer.echo(f"wrote {result.csv_path}, {paths['ε vs accuracy']}, {paths['report']}")
+    summary = summary_table(result.results)
+    if as_json:  # ε = ∞ as "inf", as --epsilons takes it (JSON has no infinity)
+        epsilon = summary["epsilon"].map(lambda e: "inf" if e == float("inf") else e)
+        typer.echo(summary.assign(epsilon=epsilon).to_json(orient="records", indent=2))
+        return
+    output.out.print(output.sweep_table(summary, SUMMARY_HEADINGS))
+    if len(failed):
+        typer.echo(
+            f"{len(failed)} run(s) failed; see the error column of {result.csv_path}", err=True
+        )
+    files = [result.csv_path, *(p for p in paths.values())]
+    output.out.print(output.files_line(files), markup=False)
 
 
 @app.command(rich_help_panel=MERCHANT)

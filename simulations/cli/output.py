@@ -23,6 +23,10 @@ from rich.table import Table
 # Features shown in the terminal's segment table when the model has them (all: report.md).
 KEY_FEATURES = ("orders", "spend", "avg_order_value", "recency_days", "browse_minutes")
 MOST_FEATURES = 5
+# The sweep's terminal table: what ε costs, in the model's own terms.
+SWEEP_COLUMNS = ("setting", "epsilon", "runs", "epsilon_spent", "cost_ratio_model_space", "ari",
+                 "nmi", "empty_clusters", "recommender.recall_at_20",
+                 "recommender.ndcg_at_10_full", "wall_s")  # fmt: skip
 MOST_LOAD_ROWS = 12  # merchants listed one by one; the rest are summed (all with problems)
 
 out = Console(highlight=False)
@@ -143,9 +147,11 @@ def files_line(paths: Sequence[Path]) -> str:
 
 
 def sweep_table(summary: pd.DataFrame, headings: Mapping[str, str]) -> Table:
-    """The sweep's medians over seeds: one row per (setting, ε), the headline columns."""
-    table = Table(title="Median over seeds", title_justify="left")
-    columns = [c for c in summary.columns if summary[c].notna().any()]
+    """The sweep's medians over seeds: one row per (setting, ε), the headline columns
+    (every column: results.csv and report.html)."""
+    table = Table(title="Median over seeds", title_justify="left",
+                  caption="every metric: results.csv, report.html")  # fmt: skip
+    columns = [c for c in SWEEP_COLUMNS if c in summary and summary[c].notna().any()]
     for c in columns:
         justify = "left" if c == "setting" else "right"
         table.add_column(headings.get(c, c), justify=justify, overflow="fold")

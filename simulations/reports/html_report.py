@@ -69,7 +69,7 @@ def write_html_report(
     if scenario.exists():
         parts.append(_scenario_block(json.loads(scenario.read_text())))
     parts.append("<h2>Median over seeds</h2>")
-    parts.append(_table(summary_table(results), _SUMMARY_HEADINGS))
+    parts.append(_table(summary_table(results), SUMMARY_HEADINGS))
     for caption, path in images.items():
         parts.append(f"<h2>{html.escape(caption)}</h2>{_image(path)}")
     if model is not None and model.get("actions"):
@@ -109,7 +109,7 @@ def actions_block(model: dict) -> str:
     )
 
 
-_SUMMARY_HEADINGS = dict(SUMMARY_METRICS) | {"epsilon": "ε (target)"}
+SUMMARY_HEADINGS = dict(SUMMARY_METRICS) | {"epsilon": "ε (target)"}
 
 
 def _scenario_block(scenario: dict) -> str:
