@@ -2,7 +2,8 @@
 
 On disk::
 
-    DIR/merchants/<merchant_id>.csv | .parquet   one table per merchant (events or features)
+    DIR/merchants/<merchant_id>.csv | .parquet | .db   one table per merchant (events or
+                                                 features; .db: a SQLite file)
     DIR/items.csv                                optional catalogue
     DIR/truth.csv                                optional: merchant_id, user_id, segment
     DIR/federation.toml                          optional public run parameters (as_of)
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 from fedseg.client.loading import DataError
+from fedseg.client.sql_sources import SQLITE_SUFFIXES, read_sqlite_file
+from fedseg.client.tables import MERCHANT_SUFFIXES
 
 EVENT_COLUMNS = ("user_id", "timestamp", "event", "item_id", "price")
 TRUTH_COLUMNS = ("merchant_id", "user_id", "segment")
@@ -106,9 +109,11 @@ def read_federation(directory: str | Path) -> Federation:
     merchant_dir = root / "merchants"
     if not merchant_dir.is_dir():
         raise FederationLayoutError(f"{root}: no merchants/ directory (expected {merchant_dir})")
-    paths = sorted(p for p in merchant_dir.iterdir() if p.suffix in (".csv", ".parquet"))
+    paths = sorted(p for p in merchant_dir.iterdir() if p.suffix in MERCHANT_SUFFIXES)
     if not paths:
-        raise FederationLayoutError(f"{merchant_dir}: no .csv or .parquet merchant files")
+        raise FederationLayoutError(
+            f"{merchant_dir}: no .csv, .parquet or SQLite .db merchant files"
+        )
     stems = [p.stem for p in paths]
     duplicated = sorted({s for s in stems if stems.count(s) > 1})
     if duplicated:
@@ -129,6 +134,8 @@ def read_federation(directory: str | Path) -> Federation:
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path)
+    if path.suffix in SQLITE_SUFFIXES:
+        return read_sqlite_file(path)
     return pd.read_parquet(path)
 
 

@@ -44,7 +44,7 @@ class SimulationResult:
 def merchant_files(data_dir: Path) -> list[Path]:
     files = sorted(p for p in (data_dir / "merchants").glob("*") if p.suffix in MERCHANT_SUFFIXES)
     if not files:
-        raise ValueError(f"{data_dir}: no merchants/*.csv or *.parquet files")
+        raise ValueError(f"{data_dir}: no merchants/*.csv, *.parquet or SQLite *.db files")
     return files
 
 
