@@ -1,12 +1,17 @@
 """Issue 16's accuracy targets in the research harness, with baselines in the same run.
 
-Per scenario and seed, side by side on the same data: the proposed fit
-(``simulations/harness/pipeline.py``), today's fit replayed over the same releases
-(``simulations/harness/legacy.py``) and diffprivlib's KMeans (central DP, given the true
-per-feature bounds). Cost ratio = k-means cost ÷ scikit-learn KMeans(n_init=10), both in
+Per scenario and seed, side by side on the same data: fedseg through the real Flower apps
+on the in-process Grid (each merchant's part written as a features table with the
+scenario's schema in federation.toml), the fit before issue 16 replayed over the same
+releases (``simulations/harness/legacy.py``) and diffprivlib's KMeans (central DP, given
+the true per-feature bounds). Cost ratio = k-means cost ÷ scikit-learn KMeans(n_init=10), both in
 the space the schema defines (``simulations/harness/evaluate.py``); beside it ARI against
 planted segments where they exist and the share of customers whose segment differs from the
 non-private fit.
+
+Needs diffprivlib beside fedseg: ``pip install --no-deps diffprivlib==0.6.6`` (its
+dependencies are fedseg's already), then delete the top-level ``tests`` package its wheel
+puts in site-packages, which would shadow fedseg's own tests.
 
     python benchmarks/accuracy_targets.py                      # every scenario, 5 seeds
     python benchmarks/accuracy_targets.py --scenarios mix-m20 --seeds 2
@@ -20,6 +25,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -57,26 +63,62 @@ def _data(builder: str, kwargs: dict, seed: int):
     return getattr(data, builder)(**kwargs, seed=seed)
 
 
-def _fit(method: str, hd, eps: float, noise: str, seed: int) -> dict:
-    from fedseg.privacy.published.segments import nearest_centre
-    from fedseg.simulations.harness import legacy, pipeline
+def _write_federation(hd, root: Path) -> Path:
+    """The scenario as a features-kind federation on disk, its schema named in federation.toml."""
+    import pandas as pd
+
+    merchants = root / "merchants"
+    merchants.mkdir(parents=True)
+    for m, part in enumerate(hd.parts):
+        table = pd.DataFrame(part, columns=list(hd.schema.names))
+        table.insert(0, "user_id", [f"m{m}-u{i}" for i in range(len(part))])
+        table.to_parquet(merchants / f"merchant_{m:04d}.parquet", index=False)
+    (root / "schema.toml").write_text(hd.schema.to_toml())
+    (root / "federation.toml").write_text('features = "schema.toml"\n')
+    return root
+
+
+def _apps(hd, eps: float, noise: str, seed: int) -> dict:
+    """fedseg's ServerApp and ClientApps on the in-process Grid (the code merchants run)."""
+    from fedseg.simulations.experiments.runner import simulate
+
+    config = {"k": hd.k, "epsilon": eps, "delta": DELTA, "seed": seed, "noise": noise,
+              "secure-agg": noise == "distributed"}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="fedseg-acc-") as tmp:
+        path = _write_federation(hd, Path(tmp) / "federation")
+        started = time.perf_counter()
+        model = simulate(path, config, out_dir=Path(tmp) / "out", evaluate=False).model
+        wall = time.perf_counter() - started
+    scaling, centres = model.scaling, model.centres_standardized
+    rounds = sum(1 for h in model.history if h.get("task") == "cluster_displacements")
+    return {"scaling": scaling, "centres": centres, "wall_s": wall, "rounds": rounds,
+            "epsilon_spent": model.privacy["epsilon"] if math.isfinite(eps) else INF,
+            "releases": sum(r["count"] for r in model.privacy["releases"])}  # fmt: skip
+
+
+def _legacy(hd, eps: float, noise: str, seed: int) -> dict:
+    from fedseg.simulations.harness import legacy
     from fedseg.simulations.harness.channel import Channel
 
     rng = np.random.default_rng([seed, 16])
     channel = Channel(hd.parts, noise, rng)
     started = time.perf_counter()
-    if method == "fedseg":
-        out = pipeline.fit(channel, hd.schema, k=hd.k, epsilon=eps, delta=DELTA, rng=rng)
-    else:
-        out = legacy.legacy_fit(channel, hd.schema, k=hd.k, epsilon=eps, delta=DELTA, rng=rng)
-    wall = time.perf_counter() - started
-    scaling, centres = out["scaling"], out["centres"]
+    out = legacy.legacy_fit(channel, hd.schema, k=hd.k, epsilon=eps, delta=DELTA, rng=rng)
+    return {"scaling": out["scaling"], "centres": out["centres"],
+            "wall_s": time.perf_counter() - started,
+            "epsilon_spent": channel.epsilon(DELTA) if math.isfinite(eps) else INF,
+            "rounds": sum(1 for r in channel.releases if "cluster" in r.name),
+            "releases": len(channel.releases)}  # fmt: skip
+
+
+def _fit(method: str, hd, eps: float, noise: str, seed: int) -> dict:
+    from fedseg.privacy.published.segments import nearest_centre
+
+    out = (_apps if method == "fedseg" else _legacy)(hd, eps, noise, seed)
+    scaling, centres = out.pop("scaling"), out.pop("centres")
     labels = nearest_centre(scaling.transform(hd.pooled), centres)
     model_space = centres * np.asarray(scaling.scale) + np.asarray(scaling.mean)
-    return {"model_space": model_space, "labels": labels, "wall_s": wall,
-            "epsilon_spent": channel.epsilon(DELTA) if math.isfinite(eps) else INF,
-            "rounds": sum(1 for r in channel.releases if "displacements" in r.name or "cluster" in r.name),
-            "releases": len(channel.releases)}  # fmt: skip
+    return {"model_space": model_space, "labels": labels, **out}
 
 
 def run_point(job: tuple) -> list[dict]:
@@ -89,7 +131,7 @@ def run_point(job: tuple) -> list[dict]:
     ref = Reference.fit(hd.pooled, hd.schema, hd.k, seed=seed)
     rows = []
     for eps, noise in settings:
-        for method in ("fedseg", "today"):
+        for method in ("fedseg", "before"):
             try:
                 fit = _fit(method, hd, eps, noise, seed)
                 metrics = score(ref, fit["model_space"], fit["labels"], truth=hd.truth)

@@ -38,7 +38,7 @@ def _fedseg(data: str) -> dict:
     loading = sum(h.get("seconds", 0.0) for h in model.history if h["task"] == "describe")
     fitting = sum(h.get("seconds", 0.0) for h in model.history if h["task"] != "describe")
     return {"wall_s": wall, "loading_s": loading, "fit_s": fitting,
-            "rounds": sum(h["task"] == "cluster_stats" for h in model.history)}  # fmt: skip
+            "rounds": sum(h["task"] == "cluster_displacements" for h in model.history)}  # fmt: skip
 
 
 def _sklearn(data: str) -> dict:

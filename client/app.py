@@ -12,6 +12,7 @@ and the details go to this merchant's own log.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError
 from fedseg.privacy.plan import PlanError, RunPlan
 from fedseg.privacy.protocol.codes import CODES, reason
 from fedseg.privacy.protocol.records import from_records, to_records
+from fedseg.privacy.protocol.schema import FeatureSchema, SchemaError, schema_from_toml
 from fedseg.privacy.protocol.tasks import MESSAGE_KINDS
 from fedseg.privacy.secagg import SecAggError
 from flwr.app import ConfigRecord, Context, Error, Message
@@ -32,9 +34,10 @@ from flwr.clientapp import ClientApp
 
 app = ClientApp()
 log = logging.getLogger("fedseg.merchant")
-PLAN_STATE, SECAGG_STATE = "fedseg.plan", "fedseg.secagg"
-# One node per merchant setting and run, per process.
-_nodes: dict[tuple[MerchantSettings, str], MerchantNode] = {}
+PLAN_STATE, SECAGG_STATE, SCHEMA_STATE = "fedseg.plan", "fedseg.secagg", "fedseg.schema"
+RUN_SCHEMA = "the run's feature schema"  # where a schema sent with `describe` came from
+# One node per merchant setting, run and feature schema, per process.
+_nodes: dict[tuple[MerchantSettings, str, str], MerchantNode] = {}
 _latest_run = [""]  # the simulation run whose merchants were last added to _nodes
 
 _ERRORS = (
@@ -42,7 +45,7 @@ _ERRORS = (
     (PlanRefused, "plan_refused"),
     (LedgerFileError, "ledger"),
     (DataError, "data_error"),
-    ((BadRequest, OutsidePlan, PlanError), "bad_request"),
+    ((BadRequest, OutsidePlan, PlanError, SchemaError), "bad_request"),
     (SecAggError, "secagg_protocol"),
 )
 
@@ -95,27 +98,45 @@ def _simulation_settings(partition_id: int, run, as_of: str) -> MerchantSettings
     )
 
 
-def _node(context: Context) -> MerchantNode:
+def _node(context: Context, schema_text: str) -> MerchantNode:
     settings = settings_from_context(context)
     # A simulation's throw-away merchants (ledgers in memory) belong to one run only;
     # a new simulation run in this process replaces the previous one's.
     run = str(context.run_config.get("sim-run-id", ""))
-    key = (settings, run)
+    key = (settings, run, schema_text)
     node = _nodes.get(key)
     if node is None:
         if run and run != _latest_run[0]:  # sweep once per run change, not once per merchant
             for stale in [k for k in _nodes if k[1] and k[1] != run]:
                 del _nodes[stale]
             _latest_run[0] = run
-        node = _nodes[key] = build_node(settings)
+        node = _nodes[key] = build_node(settings, _schema(schema_text))
     return node
+
+
+@functools.lru_cache(maxsize=8)
+def _schema(text: str) -> FeatureSchema:
+    return schema_from_toml(text, source=RUN_SCHEMA)
+
+
+def _run_schema(context: Context) -> str:
+    """The schema this run's ``describe`` sent (kept in this node's Context), as TOML."""
+    kept = context.state.get(SCHEMA_STATE)
+    if not isinstance(kept, ConfigRecord):
+        raise OutsidePlan("no feature schema in this run: requests come after 'describe'")
+    return str(kept["schema"])
 
 
 def _answer(task: str, message: Message, context: Context) -> Message:
     payload = from_records(message.content)
-    node = _node(context)
-    if task == "describe":
+    if task == "describe":  # the operator's schema: build this merchant's features with it
+        text = payload.get("schema")
+        if not isinstance(text, str):
+            raise SchemaError(f"{RUN_SCHEMA}: 'describe' must carry the schema as TOML text")
+        node = _node(context, text)
+        context.state[SCHEMA_STATE] = ConfigRecord({"schema": text})
         return _reply(node.describe(), payload, message)
+    node = _node(context, _run_schema(context))
     if task == "plan":
         plan = RunPlan.from_json(payload.get("plan"))
         accepted = accept_plan(plan, node.policy, node.ledger)

@@ -36,18 +36,19 @@ def assign_with_report(
     """``assign_segments`` and the load report of ``data`` (what was kept and dropped).
 
     A model that is not this data's — other features, another major version of fedseg, a
-    scaler that no longer matches its fingerprint — is refused with one line, before any
+    schema that no longer matches its digest — is refused with one line, before any
     customer is labelled; ``strict`` refuses a table with bad rows (client/loading.py)."""
     try:
         segments, model = PublishedSegments.load(model_path)
-        check_identity(model, segments.scaling, source=str(model_path))
+        check_identity(model, source=str(model_path), schema=segments.schema)
     except ValueError as exc:
         raise DataError(str(exc)) from None
     pseudonymizer = Pseudonymizer(os.urandom(32), purpose="assign")
-    # Recency as the model measured it (None: the data's own latest event).
+    # The run's features, with recency as the model measured it.
     features, _, report = customer_features(
-        data, pseudonymizer=pseudonymizer, as_of=segments.as_of, strict=strict
-    )
+        data, pseudonymizer=pseudonymizer, schema=segments.schema, as_of=segments.as_of,
+        strict=strict,
+    )  # fmt: skip
     try:
         check_features(
             segments.scaling, features.columns, source=str(model_path), data=report.source

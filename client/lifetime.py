@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from fedseg.client.feature_specs import feature_spec
 from fedseg.client.features import build_features
 from fedseg.client.node import Answer, BadRequest
 from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
+from fedseg.privacy.protocol.builtin import known_feature
 from fedseg.privacy.published import lifetime
 from fedseg.privacy.published.segments import nearest_centre
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from fedseg.client.node import MerchantNode
 
 LIFETIME_TASKS = ("lifetime_histograms", "lifetime_sums")
-SUMMARY_SPECS = tuple(
-    feature_spec(n)
+SUMMARY_FEATURES = tuple(
+    known_feature(n)
     for n in ("purchase_days", "purchase_span_days", "customer_age_days", "repeat_day_spend")
 )
 
@@ -49,7 +49,7 @@ def purchase_summaries(
     events: pd.DataFrame, customer_ids: Sequence[str], as_of
 ) -> PurchaseSummaries:
     """(x, t_x, T, m) of each customer in ``customer_ids`` from the clean events."""
-    table = build_features(events, specs=SUMMARY_SPECS, as_of=as_of)
+    table = build_features(events, features=SUMMARY_FEATURES, as_of=as_of)
     table.index = table.index.astype(str)
     table = table.reindex([str(c) for c in customer_ids]).fillna(0.0)
     days = table["purchase_days"].to_numpy()
@@ -151,7 +151,7 @@ class LifetimeTasks:
         centres = payload.get("centres")
         if not isinstance(centres, np.ndarray) or centres.ndim != 2 or len(centres) < 1:
             raise BadRequest("field 'centres' must be a 2-d array")
-        scaling, z, _ = node.scaled(payload)
+        scaling, z = node.scaled(payload)
         if centres.shape[1] != scaling.dim or not np.all(np.isfinite(centres)):
             raise BadRequest(f"'centres' has shape {centres.shape} for {scaling.dim} features")
         request = LifetimeRequest.from_payload(payload, len(centres))

@@ -21,13 +21,14 @@ from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.lifetime import offer_lifetime_value
 from fedseg.client.loading import load_merchant_table
-from fedseg.client.node import FeatureColumns, MerchantNode
+from fedseg.client.node import MerchantNode
 from fedseg.client.policy import MerchantPolicy
 from fedseg.client.recommender.offer import offer_recommender
 from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.client.tables import MERCHANT_SUFFIXES
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol import run
+from fedseg.privacy.protocol.schema import FeatureSchema
 from fedseg.privacy.pseudonyms import Pseudonymizer, load_key_file
 from fedseg.privacy.secagg import (
     SecAggLimits,
@@ -98,15 +99,18 @@ def _merchant_files(data_dir: str) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.suffix in MERCHANT_SUFFIXES))
 
 
-def build_node(settings: MerchantSettings) -> MerchantNode:
+def build_node(settings: MerchantSettings, schema: FeatureSchema) -> MerchantNode:
+    """The merchant's node for a run applying the operator's ``schema``: its table loaded,
+    cleaned, pseudonymized and featurized (DataError naming the file if it does not fit)."""
     if settings.key_file:
         pseudonymizer = Pseudonymizer(load_key_file(settings.key_file))
     else:
         pseudonymizer = Pseudonymizer.for_simulation(settings.merchant_id, settings.simulation_seed)
     as_of = as_of_timestamp(settings.as_of)
-    features, specs, report = customer_features(
-        settings.data_path, pseudonymizer=pseudonymizer, as_of=as_of, strict=settings.strict
-    )
+    features, schema, report = customer_features(
+        settings.data_path, pseudonymizer=pseudonymizer, schema=schema, as_of=as_of,
+        strict=settings.strict,
+    )  # fmt: skip
     log.info("merchant %s: %s", settings.merchant_id, report.summary())  # its own log only
     ledger_path = Path(settings.state_dir) / "ledger.json" if settings.state_dir else None
     policy = settings.policy
@@ -115,16 +119,9 @@ def build_node(settings: MerchantSettings) -> MerchantNode:
         durable=settings.simulation_seed is None,
     )  # fmt: skip
     seed = settings.simulation_seed
-    names = [s.name for s in specs]
-    ordered = features if list(features.columns) == names else features[names]
     node = MerchantNode(
-        ordered.to_numpy(dtype=np.float64),
-        columns=FeatureColumns(
-            names=tuple(names),
-            log=tuple(s.log for s in specs),
-            lower=tuple(s.lower for s in specs),
-            upper=tuple(s.upper for s in specs),
-        ),
+        features.to_numpy(dtype=np.float64),
+        schema=schema,
         ledger=ledger,
         policy=policy,
         noise_seed=None if seed is None else (seed, _stable_int(settings.merchant_id)),

@@ -10,6 +10,7 @@ the node into a smaller noise, a larger sensitivity or a second draw of the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,20 @@ from typing import Any
 import numpy as np
 from fedseg.client.plan import AcceptedPlan
 from fedseg.client.policy import MerchantPolicy
-from fedseg.client.statistics import cluster_statistics, feature_histograms
+from fedseg.client.statistics import (
+    clipped_moments,
+    displacement_statistics,
+    feature_histograms,
+    segment_value_sums,
+)
 from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import PrivacyLedger
-from fedseg.privacy.mechanisms import GaussianMechanism
+from fedseg.privacy.mechanisms import GaussianMechanism, clip_rows_l2
+from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.privacy.published.segments import nearest_centre
 from fedseg.privacy.releases import NoisePlacement
-from fedseg.privacy.scaling import FeatureScaling
+from fedseg.privacy.scaling import FeatureScaling, to_unit
 
 LOCAL = NoisePlacement()
 
@@ -49,59 +57,48 @@ class Answer:
 Handler = Callable[["MerchantNode", Mapping[str, Any], Release], Answer]
 
 
-@dataclass(frozen=True)
-class FeatureColumns:
-    """The merchant's feature columns as the schema declares them (original units)."""
-
-    names: tuple[str, ...]
-    log: tuple[bool, ...]
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-
-
 class MerchantNode:
-    """One merchant's customers (one feature vector each), ledger, policy and noise source."""
+    """One merchant's customers (one feature vector each, in the operator's schema), ledger,
+    policy and noise source."""
 
     def __init__(
         self,
         features: np.ndarray,
         *,
-        columns: FeatureColumns,
+        schema: FeatureSchema,
         ledger: PrivacyLedger,
         policy: MerchantPolicy,
         noise_seed: Sequence[int] | None = None,
     ) -> None:
         self.features = np.asarray(features, dtype=np.float64)
-        self.columns = columns
+        if self.features.ndim != 2 or self.features.shape[1] != schema.dim:
+            raise ValueError(f"features {self.features.shape} for {schema.dim} schema features")
+        self.schema = schema
         self.ledger = ledger
         self.policy = policy
         self.noise_seed = None if noise_seed is None else tuple(noise_seed)
         self.secure_identity = None  # who the merchant is in secure rounds (client/secure.py)
         self._scaled: tuple[FeatureScaling, np.ndarray] | None = None
+        self._model_space: np.ndarray | None = None
         self._handlers: dict[str, Handler] = {
-            "feature_histograms": _histograms,
-            "cluster_stats": _cluster_stats,
+            "feature_histograms": _ranges,
+            "feature_moments": _moments,
+            "cluster_displacements": _displacements,
+            "segment_profiles": _profiles,
             "square_norm": _square_norm,
         }
 
     @property
     def names(self) -> tuple[str, ...]:
-        return self.columns.names
+        return self.schema.names
 
     def register(self, task: str, handler: Handler) -> None:
         """Answer ``task`` with ``handler`` too (the recommender rounds)."""
         self._handlers[task] = handler
 
     def describe(self) -> dict:
-        """Public feature declaration: names, log flags and ranges (model space)."""
-        log = np.asarray(self.columns.log)
-        lower, upper = np.asarray(self.columns.lower), np.asarray(self.columns.upper)
-        return {
-            "names": list(self.names),
-            "log": log.astype(np.float64),
-            "lower": np.where(log, np.log1p(np.maximum(lower, 0)), lower),
-            "upper": np.where(log, np.log1p(np.maximum(upper, 0)), upper),
-        }
+        """Which schema this merchant applies (its digest): nothing about its data."""
+        return {"schema_digest": self.schema.digest()}
 
     def answer(self, task: str, payload: Mapping[str, Any], plan: AcceptedPlan) -> dict:
         """Answer one noisy request with local noise, charging the ledger first."""
@@ -143,25 +140,23 @@ class MerchantNode:
             return np.random.default_rng()
         return np.random.default_rng([*self.noise_seed, self.ledger.next_stream()])
 
-    def scaled(self, payload: Mapping[str, Any]) -> tuple[FeatureScaling, np.ndarray, float]:
-        """The request's public scaling, the customers in that standardized space, and the L2
-        bound of one transformed customer (the sensitivity of a sum), reused while the
-        request's scaling stays the same (it does every Lloyd round)."""
+    def scaled(self, payload: Mapping[str, Any]) -> tuple[FeatureScaling, np.ndarray]:
+        """The request's public scaling and the customers in that standardized space, reused
+        while the request's scaling stays the same (it does every Lloyd round)."""
         try:
-            scaling = FeatureScaling.from_payload(payload, names=self.names, log=self.columns.log)
+            scaling = FeatureScaling.from_payload(payload, names=self.names, log=self.schema.log)
         except ValueError as exc:
             raise BadRequest(f"the request's scaling: {exc}") from None
         if self._scaled is None or self._scaled[0] != scaling:
             self._scaled = (scaling, scaling.transform(self.features))
-        scaling, z = self._scaled
-        return scaling, z, min(scaling.radius, scaling.box_radius())
+        return self._scaled
 
     def model_space(self) -> np.ndarray:
-        """Features with log1p applied where the schema says so (not clipped)."""
-        x = self.features.copy()
-        log = np.asarray(self.columns.log)
-        x[:, log] = np.log1p(np.maximum(x[:, log], 0.0))
-        return x
+        """Features on the clustering scale: log1p where the schema says so, clipped to its
+        known public bounds."""
+        if self._model_space is None:
+            self._model_space = self.schema.to_model_space(self.features)
+        return self._model_space
 
 
 def raise_budget(release: Release) -> None:
@@ -170,13 +165,15 @@ def raise_budget(release: Release) -> None:
     raise BudgetExceeded(f"release {release.name!r} would exceed this merchant's privacy cap")
 
 
-def _histograms(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+def _ranges(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    """One histogram per feature over the request's public bin edges (range finding)."""
+    d = node.schema.dim
     edges = _array(payload, "edges", ndim=2)
-    if edges.shape[0] != len(node.names) or edges.shape[1] < 2:
-        raise BadRequest(f"'edges' has shape {edges.shape}, expected ({len(node.names)}, bins+1)")
+    if edges.shape[0] != d or edges.shape[1] < 2:
+        raise BadRequest(f"'edges' has shape {edges.shape}, expected ({d}, bins+1)")
     if np.any(np.diff(edges, axis=1) <= 0):
         raise BadRequest("'edges' must increase along each feature")
-    mechanism = releases.histogram_mechanism(planned.noise_multiplier, n_features=len(node.names))
+    mechanism = releases.histogram_mechanism(planned.noise_multiplier, n_features=d)
     return Answer(
         mechanism.as_release(planned.name),
         lambda rng: {"counts": feature_histograms(node.model_space(), edges)},
@@ -184,36 +181,107 @@ def _histograms(node: MerchantNode, payload: Mapping[str, Any], planned: Release
     )
 
 
-def _square_norm(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
-    """Σ‖z‖² over this merchant's customers: with the cluster statistics it gives the
-    within-cluster cost, which choosing k needs."""
-    _, z, radius = node.scaled(payload)
-    mechanism = releases.square_norm_mechanism(planned.noise_multiplier, radius=radius)
+def _moments(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    """Count, Σu, Σu² (and Σuuᵀ when asked) of the customers mapped into the request's box."""
+    lower, upper = _box(node, payload)
+    gram = _flag(payload, "gram")
+    mechanism = releases.moments_mechanism(planned.noise_multiplier, dim=node.schema.dim, gram=gram)
     return Answer(
         mechanism.as_release(planned.name),
-        lambda rng: {"square_norm": np.array([np.sum(z**2)])},
+        lambda rng: clipped_moments(to_unit(node.model_space(), lower, upper), gram=gram),
         mechanism,
     )
 
 
-def _cluster_stats(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
-    scaling, z, radius = node.scaled(payload)
-    centres = _array(payload, "centres", ndim=2)
-    if centres.shape[1] != scaling.dim or len(centres) < 1:
-        raise BadRequest(f"'centres' has shape {centres.shape} for {scaling.dim} features")
-    mechanism = releases.cluster_mechanism(planned.noise_multiplier, radius=radius, dim=scaling.dim)
+def _displacements(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    """Per-cluster sums of displacements from the request's centres clipped to its radius,
+    counts, and the histogram of distances to the own centre."""
+    scaling, z = node.scaled(payload)
+    centres = _centres(payload, scaling.dim)
+    radius = _radius(payload)
+    edges = _array(payload, "distance_edges", ndim=1, open_end=True)
+    if edges.size < 2 or edges[0] < 0 or np.any(np.diff(edges) <= 0):
+        raise BadRequest("'distance_edges' must start at 0 or above and increase")
+    mechanism = releases.displacement_mechanism(
+        planned.noise_multiplier, radius=radius, dim=scaling.dim
+    )
+    return Answer(
+        mechanism.as_release(planned.name),
+        lambda rng: displacement_statistics(z, centres, radius=radius, distance_edges=edges),
+        mechanism,
+    )
+
+
+def _profiles(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    """Per-segment sums of the features in original units mapped into the request's box
+    (each customer in the segment the published centres give it), and counts."""
+    scaling, z = node.scaled(payload)
+    centres = _centres(payload, scaling.dim)
+    lower, upper = _box(node, payload)
+    mechanism = releases.profiles_mechanism(planned.noise_multiplier, dim=scaling.dim)
 
     def compute(rng: np.random.Generator) -> dict[str, np.ndarray]:
-        sums, counts = cluster_statistics(z, centres)
-        return {"sums": sums, "counts": counts}
+        labels = nearest_centre(z, centres)
+        return segment_value_sums(node.features, labels, len(centres), lower=lower, upper=upper)
 
     return Answer(mechanism.as_release(planned.name), compute, mechanism)
 
 
-def _array(payload: Mapping[str, Any], name: str, *, ndim: int) -> np.ndarray:
+def _square_norm(node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
+    """Σ‖z‖² over this merchant's customers, each z clipped to the request's radius: with the
+    cluster statistics it gives the within-cluster cost, which choosing k needs."""
+    _, z = node.scaled(payload)
+    radius = _radius(payload)
+    mechanism = releases.square_norm_mechanism(planned.noise_multiplier, radius=radius)
+    return Answer(
+        mechanism.as_release(planned.name),
+        lambda rng: {"square_norm": np.array([np.sum(clip_rows_l2(z, radius) ** 2)])},
+        mechanism,
+    )
+
+
+def _centres(payload: Mapping[str, Any], dim: int) -> np.ndarray:
+    centres = _array(payload, "centres", ndim=2)
+    if centres.shape[1] != dim or len(centres) < 1:
+        raise BadRequest(f"'centres' has shape {centres.shape} for {dim} features")
+    return centres
+
+
+def _radius(payload: Mapping[str, Any]) -> float:
+    try:
+        radius = float(payload["radius"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("field 'radius' must be a number") from None
+    if not (math.isfinite(radius) and radius > 0):
+        raise BadRequest("field 'radius' must be finite and positive")
+    return radius
+
+
+def _box(node: MerchantNode, payload: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The request's finite public box ``lower`` < ``upper``, one bound per feature."""
+    lower, upper = _array(payload, "lower", ndim=1), _array(payload, "upper", ndim=1)
+    if lower.shape != (node.schema.dim,) or upper.shape != lower.shape:
+        raise BadRequest(f"'lower'/'upper' must hold {node.schema.dim} bounds each")
+    if np.any(upper <= lower):
+        raise BadRequest("'upper' must exceed 'lower' for every feature")
+    return lower, upper
+
+
+def _flag(payload: Mapping[str, Any], name: str) -> bool:
+    value = payload.get(name, 0)
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise BadRequest(f"field {name!r} must be 0 or 1")
+
+
+def _array(
+    payload: Mapping[str, Any], name: str, *, ndim: int, open_end: bool = False
+) -> np.ndarray:
+    """A numeric array field, finite (with ``open_end``, the last entry may be +inf)."""
     value = payload.get(name)
     if not isinstance(value, np.ndarray) or value.ndim != ndim or value.dtype.kind not in "fiu":
         raise BadRequest(f"field {name!r} must be a numeric {ndim}-d array")
-    if not np.all(np.isfinite(value)):
+    body = value[:-1] if open_end and value.size else value
+    if not np.all(np.isfinite(body)) or (open_end and value.size and np.isnan(value[-1])):
         raise BadRequest(f"field {name!r} has non-finite values")
     return value.astype(np.float64)

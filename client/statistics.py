@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from fedseg.privacy.published.segments import nearest_centre
+from fedseg.privacy.scaling import to_unit
 
 
 def feature_histograms(x_model: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -64,7 +65,10 @@ def displacement_statistics(
     labels = nearest_centre(z, centres)
     offsets = z - centres[labels]
     distance = np.linalg.norm(offsets, axis=1)
-    moved = offsets * np.minimum(1.0, radius / np.maximum(distance, 1e-300))[:, None]
+    shrink = np.ones_like(distance)
+    far = distance > radius
+    shrink[far] = radius / distance[far]
+    moved = offsets * shrink[:, None]
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     sums = np.stack(
         [np.bincount(labels, weights=moved[:, j], minlength=k) for j in range(d)], axis=1
@@ -81,8 +85,7 @@ def segment_value_sums(
     bounds (v = (clip(x) − centre) / half-width), and counts: one customer adds v
     (‖v‖ ≤ √d) to its segment's sums and 1 to its count. ``labels`` come from the
     published model (its own assignment of each customer)."""
-    centre, half = (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
-    v = (np.clip(x, lower, upper) - centre) / half
+    v = to_unit(x, lower, upper)
     sums = np.stack(
         [np.bincount(labels, weights=v[:, j], minlength=k) for j in range(v.shape[1])], axis=1
     )

@@ -21,10 +21,12 @@ import numpy as np
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.mechanisms import GaussianMechanism
 
-HISTOGRAMS = "feature_histograms"
+RANGES = "feature_ranges"
+MOMENTS = "feature_moments"
 SQUARE_NORM = "square_norm"
-INIT = "init_cluster_stats"
-LLOYD = "cluster_stats"
+INIT = "init_displacements"
+LLOYD = "cluster_displacements"
+PROFILES = "segment_profiles"
 POPULARITY = "recommender_item_popularity"
 GRAM = "recommender_gram"
 CONTENT_CHECK = "recommender_content_check"
@@ -34,10 +36,12 @@ LIFETIME_SUMS = "lifetime_sums"
 
 # The request that answers each kind of release.
 TASK_OF = {
-    HISTOGRAMS: "feature_histograms",
+    RANGES: "feature_histograms",
+    MOMENTS: "feature_moments",
     SQUARE_NORM: "square_norm",
-    INIT: "cluster_stats",
-    LLOYD: "cluster_stats",
+    INIT: "cluster_displacements",
+    LLOYD: "cluster_displacements",
+    PROFILES: "segment_profiles",
     POPULARITY: "item_popularity",
     GRAM: "item_gram",
     CONTENT_CHECK: "content_check",
@@ -50,24 +54,54 @@ DPSGD_CLIP_NORM = 1.0  # opacus max_grad_norm: one customer's gradient is clippe
 
 
 def histogram_mechanism(noise_multiplier: float, *, n_features: int) -> GaussianMechanism:
-    """Feature histograms (d, bins): one customer adds one count to one bin of each of the
-    d histograms, so the release moves by √d in L2."""
+    """Feature histograms (d, bins), for range finding: one customer adds one count to one bin
+    of each of the d histograms, so the release moves by √d in L2."""
     return GaussianMechanism(noise_multiplier, {"counts": math.sqrt(n_features)})
 
 
+def moments_mechanism(noise_multiplier: float, *, dim: int, gram: bool) -> GaussianMechanism:
+    """Moments of u = (clip(m, lower, upper) − c)/h ∈ [-1, 1]^d (the found bounds' centre and
+    half-width): one customer adds 1 to ``count``, u (‖u‖ ≤ √d) to ``sum``, u² (‖u²‖ ≤ √d) to
+    ``square`` and, for a DP projection, u uᵀ (‖u uᵀ‖_F = ‖u‖² ≤ d) to ``second``."""
+    sensitivities = {"count": 1.0, "sum": math.sqrt(dim), "square": math.sqrt(dim)}
+    if gram:
+        sensitivities["second"] = float(dim)
+        shares = {"count": 0.1, "sum": 0.25, "square": 0.25, "second": 0.4}
+    else:
+        shares = {"count": 0.1, "sum": 0.3, "square": 0.6}
+    return GaussianMechanism(noise_multiplier, sensitivities, shares)
+
+
 def square_norm_mechanism(noise_multiplier: float, *, radius: float) -> GaussianMechanism:
-    """Σ‖z‖² over a merchant's customers: one clipped customer adds at most R²."""
+    """Σ‖z‖² over a merchant's customers, each z clipped to norm R: one customer adds ≤ R²."""
     return GaussianMechanism(noise_multiplier, {"square_norm": radius**2})
 
 
-def cluster_mechanism(noise_multiplier: float, *, radius: float, dim: int) -> GaussianMechanism:
-    """Per-cluster sums (k, d) and counts (k,): one customer joins exactly one cluster with a
-    vector of norm ≤ R, so sums move by R and counts by 1; the budget is split between them
-    by ``sums_share``."""
+DISTANCE_SHARE = 0.05  # of a displacement release's budget, for the distance histogram
+
+
+def displacement_mechanism(
+    noise_multiplier: float, *, radius: float, dim: int
+) -> GaussianMechanism:
+    """Per-cluster sums of displacements clip(z − c, r) (k, d), counts (k,) and a histogram of
+    distances to the own centre: one customer joins one cluster, adding a displacement of
+    norm ≤ r, 1 to its count and 1 to one distance bin. Clipping around the customer's own
+    centre makes the sensitivity the size of a cluster, not of the data set."""
+    share = sums_share(dim) * (1 - DISTANCE_SHARE)
+    return GaussianMechanism(
+        noise_multiplier,
+        {"sums": radius, "counts": 1.0, "distances": 1.0},
+        shares={"sums": share, "counts": 1 - share - DISTANCE_SHARE, "distances": DISTANCE_SHARE},
+    )
+
+
+def profiles_mechanism(noise_multiplier: float, *, dim: int) -> GaussianMechanism:
+    """Per-segment sums of v = (clip(x) − c)/h ∈ [-1, 1]^d in original units (the run's found
+    bounds) and counts: one customer in one segment moves the sums by ≤ √d, the counts by 1."""
     share = sums_share(dim)
     return GaussianMechanism(
         noise_multiplier,
-        {"sums": radius, "counts": 1.0},
+        {"sums": math.sqrt(dim), "counts": 1.0},
         shares={"sums": share, "counts": 1.0 - share},
     )
 

@@ -17,6 +17,7 @@ import numpy as np
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol.records import array_bytes, from_records, to_records
 from fedseg.privacy.protocol.run import as_of
+from fedseg.privacy.protocol.schema import load_schema
 from fedseg.privacy.protocol.tasks import message_type
 from fedseg.privacy.published import identity
 from fedseg.privacy.published.segments import PublishedSegments
@@ -28,8 +29,9 @@ from fedseg.server.model import SegmentModel
 from fedseg.server.privacy_report import privacy_report
 from fedseg.server.report import render_report
 from fedseg.server.robust import RobustAggregator, RobustConfig
+from fedseg.server.rounds import Rounds
 from fedseg.server.secure import SecureAggregator
-from fedseg.server.segmentation import Rounds, SegmentationFit, SegmentationRun
+from fedseg.server.segmentation import SegmentationFit, SegmentationRun
 from fedseg.server.transport import Reply
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.common.logger import log
@@ -51,7 +53,7 @@ def main(grid: Grid, context: Context) -> None:
     model = fit_model(transport, cfg, on_round=log_round)
     # Simulations run every in-process run as Flower run 1: their own id tells runs apart.
     run_id = str(context.run_config.get("sim-run-id") or context.run_id)
-    model.extras.update(identity.stamp(model.scaling, run_id=run_id))
+    model.extras.update(identity.stamp(run_id=run_id))
     model.save(out_dir / "model.json")
     (out_dir / "report.md").write_text(render_report(model))
     log(INFO, "fedseg: wrote %s and report.md (ε = %.4g at δ = %g)",
@@ -76,12 +78,13 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
     catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
     if catalogue is not None and not _has_attributes(catalogue):
         cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
+    schema = load_schema(cfg.features)  # the operator's, before anything is sent
     aggregate = _aggregator(transport, ledger, cfg)
     rounds = Rounds(transport, cfg, ledger, aggregate=aggregate, on_round=on_round)
-    run = SegmentationRun(rounds, rng, warm_start=warm, statistics_from=statistics)
+    run = SegmentationRun(rounds, schema, rng, warm_start=warm, statistics_from=statistics)
     fitted = run.fit()
     extras = {
-        "marginals": fitted.marginals,
+        **segmentation_extras(fitted),
         "as_of": as_of(cfg.as_of).isoformat(),
         "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
     }
@@ -101,6 +104,32 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
         history=rounds.history,
         extras=extras,
     )
+
+
+def segmentation_extras(fitted: SegmentationFit) -> dict:
+    """What model.json carries beside the centres: the schema (and its digest, which
+    merchants check before assigning), units, DP profiles, the noise assessment, the
+    marginals and the statistics a later run can reuse."""
+    extras = {
+        "schema": fitted.schema.to_dict(),
+        "schema_digest": fitted.schema.digest(),
+        "units": {f.name: f.unit for f in fitted.schema.features},
+        "marginals": fitted.marginals,
+        "statistics": fitted.statistics,
+    }
+    if fitted.profile_means is not None:
+        extras["profile_means"] = fitted.profile_means.tolist()
+        extras["profile_noise"] = fitted.profile_noise.tolist()
+    if fitted.assessment is not None:
+        a = fitted.assessment
+        extras["noise"] = {
+            "warnings": list(a.warnings),
+            "centre_error": a.centre_error.tolist(),
+            "relative_error": a.relative_error.tolist(),
+            "predicted_cost_increase": a.predicted_cost_increase,
+            "nameable": [bool(v) for v in a.nameable],
+        }
+    return extras
 
 
 def _aggregator(transport, ledger: PrivacyLedger, cfg: SegmentationConfig):
@@ -161,7 +190,7 @@ def _read_model(path: str) -> dict | None:
     if not path:
         return None
     segments, data = PublishedSegments.load(path)  # one line naming the file and field
-    identity.check_identity(data, segments.scaling, source=str(path))
+    identity.check_identity(data, source=str(path), schema=segments.schema)
     return data
 
 

@@ -8,23 +8,29 @@ from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.plan import RunPlan
 from fedseg.server.config import DPSGD_SAMPLING_RATE, SegmentationConfig
 
+NON_PRIVATE_ROUNDS = 30
+
 
 def planned_kinds(
-    cfg: SegmentationConfig, *, histograms: bool = True, init: bool = True
+    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True
 ) -> list[tuple[str, float, int]]:
     """(release kind, share of the run's budget, count) of every release the run makes.
 
-    A warm start skips both histograms and initialization; reusing an earlier model's
-    statistics (``statistics-from``) skips the histograms. Their shares go to the rest.
+    A warm start skips the feature statistics (ranges, moments) and the initialization;
+    reusing an earlier model's statistics (``statistics-from``) skips the statistics. Their
+    shares go to the rest.
     """
     seg = cfg.segmentation_share
-    kinds = [(releases.LLOYD, cfg.lloyd_share, cfg.rounds)]
+    kinds = [(releases.LLOYD, cfg.lloyd_share, lloyd_rounds(cfg))]
     if init:
         kinds.append((releases.INIT, seg * cfg.init_share, cfg.init_rounds))
-    if histograms:
-        kinds.append((releases.HISTOGRAMS, seg * cfg.histogram_share, 1))
+    if statistics:
+        kinds.append((releases.RANGES, seg * cfg.range_share, 1))
+        kinds.append((releases.MOMENTS, seg * cfg.moments_share, 1))
         if cfg.square_norm_share > 0:
             kinds.append((releases.SQUARE_NORM, seg * cfg.square_norm_share, 1))
+    if cfg.profiles_share > 0:
+        kinds.append((releases.PROFILES, seg * cfg.profiles_share, 1))
     if cfg.recommender_share > 0 and cfg.recommender_model == "dpsgd":  # every local step
         steps = cfg.fedavg_rounds * cfg.dpsgd_steps
         kinds.append((releases.DPSGD, cfg.recommender_share, steps))
@@ -40,11 +46,17 @@ def planned_kinds(
     return kinds
 
 
+def lloyd_rounds(cfg: SegmentationConfig) -> int:
+    """Lloyd rounds planned: ``rounds``, or up to NON_PRIVATE_ROUNDS at ε = ∞ (noise-free
+    rounds cost nothing, so the fit runs to convergence like scikit-learn's)."""
+    return cfg.rounds if cfg.private else max(cfg.rounds, NON_PRIVATE_ROUNDS)
+
+
 def noise_plan(
-    cfg: SegmentationConfig, *, histograms: bool = True, init: bool = True
+    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True
 ) -> dict[str, float]:
     """Noise multiplier per release kind, calibrated before anything is released."""
-    kinds = planned_kinds(cfg, histograms=histograms, init=init)
+    kinds = planned_kinds(cfg, statistics=statistics, init=init)
     # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
     per_release = {name: share / count for name, share, count in kinds}
     total = sum(per_release.values())
@@ -55,12 +67,12 @@ def noise_plan(
     return calibrate(plan, epsilon=cfg.epsilon, delta=cfg.delta)
 
 
-def run_plan(cfg: SegmentationConfig, *, histograms: bool = True, init: bool = True) -> RunPlan:
+def run_plan(cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True) -> RunPlan:
     """The plan the merchants accept: every planned release with its noise multiplier."""
-    z = noise_plan(cfg, histograms=histograms, init=init)
+    z = noise_plan(cfg, statistics=statistics, init=init)
     planned = tuple(
         Release(name, z[name], count=count, sampling_rate=_rate(name))
-        for name, _, count in planned_kinds(cfg, histograms=histograms, init=init)
+        for name, _, count in planned_kinds(cfg, statistics=statistics, init=init)
     )
     return RunPlan(
         planned,

@@ -22,19 +22,21 @@ class SegmentationConfig:
 
     Budget shares split the run's total ε (zCDP-style): ``recommender_share`` of it goes to
     the recommender (``content_share`` of that to the content check when the catalogue has
-    item attributes, the rest to two releases in equal halves), the rest to the
-    segmentation, whose ``histogram_share`` and ``init_share`` are fractions of that
-    segmentation part (the Lloyd rounds get the remainder). With ``recommender`` on, ``recommender_share`` 0 means
+    item attributes, the rest to two releases in equal halves), ``lifetime_share`` to the
+    lifetime value, the rest to the segmentation. The segmentation's stages (docs/
+    segmentation.md) take ``range_share``, ``moments_share``, ``init_share``,
+    ``profiles_share`` and ``square_norm_share`` of that part; the Lloyd rounds get the
+    remainder. With ``recommender`` on, ``recommender_share`` 0 means
     ``DEFAULT_RECOMMENDER_SHARE``.
     """
 
     k: int = 5
     epsilon: float = 1.0
     delta: float = 1e-6
-    rounds: int = 4
+    rounds: int = 2  # DP Lloyd rounds (two are as good as three: docs/accuracy.md)
     init_rounds: int = 1
-    candidates: int = 0  # initial candidate centres; 0 = 20·k
-    bins: int = 128
+    range_bins: int = 96  # bins per feature of the range-finding histograms
+    features: str = "ecommerce"  # the operator's feature schema: a TOML file or a built-in name
     noise: str = "local"
     secure_agg: bool = False
     aggregation: str = "sum"  # "sum", or "median" / "trimmed" to bound any merchant's influence
@@ -44,8 +46,10 @@ class SegmentationConfig:
     min_clients: int = 1
     expected_nodes: int = 0  # wait for this many merchants before starting (0: until stable)
     round_timeout: float = 0.0  # seconds a round waits for replies; 0 = no deadline
-    histogram_share: float = 0.05
-    init_share: float = 0.2
+    range_share: float = 0.15  # private range finding (feature histograms)
+    moments_share: float = 0.10  # means, variances (and the projection's Gram when d > 16)
+    init_share: float = 0.25  # the candidate cells of the initialization
+    profiles_share: float = 0.10  # the published per-segment profiles in original units
     square_norm_share: float = 0.0  # > 0: also release Σ‖z‖² (the cost curve of choose_k)
     recommender_share: float = 0.0
     recommender: bool = False  # also fit the DP-EASE recommender (server/recommender/rounds.py)
@@ -91,15 +95,16 @@ class SegmentationConfig:
             )
         if self.noise == "distributed" and not self.secure_agg:
             raise ValueError("noise 'distributed' needs secure aggregation (--secure-agg)")
-        shares = (
-            self.histogram_share,
-            self.init_share,
-            self.square_norm_share,
-            self.recommender_share,
-        )
-        if min(shares) < 0 or sum(shares[:3]) >= 1 or shares[3] >= 1:
+        if self.range_bins < 8:
+            raise ValueError(f"range-bins must be at least 8, got {self.range_bins}")
+        stages = self.stage_shares
+        if min(*stages.values(), self.recommender_share) < 0 or sum(stages.values()) >= 1:
             raise ValueError(
                 "budget shares must be ≥ 0 and leave a positive share for Lloyd rounds"
+            )
+        if self.recommender_share >= 1:
+            raise ValueError(
+                "budget shares: recommender-share must leave a share for the segmentation"
             )
         if self.recommender_model not in RECOMMENDER_MODELS:
             raise ValueError(
@@ -122,10 +127,15 @@ class SegmentationConfig:
             raise ValueError("min-clients must be at least 1")
 
     @property
+    def stage_shares(self) -> dict[str, float]:
+        """The segmentation stages' fractions of the segmentation's part (Lloyd: the rest)."""
+        return {"ranges": self.range_share, "moments": self.moments_share,
+                "init": self.init_share, "profiles": self.profiles_share,
+                "square_norm": self.square_norm_share}  # fmt: skip
+
+    @property
     def lloyd_share(self) -> float:
-        return self.segmentation_share * (
-            1.0 - self.histogram_share - self.init_share - self.square_norm_share
-        )
+        return self.segmentation_share * (1.0 - sum(self.stage_shares.values()))
 
     @property
     def segmentation_share(self) -> float:
@@ -135,10 +145,6 @@ class SegmentationConfig:
     def dpsgd_steps(self) -> int:
         """DP-SGD steps per merchant per FedAvg round."""
         return max(1, round(DPSGD_EPOCHS / DPSGD_SAMPLING_RATE))
-
-    @property
-    def n_candidates(self) -> int:
-        return self.candidates or 20 * self.k
 
     @property
     def private(self) -> bool:

@@ -24,7 +24,7 @@ from fedseg.privacy import releases
 from fedseg.privacy.published import lifetime
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import ReplySpec
-from fedseg.server.segmentation import Rounds
+from fedseg.server.rounds import Rounds
 from scipy.optimize import minimize
 
 # Cells whose summed noisy count is below 2.5σ are dropped as noise: lower thresholds let

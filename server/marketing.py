@@ -10,7 +10,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fedseg.server.segmentation import Rounds, SegmentationFit
+from fedseg.server.rounds import Rounds
+from fedseg.server.segmentation import SegmentationFit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,11 +40,15 @@ def actions(fitted: SegmentationFit, extras: dict, catalogue: pd.DataFrame | Non
 
 
 def profiles(fitted: SegmentationFit) -> list[dict]:
-    """Each segment's centre in original units, by feature name."""
+    """Each segment's DP profile (its members' means) in original units, by feature name;
+    the centre mapped back where the run released no profiles."""
     names = fitted.scaling.names
+    values = fitted.profile_means
+    if values is None:
+        values = fitted.scaling.inverse(fitted.centres)
     return [
         {"segment": i + 1, **dict(zip(names, map(float, row), strict=True))}
-        for i, row in enumerate(fitted.scaling.inverse(fitted.centres))
+        for i, row in enumerate(values)
     ]
 
 

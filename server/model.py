@@ -1,4 +1,4 @@
-"""The published segmentation model: centres, scaling, noisy sizes, profiles, privacy.
+"""The published segmentation model: centres, scaling, noisy sizes, DP profiles, privacy.
 
 Everything in it is post-processing of DP releases, so it can be shared with every
 merchant; each merchant then assigns (and recommends to) its own customers locally.
@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedseg.privacy.protocol.schema import FeatureSchema, schema_from_dict
 from fedseg.privacy.published.segments import ModelError, PublishedSegments, nearest_centre
 from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.naming import segment_names
+
+UNNAMED = "(unnamed: profile mostly noise)"
 
 
 @dataclass(frozen=True)
@@ -35,22 +38,42 @@ class SegmentModel:
         return self.scaling.names
 
     @property
+    def schema(self) -> FeatureSchema | None:
+        """The run's feature schema (None for models written before schemas)."""
+        data = self.extras.get("schema")
+        return None if data is None else schema_from_dict(data, source="model.json: schema")
+
+    @property
     def centroids(self) -> np.ndarray:
         """Centres in original units (log features mapped back through expm1)."""
         return self.scaling.inverse(self.centres_standardized)
 
     @property
     def names(self) -> list[str]:
-        return segment_names(self.features, self.centres_standardized)
+        """Descriptive names; a segment whose profile is mostly noise stays unnamed."""
+        names = segment_names(self.features, self.centres_standardized)
+        nameable = self.extras.get("noise", {}).get("nameable")
+        if nameable is None or len(nameable) != self.k:
+            return names
+        return [n if ok else UNNAMED for n, ok in zip(names, nameable, strict=True)]
+
+    @property
+    def profile_values(self) -> np.ndarray:
+        """(k, d) per-segment values in original units: the DP means of the members when the
+        run released profiles, else the centres mapped back."""
+        means = self.extras.get("profile_means")
+        if means is None or np.shape(means) != self.centres_standardized.shape:
+            return self.centroids
+        return np.asarray(means, dtype=np.float64)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Segment of each customer (rows in original units), computed where the data is."""
         return nearest_centre(self.scaling.transform(features), self.centres_standardized)
 
     def profiles(self) -> list[dict[str, Any]]:
-        """One readable row per segment: name, noisy size, centre in original units."""
+        """One readable row per segment: name, noisy size, profile in original units."""
         rows = []
-        for i, (name, centre) in enumerate(zip(self.names, self.centroids, strict=True)):
+        for i, (name, centre) in enumerate(zip(self.names, self.profile_values, strict=True)):
             row = {
                 "segment": i + 1,
                 "name": name,

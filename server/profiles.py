@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from fedseg.privacy.protocol.schema import FeatureSchema
-from fedseg.privacy.scaling import FeatureScaling
+from fedseg.privacy.scaling import FeatureScaling, unit_box
 
 
 def original_bounds(scaling: FeatureScaling) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +30,7 @@ def profile_means(
     *, groups: dict[str, list[int]] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """(k, d) per-segment means in original units; share groups sum to 1."""
-    centre, half = (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
+    centre, half = unit_box(lower, upper)
     n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)[:, None]
     means = np.clip(centre + half * np.clip(sums / n, -1, 1), lower, upper)
     for columns in (groups or {}).values():

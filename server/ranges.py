@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 from fedseg.privacy.protocol.schema import FeatureSchema
-from fedseg.server.kmeans import denoise_histograms
 
 DECADES = 6.0  # unknown sides span 10^-6 .. 10^6 around the known side (or 0)
+TAIL = 0.001  # private bounds: the 0.1 % and 99.9 % noisy quantiles
+KEEP_PUBLIC = 0.5  # a public box is kept unless the found range is narrower than this share
 
 
 def range_edges(schema: FeatureSchema, bins: int) -> np.ndarray:
@@ -44,7 +45,7 @@ def bounds_from_histograms(
     widen: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip bounds per feature: the ``tail`` and 1 − ``tail`` quantiles of the bins that
-    noise alone could not explain (``server/kmeans.py:denoise_histograms``, which merges
+    noise alone could not explain (``denoise_histograms``, which merges
     bins until thin mass passes its test), widened to the edges of the bins they fall in
     (geometric bins are coarse, so a bound never cuts into the bin its quantile lies in)."""
     mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
@@ -162,3 +163,70 @@ def matched_location_scale(
         scales.append(s_grid[i])
         amps.append(n_hat)
     return np.array(mus), np.array(scales), np.array(amps)
+
+
+def found_bounds(
+    noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, schema: FeatureSchema,
+    *, private: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Clip bounds (model space) and a fallback scale per feature from the range histograms.
+
+    Bounds are the noisy ``TAIL`` quantiles of the significant mass, widened by a bin. For
+    columns too thin for significant bins (a few hundred customers), a matched Gaussian shape
+    over all bins gives location and scale: bounds μ ± 6s; otherwise, unless the histogram
+    is well resolved, the bounds hold at least μ ± 4s of that shape (noisy quantiles cut thin
+    tails). A publicly bounded feature keeps its public box unless the found range is much
+    narrower and well resolved (``shrink_bounds``). At ε = ∞: the exact occupied range."""
+    tail = TAIL if private else 0.0
+    lower, upper = bounds_from_histograms(noisy_counts, edges, sigma, tail=tail, widen=int(private))
+    _, fallback, _ = histogram_scale(noisy_counts, edges, sigma, lower, upper)
+    reliable = None
+    if private:
+        mu, s_fit, amplitude = matched_location_scale(noisy_counts, edges)
+        kept = significant_mass(noisy_counts, sigma)
+        thin = (kept < 0.7 * float(np.median(amplitude))) & schema.unknown().any(axis=1)
+        # every feature counts every customer: the median total is a good n̂
+        reliable = kept >= 0.95 * float(np.median(noisy_counts.sum(axis=1)))
+        wide = ~thin & ~reliable
+        lower = np.where(thin, mu - 6 * s_fit,
+                         np.where(wide, np.minimum(lower, mu - 4 * s_fit), lower))  # fmt: skip
+        upper = np.where(thin, mu + 6 * s_fit,
+                         np.where(wide, np.maximum(upper, mu + 4 * s_fit), upper))  # fmt: skip
+        fallback = np.where(thin, s_fit, fallback)
+    lower, upper = shrink_bounds(lower, upper, schema, keep_public=KEEP_PUBLIC, reliable=reliable)
+    return lower, upper, np.maximum(fallback, 1e-9)
+
+
+def denoise_histograms(noisy_counts: np.ndarray, noise_sigma: float) -> np.ndarray:
+    """Noisy counts with the bins noise alone could explain set to zero.
+
+    A bin stays if it is above 6σ, or above 3σ with a neighbour above 3σ too. Among
+    128 bins × d features of pure noise, a lone bin passes 6σ with probability ~1e-9
+    and an adjacent pair passes 3σ with probability ~2e-6 each, so stray bins far out,
+    which would drag the quantile bounds with them, almost never survive. Mass spread
+    thinly over many fine bins can fall below the test; so each feature uses the finest
+    resolution (bins merged in groups of 1, 2, 4 or 8; σ grows as √group) that keeps at
+    least 90% of the mass the best resolution keeps. A feature left with no bin keeps
+    its clipped noisy counts.
+    """
+    counts = np.maximum(noisy_counts, 0.0)
+    n_features, n_bins = noisy_counts.shape
+    levels = []
+    for group in (1, 2, 4, 8):
+        if n_bins % group:
+            break
+        merged = noisy_counts.reshape(n_features, n_bins // group, group).sum(axis=2)
+        levels.append(np.repeat(_significant(merged, noise_sigma * np.sqrt(group)), group, axis=1))
+    kept_mass = np.stack([np.where(kept, counts, 0.0).sum(axis=1) for kept in levels])
+    finest_good = np.argmax(kept_mass >= 0.9 * kept_mass.max(axis=0), axis=0)
+    kept = np.stack([levels[level][j] for j, level in enumerate(finest_good)])
+    kept_counts = np.where(kept, counts, 0.0)
+    return np.where(kept_counts.sum(axis=1, keepdims=True) > 0, kept_counts, counts)
+
+
+def _significant(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
+    over3 = noisy_counts >= 3.0 * sigma
+    neighbour = np.zeros_like(over3)
+    neighbour[:, 1:] |= over3[:, :-1]
+    neighbour[:, :-1] |= over3[:, 1:]
+    return (noisy_counts >= 6.0 * sigma) | (over3 & neighbour)

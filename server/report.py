@@ -19,21 +19,25 @@ _DISPLAY = {
 }
 
 
-def feature_heading(feature: str) -> str:
-    """A feature's short column heading (``recency (d)``)."""
-    return _DISPLAY.get(feature, (feature.replace("_", " "), ""))[0]
-
-
-def feature_cell(feature: str, value: float) -> str:
-    """A value in original units as the tables show it (shares as percentages)."""
-    if feature.startswith(("share_", "spend_share_")):
+def feature_cell(feature: str, value: float, unit: str = "") -> str:
+    """A value in original units as the tables show it (fractions as percentages)."""
+    if unit == "fraction" or (not unit and feature.startswith(("share_", "spend_share_"))):
         return f"{100 * value:.0f}%"
     return _DISPLAY.get(feature, (feature, "{:.3g}"))[1].format(value)
 
 
+def feature_heading(feature: str, unit: str = "") -> str:
+    """A feature's short column heading (``recency (d)``, ``basket (EUR)``)."""
+    if feature in _DISPLAY:
+        return _DISPLAY[feature][0]
+    name = feature.replace("_", " ")
+    return f"{name} ({unit})" if unit and unit != "fraction" else name
+
+
 def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
     """Markdown table; segments whose noisy size is below ``min_size`` show no profile."""
-    heads = [feature_heading(f) for f in model.features]
+    units = model.extras.get("units", {})
+    heads = [feature_heading(f, units.get(f, "")) for f in model.features]
     lines = [
         "| segment | name | customers (noisy) | " + " | ".join(heads) + " |",
         "|---|---|---|" + "---|" * len(heads),
@@ -42,7 +46,7 @@ def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
         if row["size"] < min_size:
             cells = ["(suppressed: fewer than the threshold)"] + [""] * (len(heads) - 1)
         else:
-            cells = [feature_cell(f, row[f]) for f in model.features]
+            cells = [feature_cell(f, row[f], units.get(f, "")) for f in model.features]
         lines.append(
             f"| {row['segment']} | {row['name']} | {row['size']} | " + " | ".join(cells) + " |"
         )
@@ -84,10 +88,19 @@ ROBUSTNESS = {
 
 def render_report(model: SegmentModel, *, min_size: float = 0.0) -> str:
     aggregation = ROBUSTNESS.get(str(model.extras.get("aggregation", "")), "")
+    warnings = "".join(
+        f"> **Warning:** {w}\n\n" for w in model.extras.get("noise", {}).get("warnings", [])
+    )
+    shown = (
+        "Each row is the DP mean of the segment's members, in original units (the noise std "
+        "of every value is in model.json, `profile_noise`)"
+        if "profile_means" in model.extras
+        else "Each row is the segment's centre mapped back to original units"
+    )
     return (
         f"# fedseg segmentation: {model.k} segments\n\n"
-        f"## Segments\n\n{segment_table(model, min_size=min_size)}\n\n"
-        f"Centres are in original units; sizes carry Gaussian noise.\n\n"
+        f"## Segments\n\n{warnings}{segment_table(model, min_size=min_size)}\n\n"
+        f"{shown}; sizes carry Gaussian noise.\n\n"
         f"{marketing_sections(model)}"
         f"## Privacy\n\n{privacy_table(model.privacy)}\n\n"
         f"## Rounds\n\n{left_out_table(model.history)}\n\n{aggregation}\n"

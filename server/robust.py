@@ -81,6 +81,8 @@ class RobustAggregator:
         require_quorum(log.task, log, min_clients=self.min_clients)
         if "sums" in spec.shapes:
             sums = self._cluster_stats(valid, spec)
+        elif "count" in spec.shapes:
+            sums = self._moments(valid, spec)
         else:
             sums = self._histograms(valid, spec)
         return Aggregate(sums=sums, log=log, sizes=merchant_sizes(valid, spec))
@@ -108,7 +110,34 @@ class RobustAggregator:
         nobody = ~qualified.any(axis=0)  # no merchant has a trustworthy mean: plain sum
         out_sums = np.where(nobody[:, None], plain_sums, centres * total[:, None])
         out_counts = np.where(nobody, plain_counts, total)
-        return {"sums": out_sums, "counts": out_counts}
+        # Other parts (the distance histogram that sets the next radius) are summed: each
+        # merchant's share of them is bounded by its own customers, as its counts are.
+        others = {
+            part: np.sum([r.payload[part] for r in valid], axis=0)
+            for part in spec.shapes
+            if part not in ("sums", "counts")
+        }
+        return {"sums": out_sums, "counts": out_counts, **others}
+
+    def _moments(self, valid: Sequence[Reply], spec: ReplySpec) -> dict[str, np.ndarray]:
+        """Each merchant's moments per customer (Σu/n, Σu²/n, ...), combined robustly and
+        scaled by the capped total count."""
+        counts = np.array([float(r.payload["count"][0]) for r in valid])
+        qualified = counts >= max(QUALIFY_SIGMAS * spec.sigmas.get("count", 0.0), 1.0)
+        if not qualified.any():
+            return {part: np.sum([r.payload[part] for r in valid], axis=0) for part in spec.shapes}
+        weights = cap_weights(counts[qualified], np.ones(int(qualified.sum()), bool),
+                              self.config.weight_cap)  # fmt: skip
+        total = float(capped_total(counts, qualified, self.config.weight_cap))
+        out = {"count": np.array([total])}
+        for part in spec.shapes:
+            if part == "count":
+                continue
+            per_customer = np.stack([r.payload[part] / c for r, c, q in
+                                     zip(valid, counts, qualified, strict=True) if q])  # fmt: skip
+            shaped = weights.reshape((-1,) + (1,) * (per_customer.ndim - 1))
+            out[part] = weighted_trimmed_mean(per_customer, shaped, self.config.cut) * total
+        return out
 
     def _histograms(self, valid: Sequence[Reply], spec: ReplySpec) -> dict[str, np.ndarray]:
         counts = np.stack([r.payload["counts"] for r in valid]).astype(np.float64)  # (m, d, bins)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from fedseg.privacy.scaling import FeatureScaling
+from fedseg.privacy.scaling import FeatureScaling, unit_box
 
 
 def moments_sensitivities(d: int, *, gram: bool) -> dict[str, float]:
@@ -24,17 +24,6 @@ def moments_shares(*, gram: bool) -> dict[str, float]:
     if gram:
         return {"count": 0.1, "sum": 0.25, "square": 0.25, "second": 0.4}
     return {"count": 0.1, "sum": 0.3, "square": 0.6}
-
-
-def unit_box(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and half-width of the clip box."""
-    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    return (lower + upper) / 2, np.maximum((upper - lower) / 2, 1e-12)
-
-
-def to_unit(model_space: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    centre, half = unit_box(lower, upper)
-    return (np.clip(model_space, lower, upper) - centre) / half
 
 
 def scaling_from_moments(

@@ -101,16 +101,18 @@ def _check_keys(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
 
 
 def _size_mismatch(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
-    """Cluster counts that do not add up to the merchant's own noisy customer count."""
-    if spec.sizes is None or node not in spec.sizes or "counts" not in spec.shapes:
+    """Counts (per cluster, or the one count of the moments) that do not add up to the
+    merchant's own noisy customer count from its range histograms."""
+    part = next((p for p in ("counts", "count") if p in spec.shapes), None)
+    if spec.sizes is None or node not in spec.sizes or part is None:
         return None
     size, size_sigma = spec.sizes[node]
-    counts = np.asarray(payload["counts"], dtype=np.float64)
-    sigma = math.hypot(spec.sigmas.get("counts", 0.0) * math.sqrt(counts.size), size_sigma)
+    counts = np.asarray(payload[part], dtype=np.float64)
+    sigma = math.hypot(spec.sigmas.get(part, 0.0) * math.sqrt(counts.size), size_sigma)
     total = float(counts.sum())
     if abs(total - size) > SLACK * sigma + 1e-6 * max(abs(size), 1.0):
         return (
-            f"node {node}: field 'counts' adds up to {total:.4g} customers, the merchant's "
+            f"node {node}: field {part!r} adds up to {total:.4g} customers, the merchant's "
             f"histograms say {size:.4g} (more than {SLACK:g}σ apart)"
         )
     return None
@@ -133,6 +135,8 @@ def _check_array(node: int, name: str, value: object, shape: tuple[int, ...]) ->
 def _implausible(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
     """Counts below what noise can explain, histograms of different customers, or sums
     longer than the counts allow (each customer's vector has norm ≤ ``max_norm``)."""
+    if "count" in spec.shapes:
+        return _implausible_moments(node, payload, spec)
     if "counts" not in spec.shapes:
         return None
     sigma_counts = spec.sigmas.get("counts", 0.0)
@@ -162,6 +166,26 @@ def _implausible(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
                 f"node {node}: field 'sums' is larger than its counts allow "
                 f"(row {j}: norm {norms[j]:.3g} > {limit[j]:.3g})"
             )
+    return None
+
+
+def _implausible_moments(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
+    """Moments of customers mapped into [-1, 1]^d: every entry of Σu, Σu² and Σuuᵀ is at most
+    the count in magnitude (Σu² and the Gram's diagonal are not negative), beyond the noise."""
+    sigma_count = spec.sigmas.get("count", 0.0)
+    count = float(np.asarray(payload["count"]).ravel()[0])
+    if not -SLACK * sigma_count - 1e-9 <= count <= MAX_COUNT + SLACK * sigma_count:
+        return f"node {node}: field 'count' is implausible ({count:.3g})"
+    for part in ("sum", "square", "second"):
+        if part not in spec.shapes:
+            continue
+        values = np.asarray(payload[part], dtype=np.float64)
+        slack = SLACK * (spec.sigmas.get(part, 0.0) + sigma_count) + 1e-9
+        low = -max(count, 0.0) - slack if part == "sum" else -slack
+        if part == "second":
+            low = np.where(np.eye(len(values), dtype=bool), -slack, -max(count, 0.0) - slack)
+        if np.any(values > max(count, 0.0) + slack) or np.any(values < low):
+            return f"node {node}: field {part!r} is larger than its count allows"
     return None
 
 

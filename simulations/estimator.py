@@ -6,11 +6,12 @@ is the federation's own and is accounted the same way: ``epsilon`` is the total 
 ε of the fit (clip ranges, initialization, every Lloyd round) at ``delta``, for the
 neighbouring relation "one customer's row at one merchant added or removed".
 
-Beside diffprivlib's ``KMeans(n_clusters, epsilon, bounds)``: there is no ``bounds``
-argument because the clip ranges are themselves a DP release inside ``epsilon`` (no
-data-dependent bounds leak), and the model clusters in its own standardized space, so
-``predict`` takes the nearest centre there and ``transform`` gives distances there;
-``cluster_centers_`` are in the input's units.
+Beside diffprivlib's ``KMeans(n_clusters, epsilon, bounds)``: ``bounds`` is optional —
+given (public, never read off the data), the features are clipped to it, as the run's
+feature schema; without it the clip ranges come from a DP release inside ``epsilon``.
+The model clusters in its own standardized space, so ``predict`` takes the nearest centre
+there and ``transform`` gives distances there; ``cluster_centers_`` are in the input's
+units.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fedseg.privacy import releases
+from fedseg.privacy.protocol.schema import Feature, FeatureSchema
 from fedseg.server.model import SegmentModel
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
@@ -36,6 +39,7 @@ class DPKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     Parameters are stored as given and validated in ``fit`` (scikit-learn's convention).
     ``random_state`` seeds the noise and the initialization; None draws from the OS.
     ``max_iter`` is the number of DP Lloyd rounds (each one is charged to ``epsilon``).
+    ``bounds``: ``(lower, upper)``, scalars or one value per feature, public clip bounds.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class DPKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         *,
         epsilon: float = 1.0,
         delta: float = 1e-6,
+        bounds=None,
         max_iter: int = 4,
         noise: str = "local",
         random_state=None,
@@ -52,6 +57,7 @@ class DPKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_clusters = n_clusters
         self.epsilon = epsilon
         self.delta = delta
+        self.bounds = bounds
         self.max_iter = max_iter
         self.noise = noise
         self.random_state = random_state
@@ -65,13 +71,14 @@ class DPKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_clusters must be an integer of at least 2, got {self.n_clusters}")
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}")
-        self.model_ = self._federated_fit(tables)
+        schema = self._schema(tables[0].shape[1])
+        self.model_ = self._federated_fit(tables, schema)
         self.cluster_centers_ = self.model_.centroids
         pooled = np.vstack(tables)
         self.labels_ = self.model_.predict(pooled)
         distances = self._distances(pooled)
         self.inertia_ = float(np.sum(distances[np.arange(len(pooled)), self.labels_] ** 2))
-        self.n_iter_ = sum(1 for h in self.model_.history if h.get("task") == "cluster_stats")
+        self.n_iter_ = sum(1 for h in self.model_.history if h.get("task") == releases.LLOYD)
         self.epsilon_ = float(self.model_.privacy["epsilon"])
         self.segment_sizes_ = np.asarray(self.model_.segment_sizes, dtype=float)  # noisy
         return self
@@ -119,7 +126,28 @@ class DPKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             tables = [validate_data(self, X, reset=True)]
         return [np.asarray(t, dtype=np.float64) for t in tables]
 
-    def _federated_fit(self, tables: Sequence[np.ndarray]) -> SegmentModel:
+    def _schema(self, n_features: int) -> FeatureSchema | None:
+        """The public bounds as the run's feature schema (None: ranges found privately)."""
+        if self.bounds is None:
+            return None
+        try:
+            lower, upper = (np.broadcast_to(np.asarray(b, dtype=float), (n_features,))
+                            for b in self.bounds)  # fmt: skip
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"bounds must be (lower, upper), scalars or {n_features} values each"
+            ) from None
+        if not (
+            np.all(np.isfinite(lower)) and np.all(np.isfinite(upper)) and np.all(lower < upper)
+        ):
+            raise ValueError("bounds: every lower bound must be finite and below its upper bound")
+        features = (Feature(name, lower=float(lo), upper=float(hi))
+                    for name, lo, hi in zip(_columns(n_features), lower, upper, strict=True))  # fmt: skip
+        return FeatureSchema(tuple(features), name="DPKMeans bounds")
+
+    def _federated_fit(
+        self, tables: Sequence[np.ndarray], schema: FeatureSchema | None
+    ) -> SegmentModel:
         from fedseg.simulations.experiments.runner import simulate
 
         rng = check_random_state(self.random_state)
@@ -135,6 +163,9 @@ class DPKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         ):
             data = Path(scratch) / "federation"
             (data / "merchants").mkdir(parents=True)
+            if schema is not None:  # a federation's public schema (docs/contract.md)
+                (data / "schema.toml").write_text(schema.to_toml())
+                (data / "federation.toml").write_text('features = "schema.toml"\n')
             for i, table in enumerate(tables):
                 frame = pd.DataFrame(table, columns=_columns(table.shape[1]))
                 frame.insert(0, "user_id", [str(r) for r in range(len(frame))])

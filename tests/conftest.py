@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fedseg.privacy.protocol.builtin import numeric_table_schema
 
 
 def write_blob_federation(
@@ -29,6 +30,9 @@ def write_blob_federation(
             pd.DataFrame({"merchant_id": f"m{m:02d}", "user_id": ids, "segment": labels[rows]})
         )
     pd.concat(truth).to_csv(root / "truth.csv", index=False)
+    # The operator's schema: the columns, with both bounds unknown (found privately).
+    (root / "schema.toml").write_text(numeric_table_schema([f"f{j}" for j in range(d)]).to_toml())
+    (root / "federation.toml").write_text('features = "schema.toml"\n')
     return root
 
 
@@ -80,19 +84,20 @@ def accepted_plan(count: int = 100, placement: str = "", **noise: float):
     return AcceptedPlan(RunPlan(planned, **secure))
 
 
-def bare_node(x, *, lower, upper, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)):
-    """A MerchantNode over feature rows ``x`` (columns f0, f1, …) with an in-memory ledger."""
-    from fedseg.client.node import FeatureColumns, MerchantNode
+def bare_node(x, *, lower=None, upper=None, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)):
+    """A MerchantNode over feature rows ``x`` (columns f0, f1, …) with an in-memory ledger;
+    ``lower``/``upper`` are the schema's public bounds (None: unknown, found privately)."""
+    from fedseg.client.node import MerchantNode
     from fedseg.client.policy import MerchantPolicy
     from fedseg.privacy.ledger import PrivacyLedger
+    from fedseg.privacy.protocol.schema import Feature, FeatureSchema
 
     d = np.shape(x)[1]
-    columns = FeatureColumns(
-        names=tuple(f"f{j}" for j in range(d)),
-        log=tuple(log or (False,) * d),
-        lower=tuple(np.broadcast_to(lower, d)),
-        upper=tuple(np.broadcast_to(upper, d)),
-    )
+    bound = lambda b: [None] * d if b is None else [float(v) for v in np.broadcast_to(b, d)]  # noqa: E731
+    schema = FeatureSchema(tuple(
+        Feature(f"f{j}", lower=lo, upper=hi, log=flag)
+        for j, (lo, hi, flag) in enumerate(zip(bound(lower), bound(upper), log or (False,) * d, strict=True))
+    ))  # fmt: skip
     policy = MerchantPolicy(epsilon_cap=epsilon_cap)
     ledger = PrivacyLedger(None, epsilon_cap=epsilon_cap, delta=policy.delta)
-    return MerchantNode(x, columns=columns, ledger=ledger, policy=policy, noise_seed=noise_seed)
+    return MerchantNode(x, schema=schema, ledger=ledger, policy=policy, noise_seed=noise_seed)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fedseg.client.statistics import clipped_moments, displacement_statistics, segment_value_sums
 from fedseg.privacy.mechanisms import GaussianMechanism
-from fedseg.privacy.protocol.builtin import cdnow_schema, ecommerce_schema, numeric_table_schema
+from fedseg.privacy.protocol.builtin import cdnow_schema, numeric_table_schema
 from fedseg.privacy.protocol.schema import SchemaError, load_schema, schema_from_dict
 from fedseg.server import lloyd, noise_report, profiles, ranges
 from fedseg.simulations.harness.channel import Channel
@@ -53,17 +53,6 @@ def test_schema_rejects_unknown_keys_and_log_without_lower(tmp_path):
         load_schema(path)
     with pytest.raises(SchemaError, match="unknown key 'colour'"):
         schema_from_dict({"feature": [{"name": "x", "colour": 1}]})
-
-
-def test_ecommerce_schema_matches_the_feature_specs():
-    from fedseg.client.feature_specs import default_feature_specs
-
-    specs = default_feature_specs()
-    schema = ecommerce_schema()
-    assert schema.names == tuple(s.name for s in specs)
-    assert [(f.lower, f.upper, f.log) for f in schema.features] == [
-        (s.lower, s.upper, s.log) for s in specs
-    ]
 
 
 # -- range finding ----------------------------------------------------------------------------

@@ -48,8 +48,8 @@ def test_the_plan_spends_the_total_and_no_more(runs):
     budget = plan_budget(config, runs=runs, epsilon_total=2.0, delta=1e-6)
     together = epsilon_spent(list(budget.planned), delta=1e-6)
     assert 2.0 * 0.99 < together <= 2.0  # within, and nothing left on the table
-    shared = [r for r in budget.planned if r.name == "feature_histograms"]
-    assert len(shared) == 1  # the histograms are released once, for every k
+    shared = [r for r in budget.planned if r.name in ("feature_ranges", "feature_moments")]
+    assert len(shared) == 2  # the statistics are released once, for every k
     assert _precision(shared) / _precision(budget.planned) == pytest.approx(0.25)
 
 
@@ -61,7 +61,7 @@ def test_the_server_turns_each_config_back_into_the_planned_noise():
     first = noise_plan(SegmentationConfig.from_run_config({"rounds": 4, **budget.first}))
     other = noise_plan(
         SegmentationConfig.from_run_config({"rounds": 4, **budget.others}),
-        histograms=False,
+        statistics=False,
         init=False,  # the smaller k warm-start from the larger k's merged centres
     )
     planned = {}  # the shared releases and the first fit's come first in the plan
@@ -70,13 +70,15 @@ def test_the_server_turns_each_config_back_into_the_planned_noise():
     for name in planned:
         # calibrate() never overshoots: at most 1 % more noise than planned, never less.
         assert planned[name] <= first[name] <= 1.01 * planned[name]
-    assert set(other) == {"cluster_stats"}
-    lloyd = [r.noise_multiplier for r in budget.planned if r.name == "cluster_stats"]
+    assert set(other) == {"cluster_displacements", "segment_profiles"}
+    lloyd = [r.noise_multiplier for r in budget.planned if r.name == "cluster_displacements"]
     assert len(lloyd) == runs and all(z == lloyd[1] for z in lloyd[1:])
-    assert lloyd[1] <= other["cluster_stats"] <= 1.01 * lloyd[1]
-    recorded = [Release(n, z, count=4 if n == "cluster_stats" else 1) for n, z in first.items()]
+    assert lloyd[1] <= other["cluster_displacements"] <= 1.01 * lloyd[1]
+    recorded = [
+        Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in first.items()
+    ]
     recorded += [
-        Release(n, z, count=4 if n == "cluster_stats" else 1) for n, z in other.items()
+        Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in other.items()
     ] * 8
     assert epsilon_spent(recorded, delta=1e-6) <= 2.0
 
@@ -89,8 +91,8 @@ def test_sharing_statistics_beats_an_even_split():
         r.name: r.noise_multiplier
         for r in fit_releases({"rounds": 4}, epsilon=budget.others["epsilon"])
     }
-    z_hist = next(r.noise_multiplier for r in budget.planned if r.name == "feature_histograms")
-    assert z_hist < z_fit["cluster_stats"] / 2  # the shared release is far less noisy
+    z_hist = next(r.noise_multiplier for r in budget.planned if r.name == "feature_ranges")
+    assert z_hist < z_fit["cluster_displacements"] / 2  # the shared release is far less noisy
 
 
 def test_bad_shares_are_refused():
@@ -199,8 +201,8 @@ def test_choose_k_end_to_end_shares_statistics_within_the_total(tmp_path):
     assert choice.epsilon_spent == pytest.approx(composed_spend(list(models.values()), delta=1e-6))
     assert choice.epsilon_spent <= 4.0
     names = {k: {r["name"] for r in m.privacy["releases"]} for k, m in models.items()}
-    assert "feature_histograms" in names[4]  # the largest k releases the shared statistics
-    assert "feature_histograms" not in names[2] | names[3]
+    assert "feature_ranges" in names[4]  # the largest k releases the shared statistics
+    assert "feature_ranges" not in names[2] | names[3]
     assert models[2].scaling == models[3].scaling == models[4].scaling
     assert choice.suggested_k in (2, 3, 4)
     assert all(0 <= w <= 1 for w in choice.unexplained)

@@ -46,7 +46,7 @@ def test_simulate_prints_tables_people_read_and_no_json(simulated):
     assert "3 segments" in done.stdout and "customers" in done.stdout
     for figure in ("ε spent", "ARI / NMI", "k-means cost ratio", "Privacy: what was released"):
         assert figure in done.stdout
-    assert "cluster_stats" in done.stdout  # the privacy report's releases
+    assert "cluster_displacements" in done.stdout  # the privacy report's releases
     assert f"wrote {out / 'model.json'}" in done.stdout
     assert "{" not in done.stdout  # no JSON dump without --json
     assert max(len(line) for line in done.stdout.splitlines()) <= 100

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pandas as pd
-from fedseg.client.feature_specs import feature_spec
-from fedseg.client.features import build_features, default_feature_specs
+from fedseg.client.features import build_features
+from fedseg.privacy.protocol.builtin import ecommerce_schema, known_feature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 CATEGORIES = ("home", "books")
-SPECS = default_feature_specs(CATEGORIES) + (feature_spec("sessions"),)
+SPECS = ecommerce_schema(CATEGORIES).features + (known_feature("sessions"),)
 START = pd.Timestamp("2024-01-01", tz="UTC")
 
 event_rows = st.lists(
@@ -62,7 +62,7 @@ def test_vectorized_features_equal_naive_definitions(rows):
     events["timestamp"] = START + pd.to_timedelta(events.pop("minute"), unit="min")
     events["item_id"] = "i"
     as_of = max(r[1] for r in rows)
-    features = build_features(events, specs=SPECS)
+    features = build_features(events, features=SPECS)
     expected = naive_features(rows, as_of)[[s.name for s in SPECS]]
     assert list(features.index) == list(expected.index)
     np.testing.assert_allclose(features.to_numpy(), expected.to_numpy(float), rtol=1e-9, atol=1e-9)

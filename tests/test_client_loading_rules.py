@@ -85,7 +85,7 @@ def test_session_and_order_ids_with_gaps_cost_their_rows(tmp_path):
     clean, report = load_csv(tmp_path, rows, header=header)
     assert report.dropped == {"missing session_id": 1, "missing order_id": 1}
     assert report.first_rows == {"missing session_id": 3, "missing order_id": 4}
-    features = build_features(clean, specs=None)
+    features = build_features(clean)
     assert np.isfinite(features.to_numpy()).all()
 
 

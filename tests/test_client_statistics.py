@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import accepted_plan, bare_node
 from fedseg.client import app as client_app
+from fedseg.privacy.protocol.builtin import numeric_table_schema
 from fedseg.privacy.published.segments import nearest_centre
 from flwr.app import Context, RecordDict
 from threadpoolctl import threadpool_limits
@@ -46,41 +47,47 @@ def _context(data_dir, partition: int, run: str) -> Context:
 
 
 def test_nodes_are_kept_within_a_run_and_dropped_by_the_next(mixture_federation):
-    first = client_app._node(_context(mixture_federation, 0, "run-a"))
-    other = client_app._node(_context(mixture_federation, 1, "run-a"))
-    assert client_app._node(_context(mixture_federation, 0, "run-a")) is first
-    assert client_app._node(_context(mixture_federation, 1, "run-a")) is other
-    fresh = client_app._node(_context(mixture_federation, 0, "run-b"))
+    schema = numeric_table_schema([f"f{j}" for j in range(4)]).to_toml()
+
+    def node(partition: int, run: str):
+        return client_app._node(_context(mixture_federation, partition, run), schema)
+
+    first, other = node(0, "run-a"), node(1, "run-a")
+    assert node(0, "run-a") is first and node(1, "run-a") is other
+    fresh = node(0, "run-b")
     assert fresh is not first
-    runs = {run for _, run in client_app._nodes if run}  # "" : deployed nodes, kept
+    runs = {run for _, run, _ in client_app._nodes if run}  # "" : deployed nodes, kept
     assert "run-a" not in runs and "run-b" in runs
     # going back to an old run id builds anew and drops run-b's merchants
-    again = client_app._node(_context(mixture_federation, 0, "run-a"))
+    again = node(0, "run-a")
     assert again is not first
-    assert {run for _, run in client_app._nodes if run} == {"run-a"}
+    assert {run for _, run, _ in client_app._nodes if run} == {"run-a"}
+    # another schema in the same run is another node (features built for that schema)
+    narrower = numeric_table_schema(["f0", "f1", "f2", "f3"], name="other").to_toml()
+    assert client_app._node(_context(mixture_federation, 0, "run-a"), narrower) is not again
 
 
 def test_a_node_answers_each_round_with_the_scaling_it_was_sent():
     """The node reuses its last scaling only for identical bytes: a new one is used at once."""
-    from fedseg.client.statistics import cluster_statistics
+    from fedseg.client.statistics import displacement_statistics
     from fedseg.privacy.scaling import FeatureScaling
 
     rng = np.random.default_rng(3)
     x = rng.uniform(-5, 5, size=(50, 2))
     node = bare_node(x, lower=-10.0, upper=10.0)
-    plan = accepted_plan(cluster_stats=0.0)
+    plan = accepted_plan(cluster_displacements=0.0)
     centres = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    edges = np.array([0.0, 0.5, 1.0, np.inf])
     for mean, radius in [(0.0, 3.0), (0.0, 3.0), (1.0, 3.0), (1.0, 2.0)]:
         scaling = FeatureScaling(
-            names=("f0", "f1"), log=(False, False), lower=(-10.0, -10.0), upper=(10.0, 10.0),
-            mean=(mean, mean), scale=(2.0, 2.0), radius=radius,
+            names=("f0", "f1"), log=(False, False), lower=(-np.inf, -10.0), upper=(10.0, np.inf),
+            mean=(mean, mean), scale=(2.0, 2.0),
         )  # fmt: skip
-        payload = {
-            "lower": np.array(scaling.lower), "upper": np.array(scaling.upper),
-            "mean": np.array(scaling.mean), "scale": np.array(scaling.scale),
-            "radius": radius, "centres": centres, "release": "cluster_stats",
-        }  # fmt: skip
-        reply = node.answer("cluster_stats", payload, plan)
-        sums, counts = cluster_statistics(scaling.transform(x), centres)
-        np.testing.assert_array_equal(reply["sums"], sums)
-        np.testing.assert_array_equal(reply["counts"], counts)
+        payload = {**scaling.to_payload(), "radius": radius, "centres": centres,
+                   "distance_edges": edges, "release": "cluster_displacements"}  # fmt: skip
+        reply = node.answer("cluster_displacements", payload, plan)
+        expected = displacement_statistics(
+            scaling.transform(x), centres, radius=radius, distance_edges=edges
+        )
+        for part, values in expected.items():
+            np.testing.assert_array_equal(reply[part], values)

@@ -101,20 +101,20 @@ def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
     # Each round after the crash waits round-timeout for m01, so keep rounds few.
     run_config = {"k": 3, "epsilon": 2.0, "rounds": 1, "init-rounds": 1, "min-clients": 2,
                   "round-timeout": 30.0}  # fmt: skip
-    # m01 dies (SIGKILL of its whole process group) after describe, plan, feature histograms.
+    # m01 dies (SIGKILL of its whole process group) after describe, plan, feature ranges.
     result = run_demo(fed, tmp_path / "work", run_config=run_config, kill=KillPlan("m01", 3))
     assert result.status == "finished:completed"
     assert result.leftovers == []
     rows = result.contributions
-    crash = next(i for i, r in enumerate(rows) if r["task"] == "feature_histograms")
+    crash = next(i for i, r in enumerate(rows) if r["task"] == "feature_ranges")
     assert all(r["contributors"] == ["m00", "m01", "m02"] for r in rows[: crash + 1])
     after = rows[crash + 1 :]
-    assert len(after) >= 2  # initialization and at least one Lloyd round after the crash
+    assert len(after) >= 3  # moments, initialization and at least one Lloyd round
     assert all(r["contributors"] == ["m00", "m02"] and r["missing"] == ["m01"] for r in after)
     dead_id = str(next(i for i, name in result.node_names.items() if name == "m01"))
     assert all(dead_id in h.get("rejected", {}) for h in result.model.history[crash + 1 :])
     table = (result.out_dir / "contributors.md").read_text()
-    assert f"| {crash + 1} | init_cluster_stats | m00, m02 | m01 |" in table
+    assert f"| {crash + 2} | feature_moments | m00, m02 | m01 |" in table
 
 
 def test_demo_stopped_by_sigterm_midway_leaves_no_process(tmp_path):

@@ -35,7 +35,7 @@ def test_fit_is_a_private_federated_fit_within_its_epsilon(fitted):
     estimator, x, labels = fitted
     assert estimator.epsilon_ <= 1.0 + 1e-9
     names = {r["name"] for r in estimator.model_.privacy["releases"]}
-    assert {"init_cluster_stats", "cluster_stats"} <= names  # the federation's own releases
+    assert {"init_displacements", "cluster_displacements"} <= names  # the federation's own
     assert 1 <= estimator.n_iter_ <= 4 and estimator.cluster_centers_.shape == (3, 3)
     assert adjusted_rand_score(labels, estimator.labels_) > 0.9  # well-separated blobs
     nearest = np.linalg.norm(estimator.cluster_centers_[:, None] - CENTRES[None], axis=2).min(1)
@@ -83,6 +83,17 @@ def test_a_published_model_refits_with_privacy_never_without(fitted, tmp_path):
 def test_mistakes_are_one_clear_error_before_any_release(params, message):
     with pytest.raises(ValueError, match=message):
         DPKMeans(**params).fit(np.zeros((3, 2)))
+
+
+def test_public_bounds_become_the_clip_bounds(fitted):
+    _, x, _ = fitted
+    estimator = DPKMeans(3, epsilon=1.0, bounds=(-20.0, [20.0, 20.0, 30.0]), random_state=0)
+    scaler = estimator.fit(x).model_.scaling
+    assert scaler.lower == (-20.0, -20.0, -20.0) and scaler.upper == (20.0, 20.0, 30.0)
+    with pytest.raises(ValueError, match="every lower bound must be finite and below"):
+        DPKMeans(3, bounds=(1.0, 0.0)).fit(x)
+    with pytest.raises(ValueError, match="bounds must be \\(lower, upper\\), scalars or 3"):
+        DPKMeans(3, bounds=([0.0, 1.0], 5.0)).fit(x)
 
 
 def test_missing_values_are_refused():

@@ -72,8 +72,8 @@ def test_flwr_run_in_the_project_fits_the_builtin_federation(tmp_path):
         )  # fmt: skip
         log = shown.stdout + shown.stderr
         assert shown.returncode == 0, log[-3000:]
-        assert "fedseg: init_cluster_stats: 2 of 2 merchants contributed, 0 left out" in log
-        assert log.count("fedseg: cluster_stats: 2 of 2 merchants contributed") == 2, log
+        assert "fedseg: describe: 2 of 2 merchants contributed, 0 left out" in log
+        assert log.count("fedseg: cluster_displacements: 2 of 2 merchants contributed") >= 2, log
         assert f"fedseg: wrote {out / 'model.json'} and report.md" in log
     finally:
         for pid in processes_of(home):  # the local SuperLink outlives `flwr run`: stop it

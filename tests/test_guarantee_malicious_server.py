@@ -16,12 +16,15 @@ from conftest import write_blob_federation
 from fedseg.client.app import settings_from_context
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.plan import RunPlan
+from fedseg.privacy.protocol.builtin import ecommerce_schema, numeric_table_schema
 from fedseg.privacy.protocol.codes import CODES, reason
 from fedseg.simulations.backends.replay import Merchants
 from flwr.app import Context, RecordDict
 from flwr.common.serde import message_to_proto
 
 EDGES = np.tile(np.linspace(-20.0, 20.0, 9), (2, 1))
+# The operator's schema for the blob federation's feature tables (both bounds unknown).
+DESCRIBE = {"schema": numeric_table_schema(["f0", "f1"]).to_toml()}
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def plan(*releases: Release, **options) -> dict:
 
 
 def histograms(**extra) -> dict:
-    return {"edges": EDGES, "release": "feature_histograms", "request_id": 0, **extra}
+    return {"edges": EDGES, "release": "feature_ranges", "request_id": 0, **extra}
 
 
 def code_of(reply) -> str:
@@ -78,8 +81,8 @@ def test_the_run_config_cannot_set_a_deployed_merchants_policy(tmp_path):
 
 def test_a_plan_past_the_cap_is_refused_before_any_release(federation, tmp_path):
     group = merchants(federation, **{"sim-epsilon-cap": 1.0, "sim-state-dir": str(tmp_path)})
-    group.answer("describe", {})
-    greedy = plan(Release("feature_histograms", 0.5), Release("cluster_stats", 0.5, count=4))
+    group.answer("describe", DESCRIBE)
+    greedy = plan(Release("feature_ranges", 0.5), Release("cluster_displacements", 0.5, count=4))
     assert code_of(group.ask("plan", greedy)) == reason("plan_refused")
     # Without an accepted plan nothing is answered, and nothing was spent.
     assert code_of(group.ask("feature_histograms", histograms())) == reason("bad_request")
@@ -88,37 +91,39 @@ def test_a_plan_past_the_cap_is_refused_before_any_release(federation, tmp_path)
 
 def test_only_requests_inside_the_accepted_plan_are_answered(federation, tmp_path):
     group = merchants(federation, **{"sim-state-dir": str(tmp_path)})
-    group.answer("describe", {})
-    group.answer("plan", plan(Release("feature_histograms", 40.0, count=2)))
+    group.answer("describe", DESCRIBE)
+    group.answer("plan", plan(Release("feature_ranges", 40.0, count=2)))
     # A request naming its own noise multiplier (or sampling rate) changes nothing.
     group.answer("feature_histograms", histograms(noise_multiplier=1e-9, sampling_rate=1.0))
     group.answer("feature_histograms", histograms(request_id=1))
     third = group.ask("feature_histograms", histograms(request_id=2))
     assert code_of(third) == reason("bad_request")  # the plan listed two
-    other = group.ask("cluster_stats", {"release": "cluster_stats", "request_id": 3})
+    other = group.ask(
+        "cluster_displacements", {"release": "cluster_displacements", "request_id": 3}
+    )
     assert code_of(other) == reason("bad_request")  # a kind the plan lacks
-    assert charged(tmp_path) == [("feature_histograms", 40.0)] * 2
+    assert charged(tmp_path) == [("feature_ranges", 40.0)] * 2
 
 
 def test_the_same_request_twice_never_gets_the_same_noise(federation):
     """Seeded merchants number their noise streams on their own ledger: a replayed request
     id draws new noise (identical noise on two queries would cancel in their difference)."""
     group = merchants(federation)
-    group.answer("describe", {})
-    group.answer("plan", plan(Release("feature_histograms", 5.0, count=3)))
+    group.answer("describe", DESCRIBE)
+    group.answer("plan", plan(Release("feature_ranges", 5.0, count=3)))
     first = group.answer("feature_histograms", histograms())
     again = group.answer("feature_histograms", histograms())  # same request id
     assert not np.allclose(first["counts"], again["counts"])
     replay = merchants(federation)  # the same seeded federation, from the start
-    replay.answer("describe", {})
-    replay.answer("plan", plan(Release("feature_histograms", 5.0, count=3)))
+    replay.answer("describe", DESCRIBE)
+    replay.answer("plan", plan(Release("feature_ranges", 5.0, count=3)))
     np.testing.assert_array_equal(replay.answer("feature_histograms", histograms())["counts"],
                                   first["counts"])  # fmt: skip
 
 
 def test_a_dpsgd_plan_must_use_the_merchants_own_sampling_rate(federation):
     group = merchants(federation)
-    group.answer("describe", {})
+    group.answer("describe", DESCRIBE)
     wrong = plan(Release("recommender_dpsgd", 1.0, count=10, sampling_rate=0.9))
     assert code_of(group.ask("plan", wrong)) == reason("plan_refused")
     right = plan(Release("recommender_dpsgd", 3.0, count=10, sampling_rate=0.1))
@@ -142,7 +147,7 @@ def test_an_error_reply_carries_a_code_and_nothing_of_the_data(tmp_path):
     )
     dirty.to_csv(fed / "merchants" / "m0.csv", index=False)
     group = Merchants({"sim-data-dir": str(fed), "seed": 0}, num_nodes=1)
-    reply = group.ask("describe", {})
+    reply = group.ask("describe", {"schema": ecommerce_schema().to_toml()})
     assert reply.error.reason == reason("data_error")
     assert reply.error.code == CODES["data_error"][0]
     sent = message_to_proto(reply).SerializeToString()
@@ -152,6 +157,6 @@ def test_an_error_reply_carries_a_code_and_nothing_of_the_data(tmp_path):
 
 def test_the_plan_is_readable_only_as_a_plan(federation):
     group = merchants(federation)
-    group.answer("describe", {})
+    group.answer("describe", DESCRIBE)
     for broken in ("{", json.dumps({"version": 1}), json.dumps({"version": 99, "releases": []})):
         assert code_of(group.ask("plan", {"plan": broken})) == reason("bad_request")

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from fedseg.privacy import releases
-from fedseg.privacy.scaling import FeatureScaling
 from fedseg.simulations.backends.replay import Merchants, arrays, record, simulation_config
 from fedseg.simulations.data.federation import write_federation
 from fedseg.simulations.data.neighbours import extreme_customer
@@ -29,7 +28,8 @@ from fedseg.simulations.data.synthetic import generate_federation
 # the extreme customer's late events arrive.
 AS_OF = "2025-03-01T00:00:00Z"
 KINDS = {
-    releases.HISTOGRAMS, releases.SQUARE_NORM, releases.INIT, releases.LLOYD,
+    releases.RANGES, releases.MOMENTS, releases.SQUARE_NORM, releases.INIT, releases.LLOYD,
+    releases.PROFILES,
     releases.POPULARITY, releases.GRAM, releases.CONTENT_CHECK,
     releases.LIFETIME_HISTOGRAMS, releases.LIFETIME_SUMS,
 }  # fmt: skip
@@ -60,19 +60,18 @@ def replies(data_dir: Path, config: dict, requests) -> list[tuple[str, dict, dic
 def declared(task: str, payload: dict) -> releases.GaussianMechanism:
     """The mechanism privacy/releases.py declares for this request (noise multiplier 1)."""
     kind = payload["release"]
-    if kind == releases.HISTOGRAMS:
+    if kind == releases.RANGES:
         return releases.histogram_mechanism(1.0, n_features=payload["edges"].shape[0])
-    if kind in (releases.SQUARE_NORM, releases.INIT, releases.LLOYD):
+    if kind == releases.MOMENTS:
+        d, gram = len(payload["lower"]), bool(payload["gram"])
+        return releases.moments_mechanism(1.0, dim=d, gram=gram)
+    if kind == releases.SQUARE_NORM:
+        return releases.square_norm_mechanism(1.0, radius=float(payload["radius"]))
+    if kind in (releases.INIT, releases.LLOYD):
         d = len(payload["mean"])
-        scaling = FeatureScaling(
-            names=tuple(map(str, range(d))), log=(False,) * d, lower=tuple(payload["lower"]),
-            upper=tuple(payload["upper"]), mean=tuple(payload["mean"]),
-            scale=tuple(payload["scale"]), radius=float(payload["radius"]),
-        )  # fmt: skip
-        radius = min(scaling.radius, scaling.box_radius())
-        if kind == releases.SQUARE_NORM:
-            return releases.square_norm_mechanism(1.0, radius=radius)
-        return releases.cluster_mechanism(1.0, radius=radius, dim=d)
+        return releases.displacement_mechanism(1.0, radius=float(payload["radius"]), dim=d)
+    if kind == releases.PROFILES:
+        return releases.profiles_mechanism(1.0, dim=len(payload["mean"]))
     if kind == releases.POPULARITY:
         return releases.popularity_mechanism(1.0)
     if kind == releases.GRAM:
@@ -110,6 +109,7 @@ def test_every_release_moves_by_at_most_its_declared_sensitivity(neighbours):
         changes[kind] = max(changes.get(kind, 0.0), change)
     assert all(change <= 1 + 1e-9 for change in changes.values()), changes
     # The extreme customer is really extreme: it uses most of each release's sensitivity.
-    assert changes[releases.HISTOGRAMS] > 0.5 and changes[releases.LLOYD] > 0.3, changes
+    assert changes[releases.RANGES] > 0.5 and changes[releases.LLOYD] > 0.3, changes
+    assert changes[releases.MOMENTS] > 0.3 and changes[releases.PROFILES] > 0.3, changes
     assert changes[releases.LIFETIME_HISTOGRAMS] > 0.9, changes  # one count in each part
     assert changes[releases.LIFETIME_SUMS] > 0.15, changes  # at least its count and P(alive)

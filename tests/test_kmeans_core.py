@@ -10,8 +10,10 @@ from conftest import accepted_plan, bare_node
 from fedseg.client.statistics import cluster_statistics, feature_histograms
 from fedseg.privacy.accounting import Release, epsilon_spent
 from fedseg.privacy.ledger import BudgetExceeded
-from fedseg.server import kmeans
+from fedseg.privacy.mechanisms import clip_rows_l2
 from fedseg.server.aggregation import ReplySpec, RoundFailed, aggregate_plain
+from fedseg.server.budget import NON_PRIVATE_ROUNDS
+from fedseg.server.segmentation import RADIUS_CAP
 from fedseg.server.transport import Reply
 from fedseg.simulations.experiments.runner import pooled_features, simulate
 from sklearn.cluster import KMeans
@@ -30,24 +32,14 @@ def test_feature_histograms_put_outliers_in_end_bins():
     np.testing.assert_array_equal(counts, [[2, 2, 1]])
 
 
-def test_update_keeps_previous_centre_for_tiny_clusters_and_stays_in_box():
-    previous = np.array([[0.0, 0.0], [5.0, 5.0]])
-    sums = np.array([[20.0, 40.0], [1.0, 1.0]])
-    counts = np.array([10.0, 0.5])
-    box = (np.array([-1.0, -1.0]), np.array([3.0, 3.0]))
-    centres, kept = kmeans.update_centres(previous, sums, counts, min_count=1.0, box=box)
-    np.testing.assert_array_equal(kept, [True, False])
-    np.testing.assert_allclose(centres, [[2.0, 3.0], [3.0, 3.0]])
-
-
 def test_node_refuses_over_budget_before_drawing_noise():
     node = bare_node(np.zeros((5, 2)), lower=-10.0, upper=10.0, epsilon_cap=0.5)
-    request = {"edges": np.tile(np.linspace(-10, 10, 5), (2, 1)), "release": "feature_histograms"}
+    request = {"edges": np.tile(np.linspace(-10, 10, 5), (2, 1)), "release": "feature_ranges"}
     with pytest.raises(BudgetExceeded):
-        node.answer("feature_histograms", request, accepted_plan(feature_histograms=2.0))
+        node.answer("feature_histograms", request, accepted_plan(feature_ranges=2.0))
     assert node.ledger.releases == []
     assert node.ledger.next_stream() == 1  # no noise stream was handed out for the refusal
-    node.answer("feature_histograms", request, accepted_plan(feature_histograms=40.0))
+    node.answer("feature_histograms", request, accepted_plan(feature_ranges=40.0))
     assert node.ledger.next_stream() == 3 and node.ledger.spent() <= 0.5
 
 
@@ -86,15 +78,13 @@ def test_infinite_epsilon_one_merchant_equals_sklearn_lloyd(tmp_path):
     warm = json.loads((tmp_path / "first" / "model.json").read_text())
     warm["centroids_standardized"] = init.tolist()
     (tmp_path / "warm.json").write_text(json.dumps(warm))
-    rounds = 7
+    # At ε = ∞ nothing is clipped and Lloyd runs to convergence, as scikit-learn's does.
     ours = simulate(
-        fed,
-        dict(base, rounds=rounds, **{"warm-start": str(tmp_path / "warm.json")}),
-        out_dir=tmp_path / "ours",
+        fed, dict(base, **{"warm-start": str(tmp_path / "warm.json")}), out_dir=tmp_path / "ours",
         evaluate=False,
-    ).model
+    ).model  # fmt: skip
     reference = KMeans(
-        n_clusters=4, init=init, n_init=1, max_iter=rounds, tol=0, algorithm="lloyd"
+        n_clusters=4, init=init, n_init=1, max_iter=NON_PRIVATE_ROUNDS, tol=0, algorithm="lloyd"
     ).fit(z)
     np.testing.assert_allclose(ours.centres_standardized, reference.cluster_centers_, atol=1e-6)
     assert ours.privacy["epsilon"] == float("inf")
@@ -111,7 +101,8 @@ def test_private_run_spends_at_most_its_budget_and_finds_the_blobs(mixture_feder
     assert result.metrics["ari"] > 0.85 and result.metrics["cost_ratio_model_space"] < 1.3
     model = json.loads((tmp_path / "out" / "model.json").read_text())
     names = {r["name"] for r in model["privacy"]["releases"]}
-    assert names == {"feature_histograms", "init_cluster_stats", "cluster_stats"}
+    assert names == {"feature_ranges", "feature_moments", "init_displacements",
+                     "cluster_displacements", "segment_profiles"}  # fmt: skip
     assert len(model["centroids"]) == 3 and len(model["centroids"][0]) == 4
 
 
@@ -144,7 +135,7 @@ def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_fe
     ).model
     assert again.scaling == first.scaling and again.k == 4
     names = {r["name"] for r in again.privacy["releases"]}
-    assert names == {"init_cluster_stats", "cluster_stats"}
+    assert names == {"init_displacements", "cluster_displacements", "segment_profiles"}
     for entry in again.privacy["releases"]:  # the server charges the mechanism's own release
         assert entry["l2_sensitivity"] == 1.0 and entry["sigma"] == entry["noise_multiplier"]
     assert again.privacy["run_epsilon"] <= 1.0
@@ -167,8 +158,9 @@ def test_square_norm_release_is_accounted_and_close_to_the_truth(mixture_federat
     model = result.model
     released = model.extras["marginals"]["square_norm"]
     x, _ = pooled_features(mixture_federation, seed=0)
-    truth = float(np.sum(model.scaling.transform(x) ** 2))
+    radius = RADIUS_CAP * np.sqrt(model.scaling.dim)  # every z is clipped to it
+    truth = float(np.sum(clip_rows_l2(model.scaling.transform(x), radius) ** 2))
     noise = next(r for r in model.privacy["releases"] if r["name"] == "square_norm")
-    sigma = noise["noise_multiplier"] * model.scaling.radius**2 * np.sqrt(3)  # 3 merchants, local
+    sigma = noise["noise_multiplier"] * radius**2 * np.sqrt(3)  # 3 merchants, local
     assert abs(released - truth) < 6 * sigma
     assert model.privacy["epsilon"] <= 4.0

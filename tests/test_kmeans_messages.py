@@ -49,9 +49,9 @@ def _add_dirty_merchants(fed, table) -> None:
 
 def test_every_client_message_is_traced(traced_run):
     _, files = traced_run
-    # 4 usable merchants × (describe + plan + histograms + 1 init round + ≥ 3 Lloyd rounds),
-    # and the unusable one's error replies
-    assert len(files) >= 4 * 7
+    # 4 usable merchants × (describe + plan + ranges + moments + 1 init round + 2 Lloyd rounds
+    # + profiles), and the unusable one's error replies
+    assert len(files) >= 4 * 8
     assert all(f.stat().st_size > 0 for f in files)
     errors = [f for f in files if _is_error(f.read_bytes())]
     assert errors and all(_error_reason(f.read_bytes()).startswith("fedseg:") for f in errors)
@@ -64,9 +64,9 @@ def test_no_identifier_or_customer_vector_leaves_a_merchant(traced_run):
     for path in merchant_files(fed)[:3]:  # the generated merchants
         raw = pd.read_csv(path)
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, 5)
-        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer)
+        features, _, _ = customer_features(path, pseudonymizer=pseudonymizer)
         assert_no_identifier_sent(blob, raw, features.index)
-        rows = features[[s.name for s in specs]].to_numpy(dtype=np.float64)
+        rows = features.to_numpy(dtype=np.float64)
         for row in rows[:300]:
             informative = row[row != 0]
             if len(informative) >= 3:  # a customer's vector, as the bytes numpy would send

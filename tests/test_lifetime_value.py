@@ -84,7 +84,7 @@ def test_gamma_gamma_fit_matches_lifetimes(small_cdnow):
 
 
 def test_lifetimes_itself_agrees_when_importable(small_cdnow):
-    fitters = pytest.importorskip("lifetimes")  # needs autograd and dill (not fedseg deps)
+    fitters = pytest.importorskip("lifetimes")  # autograd and dill: dev extras
     s = small_cdnow
     bgf = fitters.BetaGeoFitter().fit(s.x, s.t_x, s.age)
     np.testing.assert_allclose(bgf.params_.to_numpy(), LIFETIMES_BGNBD, rtol=1e-6)

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 
 import pytest
+from fedseg.privacy.protocol.schema import Feature, FeatureSchema
 from fedseg.privacy.published.identity import (
     ModelIdentityError,
     check_features,
     check_identity,
-    schema_fingerprint,
     stamp,
 )
+from fedseg.privacy.published.segments import PublishedSegments
 from fedseg.privacy.scaling import FeatureScaling
 
 from tests.conftest import write_blob_federation
@@ -38,61 +39,46 @@ def fitted(tmp_path_factory):
     return root / "out" / "model.json", data / "merchants" / "m00.csv"
 
 
-def test_the_server_stamps_version_run_time_and_fingerprint(fitted):
+def test_the_server_stamps_version_run_time_and_the_schema_digest(fitted):
     model_path, _ = fitted
     model = json.loads(model_path.read_text())
     assert model["fedseg_version"] == version("fedseg")
     assert len(model["run_id"]) == 32  # the simulator's run id (uuid4 hex)
     created = datetime.strptime(model["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - created).total_seconds()) < 600
-    scaling = FeatureScaling.from_dict(model["scaler"])
-    assert model["schema_fingerprint"] == schema_fingerprint(scaling)
-    check_identity(model, scaling, source="model.json")  # its own reader accepts it
+    segments, _ = PublishedSegments.load(model_path)
+    # One fingerprint: the schema's digest, the one merchants' describe replies carry.
+    assert model["schema_digest"] == segments.schema.digest()
+    assert "schema_fingerprint" not in model
+    check_identity(model, source="model.json", schema=segments.schema)  # its reader accepts it
 
 
-def test_the_fingerprint_is_a_digest_of_names_log_flags_and_bounds():
-    import hashlib
-
-    canonical = '{"names":["a","b"],"log":[false,true],"lower":[0.0,0.0],"upper":[1.0,5.0]}'
-    assert schema_fingerprint(SCALING) == hashlib.sha256(canonical.encode()).hexdigest()
-    moved = FeatureScaling(
-        ("a", "b"), (False, True), (0.0, 0.0), (1.0, 6.0), (0.5, 2.0), (1.0, 1.0)
-    )
-    assert schema_fingerprint(moved) != schema_fingerprint(SCALING)
-    # Standardization is not part of it: the same features, another run's mean and scale.
-    rescaled = FeatureScaling(
-        ("a", "b"), (False, True), (0.0, 0.0), (1.0, 5.0), (0.1, 3.0), (2.0, 1.0)
-    )
-    assert schema_fingerprint(rescaled) == schema_fingerprint(SCALING)
+SCHEMA = FeatureSchema(
+    (Feature("a", lower=0.0, upper=1.0), Feature("b", "count", lower=0.0, log=True))
+)
 
 
-def test_with_a_schema_the_fingerprint_is_the_schema_digest():
-    from fedseg.privacy.protocol.schema import Feature, FeatureSchema
-
-    schema = FeatureSchema(
-        (Feature("a", lower=0.0, upper=1.0), Feature("b", "count", log=True, lower=0.0))
-    )
-    assert stamp(SCALING, run_id="7", schema=schema)["schema_fingerprint"] == schema.digest()
-    model = stamp(SCALING, run_id="7", schema=schema)
-    check_identity(model, SCALING, source="m.json", schema=schema)
+def test_a_model_is_refused_for_another_schema():
+    model = stamp(run_id="7") | {"schema_digest": SCHEMA.digest()}
+    check_identity(model, source="m.json", schema=SCHEMA)
     other = FeatureSchema(
-        (Feature("a", lower=0.0, upper=2.0), Feature("b", "count", log=True, lower=0.0))
+        (Feature("a", lower=0.0, upper=2.0), Feature("b", "count", lower=0.0, log=True))
     )
-    with pytest.raises(ModelIdentityError, match="this data's feature schema"):
-        check_identity(model, SCALING, source="m.json", schema=other)
+    with pytest.raises(ModelIdentityError, match="m.json: field 'schema_digest' does not match"):
+        check_identity(model, source="m.json", schema=other)
 
 
 @pytest.mark.parametrize(
     ("theirs", "accepted"), [("0.1.0", True), ("0.9.3+local", True), ("1.0.0", False)]
 )
 def test_another_major_version_is_refused(monkeypatch, theirs, accepted):
-    model = stamp(SCALING, run_id="1") | {"fedseg_version": theirs}
+    model = stamp(run_id="1") | {"fedseg_version": theirs, "schema_digest": SCHEMA.digest()}
     monkeypatch.setattr("fedseg.privacy.published.identity.fedseg_version", lambda: "0.1.0")
     if accepted:
-        check_identity(model, SCALING, source="m.json")
+        check_identity(model, source="m.json")
     else:
         with pytest.raises(ModelIdentityError, match="m.json: field 'fedseg_version' is 1.0.0"):
-            check_identity(model, SCALING, source="m.json")
+            check_identity(model, source="m.json")
 
 
 def test_features_are_compared_by_name_not_order():
@@ -108,8 +94,8 @@ def _corrupt(model: dict, change: str) -> dict:
         model["fedseg_version"] = "9.0.0"
     elif change == "no stamp":
         del model["created"]
-    elif change == "edited scaler":
-        model["scaler"]["upper"][0] += 1.0
+    elif change == "edited schema":
+        model["schema"]["feature"][0]["unit"] = "EUR"
     elif change == "short mean":
         model["scaler"]["mean"] = model["scaler"]["mean"][:1]
     elif change == "text centres":
@@ -126,7 +112,7 @@ def _corrupt(model: dict, change: str) -> dict:
     [
         ("version", "'fedseg_version'"),
         ("no stamp", "'created'"),
-        ("edited scaler", "'schema_fingerprint'"),
+        ("edited schema", "'schema_digest'"),
         ("short mean", "'scaler'"),
         ("text centres", "'centroids_standardized'"),
         ("wrong centre width", "'centroids_standardized'"),
@@ -156,8 +142,9 @@ def test_assign_refuses_a_model_fitted_on_other_features(fitted, tmp_path):
     done = fedseg("assign", "--model", str(model_path), "--data", str(events),
                   "--out", str(tmp_path / "labels.csv"))  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"fedseg: error: {model_path}: the model needs feature 'f0', which {events} does not give"
+    # The model's own schema says what f0 is; an events table cannot give it.
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"fedseg: error: {events}: feature 'f0' has no formula for events tables"
     )
 
 

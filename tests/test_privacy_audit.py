@@ -22,6 +22,8 @@ from fedseg.privacy.audit import audit
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.plan import RunPlan
+from fedseg.privacy.protocol.builtin import ecommerce_schema
+from fedseg.server.ranges import range_edges
 from fedseg.simulations.data.neighbours import extreme_customer
 from fedseg.simulations.data.synthetic import generate_federation
 
@@ -47,11 +49,12 @@ def sampler(path, z: float = Z):
         data_path=str(path), merchant_id="m0", as_of="2025-03-01",
         policy=MerchantPolicy(epsilon_cap=math.inf), simulation_seed=0,
     )  # fmt: skip
-    node = build_node(settings)
+    schema = ecommerce_schema()
+    node = build_node(settings, schema)
     node.noise_seed = None  # OS entropy, as deployed: the ledger is reset below
-    edges = np.linspace(node.describe()["lower"], node.describe()["upper"], 17, axis=1)
-    request = {"edges": edges, "release": releases.HISTOGRAMS}
-    plan = AcceptedPlan(RunPlan((Release(releases.HISTOGRAMS, z, count=10**9),)))
+    edges = range_edges(schema, 16)
+    request = {"edges": edges, "release": releases.RANGES}
+    plan = AcceptedPlan(RunPlan((Release(releases.RANGES, z, count=10**9),)))
 
     def draw(n: int) -> np.ndarray:
         out = []

@@ -8,7 +8,7 @@ import pytest
 from fedseg.privacy.accounting import Release, epsilon_spent
 from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError, PrivacyLedger, reset_ledger
 from fedseg.privacy.mechanisms import GaussianMechanism
-from fedseg.privacy.releases import cluster_mechanism
+from fedseg.privacy.releases import displacement_mechanism
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 def test_request_over_cap_is_refused_and_nothing_is_recorded(tmp_path):
     path = tmp_path / "ledger.json"
     ledger = PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
-    ledger.charge(cluster_mechanism(5.0, radius=1.0, dim=3).as_release("round"))
+    ledger.charge(displacement_mechanism(5.0, radius=1.0, dim=3).as_release("round"))
     before_file = path.read_bytes()
-    greedy = cluster_mechanism(1.0, radius=1.0, dim=3).as_release("round")
+    greedy = displacement_mechanism(1.0, radius=1.0, dim=3).as_release("round")
     with pytest.raises(BudgetExceeded) as err:
         ledger.charge(greedy)
     assert path.read_bytes() == before_file  # nothing recorded

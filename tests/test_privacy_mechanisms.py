@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from fedseg.client.statistics import cluster_statistics
+from fedseg.client.statistics import displacement_statistics
 from fedseg.privacy.mechanisms import (
     GaussianMechanism,
     MechanismError,
@@ -13,8 +13,7 @@ from fedseg.privacy.mechanisms import (
     clip_rows_l2,
     histogram_sensitivity,
 )
-from fedseg.privacy.releases import cluster_mechanism
-from fedseg.privacy.scaling import FeatureScaling
+from fedseg.privacy.releases import displacement_mechanism
 from scipy import stats
 
 FALSE_ALARM = 1e-6
@@ -114,27 +113,23 @@ def _dataset(rng):
     return x, rng.integers(0, k, size=n), k, outlier
 
 
-def test_removing_one_customer_moves_cluster_statistics_by_at_most_the_bound():
-    """The merchant's clipping (FeatureScaling) and statistics against the declared
+def test_removing_one_customer_moves_displacement_statistics_by_at_most_the_bound():
+    """The merchant's displacement clipping and statistics against the declared
     sensitivities of privacy/releases.py, with an outlier a thousand times out."""
     rng = np.random.default_rng(2024)
     for trial in range(1000):
         x, _, k, outlier = _dataset(rng)
         d = x.shape[1]
         radius = float(rng.uniform(0.1, 5.0))
-        scaling = FeatureScaling(
-            names=tuple(f"f{j}" for j in range(d)), log=(False,) * d, lower=(-1e9,) * d,
-            upper=(1e9,) * d, mean=(0.0,) * d, scale=(1.0,) * d, radius=radius,
-        )  # fmt: skip
         centres = rng.normal(size=(k, d))
-        mech = cluster_mechanism(0.0, radius=radius, dim=d)
+        edges = np.concatenate([[0.0], np.geomspace(0.01, 10, 9), [np.inf]])
+        mech = displacement_mechanism(0.0, radius=radius, dim=d)
         gone = outlier if trial % 2 else int(rng.integers(len(x)))
         keep = np.arange(len(x)) != gone
-        full = cluster_statistics(scaling.transform(x), centres)
-        less = cluster_statistics(scaling.transform(x[keep]), centres)
-        for part, a, b in zip(("sums", "counts"), full, less, strict=True):
-            bound = mech.sensitivities[part]
-            assert np.linalg.norm(a - b) <= bound * (1 + 1e-12)
+        full = displacement_statistics(x, centres, radius=radius, distance_edges=edges)
+        less = displacement_statistics(x[keep], centres, radius=radius, distance_edges=edges)
+        for part, bound in mech.sensitivities.items():
+            assert np.linalg.norm(full[part] - less[part]) <= bound * (1 + 1e-12)
 
 
 def test_contribution_cap_bounds_each_user():

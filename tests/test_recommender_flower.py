@@ -16,6 +16,7 @@ from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.ledger import BudgetExceeded, PrivacyLedger
 from fedseg.privacy.plan import RunPlan
+from fedseg.privacy.protocol.builtin import ecommerce_schema
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.server.budget import noise_plan
@@ -91,7 +92,7 @@ def test_one_budget_covers_segmentation_and_recommender(traced_run):
     _, root, result = traced_run
     releases = {r["name"]: r for r in result.model.privacy["releases"]}
     assert RELEASES <= set(releases)
-    assert {"feature_histograms", "cluster_stats"} <= set(releases)
+    assert {"feature_ranges", "cluster_displacements"} <= set(releases)
     assert result.model.privacy["epsilon"] <= EPSILON
     for ledger_file in (root / "state").glob("*/ledger.json"):  # each merchant's own ledger
         ledger = PrivacyLedger(ledger_file, epsilon_cap=math.inf, delta=1e-6)
@@ -111,7 +112,10 @@ def test_metrics_beat_random_ranking(traced_run):
     assert figures["evaluated_customers"] > 1000
     baselines = figures["baselines"]  # same customers, segments and negatives, side by side
     assert set(baselines) == {
-        "ease", "global_popularity", "segment_popularity", "segment_popularity_dp"
+        "ease",
+        "global_popularity",
+        "segment_popularity",
+        "segment_popularity_dp",
     }
     # The synthetic personas buy differently: knowing the segment beats global popularity.
     assert baselines["segment_popularity"]["hr_at_10"] > baselines["global_popularity"]["hr_at_10"]
@@ -164,28 +168,29 @@ def test_secure_aggregation_with_distributed_noise(tmp_path):
 def test_budget_split_gives_the_recommender_ninety_percent_in_three_releases():
     cfg = SegmentationConfig(k=3, epsilon=2.0, rounds=4, recommender=True)
     z = noise_plan(cfg)
-    counts = {"cluster_stats": 4, "init_cluster_stats": 1}
+    counts = {"cluster_displacements": 4}
     precision = {name: counts.get(name, 1) / v**2 for name, v in z.items()}
     total = sum(precision.values())
     assert precision["recommender_item_popularity"] / total == pytest.approx(0.405, rel=1e-9)
     assert precision["recommender_gram"] / total == pytest.approx(0.405, rel=1e-9)
     assert precision["recommender_content_check"] / total == pytest.approx(0.09, rel=1e-9)
-    assert precision["feature_histograms"] / total == pytest.approx(0.1 * 0.05, rel=1e-9)
+    assert precision["feature_ranges"] / total == pytest.approx(0.1 * 0.15, rel=1e-9)
     unchecked = noise_plan(SegmentationConfig(recommender=True, content_share=0.0))
     assert "recommender_content_check" not in unchecked
     plain = noise_plan(SegmentationConfig(k=3, epsilon=2.0, rounds=4))
-    assert set(plain) == {"cluster_stats", "init_cluster_stats", "feature_histograms"}
+    assert set(plain) == {"feature_ranges", "feature_moments", "init_displacements",
+                          "cluster_displacements", "segment_profiles"}  # fmt: skip
 
 
 def test_config_keeps_validating_shares():
     assert SegmentationConfig(recommender=True).recommender_share == 0.9
     assert SegmentationConfig(recommender=True, recommender_share=0.5).lloyd_share == pytest.approx(
-        0.375
+        0.5 * (1 - 0.15 - 0.10 - 0.25 - 0.10)
     )
     with pytest.raises(ValueError, match="budget shares"):
         SegmentationConfig(recommender=True, recommender_share=1.0)
     with pytest.raises(ValueError, match="budget shares"):
-        SegmentationConfig(histogram_share=0.5, init_share=0.5)
+        SegmentationConfig(range_share=0.5, init_share=0.5)
 
 
 def test_catalogue_errors_name_the_file_and_row(tmp_path):
@@ -220,7 +225,7 @@ def _tiny_node(tmp_path, *, epsilon_cap=math.inf, holdout=False):
         data_path=str(path), merchant_id="m0", as_of="2024-02-01",
         policy=MerchantPolicy(epsilon_cap=epsilon_cap), simulation_seed=0, holdout_last=holdout,
     )  # fmt: skip
-    node = build_node(settings)
+    node = build_node(settings, ecommerce_schema(()))  # the events have no categories
     d = len(node.names)
     payload = {
         "lower": np.zeros(d), "upper": np.full(d, 1e6), "mean": np.zeros(d), "scale": np.ones(d),

@@ -60,9 +60,9 @@ def test_counts_that_contradict_the_merchants_own_histograms_are_rejected(federa
     """Two merchants claim 100× their customers in the Lloyd rounds only: their counts no
     longer add up to the size their histograms showed, so even plain summation drops them."""
     attacked = fit(federation, "sum", client=hostile_client("scale_counts_x100",
-                                                            only="train.cluster_stats"))  # fmt: skip
+                                                            only="train.cluster_displacements"))  # fmt: skip
     assert centre_error(honest, attacked) < 0.10
-    rounds = [h for h in attacked["history"] if h["task"] == "cluster_stats"]
+    rounds = [h for h in attacked["history"] if h["task"] == "cluster_displacements"]
     for entry in rounds:
         for node in (HOSTILE[0] + 2, HOSTILE[1] + 2):
             assert "adds up to" in entry["rejected"][str(node)]
@@ -76,6 +76,7 @@ def fit(fed: Path, method: str, client=client_app, **config) -> dict:
             **config,
             "aggregation": method,
             "sim-data-dir": str(fed),
+            "features": str(fed / "schema.toml"),
             "sim-state-dir": tmp,
             "out-dir": tmp,
         }
@@ -140,7 +141,7 @@ RAISES, SLOW, PADDED = 2, 4, 5  # partitions: raises on Lloyd rounds, never on t
 
 def misbehaving_client(message: Message, context: Context) -> Message:
     pid = int(context.node_config["partition-id"])
-    if pid == RAISES and message.metadata.message_type == "train.cluster_stats":
+    if pid == RAISES and message.metadata.message_type == "train.cluster_displacements":
         raise RuntimeError("merchant database went away")
     reply = client_app(message, context)
     if (
@@ -167,8 +168,9 @@ class StragglerGrid(InProcessGrid):
 
 
 def run_with_stragglers(server_app: ServerApp, fed: Path, tmp: Path, **config) -> StragglerGrid:
-    run_config = {**BASE, "sim-data-dir": str(fed), "sim-state-dir": str(tmp / "state"),
-                  "out-dir": str(tmp / "out"), **config}  # fmt: skip
+    run_config = {**BASE, "sim-data-dir": str(fed), "features": str(fed / "schema.toml"),
+                  "sim-state-dir": str(tmp / "state"), "out-dir": str(tmp / "out"),
+                  **config}  # fmt: skip
     run = Run.create_empty(run_id=1)
     run.override_config = dict(run_config)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = (
@@ -198,20 +200,21 @@ def test_raising_slow_and_oversized_merchants_do_not_stop_the_run(
     config = {"round-timeout": 5.0, "min-clients": 3, "aggregation": method}
     grid = run_with_stragglers(server_app, small_federation, tmp_path, **config)
     history = SegmentModel.load(tmp_path / "out" / "model.json").history
-    plan, *noisy = [entry for entry in history if entry["task"] != "describe"]
-    assert plan["task"] == "plan" and len(noisy) > 0
-    # The straggler missed the plan: it takes no part, and every round says so.
-    assert "no reply before the deadline" in plan["rejected"][str(SLOW + 2)]
-    assert grid.late == [SLOW + 2] * 2  # describe and plan; never asked again
+    describe, plan, *noisy = history
+    assert (describe["task"], plan["task"]) == ("describe", "plan") and len(noisy) > 0
+    # The straggler missed the describe round: it takes no part, and every round says so.
+    assert "no reply before the deadline" in describe["rejected"][str(SLOW + 2)]
+    assert grid.late == [SLOW + 2]  # describe only; never asked again
+    assert "left out: no reply before the deadline (describe)" in plan["rejected"][str(SLOW + 2)]
     for entry in noisy:  # every noisy round went on with the merchants left
         rejected = entry["rejected"]
-        assert "did not accept the plan" in rejected[str(SLOW + 2)]
+        assert "left out: no reply before the deadline (describe)" in rejected[str(SLOW + 2)]
         assert "'payload'" in rejected[str(PADDED + 2)] and "bytes" in rejected[str(PADDED + 2)]
-        if entry["task"] == "feature_histograms":
-            assert len(entry["contributors"]) == 4
-        else:
+        if entry["task"] in ("init_displacements", "cluster_displacements"):  # training rounds
             assert len(entry["contributors"]) == 3
             assert "merchant database went away" in rejected[str(RAISES + 2)]
+        else:
+            assert len(entry["contributors"]) == 4
     table = left_out_table(history)
     for node in (RAISES + 2, SLOW + 2, PADDED + 2):
         assert f"| {node} |" in table

@@ -7,7 +7,7 @@ import pytest
 from conftest import accepted_plan, bare_node
 from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
-from fedseg.privacy.releases import cluster_mechanism
+from fedseg.privacy.releases import displacement_mechanism
 from fedseg.privacy.secagg import SecAggLimits, simulation_roster, simulation_signing_key
 from fedseg.server.aggregation import ReplySpec, RoundFailed
 from fedseg.server.secure import SecureAggregator
@@ -43,7 +43,7 @@ class _FlakyTransport:
     def __init__(self, nodes, vanish, *, stage="share"):
         self.nodes, self.vanish, self.stage = nodes, vanish, stage
         self.states = {}
-        self.plan = accepted_plan(placement="distributed", cluster_stats=5.0)
+        self.plan = accepted_plan(placement="distributed", cluster_displacements=5.0)
         self.roster = simulation_roster(0, [f"m{n}" for n in nodes])
         rng = np.random.default_rng(0)
         self.merchants = {
@@ -87,11 +87,12 @@ def _secure_round(transport, ledger):
     payload = {
         "lower": np.full(2, -5.0), "upper": np.full(2, 5.0), "mean": np.zeros(2), "scale": np.ones(2),
         "radius": 7.0, "centres": np.array([[0.0, 0.0], [1.0, 1.0]]),
-        "release": "cluster_stats", "request_id": 0,
+        "distance_edges": np.array([0.0, 1.0, 2.0, np.inf]),
+        "release": "cluster_displacements", "request_id": 0,
     }  # fmt: skip
-    spec = ReplySpec(shapes={"sums": (2, 2), "counts": (2,)}, sigmas={})
-    release = cluster_mechanism(5.0, radius=7.0, dim=2).as_release("cluster_stats")
-    return aggregate("cluster_stats", payload, spec, transport.nodes, release=release)
+    spec = ReplySpec(shapes={"sums": (2, 2), "counts": (2,), "distances": (3,)}, sigmas={})
+    release = displacement_mechanism(5.0, radius=7.0, dim=2).as_release("cluster_displacements")
+    return aggregate("cluster_displacements", payload, spec, transport.nodes, release=release)
 
 
 def test_too_many_dropouts_before_masking_abort_with_nothing_charged():
@@ -114,4 +115,4 @@ def test_dropouts_after_masking_abort_and_say_exactly_what_was_charged():
         _secure_round(transport, ledger)
     charged = [m.ledger.releases for m in transport.merchants.values()]
     assert all(len(releases) == 1 for releases in charged)
-    assert [r.name for r in ledger.releases] == ["cluster_stats"]
+    assert [r.name for r in ledger.releases] == ["cluster_displacements"]

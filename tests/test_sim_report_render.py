@@ -37,7 +37,9 @@ def _model() -> dict:
                 zip(("loyal", "dormant"), (1042, 539), centres, strict=True)
             )
         ],
-        "history": [{"task": "cluster_stats", "round": r, "movement": 2.0**-r} for r in (1, 2, 3)],
+        "history": [
+            {"task": "cluster_displacements", "round": r, "movement": 2.0**-r} for r in (1, 2, 3)
+        ],
         "actions": [],
     }
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fedseg.client.features import DEFAULT_CATEGORIES, build_features, default_feature_specs
+from fedseg.client.features import build_features
+from fedseg.privacy.protocol.builtin import ECOMMERCE_CATEGORIES as DEFAULT_CATEGORIES
+from fedseg.privacy.protocol.builtin import ecommerce_schema
 from fedseg.simulations.data.events import AS_OF
 from fedseg.simulations.data.federation import read_federation, write_federation
 from fedseg.simulations.data.personas import BASE_PERSONAS, make_personas
@@ -67,7 +69,7 @@ def test_merchant_sizes_are_heavy_tailed_and_cover_every_customer():
 
 def test_features_kind_has_the_default_feature_columns():
     fed = generate_federation(**SMALL, kind="features", seed=2)
-    names = ["user_id"] + [spec.name for spec in default_feature_specs()]
+    names = ["user_id"] + list(ecommerce_schema().names)
     for table in fed.merchants.values():
         assert list(table.columns) == names
         values = table.drop(columns="user_id").to_numpy()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fedseg.privacy.protocol.builtin import numeric_table_schema
 from fedseg.privacy.pseudonyms import write_key_file
 from fedseg.privacy.published.identity import stamp
-from fedseg.privacy.scaling import FeatureScaling
 
 FEDSEG = [sys.executable, "-m", "fedseg.simulations.cli.main"]
 SECRET = "s3cr3t-pa55"
@@ -83,7 +83,8 @@ def test_assign_names_the_table_to_pick_in_a_database_of_several(tmp_path):
     scaler = {"names": ["f0"], "log": [False], "lower": [0.0], "upper": [1.0], "mean": [0.5],
               "scale": [0.5]}  # fmt: skip
     model = {"scaler": scaler, "centroids_standardized": [[-1.0], [1.0]]}
-    model |= stamp(FeatureScaling.from_dict(scaler), run_id="test")
+    schema = numeric_table_schema(["f0"])
+    model |= stamp(run_id="test") | {"schema": schema.to_dict(), "schema_digest": schema.digest()}
     (tmp_path / "model.json").write_text(json.dumps(model))
     done = fedseg("assign", "--model", str(tmp_path / "model.json"), "--data", str(db),
                   "--out", str(tmp_path / "labels.csv"))  # fmt: skip

@@ -169,7 +169,7 @@ def local_segments(
     node: MerchantNode, payload: Mapping[str, Any], centres: np.ndarray
 ) -> np.ndarray:
     """Each customer's nearest published centre, computed locally (as `fedseg assign`)."""
-    scaling, z, _ = node.scaled(payload)
+    scaling, z = node.scaled(payload)
     if centres.shape[1] != scaling.dim:
         raise RecommenderRequestError(
             f"'centres' has {centres.shape[1]} columns for {scaling.dim} features"

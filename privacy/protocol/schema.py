@@ -267,6 +267,22 @@ def _bound(value: object, name: str, side: str) -> float | None:
     return float(value)
 
 
+MAX_SCHEMA_BYTES = 1_000_000  # a schema's TOML text, as a request carries it
+
+
+def schema_from_toml(text: object, *, source: str) -> FeatureSchema:
+    """A schema from its TOML text (SchemaError naming ``source`` if it is not one)."""
+    if not isinstance(text, str) or len(text.encode()) > MAX_SCHEMA_BYTES:
+        raise SchemaError(
+            f"{source}: a feature schema is TOML text of at most {MAX_SCHEMA_BYTES} bytes"
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemaError(f"{source}: not a TOML feature schema ({exc})") from None
+    return schema_from_dict(data, source=source)
+
+
 def load_schema(path: str | Path) -> FeatureSchema:
     """A schema from a TOML file, or a built-in one by name (``ecommerce``, ``cdnow``, ...)."""
     from fedseg.privacy.protocol.builtin import BUILTIN_SCHEMAS
@@ -276,9 +292,10 @@ def load_schema(path: str | Path) -> FeatureSchema:
         return BUILTIN_SCHEMAS[text]()
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SchemaError(f"{path}: feature schema file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SchemaError(f"{path}: not a TOML feature schema ({exc})") from None
-    return schema_from_dict(data, source=str(path))
+        text = path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise SchemaError(
+            f"{path}: feature schema file not found (or a built-in name: "
+            f"{', '.join(BUILTIN_SCHEMAS)})"
+        ) from None
+    return schema_from_toml(text, source=str(path))

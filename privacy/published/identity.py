@@ -7,15 +7,14 @@ Four fields, at the top level of model.json:
   (the first number), whose model format or features may differ;
 - ``run_id``: the Flower run (``flwr log RUN_ID``) or, in simulations, the simulator's id;
 - ``created``: UTC time, ISO 8601 (``2026-12-02T10:00:00Z``);
-- ``schema_fingerprint``: the operator's feature schema's ``FeatureSchema.digest()`` when
-  the run has one, else a SHA-256 of the model's ordered feature names, log flags and
-  clip bounds — so a scaler edited or corrupted after the run no longer matches it.
+- ``schema_digest``: the run's ``FeatureSchema.digest()``, which the server writes beside
+  the schema itself (server/app.py) and which PublishedSegments checks against that
+  schema. It is the model's one fingerprint: the same digest merchants' describe replies
+  carry to prove they compute the run's features.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -24,7 +23,7 @@ from typing import Any
 from fedseg.privacy.protocol.schema import FeatureSchema
 from fedseg.privacy.scaling import FeatureScaling
 
-IDENTITY_FIELDS = ("fedseg_version", "run_id", "created", "schema_fingerprint")
+IDENTITY_FIELDS = ("fedseg_version", "run_id", "created", "schema_digest")
 
 
 class ModelIdentityError(ValueError):
@@ -39,45 +38,20 @@ def fedseg_version() -> str:
         return "0+unknown"
 
 
-def schema_fingerprint(scaling: FeatureScaling, schema: FeatureSchema | None = None) -> str:
-    """The schema's digest, or SHA-256 of the ordered names, log flags and clip bounds."""
-    if schema is not None:
-        return schema.digest()
-    canonical = json.dumps(
-        {"names": scaling.names, "log": scaling.log, "lower": scaling.lower,
-         "upper": scaling.upper},
-        separators=(",", ":"),
-    )  # fmt: skip
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def stamp(
-    scaling: FeatureScaling,
-    *,
-    run_id: str,
-    schema: FeatureSchema | None = None,
-    now: datetime | None = None,
-) -> dict[str, str]:
-    """The identity fields of a model fitted now, in this run, over ``scaling``'s features."""
+def stamp(*, run_id: str, now: datetime | None = None) -> dict[str, str]:
+    """The identity fields of a model fitted now in this run; ``schema_digest`` comes with
+    the schema (server/app.py's segmentation_extras)."""
     created = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "fedseg_version": fedseg_version(),
-        "run_id": str(run_id),
-        "created": created,
-        "schema_fingerprint": schema_fingerprint(scaling, schema),
-    }
+    return {"fedseg_version": fedseg_version(), "run_id": str(run_id), "created": created}
 
 
 def check_identity(
-    model: Mapping[str, Any],
-    scaling: FeatureScaling,
-    *,
-    source: str,
-    schema: FeatureSchema | None = None,
+    model: Mapping[str, Any], *, source: str, schema: FeatureSchema | None = None
 ) -> None:
     """Refuse, with one line naming ``source`` and the field, a model that lacks its identity,
-    comes from another major version of fedseg, or whose fingerprint does not match its own
-    scaler (or, given, the reader's ``schema``). Read before any data is loaded."""
+    comes from another major version of fedseg, or whose ``schema_digest`` is not that of
+    ``schema`` (the model's own, parsed, or the one the reader computes with). Read before
+    any data is loaded."""
     for field in IDENTITY_FIELDS:
         if not isinstance(model.get(field), str) or not model[field]:
             raise ModelIdentityError(
@@ -90,11 +64,10 @@ def check_identity(
             f"{source}: field 'fedseg_version' is {theirs}, this is fedseg {ours}: a model "
             f"from another major version cannot be read safely; refit it"
         )
-    if model["schema_fingerprint"] != schema_fingerprint(scaling, schema):
-        what = "this data's feature schema" if schema else "the model's own features and scaler"
+    if schema is not None and model["schema_digest"] != schema.digest():
         raise ModelIdentityError(
-            f"{source}: field 'schema_fingerprint' does not match {what}: the model was "
-            f"made for other features, or edited or corrupted since"
+            f"{source}: field 'schema_digest' does not match the feature schema "
+            f"{schema.source}: the model was made for other features, or edited since"
         )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedseg.privacy.protocol.schema import FeatureSchema, SchemaError, schema_from_dict
 from fedseg.privacy.scaling import FeatureScaling
 from threadpoolctl import ThreadpoolController
 
@@ -31,6 +32,7 @@ class PublishedSegments:
     centres: np.ndarray  # (k, d) in the standardized space
     names: tuple[str, ...]
     as_of: str | None = None
+    schema: FeatureSchema | None = None  # the run's feature schema (models since issue 16)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "model.json") -> PublishedSegments:
@@ -59,7 +61,8 @@ class PublishedSegments:
             raise ModelError(
                 f"{source}: field 'segment_names' does not match the {len(centres)} centres"
             )
-        return cls(scaling, centres, tuple(map(str, names)), data.get("as_of"))
+        return cls(scaling, centres, tuple(map(str, names)), data.get("as_of"),
+                   _schema_of(data, scaling, source))  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[PublishedSegments, dict]:
@@ -82,6 +85,23 @@ class PublishedSegments:
     def assign(self, features: np.ndarray) -> np.ndarray:
         """Each customer's segment (0-based) from their features in original units."""
         return nearest_centre(self.scaling.transform(features), self.centres)
+
+
+def _schema_of(
+    data: Mapping[str, Any], scaling: FeatureScaling, source: str
+) -> FeatureSchema | None:
+    """The model's schema, checked against its digest and its scaler's features."""
+    if "schema" not in data:
+        return None
+    try:
+        schema = schema_from_dict(data["schema"], source=f"{source}: field 'schema'")
+    except (SchemaError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{source}: field 'schema': {exc}") from None
+    if data.get("schema_digest", schema.digest()) != schema.digest():
+        raise ModelError(f"{source}: field 'schema_digest' does not match its schema")
+    if schema.names != scaling.names:
+        raise ModelError(f"{source}: field 'schema' names other features than 'scaler'")
+    return schema
 
 
 def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:

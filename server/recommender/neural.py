@@ -19,7 +19,7 @@ from fedseg.privacy import releases
 from fedseg.server.aggregation import ReplySpec
 from fedseg.server.config import DPSGD_LEARNING_RATE, DPSGD_SAMPLING_RATE
 from fedseg.server.recommender.fedavg import fedavg
-from fedseg.server.segmentation import Rounds
+from fedseg.server.rounds import Rounds
 
 if TYPE_CHECKING:
     from fedseg.privacy.published.neural import NeuralRecommender

@@ -27,7 +27,7 @@ from fedseg.privacy.scaling import FeatureScaling
 from fedseg.server.aggregation import ReplySpec
 from fedseg.server.recommender.content import catalogue_attributes, choose_candidate
 from fedseg.server.recommender.ease import choose_items, fit_recommender
-from fedseg.server.segmentation import Rounds
+from fedseg.server.rounds import Rounds
 
 # As benchmarked (benchmarks/recommender.py, docs/recommender.md).
 MAX_GRAM_ITEMS = 1000

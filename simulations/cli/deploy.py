@@ -107,7 +107,7 @@ def app_project(
     k: Annotated[int, Opt(help="Number of segments")] = 5,
     epsilon: Annotated[float, Opt(help="Total user-level ε of the run")] = 1.0,
     delta: Annotated[float, Opt(help="δ of the run")] = 1e-6,
-    rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 6,
+    rounds: Annotated[int, Opt(help="DP Lloyd rounds")] = 2,
     min_clients: Annotated[int, Opt(help="Fewest merchants a round may aggregate")] = 2,
     round_timeout: Annotated[float, Opt(help="Seconds a round waits")] = DEPLOY_ROUND_TIMEOUT_S,
 ) -> None:
@@ -204,7 +204,7 @@ def demo_deploy(
     users: Annotated[int, Opt(help="Customers in total")] = 3000,
     k: Annotated[int, Opt(help="Number of segments")] = 4,
     epsilon: Annotated[float, Opt(help="Total user-level ε of the run")] = 2.0,
-    rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 3,
+    rounds: Annotated[int, Opt(help="DP Lloyd rounds")] = 2,
     seed: Annotated[int, Opt(help="Seed of the generated data")] = 0,
     test_seed: Annotated[int | None, Opt(help="Deterministic test mode (tests only)")] = None,
     secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,

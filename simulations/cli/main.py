@@ -69,7 +69,14 @@ def simulate(
     k: Annotated[str, Opt(help="Segments, or a range 2-10 / list 2,4,8 to choose k")] = "5",
     epsilon: Annotated[str, Opt(help="Total user-level ε of the run, or inf")] = "1",
     delta: Annotated[float, Opt(help="δ of the run")] = 1e-6,
-    rounds: Annotated[int, Opt(help="DP Lloyd rounds (at most)")] = 4,
+    rounds: Annotated[int, Opt(help="DP Lloyd rounds")] = 2,
+    features: Annotated[
+        str | None,
+        Opt(
+            help="The feature schema: a TOML file or ecommerce/cdnow/movielens "
+            "(default: the federation's, docs/segmentation.md)"
+        ),
+    ] = None,
     noise: Annotated[str, Opt(help="local or distributed")] = "local",
     secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
     aggregation: Annotated[
@@ -145,6 +152,11 @@ def simulate(
     }
     if as_of is not None:
         run_config["as-of"] = as_of
+    if features is not None:
+        from fedseg.privacy.protocol.schema import load_schema
+
+        load_schema(features)  # a bad schema fails before any work
+        run_config["features"] = features
     if recommender:
         if len(ks) > 1:
             raise ValueError("--recommender needs one --k (choosing k does not fit a recommender)")

@@ -86,13 +86,14 @@ def segment_table(model: SegmentModel) -> Table:
     table.add_column("#", justify="right")
     table.add_column("name")
     table.add_column("customers", justify="right")
+    units = model.extras.get("units", {})
     for f in features:
-        table.add_column(feature_heading(f), justify="right")
+        table.add_column(feature_heading(f, units.get(f, "")), justify="right")
     if rfm:
         table.add_column("RFM label")
     for row in model.profiles():
         cells = [str(row["segment"]), row["name"], f"{row['size']:,}"]
-        cells += [feature_cell(f, row[f]) for f in features]
+        cells += [feature_cell(f, row[f], units.get(f, "")) for f in features]
         if rfm:
             cells.append(rfm.get(row["segment"], {}).get("rfm_label", ""))
         table.add_row(*cells)

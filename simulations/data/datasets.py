@@ -66,7 +66,8 @@ def load_cdnow(*, merchants: int = 10) -> Federation:
         }
     )
     region = events["user_id"].to_numpy() % merchants
-    return _split(events, region, merchant_ids(merchants), items=None, as_of=CDNOW_AS_OF)
+    return _split(events, region, merchant_ids(merchants), items=None, as_of=CDNOW_AS_OF,
+                  features="cdnow")  # fmt: skip
 
 
 def load_movielens_100k(*, regions: int = 10) -> Federation:
@@ -106,7 +107,8 @@ def load_movielens_100k(*, regions: int = 10) -> Federation:
         unknown = events.loc[region.isna(), "user_id"].iloc[0]
         raise ValueError(f"{folder / 'ml-100k.inter'}: user {unknown} is not in ml-100k.user")
     names = [f"region{r}" for r in range(regions)]
-    return _split(events, region.to_numpy(dtype=int), names, items=items, as_of=MOVIELENS_AS_OF)
+    return _split(events, region.to_numpy(dtype=int), names, items=items, as_of=MOVIELENS_AS_OF,
+                  features="movielens")  # fmt: skip
 
 
 def zip_zones(zip_codes: pd.Series) -> np.ndarray:
@@ -125,12 +127,14 @@ def _split(
     *,
     items: pd.DataFrame | None,
     as_of: str,
+    features: str,
 ) -> Federation:
     merchants = {
         name: events[region == index].reset_index(drop=True) for index, name in enumerate(names)
     }
     merchants = {name: table for name, table in merchants.items() if len(table)}
-    return Federation(merchants=merchants, items=items, truth=None, kind="events", as_of=as_of)
+    return Federation(merchants=merchants, items=items, truth=None, kind="events", as_of=as_of,
+                      features=features)  # fmt: skip
 
 
 def _read_atomic(path: Path) -> pd.DataFrame:

@@ -6,7 +6,8 @@ On disk::
                                                  features; .db: a SQLite file)
     DIR/items.csv                                optional catalogue
     DIR/truth.csv                                optional: merchant_id, user_id, segment
-    DIR/federation.toml                          optional public run parameters (as_of)
+    DIR/federation.toml                          optional public run parameters (as_of,
+                                                 features: a built-in schema or a TOML file)
 
 `truth.csv` is for evaluation only; no client or server code path reads it.
 """
@@ -44,6 +45,7 @@ class Federation:
     truth: pd.DataFrame | None
     kind: str
     as_of: str | None = None  # public run parameter: the time recency is measured from
+    features: str | None = None  # the feature schema: a built-in name (privacy/protocol/builtin)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -85,14 +87,17 @@ def write_federation(fed: Federation, out_dir: str | Path, *, fmt: str = "auto")
         fed.items.to_csv(out / "items.csv", index=False)
     if fed.truth is not None:
         fed.truth.to_csv(out / "truth.csv", index=False)
-    if fed.as_of is not None:
-        (out / FEDERATION_FILE).write_text(f'as_of = "{fed.as_of}"\n')
+    parameters = {"as_of": fed.as_of, "features": fed.features}
+    lines = [f'{key} = "{value}"\n' for key, value in parameters.items() if value is not None]
+    if lines:
+        (out / FEDERATION_FILE).write_text("".join(lines))
     return out
 
 
 def public_parameters(directory: str | Path) -> dict[str, str]:
     """The public run parameters a federation directory declares (federation.toml), as run
-    config entries, e.g. {"as-of": "2025-01-01T00:00:00Z"}; none if it has no such file."""
+    config entries, e.g. {"as-of": "2025-01-01T00:00:00Z", "features": "cdnow"}; a schema
+    file is named relative to the directory. None if it has no such file."""
     path = Path(directory) / FEDERATION_FILE
     if not path.exists():
         return {}
@@ -100,7 +105,12 @@ def public_parameters(directory: str | Path) -> dict[str, str]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise FederationLayoutError(f"{path}: not a TOML file ({exc})") from None
-    return {"as-of": str(data["as_of"])} if "as_of" in data else {}
+    out = {"as-of": str(data["as_of"])} if "as_of" in data else {}
+    if "features" in data:
+        features = str(data["features"])
+        local = Path(directory) / features
+        out["features"] = str(local) if features.endswith(".toml") else features
+    return out
 
 
 def read_federation(directory: str | Path) -> Federation:
@@ -127,8 +137,18 @@ def read_federation(directory: str | Path) -> Federation:
         merchants = {m: _parse_timestamps(t, where=m) for m, t in merchants.items()}
     items = _read_optional(root / "items.csv", ("item_id", "category", "price"))
     truth = _read_optional(root / "truth.csv", TRUTH_COLUMNS)
-    as_of = public_parameters(root).get("as-of")
-    return Federation(merchants=merchants, items=items, truth=truth, kind=kind, as_of=as_of)
+    public = public_parameters(root)
+    return Federation(merchants=merchants, items=items, truth=truth, kind=kind,
+                      as_of=public.get("as-of"), features=public.get("features"))  # fmt: skip
+
+
+def table_columns(path: Path) -> list[str]:
+    """A merchant file's column names, without reading its rows."""
+    if path.suffix == ".csv":
+        return list(pd.read_csv(path, nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from fedseg.client.features import DEFAULT_CATEGORIES
+from fedseg.privacy.protocol.builtin import ECOMMERCE_CATEGORIES
 
 # The feature builder owns the category vocabulary (its share_<category> columns).
-CATEGORIES: tuple[str, ...] = tuple(DEFAULT_CATEGORIES)
+CATEGORIES: tuple[str, ...] = tuple(ECOMMERCE_CATEGORIES)
 PRICE_TIERS = ("budget", "mid", "premium", "luxury")
 
 

@@ -1,7 +1,7 @@
 """`--kind features`: per-customer feature rows drawn straight from the customer draws.
 
 No event log is materialized, so federations of millions of customers fit in memory.
-Column names and meanings are those of the default feature specs in client/features.py.
+Column names and meanings are those of the e-commerce schema (privacy/protocol/builtin.py).
 Counts follow the same laws as the event generator (views per session, Binomial carts and
 orders, Binomial reviews); the sum of page-view durations uses the Fenton-Wilkinson
 lognormal approximation, and the last visit is the maximum of the session times.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fedseg.client.feature_specs import KNOWN_SPECS
+from fedseg.privacy.protocol.builtin import KNOWN_FEATURES
 from fedseg.simulations.data.catalogue import Catalogue
 from fedseg.simulations.data.customers import Customers
 from fedseg.simulations.data.events import VIEW_SPREAD, WINDOW_SECONDS
@@ -19,8 +19,8 @@ from fedseg.simulations.data.personas import CATEGORIES, Persona, persona_table
 from fedseg.simulations.data.sampling import sample_from_rows
 
 SECONDS_PER_DAY = 86_400
-# As in client/features.py: a customer who never bought gets the recency spec's upper bound.
-NEVER_BOUGHT_DAYS = KNOWN_SPECS["recency_days"].upper
+# As in client/features.py: a customer who never bought gets recency's public upper bound.
+NEVER_BOUGHT_DAYS = KNOWN_FEATURES["recency_days"].upper
 
 
 def feature_table(

@@ -2,25 +2,25 @@
 total (ε, δ) budget, then a noisy cost curve and a suggested k.
 
 Shared statistics, nested fits. The first fit (the largest k) releases the DP feature
-histograms and initializes privately; every smaller k warm-starts (run_config
+statistics (ranges and moments) and initializes privately; every smaller k warm-starts (run_config
 ``warm-start``) from the next larger k's centres with the closest pair merged (Ward's
 criterion, the pair whose merge raises the k-means cost least): it reuses that model's
-scaler and marginals and spends its whole ε on Lloyd rounds. All fits therefore cluster in
-the SAME standardized space, so their costs are comparable; the histograms, released once,
+scaling, statistics and last radius and spends its ε on Lloyd rounds and its profiles. All fits therefore cluster in
+the SAME standardized space, so their costs are comparable; the statistics, released once,
 can get a large share of the budget (``statistics_share``), which makes the scaling good;
 and no fit for a small k starts from a fresh noisy initialization that can stall in a poor
 local optimum (a fit of k+1 that split one segment in two merges back to it).
 
 Budget. Every release is a plain Gaussian with noise multiplier z; these compose exactly as
 one Gaussian whose 1/z² is the sum of theirs (a "precision"). ``plan_budget`` gives the shared
-histograms ``statistics_share`` of the total precision and every fit the same init + Lloyd
+statistics ``statistics_share`` of the total precision and every fit the same init + Lloyd
 plan, binary-searching the per-fit ε so that all planned releases, composed with
 fedseg.privacy.accounting, stay within the total. After the fits, the releases recorded in
 every model.json are composed again and checked (early stopping only ever spends less).
 
 Cost curve (post-processing only; no extra release). The last DP Lloyd round released noisy
-per-cluster sums S_j and counts n_j, and the centres are c_j = S_j / n_j (up to box clipping),
-so for that round's assignment Σ_i ‖z_i − c_a(i)‖² = Σ_i ‖z_i‖² − Σ_j n_j ‖c_j‖². Σ‖z_i‖²/N is
+per-cluster counts n_j and moved each centre to (about) its members' mean c_j (up to the
+displacement clipping), so for that round's assignment Σ_i ‖z_i − c_a(i)‖² = Σ_i ‖z_i‖² − Σ_j n_j ‖c_j‖². Σ‖z_i‖²/N is
 estimated from the shared noisy marginals pushed through the shared scaler (the same for every
 k, so its error shifts the whole curve, not its shape). The curve is W(k) / (N̂ · that): the
 share of variance left unexplained by k segments; a running minimum over k removes bumps
@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release, epsilon_spent
-from fedseg.server.budget import noise_plan
+from fedseg.server.budget import noise_plan, planned_kinds
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.model import SegmentModel
 
@@ -52,8 +53,15 @@ DEFAULT_STATISTICS_SHARE = 0.25
 DEFAULT_SQUARE_NORM_SHARE = 0.02
 # The largest k's private initialization seeds every fit (the smaller k merge its centres).
 DEFAULT_INIT_SHARE = 0.07
-SHARE_KEYS = {"feature_histograms": "histogram-share", "init_cluster_stats": "init-share",
-              "recommender": "recommender-share", "square_norm": "square-norm-share"}  # fmt: skip
+# The shared statistics split like a single fit's (server/config.py: ranges 0.15, moments 0.10).
+STATISTICS_PARTS = ((releases.RANGES, 0.6), (releases.MOMENTS, 0.4))
+SHARE_KEYS = {releases.RANGES: "range-share", releases.MOMENTS: "moments-share",
+              releases.INIT: "init-share", releases.PROFILES: "profiles-share",
+              releases.SQUARE_NORM: "square-norm-share"}  # fmt: skip
+
+
+PER_SEGMENT_KEYS = ("noise", "profile_means", "profile_noise", "rfm", "actions",
+                    "lifetime_value", "recommender")  # fmt: skip
 
 
 class KRangeError(ValueError):
@@ -115,9 +123,9 @@ def fit_releases(
     """The releases of one fit that reuses the shared statistics, at ``epsilon``: Lloyd
     rounds only (warm-started), or with ``init`` also the private initialization."""
     cfg = SegmentationConfig.from_run_config({**run_config, "epsilon": epsilon})
-    counts = {"init_cluster_stats": cfg.init_rounds, "cluster_stats": cfg.rounds}
-    plan = noise_plan(cfg, histograms=False, init=init)
-    return [Release(name, z, count=counts.get(name, 1)) for name, z in plan.items()]
+    counts = {name: count for name, _, count in planned_kinds(cfg, statistics=False, init=init)}
+    plan = noise_plan(cfg, statistics=False, init=init)
+    return [Release(name, z, count=counts[name]) for name, z in plan.items()]
 
 
 def _precision(releases: Sequence[Release]) -> float:
@@ -136,7 +144,7 @@ def plan_budget(
 ) -> KBudget:
     """Split ``epsilon_total`` over the shared releases and ``runs`` fits (module docstring).
 
-    Shares are of the total precision Σ 1/z²: ``statistics_share`` for the histograms,
+    Shares are of the total precision Σ 1/z²: ``statistics_share`` for the ranges and moments,
     ``square_norm_share`` for the Σ‖z‖² release (0: none), ``init_share`` for the largest
     k's initialization, the rest evenly over the fits' Lloyd rounds.
     """
@@ -148,10 +156,11 @@ def plan_budget(
     def everything(eps: float) -> list[Release]:
         fits = fit_releases(run_config, epsilon=eps) * runs
         unit = _precision(fits) / fits_share  # the total precision
-        shared = [("feature_histograms", statistics_share), ("square_norm", square_norm_share)]
+        shared = [(n, statistics_share * part) for n, part in STATISTICS_PARTS]
+        shared.append((releases.SQUARE_NORM, square_norm_share))
         first = [Release(n, 1 / math.sqrt(s * unit)) for n, s in shared if s > 0]
         first.append(
-            Release("init_cluster_stats", math.sqrt(init_rounds / (init_share * unit)),
+            Release(releases.INIT, math.sqrt(init_rounds / (init_share * unit)),
                     count=init_rounds)
         )  # fmt: skip
         return first + fits
@@ -290,7 +299,10 @@ def merged_model(model: SegmentModel, k: int) -> SegmentModel:
         centres[a] = (sizes[a] * centres[a] + sizes[b] * centres[b]) / total
         sizes[a] = total
         del centres[b], sizes[b]
-    return replace(model, centres_standardized=np.array(centres), segment_sizes=np.array(sizes))
+    # What describes each of the old segments does not describe the merged ones.
+    extras = {key: v for key, v in model.extras.items() if key not in PER_SEGMENT_KEYS}
+    return replace(model, centres_standardized=np.array(centres), segment_sizes=np.array(sizes),
+                   extras=extras)  # fmt: skip
 
 
 def _ward(centres: list[np.ndarray], sizes: list[float], a: int, b: int) -> float:

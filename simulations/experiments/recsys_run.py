@@ -139,7 +139,9 @@ def merchant_histories(
     parts = []
     for path in merchant_files:
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
-        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
+        features, _, _ = customer_features(
+            path, pseudonymizer=pseudonymizer, schema=model.schema, as_of=as_of
+        )
         events, report = load_merchant_table(path, pseudonymizer=pseudonymizer, as_of=as_of)
         if report.kind != "events":
             raise ValueError(f"{path}: a features table has no item histories to evaluate")

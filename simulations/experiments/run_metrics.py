@@ -105,7 +105,7 @@ def centroid_errors(centres: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def communication(history: list[dict]) -> dict[str, float]:
     """Bytes each client sent: per DP Lloyd round (mean) and over the whole run."""
-    lloyd = [h for h in history if h.get("task") == "cluster_stats"]
+    lloyd = [h for h in history if h.get("task") == "cluster_displacements"]
     per_round = [h["bytes_received"] / max(len(h.get("contributors", [])), 1) for h in lloyd]
     asked = max((h.get("asked", 0) for h in history), default=0)
     total = sum(h.get("bytes_received", 0) for h in history)

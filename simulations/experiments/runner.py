@@ -21,13 +21,16 @@ from fedseg.client.app import app as client_app
 from fedseg.client.errors import DataError
 from fedseg.client.features import customer_features
 from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp
+from fedseg.privacy import releases
+from fedseg.privacy.protocol.builtin import ecommerce_schema, numeric_table_schema
+from fedseg.privacy.protocol.schema import FeatureSchema
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.privacy.secagg import save_roster, simulation_roster
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.report import render_report
 from fedseg.simulations.backends.tracing import TraceWriter
-from fedseg.simulations.data.federation import public_parameters
+from fedseg.simulations.data.federation import EVENT_COLUMNS, public_parameters, table_columns
 from fedseg.simulations.experiments.metrics import clustering_metrics
 from fedseg.simulations.experiments.recsys_run import recommender_evaluation, recommender_settings
 
@@ -81,6 +84,8 @@ def simulate(
             "expected-nodes": n_merchants,
         }
         config["as-of"] = as_of_timestamp(str(config.get("as-of", ""))).isoformat()
+        if not config.get("features"):
+            config["features"] = str(default_schema_file(data_dir, scratch))
         config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
         if _on(config.get("secure-agg")) and not config.get("secagg-roster"):
             config["secagg-roster"] = str(simulation_roster_file(data_dir, config, scratch))
@@ -107,7 +112,7 @@ def simulate(
         "epsilon_spent": model.privacy["epsilon"],
         "delta": model.privacy["delta"],
         "n_merchants": n_merchants,
-        "rounds": sum(1 for h in model.history if h.get("task") == "cluster_stats"),
+        "rounds": sum(1 for h in model.history if h.get("task") == releases.LLOYD),
         "wall_s": wall,
     }
     if evaluate:
@@ -117,6 +122,21 @@ def simulate(
         metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
+
+
+def default_schema_file(data_dir: Path, folder: str | Path) -> Path:
+    """The simulated operator's schema for a federation that names none: a features table's
+    own columns (built-in names keep their definitions), or the e-commerce features (with
+    category shares if the events have categories). Read from the first merchant's header:
+    the simulator is every party."""
+    columns = [str(c) for c in table_columns(merchant_files(data_dir)[0])]
+    if set(EVENT_COLUMNS) <= set(columns):
+        schema = ecommerce_schema() if "category" in columns else ecommerce_schema(())
+    else:
+        schema = numeric_table_schema([c for c in columns if c != "user_id"])
+    path = Path(folder) / "schema.toml"
+    path.write_text(schema.to_toml())
+    return path
 
 
 def simulation_roster_file(data_dir: Path, run_config: dict, folder: str | Path) -> Path:
@@ -134,9 +154,10 @@ def _on(value: object) -> bool:
 
 
 def pooled_features(
-    data_dir: Path, *, seed: int, as_of: str | None = None
+    data_dir: Path, *, seed: int, as_of: str | None = None, schema: FeatureSchema | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every merchant's customer features stacked, with planted segments if truth.csv exists.
+    """Every merchant's customer features stacked (the run's ``schema``; default: the
+    merchants' own), with planted segments if truth.csv exists.
 
     ``as_of`` defaults to the federation's public one (federation.toml), as the merchants'."""
     as_of = as_of or public_parameters(data_dir).get("as-of") or None
@@ -146,10 +167,12 @@ def pooled_features(
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
         try:
-            features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
+            features, _, _ = customer_features(
+                path, pseudonymizer=pseudonymizer, schema=schema, as_of=as_of
+            )
         except DataError:  # an unusable merchant took no part in the run either
             continue
-        rows.append(features[[s.name for s in specs]].to_numpy(dtype=np.float64))
+        rows.append(features.to_numpy(dtype=np.float64))
         if truth is not None:
             mine = truth[truth["merchant_id"] == path.stem]
             segment = dict(
@@ -187,7 +210,7 @@ def read_truth(path: Path) -> pd.DataFrame:
 def evaluate_model(
     model: SegmentModel, data_dir: Path, *, seed: int, as_of: str | None = None
 ) -> dict[str, Any]:
-    x, truth = pooled_features(data_dir, seed=seed, as_of=as_of)
+    x, truth = pooled_features(data_dir, seed=seed, as_of=as_of, schema=model.schema)
     z = model.scaling.transform(x)
     metrics = clustering_metrics(
         x,

@@ -74,7 +74,7 @@ class Scenario:
     dims: int = 10  # mixture only
     dropout: float = 0.0
     k: int = 5
-    rounds: int = 4  # as `fedseg simulate`
+    rounds: int = 2  # as `fedseg simulate`
     epsilons: tuple[float, ...] = DEFAULT_EPSILONS
     delta: float = 1e-6
     noise: tuple[str, ...] = ("local",)

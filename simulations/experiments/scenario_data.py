@@ -95,4 +95,5 @@ def shift_features(fed: Federation, shift: float, rng: np.random.Generator) -> F
                 else:
                     table[column] = values + shift * g * values.std(ddof=0)
         merchants[merchant_id] = table
-    return Federation(merchants=merchants, items=fed.items, truth=fed.truth, kind=fed.kind)
+    return Federation(merchants=merchants, items=fed.items, truth=fed.truth, kind=fed.kind,
+                      as_of=fed.as_of, features=fed.features)  # fmt: skip

@@ -94,14 +94,16 @@ def sklearn_table(name: str, *, merchants: int = 5, seed: int = 0) -> HarnessDat
 
 
 def _event_features(fed, schema: FeatureSchema, *, seed: int) -> tuple[list, list | None]:
-    from fedseg.client.feature_formulas import merchant_features
+    from fedseg.client.features import customer_features
     from fedseg.privacy.pseudonyms import Pseudonymizer
 
     as_of = max(t["timestamp"].max() for t in fed.merchants.values())
     parts, labels = [], []
     for merchant_id, table in fed.merchants.items():
         pseudonymizer = Pseudonymizer.for_simulation(merchant_id, seed)
-        features = merchant_features(table, schema, pseudonymizer=pseudonymizer, as_of=as_of)
+        features, _, _ = customer_features(
+            table, pseudonymizer=pseudonymizer, schema=schema, as_of=as_of, source_name=merchant_id
+        )
         parts.append(features.to_numpy(dtype=np.float64))
         if fed.truth is not None:
             mine = fed.truth[fed.truth["merchant_id"] == merchant_id]

@@ -1,6 +1,6 @@
 """Today's fit (server/segmentation.py on main) replayed over a harness ``Channel``.
 
-Same releases, same sensitivities, same shares and post-processing (``server/kmeans.py``):
+Same releases, same sensitivities, same shares and post-processing (``simulations/harness/legacy_kmeans.py``):
 128 histogram bins over the declared ranges (asinh-spaced when wider than 1e4), 20·k
 candidates from the noisy marginals, one initialization round, up to 4 Lloyd rounds with
 early stopping. Used to check that the harness reproduces the apps' figures.
@@ -16,8 +16,9 @@ from fedseg.client.statistics import cluster_statistics, feature_histograms
 from fedseg.privacy.accounting import PlannedRelease, calibrate
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.privacy.releases import sums_share
 from fedseg.privacy.scaling import FeatureScaling
-from fedseg.server import kmeans
+from fedseg.simulations.harness import legacy_kmeans as kmeans
 from fedseg.simulations.harness.channel import Channel
 
 GENERIC = 1e6  # client/feature_specs.py:generic_spec
@@ -95,7 +96,7 @@ def legacy_fit(
 
 
 def _cluster_round(channel: Channel, name: str, scaling: FeatureScaling, centres, z):
-    share = kmeans.sums_share(scaling.dim)
+    share = sums_share(scaling.dim)
     mech = GaussianMechanism(
         z[name], {"sums": scaling.radius, "counts": 1.0}, {"sums": share, "counts": 1 - share}
     )

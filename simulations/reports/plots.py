@@ -176,7 +176,9 @@ def convergence_figure(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
     fig, ax = plt.subplots(figsize=(6.2, 4.0))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(histories), 1)))
     for colour, (label, history) in zip(colours, histories.items(), strict=False):
-        rounds = [h for h in history if h.get("task") == "cluster_stats" and "movement" in h]
+        rounds = [
+            h for h in history if h.get("task") == "cluster_displacements" and "movement" in h
+        ]
         if rounds:
             ax.plot(
                 [h["round"] for h in rounds],

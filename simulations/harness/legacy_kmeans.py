@@ -1,13 +1,15 @@
-"""Server half of federated DP K-means: post-processing of noisy aggregates only.
+"""The previous fit's server steps (before issue 16), kept as the harness's legacy baseline.
 
-Nothing here sees a customer record; every input is a sum of noisy client releases,
-so everything here is free post-processing under differential privacy.
+Histogram edges over declared ranges, quantile clip bounds, candidates from the product of
+the marginals, k-means++ seeding and box-clipped Lloyd updates: post-processing of noisy
+aggregates only. ``simulations/harness/legacy.py`` replays the old fit with them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server.ranges import denoise_histograms
 from sklearn.cluster import KMeans
 
 WIDE_RANGE = 1e4  # declared ranges wider than this get asinh-spaced bins
@@ -56,41 +58,6 @@ def scaling_from_histograms(
         upper.append(hi)
         mean.append(mu)
     return FeatureScaling(names, log, tuple(lower), tuple(upper), tuple(mean), tuple(scale))
-
-
-def denoise_histograms(noisy_counts: np.ndarray, noise_sigma: float) -> np.ndarray:
-    """Noisy counts with the bins noise alone could explain set to zero.
-
-    A bin stays if it is above 6σ, or above 3σ with a neighbour above 3σ too. Among
-    128 bins × d features of pure noise, a lone bin passes 6σ with probability ~1e-9
-    and an adjacent pair passes 3σ with probability ~2e-6 each, so stray bins far out,
-    which would drag the quantile bounds with them, almost never survive. Mass spread
-    thinly over many fine bins can fall below the test; so each feature uses the finest
-    resolution (bins merged in groups of 1, 2, 4 or 8; σ grows as √group) that keeps at
-    least 90% of the mass the best resolution keeps. A feature left with no bin keeps
-    its clipped noisy counts.
-    """
-    counts = np.maximum(noisy_counts, 0.0)
-    n_features, n_bins = noisy_counts.shape
-    levels = []
-    for group in (1, 2, 4, 8):
-        if n_bins % group:
-            break
-        merged = noisy_counts.reshape(n_features, n_bins // group, group).sum(axis=2)
-        levels.append(np.repeat(_significant(merged, noise_sigma * np.sqrt(group)), group, axis=1))
-    kept_mass = np.stack([np.where(kept, counts, 0.0).sum(axis=1) for kept in levels])
-    finest_good = np.argmax(kept_mass >= 0.9 * kept_mass.max(axis=0), axis=0)
-    kept = np.stack([levels[level][j] for j, level in enumerate(finest_good)])
-    kept_counts = np.where(kept, counts, 0.0)
-    return np.where(kept_counts.sum(axis=1, keepdims=True) > 0, kept_counts, counts)
-
-
-def _significant(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
-    over3 = noisy_counts >= 3.0 * sigma
-    neighbour = np.zeros_like(over3)
-    neighbour[:, 1:] |= over3[:, :-1]
-    neighbour[:, :-1] |= over3[:, 1:]
-    return (noisy_counts >= 6.0 * sigma) | (over3 & neighbour)
 
 
 def _quantile_bounds(counts: np.ndarray, e: np.ndarray, quantiles) -> tuple[float, float]:
