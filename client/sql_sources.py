@@ -78,13 +78,15 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _DEFAULT_TABLES = ("events", "features")
 
 
-def read_sqlite_file(path: Path) -> pd.DataFrame:
+def read_sqlite_file(path: Path, *, limit: int | None = None) -> pd.DataFrame:
     """A SQLite database file given as a path (``shop.db``, ``merchants/north.db``): its only
-    table, else its ``events`` or ``features`` table."""
-    return _read_sqlite(str(path), "/" + str(path), None)
+    table, else its ``events`` or ``features`` table (its first ``limit`` rows, if given)."""
+    return _read_sqlite(str(path), "/" + str(path), None, limit=limit)
 
 
-def _read_sqlite(label: str, path_part: str, table: str | None) -> pd.DataFrame:
+def _read_sqlite(
+    label: str, path_part: str, table: str | None, *, limit: int | None = None
+) -> pd.DataFrame:
     # sqlite:///relative.db has path "/relative.db"; sqlite:////abs.db has "//abs.db".
     db_path = Path(path_part[1:] if path_part.startswith("/") else path_part)
     if not db_path.is_file():
@@ -101,7 +103,8 @@ def _read_sqlite(label: str, path_part: str, table: str | None) -> pd.DataFrame:
                     f"{label}: no table {table!r} (tables: {', '.join(names) or 'none'})"
                 )
             quoted = '"' + table.replace('"', '""') + '"'
-            return pd.read_sql_query(f"SELECT * FROM {quoted}", connection)
+            rows = "" if limit is None else f" LIMIT {int(limit)}"
+            return pd.read_sql_query(f"SELECT * FROM {quoted}{rows}", connection)
     except sqlite3.Error as exc:
         raise DataError(f"{label}: unreadable SQLite database ({_first_line(exc)})") from None
 

@@ -146,6 +146,8 @@ def table_columns(path: Path) -> list[str]:
     """A merchant file's column names, without reading its rows."""
     if path.suffix == ".csv":
         return list(pd.read_csv(path, nrows=0).columns)
+    if path.suffix in SQLITE_SUFFIXES:
+        return list(read_sqlite_file(path, limit=0).columns)
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
