@@ -120,3 +120,17 @@ def test_a_federation_of_sqlite_files_simulates_as_its_csv_files_and_assigns(tmp
                   f"sqlite:///{merchant}?table=events", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(pd.read_csv(out)) > 0
+
+
+def test_simulate_strict_refuses_an_unknown_event_name_before_any_release(tmp_path):
+    (tmp_path / "fed" / "merchants").mkdir(parents=True)
+    EVENTS.to_csv(tmp_path / "fed" / "merchants" / "north.csv", index=False)
+    renamed = EVENTS.assign(event=EVENTS["event"].replace({"purchase": "refund"}))
+    to_sqlite(renamed, tmp_path / "fed" / "merchants" / "south.db")
+    done = fedseg("simulate", "--data", str(tmp_path / "fed"), "--k", "2", "--strict",
+                  "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fedseg: error: {tmp_path / 'fed' / 'merchants' / 'south.db'}: ")
+    assert "strict mode: 2 bad rows: 2 unknown event (first at row 2)" in last
+    assert not (tmp_path / "out" / "model.json").exists()

@@ -143,7 +143,7 @@ def superlink(
 
 def supernode(
     superlink: Annotated[str, Opt(help="SuperLink address HOST:PORT")],
-    data: Annotated[str, Opt(help="Your data: .csv, .parquet or sqlite:///db?table=events")],
+    data: Annotated[str, Opt(help="Your data: .csv, .parquet, .db or sqlite:///db?table=events")],
     key_file: Annotated[Path, Opt(help="Your HMAC pseudonym key (fedseg keygen)")],
     epsilon_cap: Annotated[float, Opt(help="Most ε your customers may ever be charged")],
     state_dir: Annotated[Path, Opt(help="Keeps your privacy ledger across runs")],

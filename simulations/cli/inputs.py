@@ -49,18 +49,25 @@ class MerchantTable:
         return self.report.n_users if self.report else 0
 
 
-def inspect_federation(data_dir: Path, *, as_of: str = "") -> list[MerchantTable]:
+def inspect_federation(
+    data_dir: Path, *, as_of: str = "", strict: bool = False
+) -> list[MerchantTable]:
     """Every merchant table loaded as its ClientApp will (same rules and time window).
 
     ``as_of`` is the run's (default: the federation's, else the next UTC midnight). A table
-    that cannot be used is kept with its one-line problem: its merchant sits the run out."""
+    that cannot be used is kept with its one-line problem: its merchant sits the run out;
+    with ``strict``, a table with any bad row (an unknown event name…) stops the run."""
     when = as_of_timestamp(as_of or public_parameters(data_dir).get("as-of", ""))
     tables = []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, 0)  # ids are only counted
         try:
-            _, report = load_merchant_table(path, pseudonymizer=pseudonymizer, as_of=when)
+            _, report = load_merchant_table(
+                path, pseudonymizer=pseudonymizer, as_of=when, strict=strict
+            )
         except DataError as exc:
+            if strict:
+                raise
             tables.append(MerchantTable(path, None, str(exc)))
             continue
         tables.append(MerchantTable(path, report))

@@ -120,6 +120,12 @@ def simulate(
         ),
     ] = False,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
+    strict: Annotated[
+        bool,
+        Opt(
+            "--strict", help="Refuse a merchant table with any bad row (e.g. an unknown event name)"
+        ),
+    ] = False,
     as_json: Annotated[
         bool, Opt("--json", help="Print metrics.json's figures as JSON instead of the tables")
     ] = False,
@@ -171,7 +177,7 @@ def simulate(
         check_dataset(dataset or "synthetic")
     with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
         data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
-        tables = inspect_federation(data_dir, as_of=as_of or "")
+        tables = inspect_federation(data_dir, as_of=as_of or "", strict=strict)
         check_k(ks, tables, where=str(data or f"the built-in {dataset or 'synthetic'} data"))
         output.err.print(output.load_table(tables))
         output.report_lines(tables)
@@ -319,7 +325,7 @@ def sweep(
 @app.command(rich_help_panel=MERCHANT)
 def assign(
     model: Annotated[Path, Opt(help="model.json published by the server")],
-    data: Annotated[Path, Opt(help="Your events or features: .csv, .parquet or a SQL URL")],
+    data: Annotated[Path, Opt(help="Your events or features: .csv, .parquet, .db or a SQL URL")],
     out: Annotated[Path, Opt(help="CSV to write: user_id, segment, segment_name")] = Path(
         "assignments.csv"
     ),
