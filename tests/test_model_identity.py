@@ -143,8 +143,10 @@ def test_assign_refuses_a_model_fitted_on_other_features(fitted, tmp_path):
                   "--out", str(tmp_path / "labels.csv"))  # fmt: skip
     assert done.returncode == 2
     # The model's own schema says what f0 is; an events table cannot give it.
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        f"fedseg: error: {events}: feature 'f0' has no formula for events tables"
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"fedseg: error: {events}: feature 'f0' has no formula for events tables")
     )
 
 

@@ -31,7 +31,7 @@ def test_a_folder_without_merchants_is_named_not_a_singular_matrix(tmp_path):
                   "--seeds", "1", "--out", str(tmp_path / "out"))  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"fedseg: error: {tmp_path / 'nomerchants'}: no merchants/*.csv or *.parquet files"
+        f"fedseg: error: {tmp_path / 'nomerchants'}: no merchants/*.csv, *.parquet or SQLite *.db files"
     ]
 
 

@@ -69,10 +69,11 @@ def clustering_metrics(
 
 def partition_metrics(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """ARI and NMI against the planted segments of the customers truth.csv lists (NaN for
-    the others), and the share it lists."""
+    the others), the share it lists and how many it misses."""
     known = ~np.isnan(np.asarray(truth, dtype=np.float64))
     return {
         "ari": float(adjusted_rand_score(truth[known], labels[known])),
         "nmi": float(normalized_mutual_info_score(truth[known], labels[known])),
         "truth_coverage": float(known.mean()),
+        "truth_missing": int((~known).sum()),
     }

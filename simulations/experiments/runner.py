@@ -221,8 +221,6 @@ def evaluate_model(
         model_space=(z, model.centres_standardized),
     )
     metrics["n_users"] = int(len(x))
-    if truth is not None:
-        metrics["truth_missing"] = int(np.isnan(truth).sum())
     metrics["empty_clusters"] = int(np.sum(model.segment_sizes < 1))
     return metrics
 
