@@ -181,6 +181,10 @@ DIGEST_KEYS = {"schema_digest", "request_id"}
 def _schema_disagreement(reply: Reply, digest: str) -> str | None:
     """Why a describe reply does not show agreement with the schema (None if it does): one
     short string, the schema's digest, and nothing else."""
+    if reply.error is None and reply.payload is None and reply.size_bytes:
+        return (
+            f"a reply of {reply.size_bytes} array bytes where only a digest was asked (not decoded)"
+        )
     if reply.error is not None or not isinstance(reply.payload, Mapping):
         return _reason(reply)
     extra = sorted(set(reply.payload) - DIGEST_KEYS)
