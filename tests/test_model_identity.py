@@ -167,3 +167,35 @@ def test_a_warm_start_from_another_major_version_is_refused_before_any_release(f
                   "--warm-start", str(old), "--out", str(tmp_path / "out"))  # fmt: skip
     assert done.returncode == 2
     assert f"{old}: field 'fedseg_version' is 9.0.0" in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_clientapp_refuses_a_server_of_another_major_version(tmp_path, caplog):
+    """Through the shipped ClientApp: the run's describe says the server's fedseg version."""
+    from fedseg.privacy.protocol.builtin import numeric_table_schema
+    from fedseg.privacy.protocol.codes import CODES
+    from fedseg.simulations.backends.replay import Merchants
+
+    data = write_blob_federation(tmp_path / "fed", n=100, d=2, k=2, merchants=1, seed=0)
+    group = Merchants({"sim-data-dir": str(data), "seed": 0}, num_nodes=1)
+    schema = numeric_table_schema(["f0", "f1"]).to_toml()
+    ours = version("fedseg")
+    assert "schema_digest" in group.answer("describe", {"schema": schema, "fedseg_version": ours})
+    theirs = f"{int(ours.split('.')[0]) + 1}.0.0"
+    with caplog.at_level("WARNING"):
+        reply = group.ask("describe", {"schema": schema, "fedseg_version": theirs})
+    assert reply.error.code == CODES["bad_request"][0]
+    assert f"the server runs fedseg {theirs}, this merchant fedseg {ours}" in caplog.text
+
+
+def test_a_run_whose_server_is_another_major_version_gets_no_merchant(tmp_path, monkeypatch):
+    """End to end through the real apps in process: the ServerApp says its version, every
+    ClientApp refuses another major one, and the run stops before any release."""
+    from fedseg.server.aggregation import RoundFailed
+    from fedseg.simulations.experiments.runner import simulate
+
+    data = write_blob_federation(tmp_path / "fed", n=200, d=2, k=2, merchants=2, seed=0)
+    monkeypatch.setattr("fedseg.server.rounds.fedseg_version", lambda: "99.0.0")
+    with pytest.raises(RoundFailed, match="describe: 0 of 2 merchants") as error:
+        simulate(data, {"k": 2, "seed": 0}, out_dir=tmp_path / "out", evaluate=False)
+    assert "nothing was released" in str(error.value) and "node 2: bad_request" in str(error.value)
+    assert not (tmp_path / "out" / "model.json").exists()

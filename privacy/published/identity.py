@@ -59,7 +59,7 @@ def check_identity(
                 f"wrote (refit it with fedseg {fedseg_version()})"
             )
     theirs, ours = model["fedseg_version"], fedseg_version()
-    if _major(theirs) != _major(ours):
+    if not same_major_version(theirs):
         raise ModelIdentityError(
             f"{source}: field 'fedseg_version' is {theirs}, this is fedseg {ours}: a model "
             f"from another major version cannot be read safely; refit it"
@@ -78,6 +78,11 @@ def check_features(
     any order: callers select the model's columns by name)."""
     if set(features) != set(scaling.names):
         raise ModelIdentityError(f"{source}: {_feature_mismatch(scaling.names, features, data)}")
+
+
+def same_major_version(theirs: str) -> bool:
+    """Whether a model or a peer from fedseg ``theirs`` shares this fedseg's major version."""
+    return _major(str(theirs)) == _major(fedseg_version())
 
 
 def _major(text: str) -> str:
