@@ -55,7 +55,10 @@ def assign_with_report(
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    labels = segments.assign(features[list(segments.features)].to_numpy(dtype=np.float64))
+    values = features[list(segments.features)].to_numpy(dtype=np.float64)
+    if segments.schema is not None:
+        _check_share_groups(segments.schema, values, source=str(model_path), data=report.source)
+    labels = segments.assign(values)
     raw_ids = read_table(data)["user_id"].astype(str).unique()
     own_id = dict(zip(pseudonymizer.pseudonymize(raw_ids), raw_ids, strict=True))
     table = pd.DataFrame(
@@ -68,8 +71,34 @@ def assign_with_report(
     if "recommender" in model:  # top-10 item ids, space-separated, from this merchant's own data
         clean, loaded = load_merchant_table(data, pseudonymizer=pseudonymizer)
         events = clean if loaded.kind == "events" else None
+        _check_catalogue(model, events, source=str(model_path), data=report.source)
         table["recommendations"] = _recommendations(model, model_path, events, features, labels)
     return table, report
+
+
+def _check_share_groups(schema, values: np.ndarray, *, source: str, data: str) -> None:
+    """Refuse data none of whose customers falls in a share group of the model (a film
+    model's genres for a shop's categories): its features would all be 0, its labels noise."""
+    for group, columns in schema.groups().items():
+        if values.size and not np.any(values[:, columns] > 0):
+            names = ", ".join(schema.names[c] for c in columns[:3])
+            raise DataError(
+                f"{source}: none of {data}'s customers has any {group} of the model "
+                f"({names}, …): the model was made for other data"
+            )
+
+
+def _check_catalogue(model: dict, events, *, source: str, data: str) -> None:
+    """Refuse to recommend from a catalogue this merchant sells none of."""
+    published = model["recommender"]
+    ids = published.get("item_ids") if isinstance(published, dict) else None
+    if events is None or not isinstance(ids, list) or not ids:
+        return  # a broken section is named by _recommendations
+    if not events["item_id"].astype(str).isin({str(i) for i in ids}).any():
+        raise DataError(
+            f"{source}: field 'recommender': none of {data}'s items is in the model's "
+            f"catalogue of {len(ids):,} items: the model was made for other data"
+        )
 
 
 def _recommendations(model: dict, model_path, events, features: pd.DataFrame, labels) -> list:

@@ -199,3 +199,34 @@ def test_a_run_whose_server_is_another_major_version_gets_no_merchant(tmp_path, 
         simulate(data, {"k": 2, "seed": 0}, out_dir=tmp_path / "out", evaluate=False)
     assert "nothing was released" in str(error.value) and "node 2: bad_request" in str(error.value)
     assert not (tmp_path / "out" / "model.json").exists()
+
+
+@pytest.mark.slow
+def test_a_model_of_other_data_is_refused_not_applied(tmp_path):
+    """A shop's model (its categories, its catalogue) on a film service's ratings: every
+    share of the model would be 0 and every recommendation an item it does not sell."""
+    import pandas as pd
+
+    made = fedseg("generate", "--out", str(tmp_path / "fed"), "--users", "900", "--merchants",
+                  "2", "--seed", "0")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    done = fedseg("simulate", "--data", str(tmp_path / "fed"), "--k", "3", "--recommender",
+                  "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = tmp_path / "out" / "model.json"
+    shop = pd.read_csv(tmp_path / "fed" / "merchants" / "m0.csv", dtype=str)
+    cases = {
+        "films.csv": (shop.assign(category="Comedy", item_id="film-" + shop["item_id"]),
+                      "customers has any"),
+        "other_items.csv": (shop.assign(item_id="film-" + shop["item_id"]),
+                            "field 'recommender': none of"),
+    }  # fmt: skip
+    for name, (table, expected) in cases.items():
+        table.to_csv(tmp_path / name, index=False)
+        done = fedseg("assign", "--model", str(model), "--data", str(tmp_path / name),
+                      "--out", str(tmp_path / f"{name}.labels"))  # fmt: skip
+        assert done.returncode == 2, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"fedseg: error: {model}: ") and expected in last, last
+        assert last.endswith("the model was made for other data")
+        assert not (tmp_path / f"{name}.labels").exists()
