@@ -25,6 +25,7 @@ from fedseg.client.node import MerchantNode
 from fedseg.client.policy import MerchantPolicy
 from fedseg.client.recommender.offer import offer_recommender
 from fedseg.client.secure import SecureIdentity, SessionMemory
+from fedseg.client.tables import MERCHANT_SUFFIXES
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol import run
 from fedseg.privacy.protocol.schema import FeatureSchema
@@ -36,7 +37,6 @@ from fedseg.privacy.secagg import (
     simulation_signing_key,
 )
 
-MERCHANT_SUFFIXES = (".csv", ".parquet")
 log = logging.getLogger("fedseg.merchant")
 
 

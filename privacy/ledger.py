@@ -179,10 +179,12 @@ class PrivacyLedger:
                 raise LedgerFileError(f"{self.path}: unknown ledger version {data.get('version')}")
             releases = [Release(**{k: r.get(k) for k in _RELEASE_FIELDS}) for r in data["releases"]]
             return releases, int(data.get("streams", 0))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise LedgerFileError(f"{self.path}: not a readable privacy ledger ({exc})") from exc
+        except LedgerFileError:
+            raise
         except AccountingError as exc:
             raise LedgerFileError(f"{self.path}: invalid release entry ({exc})") from exc
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON too
+            raise LedgerFileError(f"{self.path}: not a readable privacy ledger ({exc})") from exc
 
     def _save(self) -> None:
         data = {

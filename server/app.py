@@ -7,7 +7,6 @@ Thin adapter: parses run_config once, offers the Grid as a ``Transport`` and wri
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -21,6 +20,8 @@ from fedseg.privacy.protocol.records import array_bytes, from_records, to_record
 from fedseg.privacy.protocol.run import as_of
 from fedseg.privacy.protocol.schema import load_schema
 from fedseg.privacy.protocol.tasks import message_type
+from fedseg.privacy.published import identity
+from fedseg.privacy.published.segments import PublishedSegments
 from fedseg.privacy.secagg import load_roster
 from fedseg.server import marketing
 from fedseg.server.aggregation import RoundFailed
@@ -51,6 +52,9 @@ def main(grid: Grid, context: Context) -> None:
     transport = GridTransport(grid, timeout=cfg.round_timeout or None)
     transport.wait_for_nodes(expected=cfg.expected_nodes, minimum=cfg.min_clients)
     model = fit_model(transport, cfg, on_round=log_round)
+    # Simulations run every in-process run as Flower run 1: their own id tells runs apart.
+    run_id = str(context.run_config.get("sim-run-id") or context.run_id)
+    model.extras.update(identity.stamp(run_id=run_id))
     model.save(out_dir / "model.json")
     (out_dir / "report.md").write_text(render_report(model))
     log(INFO, "fedseg: wrote %s and report.md (ε = %.4g at δ = %g)",
@@ -186,10 +190,9 @@ def _read_model(path: str) -> dict | None:
     """An earlier model.json, or None; a missing or unreadable file is a clear error."""
     if not path:
         return None
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the earlier model ({exc})") from None
+    segments, data = PublishedSegments.load(path)  # one line naming the file and field
+    identity.check_identity(data, source=str(path), schema=segments.schema)
+    return data
 
 
 _FIRST_PULL_S, _LAST_PULL_S = 0.01, 0.25  # between pulls for replies (Flower's grid: 3 s)

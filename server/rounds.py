@@ -21,6 +21,7 @@ from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.plan import RunPlan
 from fedseg.privacy.protocol.codes import describe as describe_code
 from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.privacy.published.identity import fedseg_version
 from fedseg.server.aggregation import Aggregate, ReplySpec, RoundFailed, aggregate_plain
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.transport import Payload, Reply, Transport
@@ -120,8 +121,8 @@ class Rounds:
         are the operator's."""
         started = time.perf_counter()
         digest = schema.digest()
-        replies = self.transport.request("describe", {"schema": schema.to_toml()}, nodes,
-                                         max_bytes=0)  # fmt: skip
+        request = {"schema": schema.to_toml(), "fedseg_version": fedseg_version()}
+        replies = self.transport.request("describe", request, nodes, max_bytes=0)
         why = dict.fromkeys(nodes, "no reply before the deadline")
         why.update(
             {r.node_id: _schema_disagreement(r, digest) for r in replies if r.node_id in why}
@@ -181,10 +182,8 @@ DIGEST_KEYS = {"schema_digest", "request_id"}
 def _schema_disagreement(reply: Reply, digest: str) -> str | None:
     """Why a describe reply does not show agreement with the schema (None if it does): one
     short string, the schema's digest, and nothing else."""
-    if reply.error is None and reply.payload is None and reply.size_bytes:
-        return (
-            f"a reply of {reply.size_bytes} array bytes where only a digest was asked (not decoded)"
-        )
+    if reply.error is None and reply.payload is None:  # refused on its size, undecoded
+        return f"field 'payload' is {reply.size_bytes} bytes of arrays, a digest has none"
     if reply.error is not None or not isinstance(reply.payload, Mapping):
         return _reason(reply)
     extra = sorted(set(reply.payload) - DIGEST_KEYS)

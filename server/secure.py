@@ -47,8 +47,9 @@ STAGES = ("advertise", "share", "masked", "consistency", "unmask")
 class SecureAggregator:
     """An ``Aggregator`` running each noisy round through secure aggregation.
 
-    It charges the server's ledger itself, once masked inputs are in (each merchant charged
-    itself before sending one): a round that aborts before that costs nothing.
+    It charges the server's ledger itself, just before it asks for masked inputs (each
+    merchant charges itself before sending one): a round that aborts before that costs
+    nothing; one that aborts later says which merchants paid, or may have.
     """
 
     charges_ledger = True
@@ -105,22 +106,22 @@ class SecureAggregator:
         log = RoundLog(task=release.name, asked=tuple(nodes))
         opening = {**payload, "secagg_round": session.round_id, "secagg_max_abs": MAX_ABS_VALUE}
         self._deadline = None if not self.round_timeout else time.monotonic() + self.round_timeout
+        asked: Sequence[int] = ()  # the merchants asked for a masked input
         masked: dict = {}
         try:
             messages = {n: opening for n in nodes}
             for stage, collect in zip(STAGES, self._collectors(server), strict=True):
+                if stage == "masked":
+                    # Each merchant charges itself just before its masked input leaves, so
+                    # from here on any of them may have paid, whether or not we hear from it.
+                    self.ledger.charge(release)
+                    asked = tuple(messages)
                 replies = self._stage(task, stage, messages, log, session)
-                if stage == "masked" and replies:
-                    self.ledger.charge(release)  # each merchant charged itself already
+                if stage == "masked":
                     masked = replies
                 messages = collect(replies)
         except (SecAggAborted, SecAggError, BudgetExceeded) as exc:
-            cost = (
-                f"release {release.name!r} stays charged on the run's ledger and on those of "
-                f"the {len(masked)} merchants that sent masked inputs"
-                if masked
-                else "nothing was charged"
-            )
+            cost = _abort_cost(release, asked, masked)
             raise RoundFailed(
                 f"{task}: secure aggregation aborted, nothing released ({cost}): {exc}"
             ) from None
@@ -150,6 +151,8 @@ class SecureAggregator:
         for reply in self.transport.request_each(task, requests, timeout=left, max_bytes=limit):
             log.bytes_received += reply.size_bytes
             node = reply.node_id
+            if node not in messages or node in answers:  # nobody asked it, or it answered twice
+                continue
             if reply.error is not None or reply.payload is None:
                 why = reply.error or f"{reply.size_bytes} bytes, at most {limit} accepted"
                 log.rejected[node] = f"node {node}: {stage}: {why}"
@@ -164,3 +167,20 @@ class SecureAggregator:
             if node not in answers and node not in log.rejected:
                 log.rejected[node] = f"node {node}: {stage}: no reply before the deadline"
         return answers
+
+
+def _abort_cost(release: Release, asked: Sequence[int], masked: Mapping[int, object]) -> str:
+    """What an aborted round cost: merchants whose masked input arrived have paid; those
+    asked for one that did not answer may have (their input can be lost after the charge)."""
+    if not asked:
+        return "nothing was charged"
+    silent = len(set(asked) - set(masked))
+    maybe = (
+        f"; {silent} more were asked for one and sent none we could use: they may have paid too"
+        if silent
+        else ""
+    )
+    return (
+        f"release {release.name!r} stays charged on the run's ledger and on those of the "
+        f"{len(masked)} merchants that sent masked inputs{maybe}"
+    )

@@ -104,8 +104,13 @@ def _size_mismatch(node: int, payload: Mapping, spec: ReplySpec) -> str | None:
     """Counts (per cluster, or the one count of the moments) that do not add up to the
     merchant's own noisy customer count from its range histograms."""
     part = next((p for p in ("counts", "count") if p in spec.shapes), None)
-    if spec.sizes is None or node not in spec.sizes or part is None:
+    if spec.sizes is None or part is None:
         return None
+    if node not in spec.sizes:  # else spoiling its histograms would free its counts
+        return (
+            f"node {node}: field {part!r} cannot be checked: the merchant's range histograms "
+            "gave no usable customer count"
+        )
     size, size_sigma = spec.sizes[node]
     counts = np.asarray(payload[part], dtype=np.float64)
     sigma = math.hypot(spec.sigmas.get(part, 0.0) * math.sqrt(counts.size), size_sigma)

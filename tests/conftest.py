@@ -84,9 +84,7 @@ def accepted_plan(count: int = 100, placement: str = "", **noise: float):
     return AcceptedPlan(RunPlan(planned, **secure))
 
 
-def bare_node(
-    x, *, lower=None, upper=None, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)
-):
+def bare_node(x, *, lower=None, upper=None, log=None, epsilon_cap=float("inf"), noise_seed=(0, 0)):
     """A MerchantNode over feature rows ``x`` (columns f0, f1, …) with an in-memory ledger;
     ``lower``/``upper`` are the schema's public bounds (None: unknown, found privately)."""
     from fedseg.client.node import MerchantNode
@@ -103,3 +101,22 @@ def bare_node(
     policy = MerchantPolicy(epsilon_cap=epsilon_cap)
     ledger = PrivacyLedger(None, epsilon_cap=epsilon_cap, delta=policy.delta)
     return MerchantNode(x, schema=schema, ledger=ledger, policy=policy, noise_seed=noise_seed)
+
+
+def run_on_grid(server_app, grid_class, client_app, *, num_nodes: int, run_config: dict):
+    """Run the ServerApp to completion over ``grid_class`` (an ``InProcessGrid`` subclass
+    that loses or delays some replies, as a real transport can); returns the grid."""
+    from fedseg.simulations.backends.inprocess import SUPERLINK_NODE_ID
+    from flwr.app import Context, RecordDict
+    from flwr.supercore.run import Run
+    from flwr.supercore.task_identity import TaskIdentity
+
+    run = Run.create_empty(run_id=1)
+    run.override_config = dict(run_config)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = (1, SUPERLINK_NODE_ID, 1)
+    grid = grid_class(client_app, num_nodes, run=run)
+    context = Context(
+        run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config)
+    )
+    server_app(grid, context)
+    return grid

@@ -32,7 +32,7 @@ def test_k_ranges(text, ks):
     assert parse_k_range(text) == ks
 
 
-@pytest.mark.parametrize("text", ["", "a-b", "0-3", "2,2", "5-3"])
+@pytest.mark.parametrize("text", ["", "a-b", "0-3", "1", "2,2", "5-3"])
 def test_bad_k_ranges_are_refused(text):
     with pytest.raises(KRangeError, match="--k"):
         parse_k_range(text)
@@ -74,7 +74,9 @@ def test_the_server_turns_each_config_back_into_the_planned_noise():
     lloyd = [r.noise_multiplier for r in budget.planned if r.name == "cluster_displacements"]
     assert len(lloyd) == runs and all(z == lloyd[1] for z in lloyd[1:])
     assert lloyd[1] <= other["cluster_displacements"] <= 1.01 * lloyd[1]
-    recorded = [Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in first.items()]
+    recorded = [
+        Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in first.items()
+    ]
     recorded += [
         Release(n, z, count=4 if n == "cluster_displacements" else 1) for n, z in other.items()
     ] * 8

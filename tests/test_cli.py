@@ -44,7 +44,7 @@ def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path)
     first = fedseg("simulate", "--data", str(data), "--k", "4", "--out", str(tmp_path / "a"),
                    "--state-dir", str(state), "--epsilon-cap", "3")  # fmt: skip
     assert first.returncode == 0, first.stderr
-    assert "| segment | name |" in first.stdout and "Total ε" in first.stdout
+    assert "4 segments" in first.stdout and "ε spent" in first.stdout
     ledger = json.loads((state / "m0" / "ledger.json").read_text())
     spent_once = len(ledger["releases"])
 
@@ -85,3 +85,23 @@ def test_simulate_then_assign_and_warm_start_with_accumulating_ledgers(tmp_path)
     assert not (tmp_path / "c" / "model.json").exists()
     # Refused as a whole, before its first release: nothing more was spent.
     assert PrivacyLedger(state / "m0" / "ledger.json", epsilon_cap=3, delta=1e-6).spent() == spent
+
+
+@pytest.mark.slow
+def test_a_deleted_ledger_is_refused_until_reset_on_purpose(tmp_path):
+    """Issue 15: deleting ledger.json silently reset a merchant's spent budget. A state
+    directory that has served a run refuses to go on without it; ``fedseg ledger reset``
+    asks for ``--yes`` and says what it did."""
+    from fedseg.privacy.accounting import Release
+    from fedseg.privacy.ledger import PrivacyLedger
+
+    state = tmp_path / "m0"
+    PrivacyLedger(state / "ledger.json", epsilon_cap=3, delta=1e-6).charge(Release("x", 5.0))
+    (state / "ledger.json").unlink()
+    shown = fedseg("ledger", "show", "--state-dir", str(state))
+    assert shown.returncode == 2 and "fedseg ledger reset --state-dir" in shown.stderr
+    unconfirmed = fedseg("ledger", "reset", "--state-dir", str(state))
+    assert unconfirmed.returncode == 2 and "add --yes to confirm" in unconfirmed.stderr
+    reset = fedseg("ledger", "reset", "--state-dir", str(state), "--yes")
+    assert reset.returncode == 0 and "no ledger; mark cleared" in reset.stdout
+    assert PrivacyLedger(state / "ledger.json", epsilon_cap=3, delta=1e-6).spent() == 0.0

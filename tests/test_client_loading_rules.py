@@ -157,3 +157,16 @@ def test_text_that_csv_reads_as_missing_is_missing_in_every_format(tmp_path):
     from_parquet, report = load_merchant_table(tmp_path / "shop.parquet", pseudonymizer=PSEUDO)
     assert report.dropped == csv_report.dropped == {"missing user_id": 1}
     pd.testing.assert_frame_equal(from_parquet, from_csv)
+
+
+def test_a_parquet_bytes_column_costs_its_bad_rows_not_the_merchant(tmp_path):
+    """Issue 15: a Parquet column of raw bytes gave a bare UnicodeDecodeError and lost the
+    merchant; a value that is not UTF-8 text is now one bad row."""
+    path = tmp_path / "shop.parquet"
+    pd.DataFrame({
+        "user_id": [b"\xff\xfe", b"u2", b"u3"], "timestamp": ["2024-01-01", "2024-01-02", "2024-01-03"],
+        "event": ["purchase"] * 3, "item_id": [b"i1", b"i2", b"\xff"], "price": [1.0, 2.0, 3.0],
+    }).to_parquet(path)  # fmt: skip
+    clean, report = load_merchant_table(path, pseudonymizer=Pseudonymizer.for_simulation("s", 0))
+    assert len(clean) == 1 and report.rows_read == 3
+    assert sum(report.dropped.values()) == 2 and "bad user_id" in report.dropped

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -151,6 +152,12 @@ def test_cli_superlink_without_certificates_exits_with_one_line(tmp_path):
 
 
 def test_cli_supernode_insecure_dry_run_warns_and_prints_command(tmp_path):
+    from fedseg.privacy.pseudonyms import write_key_file
+
+    pd.DataFrame({"user_id": ["a", "b"], "spend": [1.0, 2.0]}).to_csv(
+        tmp_path / "shop.csv", index=False
+    )
+    write_key_file(tmp_path / "shop.key")
     done = subprocess.run(
         [sys.executable, "-m", "fedseg.simulations.cli.main", "supernode", "--superlink", "h:9093",
          "--data", "shop.csv", "--key-file", "shop.key", "--epsilon-cap", "3",

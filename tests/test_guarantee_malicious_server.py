@@ -98,7 +98,9 @@ def test_only_requests_inside_the_accepted_plan_are_answered(federation, tmp_pat
     group.answer("feature_histograms", histograms(request_id=1))
     third = group.ask("feature_histograms", histograms(request_id=2))
     assert code_of(third) == reason("bad_request")  # the plan listed two
-    other = group.ask("cluster_displacements", {"release": "cluster_displacements", "request_id": 3})
+    other = group.ask(
+        "cluster_displacements", {"release": "cluster_displacements", "request_id": 3}
+    )
     assert code_of(other) == reason("bad_request")  # a kind the plan lacks
     assert charged(tmp_path) == [("feature_ranges", 40.0)] * 2
 

@@ -3,9 +3,11 @@
 import json
 import math
 import multiprocessing
+import os
+from pathlib import Path
 
 import pytest
-from fedseg.privacy.accounting import Release, epsilon_spent
+from fedseg.privacy.accounting import AccountingError, Release, epsilon_spent
 from fedseg.privacy.ledger import BudgetExceeded, LedgerFileError, PrivacyLedger, reset_ledger
 from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.releases import displacement_mechanism
@@ -187,3 +189,128 @@ def test_calibrated_plan_charged_one_release_at_a_time_fits_its_own_cap():
             ledger.charge(Release("sgd", z["sgd"], count=17, sampling_rate=0.03))
         ledger.charge(Release("sgd", z["sgd"], count=1, sampling_rate=0.03))  # 7 x 17 + 1 = 120
         assert 0.99 * epsilon <= ledger.spent() <= epsilon
+
+
+# -- the edges a mutation run found unguarded (benchmarks/mutation.py) ------------------------
+
+
+@pytest.mark.parametrize("cap", [-0.5, float("nan")])
+def test_a_cap_below_zero_or_not_a_number_is_refused(cap):
+    with pytest.raises(AccountingError, match="epsilon_cap must be >= 0"):
+        PrivacyLedger(None, epsilon_cap=cap, delta=1e-6)
+
+
+def test_a_zero_cap_is_allowed_and_refuses_every_release():
+    ledger = PrivacyLedger(None, epsilon_cap=0.0, delta=1e-6)
+    assert ledger.would_exceed(Release("x", 100.0))
+    with pytest.raises(BudgetExceeded):
+        ledger.charge(Release("x", 100.0))
+
+
+def test_would_exceed_says_no_for_a_request_landing_exactly_on_the_cap():
+    release = Release("g", 3.7306)
+    cap = epsilon_spent([release], delta=1e-5)
+    ledger = PrivacyLedger(None, epsilon_cap=cap, delta=1e-5)
+    assert ledger.would_exceed(release) is False  # as charge() agrees: it is accepted
+    assert ledger.would_exceed(Release("g", 3.7)) is True
+    roomy = PrivacyLedger(None, epsilon_cap=10 * cap, delta=1e-5)
+    assert roomy.would_exceed(release) is False
+
+
+def test_the_ledger_file_states_its_version_cap_and_every_charge(tmp_path):
+    """The file is the merchant's own record: an auditor reads the cap and the releases."""
+    finite, unbounded = tmp_path / "finite.json", tmp_path / "unbounded.json"
+    PrivacyLedger(finite, epsilon_cap=2.5, delta=1e-6).charge(Release("x", 5.0))
+    PrivacyLedger(unbounded, epsilon_cap=math.inf, delta=1e-6).charge(Release("x", 5.0))
+    data = json.loads(finite.read_text())
+    assert (data["version"], data["epsilon_cap"], data["delta"]) == (2, 2.5, 1e-6)
+    assert data["releases"][0]["name"] == "x" and data["releases"][0]["noise_multiplier"] == 5.0
+    assert json.loads(unbounded.read_text())["epsilon_cap"] == "inf"  # JSON has no infinity
+
+
+def test_reading_a_ledger_never_writes_it(tmp_path):
+    path = tmp_path / "ledger.json"
+    ledger = PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    ledger.spent(), ledger.report(), ledger.releases, ledger.would_exceed(Release("x", 9.0))
+    assert not path.exists()  # nothing charged, nothing written
+    ledger.charge(Release("x", 9.0))
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    ledger.spent(), ledger.report(), ledger.releases
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+def test_a_new_state_directory_is_created_with_its_parents(tmp_path):
+    path = tmp_path / "merchants" / "m07" / "state" / "ledger.json"
+    PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6).charge(Release("x", 9.0))
+    assert path.exists()
+
+
+def test_a_charge_is_synced_to_disk_with_its_directory_before_it_returns(tmp_path, monkeypatch):
+    """The file and the rename are fsynced (a crash after charge() cannot lose the charge);
+    ``durable=False`` (throw-away simulation state) skips both."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    state = tmp_path / "state"
+    PrivacyLedger(state / "ledger.json", epsilon_cap=1.0, delta=1e-6).charge(Release("x", 9.0))
+    assert str(state) in synced  # the directory, after the rename
+    assert any(Path(s).name.startswith("ledger.json") and s.endswith(".tmp") for s in synced)
+    synced.clear()
+    quick = tmp_path / "quick" / "ledger.json"
+    PrivacyLedger(quick, epsilon_cap=1.0, delta=1e-6, durable=False).charge(Release("x", 9.0))
+    assert synced == [] and quick.exists()
+
+
+UNREADABLE, INVALID = "not a readable privacy ledger", "invalid release entry"
+DAMAGED = {  # file text → how the refusal begins, after the file's name
+    "not json": ("{not json", UNREADABLE),
+    "not an object": ("[1, 2]", UNREADABLE),
+    "no releases": ('{"version": 2}', UNREADABLE),
+    "release not an object": ('{"version": 2, "releases": [3]}', UNREADABLE),
+    "unknown version": ('{"version": 9, "releases": []}', "unknown ledger version 9"),
+    "impossible release": (
+        '{"version": 2, "releases": [{"name": "a", "noise_multiplier": -1}]}', INVALID),
+    "count not a number": (
+        '{"version": 2, "releases": [{"name": "a", "noise_multiplier": 1, "count": "x"}]}',
+        INVALID),
+    "streams not a number": ('{"version": 2, "releases": [], "streams": "x"}', UNREADABLE),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED))
+def test_a_damaged_ledger_file_is_refused_at_start_naming_the_file(tmp_path, damage):
+    path = tmp_path / "ledger.json"
+    text, words = DAMAGED[damage]
+    path.write_text(text)
+    with pytest.raises(LedgerFileError) as err:
+        PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    assert str(err.value).startswith(f"{path}: {words}"), str(err.value)
+
+
+def test_a_ledger_path_that_cannot_be_read_is_refused_naming_it(tmp_path):
+    path = tmp_path / "ledger.json"
+    path.mkdir()  # a directory where the file should be
+    with pytest.raises(LedgerFileError, match=r"ledger\.json: not a readable privacy ledger"):
+        PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+
+
+def test_privacy_parameters_are_keyword_only(tmp_path):
+    """A cap and a δ are both small floats: passing them by position invites a swap."""
+    with pytest.raises(TypeError):
+        PrivacyLedger(tmp_path / "ledger.json", 1.0, 1e-6)
+
+
+def test_a_version_1_ledger_is_still_read_and_its_streams_start_afresh(tmp_path):
+    """Ledgers written before noise streams were persisted (version 1) keep their charges."""
+    path = tmp_path / "ledger.json"
+    entry = {"name": "x", "noise_multiplier": 5.0, "count": 1, "sampling_rate": None}
+    path.write_text(json.dumps({"version": 1, "releases": [entry]}))
+    ledger = PrivacyLedger(path, epsilon_cap=1.0, delta=1e-6)
+    assert [r.noise_multiplier for r in ledger.releases] == [5.0]
+    assert ledger.next_stream() == 1
+    assert json.loads(path.read_text())["version"] == 2  # rewritten in today's format

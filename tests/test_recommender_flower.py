@@ -112,7 +112,10 @@ def test_metrics_beat_random_ranking(traced_run):
     assert figures["evaluated_customers"] > 1000
     baselines = figures["baselines"]  # same customers, segments and negatives, side by side
     assert set(baselines) == {
-        "ease", "global_popularity", "segment_popularity", "segment_popularity_dp"
+        "ease",
+        "global_popularity",
+        "segment_popularity",
+        "segment_popularity_dp",
     }
     # The synthetic personas buy differently: knowing the segment beats global popularity.
     assert baselines["segment_popularity"]["hr_at_10"] > baselines["global_popularity"]["hr_at_10"]

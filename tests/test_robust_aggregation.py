@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from fedseg.server.aggregation import RoundFailed, aggregate_plain
@@ -169,3 +171,156 @@ def test_generated_rounds_aggregate_finitely_or_fail_cleanly(replies, method):
             continue
         assert all(np.isfinite(v).all() for v in agg.sums.values())
         assert set(agg.log.contributors) | set(agg.log.rejected) == set(asked)
+
+
+# -- feature moments: per-customer moments combined robustly, scaled by the capped count ------
+
+MOMENTS = ReplySpec(shapes={"count": (1,), "sum": (2,), "square": (2,)}, sigmas={"count": 1.0})
+
+
+def _merchant(node, count, sum_, square):
+    payload = {"count": np.array([float(count)]), "sum": np.array(sum_, dtype=np.float64),
+               "square": np.array(square, dtype=np.float64)}  # fmt: skip
+    return Reply(node, payload=payload)
+
+
+def _combine(replies, method="median"):
+    robust = RobustAggregator(ListTransport(replies), min_clients=1, config=RobustConfig(method))
+    return robust("feature_moments", {}, MOMENTS, [r.node_id for r in replies]).sums
+
+
+@pytest.mark.parametrize("method", ["median", "trimmed"])
+def test_moments_of_a_merchant_flipping_its_sums_do_not_move_the_per_customer_moments(method):
+    """Four honest merchants of 100 customers (mean 0.5, -0.2; mean square 0.8, 0.9); a
+    fifth sends the same count with its sums flipped and the largest squares its count
+    allows: every reply passes validation, yet it moves nothing."""
+    honest = [_merchant(n, 100, [50.0, -20.0], [80.0, 90.0]) for n in range(4)]
+    hostile = _merchant(4, 100, [-50.0, 20.0], [100.0, 100.0])
+    sums = _combine([*honest, hostile], method)
+    np.testing.assert_allclose(sums["count"], [500.0])
+    np.testing.assert_allclose(sums["sum"], [0.5 * 500, -0.2 * 500])
+    np.testing.assert_allclose(sums["square"], [0.8 * 500, 0.9 * 500])
+
+
+def test_a_merchant_claiming_100x_its_customers_weighs_at_most_the_cap():
+    honest = [_merchant(n, 100, [50.0, -20.0], [80.0, 90.0]) for n in range(4)]
+    inflated = _merchant(4, 10_000, [5000.0, -2000.0], [8000.0, 9000.0])  # consistent, × 100
+    sums = _combine([*honest, inflated])
+    total = 4 * 100 + 1.5 * 100  # its count is capped at 1.5 × the median merchant's
+    np.testing.assert_allclose(sums["count"], [total])
+    np.testing.assert_allclose(sums["sum"], [0.5 * total, -0.2 * total])
+
+
+def test_moments_of_merchants_too_small_to_trust_are_summed_plainly():
+    """Counts below 3σ of the count's noise (σ = 1) give no usable per-customer moments."""
+    small = [_merchant(n, 2.5, [1.0, -1.0], [2.0, 2.0]) for n in range(3)]
+    sums = _combine(small)
+    np.testing.assert_allclose(sums["count"], [7.5])
+    np.testing.assert_allclose(sums["sum"], [3.0, -3.0])
+    np.testing.assert_allclose(sums["square"], [6.0, 6.0])
+
+
+def test_a_small_merchant_counts_as_sent_beside_qualified_ones_but_has_no_say():
+    honest = [_merchant(n, 100, [50.0, -20.0], [80.0, 90.0]) for n in range(3)]
+    tiny = _merchant(3, 2.0, [2.0, 2.0], [2.0, 2.0])  # mean 1, 1: far from the others
+    sums = _combine([*honest, tiny])
+    np.testing.assert_allclose(sums["count"], [302.0])
+    np.testing.assert_allclose(sums["sum"], [0.5 * 302, -0.2 * 302])
+
+
+# -- configuration and the hand-computed parts of the cluster and histogram rules -------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"method": "mean"}, "robust method must be one of"),
+        ({"method": "trimmed", "trim": -0.01}, "trim must be in [0, 0.5)"),
+        ({"method": "trimmed", "trim": 0.5}, "trim must be in [0, 0.5)"),
+        ({"weight_cap": 0.99}, "weight_cap must be at least 1"),
+        ({"weight_cap": float("nan")}, "weight_cap must be at least 1"),
+    ],
+)
+def test_a_robust_configuration_that_would_not_bound_anything_is_refused(settings, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        RobustConfig(**settings)
+
+
+def test_the_edges_of_a_robust_configuration_are_allowed():
+    assert RobustConfig(method="trimmed", trim=0.0).cut == 0.0
+    assert RobustConfig(method="trimmed", trim=0.49).cut == 0.49
+    assert RobustConfig(weight_cap=1.0).weight_cap == 1.0
+    assert 0.5 - 1e-8 < RobustConfig(method="median", trim=0.1).cut < 0.5  # trim unused
+
+
+def _cluster_round(replies, spec, method="trimmed", trim=0.0):
+    config = RobustConfig(method=method, trim=trim)
+    robust = RobustAggregator(ListTransport(replies), min_clients=1, config=config)
+    return robust("cluster_displacements", {}, spec, [r.node_id for r in replies]).sums
+
+
+def test_cluster_means_weigh_by_their_precision_and_the_total_is_capped():
+    """k = 1, d = 1, σ_sums = 10: precisions c²/(c + σ²) of counts 100 and 50 are 50 and
+    16.7 (cap 1.5 × their median, 50, binds nobody); the mean of means 1 and 4 weighted so
+    is 1.75, and the total count 150; a trim of 0 is the weighted mean."""
+    spec = ReplySpec(shapes={"sums": (1, 1), "counts": (1,), "distances": (2,)},
+                     sigmas={"sums": 10.0, "counts": 1.0})  # fmt: skip
+    replies = [
+        Reply(1, payload={"sums": np.array([[100.0]]), "counts": np.array([100.0]),
+                          "distances": np.array([60.0, 40.0])}),
+        Reply(2, payload={"sums": np.array([[200.0]]), "counts": np.array([50.0]),
+                          "distances": np.array([5.0, 45.0])}),
+    ]  # fmt: skip
+    sums = _cluster_round(replies, spec)
+    np.testing.assert_allclose(sums["counts"], [150.0])
+    np.testing.assert_allclose(sums["sums"], [[1.75 * 150.0]])
+    np.testing.assert_allclose(sums["distances"], [65.0, 85.0])  # other parts are summed
+
+
+def test_a_cluster_no_merchant_holds_enough_customers_of_is_summed_plainly():
+    """σ_counts = 2: a count qualifies from 3σ = 6 on. Cluster 0 has qualified merchants,
+    cluster 1 only counts of 5.9 (their means are noise): it falls back to the plain sum."""
+    spec = ReplySpec(shapes={"sums": (2, 1), "counts": (2,)}, sigmas={"sums": 0.0, "counts": 2.0})
+    replies = [
+        Reply(n, payload={"sums": np.array([[6.0 * (n + 1)], [5.9 * 3]]),
+                          "counts": np.array([6.0, 5.9])})
+        for n in range(3)
+    ]  # fmt: skip
+    sums = _cluster_round(replies, spec, method="median")
+    np.testing.assert_allclose(sums["counts"], [18.0, 3 * 5.9])
+    np.testing.assert_allclose(sums["sums"], [[2.0 * 18.0], [3 * 5.9 * 3]])  # median mean 2
+
+
+def test_histogram_bins_below_the_medians_noise_are_cleared():
+    """Four identical merchants of 1,000 customers, σ = 1, m = 4: a median's noise is
+    √(π/2)·σ·√m ≈ 2.51, so bins under 3 × 2.51 ≈ 7.5 are noise: 8 stays, 6 goes."""
+    shape = np.array([[0.5, 0.4965, 0.002, 0.0015]])
+    replies = [Reply(n, payload={"counts": 1000 * shape}) for n in range(4)]
+    spec = ReplySpec(shapes={"counts": (1, 4)}, sigmas={"counts": 1.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2, 3]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], [[2000.0, 1986.0, 8.0, 0.0]])
+
+
+def test_histograms_of_merchants_too_small_to_trust_are_summed_plainly():
+    """σ = 1 over 4 bins of 1 feature: a size qualifies from 3σ·√(bins/d) = 6 on."""
+    counts = np.array([[2.0, 1.0, 2.0, 0.5]])  # 5.5 customers
+    replies = [Reply(n, payload={"counts": counts}) for n in range(3)]
+    spec = ReplySpec(shapes={"counts": (1, 4)}, sigmas={"counts": 1.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], 3 * counts)
+
+
+def test_robust_histograms_check_that_every_row_counts_the_same_customers():
+    """The round's spec need not say so: feature histograms always have equal row totals."""
+    same = np.array([[10.0, 20, 0, 0], [0.0, 0, 15, 15]])
+    replies = [Reply(n, payload={"counts": same}) for n in range(3)]
+    replies.append(Reply(3, payload={"counts": same * [[1.0], [100.0]]}))
+    spec = ReplySpec(shapes={"counts": (2, 4)}, sigmas={"counts": 1.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2, 3]
+    )
+    assert "different totals" in agg.log.rejected[3] and agg.log.contributors == (0, 1, 2)

@@ -3,12 +3,14 @@ the round goes on while ``min_clients`` remain, and fails cleanly (nothing relea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from fedseg.server.aggregation import RoundFailed, aggregate_plain, screen_replies
 from fedseg.server.robust import RobustAggregator
 from fedseg.server.transport import Reply
-from fedseg.server.validation import ReplySpec, check_reply, oversized
+from fedseg.server.validation import ReplySpec, check_reply, left_out_table, oversized
 
 K, D = 3, 2
 SPEC = ReplySpec(
@@ -183,4 +185,147 @@ def test_cluster_counts_must_add_up_to_the_merchants_own_histograms():
     assert check_reply(Reply(4, payload=_good()), spec) is None  # 30 vs 45: within 6σ
     reason = check_reply(Reply(5, payload=_good()), spec)
     assert reason.startswith("node 5: field 'counts' adds up to 30 customers")
-    assert check_reply(Reply(6, payload=_good()), spec) is None  # no size known: no check
+    # No size known (its histograms were rejected or late): its counts cannot be trusted.
+    assert check_reply(Reply(6, payload=_good()), spec) == (
+        "node 6: field 'counts' cannot be checked: the merchant's range histograms gave no "
+        "usable customer count"
+    )
+    assert check_reply(Reply(6, payload=_good()), replace(spec, sizes=None)) is None
+
+
+# -- feature moments: Σu, Σu² and Σuuᵀ of customers mapped into [-1, 1]^d --------------------
+
+MOMENTS = ReplySpec(
+    shapes={"count": (1,), "sum": (2,), "square": (2,), "second": (2, 2)},
+    sigmas={"count": 1.0, "sum": 0.5, "square": 0.5, "second": 0.5},
+)
+SLACK_OF_PARTS = 6 * (0.5 + 1.0)  # 6σ of the part plus 6σ of the count: 9
+
+
+def _moments(count=10.0, **parts) -> dict:
+    good = {"count": np.array([count]), "sum": np.array([3.0, -4.0]),
+            "square": np.array([5.0, 6.0]), "second": np.array([[5.0, 1.0], [1.0, 6.0]])}  # fmt: skip
+    return {**good, **{k: np.asarray(v, dtype=np.float64) for k, v in parts.items()}}
+
+
+# (payload, accepted?) on each side of every bound: a count of 10, slack 9 for the parts.
+MOMENT_EDGES = {
+    "good": (_moments(), None),
+    "count a little below 0": (_moments(-5.5, sum=[0, 0], square=[0, 0], second=np.eye(2) * 0), None),
+    "count below 0 beyond the noise": (_moments(-6.5), "field 'count' is implausible (-6.5)"),
+    "count near the largest": (_moments(1e9 + 5), None),
+    "count beyond the largest": (_moments(1e9 + 7), "field 'count' is implausible"),
+    "sum at count + slack": (_moments(sum=[18.5, 0]), None),
+    "sum beyond count + slack": (_moments(sum=[19.5, 0]), "field 'sum' is larger than its count"),
+    "sum at -(count + slack)": (_moments(sum=[-18.5, 0]), None),
+    "sum below -(count + slack)": (_moments(sum=[0, -19.5]), "field 'sum' is larger than its"),
+    "square a little negative": (_moments(square=[-8.5, 0]), None),
+    "square negative beyond": (_moments(square=[-9.5, 0]), "field 'square' is larger than its"),
+    "square beyond count": (_moments(square=[0, 19.5]), "field 'square' is larger than its"),
+    "gram off-diagonal at -(count + slack)": (_moments(second=[[5, -18.5], [-18.5, 6]]), None),
+    "gram off-diagonal below": (_moments(second=[[5, -19.5], [-19.5, 6]]), "field 'second'"),
+    "gram diagonal negative beyond": (_moments(second=[[-9.5, 0], [0, 6]]), "field 'second'"),
+    "gram beyond count": (_moments(second=[[19.5, 0], [0, 6]]), "field 'second'"),
+    "no customers, sum within the noise": (
+        _moments(0.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
+    "no customers, sum beyond the noise": (
+        _moments(0.0, sum=[9.5, 0], square=[0, 0], second=np.zeros((2, 2))), "field 'sum'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MOMENT_EDGES))
+def test_moments_are_checked_against_their_own_count_beyond_the_noise(case):
+    payload, words = MOMENT_EDGES[case]
+    reason = check_reply(Reply(9, payload=payload), MOMENTS)
+    if words is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and reason.startswith(f"node 9: {words}"), reason
+
+
+def test_a_moments_part_without_declared_noise_gets_the_counts_slack_only():
+    spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 1.0})  # slack 6σ_count = 6
+    assert check_reply(Reply(9, payload=_moments(sum=[15.5, 0])), spec) is None
+    assert "field 'sum'" in check_reply(Reply(9, payload=_moments(sum=[16.5, 0])), spec)
+
+
+def test_moments_without_a_gram_are_checked_part_by_part():
+    spec = ReplySpec(shapes={k: v for k, v in MOMENTS.shapes.items() if k != "second"},
+                     sigmas=MOMENTS.sigmas)  # fmt: skip
+    payload = {k: v for k, v in _moments().items() if k != "second"}
+    assert check_reply(Reply(9, payload=payload), spec) is None
+    bad = {**payload, "square": np.array([0.0, 19.5])}
+    assert "field 'square'" in check_reply(Reply(9, payload=bad), spec)
+
+
+def test_a_moments_count_must_match_the_merchants_own_histograms():
+    spec = replace(MOMENTS, sizes={9: (10.0, 0.5)})  # σ of the sum: hypot(1, 0.5) ≈ 1.12
+    assert check_reply(Reply(9, payload=_moments(16.5)), spec) is None  # 5.8σ
+    reason = check_reply(Reply(9, payload=_moments(17.0)), spec)  # 6.3σ
+    assert reason == (
+        "node 9: field 'count' adds up to 17 customers, the merchant's histograms say 10 "
+        "(more than 6σ apart)"
+    )
+
+
+# -- the bounds of the counts and sums rules, on both sides -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "words"),
+    [
+        ([10.0, -5.9, 0.0], None),  # 5.9σ below zero: noise can do that
+        ([10.0, -6.1, 0.0], "field 'counts' is negative beyond the noise (-6.1)"),
+        ([10.0, 1e9 + 5, 0.0], None),
+        ([10.0, 1e9 + 7, 0.0], "field 'counts' is implausibly large (1e+09)"),
+    ],
+)
+def test_counts_are_bounded_6_sigma_beyond_what_a_merchant_can_hold(counts, words):
+    reason = check_reply(Reply(8, payload=_with("counts", np.array(counts))), SPEC)
+    assert reason == (None if words is None else f"node 8: {words}")
+
+
+# ‖sums_j‖ ≤ R·(max(count_j, 0) + 6σ_counts) + 6σ_sums·√d: rows of 40.97, 25.97 and 25.97.
+SUM_EDGES = [
+    ([[40.5, 0.0], [0.0, 25.5], [25.5, 0.0]], None),
+    ([[41.5, 0.0], [0.0, 0.0], [0.0, 0.0]], "row 0: norm 41.5 > 41"),
+    ([[0.0, 0.0], [0.0, 26.5], [0.0, 0.0]], "row 1: norm 26.5 > 26"),  # a negative count
+    ([[0.0, 0.0], [0.0, 0.0], [18.8, 18.8]], "row 2: norm 26.6 > 26"),  # the norm, not a max
+]
+
+
+@pytest.mark.parametrize(("sums", "words"), SUM_EDGES)
+def test_sums_are_bounded_by_their_counts_radius_and_noise(sums, words):
+    payload = {"sums": np.array(sums), "counts": np.array([10.0, -3.0, 0.0])}
+    reason = check_reply(Reply(8, payload=payload), SPEC)
+    if words is None:
+        assert reason is None, reason
+    else:
+        assert reason == f"node 8: field 'sums' is larger than its counts allow ({words})", reason
+
+
+def test_histogram_totals_may_differ_by_6_sigma_of_two_rows_and_no_more():
+    spec = ReplySpec(shapes={"counts": (2, 4)}, sigmas={"counts": 1.0}, equal_row_totals=True)
+    same = np.array([[10.0, 20, 0, 0], [0.0, 0, 15, 15]])
+    apart = same + [[18.0, 0, 0, 0], [0] * 4]  # 6σ·√8 ≈ 16.97 < 18
+    assert "different totals (30 to 48)" in check_reply(Reply(2, payload={"counts": apart}), spec)
+    unrelated = replace(spec, equal_row_totals=False)  # rows of different customers
+    assert check_reply(Reply(2, payload={"counts": apart}), unrelated) is None
+
+
+def test_left_out_table_counts_each_nodes_rounds_late_ones_and_its_first_reason():
+    history = [
+        {"task": "describe", "rejected": {"10": "node 10: no reply before the deadline"}},
+        {"task": "plan", "rejected": {"9": "node 9: a | b", "10": "node 10: left out"}},
+        {"task": "feature_ranges", "rejected": {}},
+        {"rejected": {"2": "node 2: error reply: boom", "10": "node 10: no reply before the "
+                      "deadline"}},
+    ]  # fmt: skip
+    assert left_out_table(history).splitlines() == [
+        "| node | rounds left out | late | first reason |",
+        "|---|---|---|---|",
+        "| 2 | 1 | 0 | ?: node 2: error reply: boom |",
+        "| 9 | 1 | 0 | plan: node 9: a \\| b |",
+        "| 10 | 3 | 2 | describe: node 10: no reply before the deadline |",
+    ]
+    assert left_out_table(history[2:3]) == "Every merchant contributed to every round."

@@ -62,7 +62,8 @@ def test_quartiles_over_seeds_skip_failed_runs():
 def test_pictures_are_png_files(tmp_path):
     assert plot_tradeoff(_results(), tmp_path / "t.png").read_bytes()[:8] == PNG_MAGIC
     history = [
-        {"task": "cluster_displacements", "round": r, "movement": m} for r, m in ((1, 1.0), (2, 0.0))
+        {"task": "cluster_displacements", "round": r, "movement": m}
+        for r, m in ((1, 1.0), (2, 0.0))
     ]
     assert plot_convergence({"ε=1": history}, tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
 

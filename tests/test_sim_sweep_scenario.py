@@ -120,8 +120,18 @@ def test_communication_divides_bytes_by_contributors_and_merchants():
             "contributors": [1, 2, 3, 4],
             "bytes_received": 400,
         },
-        {"task": "cluster_displacements", "asked": 4, "contributors": [1, 2], "bytes_received": 100},
-        {"task": "cluster_displacements", "asked": 4, "contributors": [1, 2, 3, 4], "bytes_received": 200},
+        {
+            "task": "cluster_displacements",
+            "asked": 4,
+            "contributors": [1, 2],
+            "bytes_received": 100,
+        },
+        {
+            "task": "cluster_displacements",
+            "asked": 4,
+            "contributors": [1, 2, 3, 4],
+            "bytes_received": 200,
+        },
     ]
     assert communication(history) == {
         "bytes_per_client_round": (50 + 50) / 2,
