@@ -79,5 +79,7 @@ def test_good_inputs_show_the_load_report_then_the_command(merchant):
     assert "shop.csv: events table, 4 rows read, 3 kept, 1 dropped, 2 customers" in done.stderr
     assert "1 unknown event (first at row 4)" in done.stderr
     assert "event names read as: order → purchase" in done.stderr
-    assert done.stdout.startswith("flower-supernode --superlink 127.0.0.1:1")
+    # Flower's command line, behind fedseg's launcher (one long-lived ClientApp, short polls)
+    assert " -m fedseg.simulations.backends.supernode " in done.stdout
+    assert " -- flower-supernode --superlink 127.0.0.1:1 " in done.stdout
     assert (merchant / "state").is_dir()  # the ledger's directory was made and checked

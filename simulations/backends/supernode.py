@@ -13,8 +13,9 @@ passed through, and
   this process, so the ClientApp stays loaded (a worker process of its own would pay
   Python's start and Flower's imports a second time: about 2 s of CPU per merchant);
 - replaces the module-level ``time`` of ``flwr.supernode.start_client_internal`` by a
-  clock whose ``sleep`` asks the SuperLink every ``--poll-interval`` seconds (and its own
-  ClientApp every 10 ms) for ``--busy-window`` seconds after the last message, then falls
+  clock whose ``sleep`` asks the SuperLink every ``--poll-interval`` seconds (and looks for
+  its own ClientApp's reply when the worker says it pushed one, at least every 50 ms) for
+  ``--busy-window`` seconds after the last message, then falls
   back to Flower's own waits.
 
     python -m fedseg.simulations.backends.supernode [--poll-interval S] [--no-worker] \\
