@@ -226,6 +226,8 @@ MOMENT_EDGES = {
     "gram off-diagonal below": (_moments(second=[[5, -19.5], [-19.5, 6]]), "field 'second'"),
     "gram diagonal negative beyond": (_moments(second=[[-9.5, 0], [0, 6]]), "field 'second'"),
     "gram beyond count": (_moments(second=[[19.5, 0], [0, 6]]), "field 'second'"),
+    "a count below 0 within the noise, sum within the slack": (
+        _moments(-3.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
     "no customers, sum within the noise": (
         _moments(0.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
     "no customers, sum beyond the noise": (
@@ -247,6 +249,28 @@ def test_a_moments_part_without_declared_noise_gets_the_counts_slack_only():
     spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 1.0})  # slack 6σ_count = 6
     assert check_reply(Reply(9, payload=_moments(sum=[15.5, 0])), spec) is None
     assert "field 'sum'" in check_reply(Reply(9, payload=_moments(sum=[16.5, 0])), spec)
+
+
+def test_the_bounds_scale_with_the_declared_noise_not_a_power_of_it():
+    counts_spec = replace(SPEC, sigmas={"sums": 2.0, "counts": 2.0})  # 6σ = 12
+    assert (
+        check_reply(Reply(8, payload=_with("counts", np.array([10.0, -11.9, 0]))), counts_spec)
+        is None
+    )
+    assert "negative beyond the noise" in check_reply(
+        Reply(8, payload=_with("counts", np.array([10.0, -12.1, 0]))), counts_spec
+    )
+    moments_spec = replace(MOMENTS, sigmas={**MOMENTS.sigmas, "count": 2.0})
+    assert check_reply(Reply(9, payload=_moments(1e9 + 11)), moments_spec) is None
+    assert "'count' is implausible" in check_reply(
+        Reply(9, payload=_moments(1e9 + 13)), moments_spec
+    )
+
+
+def test_a_part_left_out_of_the_spec_does_not_stop_the_checks_of_the_others():
+    spec = ReplySpec(shapes={"count": (1,), "square": (2,)}, sigmas={"count": 1.0})
+    bad = {"count": np.array([10.0]), "square": np.array([0.0, 16.5])}  # beyond 10 + 6
+    assert "field 'square'" in check_reply(Reply(9, payload=bad), spec)
 
 
 def test_moments_without_a_gram_are_checked_part_by_part():
