@@ -357,8 +357,8 @@ def test_left_out_table_counts_each_nodes_rounds_late_ones_and_its_first_reason(
 
 
 def test_noise_free_histograms_of_a_large_merchant_may_differ_by_rounding():
-    """At ε = ∞ (σ = 0) row totals of 3·10⁷ customers summed in float32 on the merchant's
-    side can differ by a few customers: 10⁻⁶ of the total is allowed, more is not."""
+    """At ε = ∞ (σ = 0) nothing but rounding separates the row totals: 10⁻⁶ of the total
+    (30 of 3·10⁷ customers) is allowed, more is not."""
     spec = ReplySpec(shapes={"counts": (2, 2)}, sigmas={"counts": 0.0}, equal_row_totals=True)
     close = np.array([[1.5e7, 1.5e7], [1.0e7, 2.0e7 + 20]])
     assert check_reply(Reply(2, payload={"counts": close}), spec) is None
