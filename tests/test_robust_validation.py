@@ -262,6 +262,7 @@ def test_the_bounds_scale_with_the_declared_noise_not_a_power_of_it():
     )
     moments_spec = replace(MOMENTS, sigmas={**MOMENTS.sigmas, "count": 2.0})
     assert check_reply(Reply(9, payload=_moments(1e9 + 11)), moments_spec) is None
+    assert check_reply(Reply(9, payload=_moments(-11.5)), moments_spec) is None
     assert "'count' is implausible" in check_reply(
         Reply(9, payload=_moments(1e9 + 13)), moments_spec
     )
