@@ -228,6 +228,9 @@ MOMENT_EDGES = {
     "gram beyond count": (_moments(second=[[19.5, 0], [0, 6]]), "field 'second'"),
     "a count below 0 within the noise, sum within the slack": (
         _moments(-3.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
+    "a count below 0, gram off-diagonal within the slack": (
+        _moments(-3.0, sum=[0, 0], square=[0, 0], second=[[0, -8.5], [-8.5, 0]]), None),
+    "gram diagonal a little negative": (_moments(second=[[-8.5, 0], [0, 6]]), None),
     "no customers, sum within the noise": (
         _moments(0.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
     "no customers, sum beyond the noise": (
@@ -259,6 +262,9 @@ def test_the_bounds_scale_with_the_declared_noise_not_a_power_of_it():
     )
     assert "negative beyond the noise" in check_reply(
         Reply(8, payload=_with("counts", np.array([10.0, -12.1, 0]))), counts_spec
+    )
+    assert "implausibly large" in check_reply(
+        Reply(8, payload=_with("counts", np.array([10.0, 1e9 + 13, 0]))), counts_spec
     )
     moments_spec = replace(MOMENTS, sigmas={**MOMENTS.sigmas, "count": 2.0})
     assert check_reply(Reply(9, payload=_moments(1e9 + 11)), moments_spec) is None
