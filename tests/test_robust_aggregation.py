@@ -282,9 +282,9 @@ def test_a_cluster_no_merchant_holds_enough_customers_of_is_summed_plainly():
     cluster 1 only counts of 5.9 (their means are noise): it falls back to the plain sum."""
     spec = ReplySpec(shapes={"sums": (2, 1), "counts": (2,)}, sigmas={"sums": 0.0, "counts": 2.0})
     replies = [
-        Reply(n, payload={"sums": np.array([[6.0 * (n + 1)], [5.9 * 3]]),
+        Reply(n, payload={"sums": np.array([[6.0 * mean], [5.9 * 3]]),
                           "counts": np.array([6.0, 5.9])})
-        for n in range(3)
+        for n, mean in enumerate([1.0, 2.0, 6.0])
     ]  # fmt: skip
     sums = _cluster_round(replies, spec, method="median")
     np.testing.assert_allclose(sums["counts"], [18.0, 3 * 5.9])
@@ -293,14 +293,14 @@ def test_a_cluster_no_merchant_holds_enough_customers_of_is_summed_plainly():
 
 def test_histogram_bins_below_the_medians_noise_are_cleared():
     """Four identical merchants of 1,000 customers, σ = 1, m = 4: a median's noise is
-    √(π/2)·σ·√m ≈ 2.51, so bins under 3 × 2.51 ≈ 7.5 are noise: 8 stays, 6 goes."""
-    shape = np.array([[0.5, 0.4965, 0.002, 0.0015]])
+    √(π/2)·σ·√m ≈ 2.51, so bins under 3 × 2.51 ≈ 7.5 are noise: 8 stays, 7 goes."""
+    shape = np.array([[0.5, 0.49625, 0.002, 0.00175]])
     replies = [Reply(n, payload={"counts": 1000 * shape}) for n in range(4)]
     spec = ReplySpec(shapes={"counts": (1, 4)}, sigmas={"counts": 1.0})
     agg = RobustAggregator(ListTransport(replies), min_clients=1)(
         "feature_histograms", {}, spec, [0, 1, 2, 3]
     )
-    np.testing.assert_allclose(agg.sums["counts"], [[2000.0, 1986.0, 8.0, 0.0]])
+    np.testing.assert_allclose(agg.sums["counts"], [[2000.0, 1985.0, 8.0, 0.0]])
 
 
 def test_histograms_of_merchants_too_small_to_trust_are_summed_plainly():
@@ -312,6 +312,19 @@ def test_histograms_of_merchants_too_small_to_trust_are_summed_plainly():
         "feature_histograms", {}, spec, [0, 1, 2]
     )
     np.testing.assert_allclose(agg.sums["counts"], 3 * counts)
+
+
+def test_a_histogram_merchant_qualifies_from_3_sigma_of_its_size_estimate():
+    """Its size is the mean of d row totals, of noise σ·√(bins/d): with 2 features of 4 bins
+    and σ = 1 it qualifies from 3·√2 ≈ 4.2, so 6 customers are combined robustly (and the
+    bin of 3 < 3 × √(π/2)·√3 ≈ 6.5 cleared), not summed."""
+    counts = np.array([[5.0, 1.0, 0.0, 0.0], [3.0, 3.0, 0.0, 0.0]])
+    replies = [Reply(n, payload={"counts": counts}) for n in range(3)]
+    spec = ReplySpec(shapes={"counts": (2, 4)}, sigmas={"counts": 1.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], [[15.0, 0.0, 0.0, 0.0], [9.0, 9.0, 0.0, 0.0]])
 
 
 def test_robust_histograms_check_that_every_row_counts_the_same_customers():

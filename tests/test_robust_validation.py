@@ -226,6 +226,11 @@ MOMENT_EDGES = {
     "gram off-diagonal below": (_moments(second=[[5, -19.5], [-19.5, 6]]), "field 'second'"),
     "gram diagonal negative beyond": (_moments(second=[[-9.5, 0], [0, 6]]), "field 'second'"),
     "gram beyond count": (_moments(second=[[19.5, 0], [0, 6]]), "field 'second'"),
+    "a count below 0 within the noise, sum within the slack": (
+        _moments(-3.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
+    "a count below 0, gram off-diagonal within the slack": (
+        _moments(-3.0, sum=[0, 0], square=[0, 0], second=[[0, -8.5], [-8.5, 0]]), None),
+    "gram diagonal a little negative": (_moments(second=[[-8.5, 0], [0, 6]]), None),
     "no customers, sum within the noise": (
         _moments(0.0, sum=[8.5, 0], square=[0, 0], second=np.zeros((2, 2))), None),
     "no customers, sum beyond the noise": (
@@ -247,6 +252,32 @@ def test_a_moments_part_without_declared_noise_gets_the_counts_slack_only():
     spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 1.0})  # slack 6σ_count = 6
     assert check_reply(Reply(9, payload=_moments(sum=[15.5, 0])), spec) is None
     assert "field 'sum'" in check_reply(Reply(9, payload=_moments(sum=[16.5, 0])), spec)
+
+
+def test_the_bounds_scale_with_the_declared_noise_not_a_power_of_it():
+    counts_spec = replace(SPEC, sigmas={"sums": 2.0, "counts": 2.0})  # 6σ = 12
+    assert (
+        check_reply(Reply(8, payload=_with("counts", np.array([10.0, -11.9, 0]))), counts_spec)
+        is None
+    )
+    assert "negative beyond the noise" in check_reply(
+        Reply(8, payload=_with("counts", np.array([10.0, -12.1, 0]))), counts_spec
+    )
+    assert "implausibly large" in check_reply(
+        Reply(8, payload=_with("counts", np.array([10.0, 1e9 + 13, 0]))), counts_spec
+    )
+    moments_spec = replace(MOMENTS, sigmas={**MOMENTS.sigmas, "count": 2.0})
+    assert check_reply(Reply(9, payload=_moments(1e9 + 11)), moments_spec) is None
+    assert check_reply(Reply(9, payload=_moments(-11.5)), moments_spec) is None
+    assert "'count' is implausible" in check_reply(
+        Reply(9, payload=_moments(1e9 + 13)), moments_spec
+    )
+
+
+def test_a_part_left_out_of_the_spec_does_not_stop_the_checks_of_the_others():
+    spec = ReplySpec(shapes={"count": (1,), "square": (2,)}, sigmas={"count": 1.0})
+    bad = {"count": np.array([10.0]), "square": np.array([0.0, 16.5])}  # beyond 10 + 6
+    assert "field 'square'" in check_reply(Reply(9, payload=bad), spec)
 
 
 def test_moments_without_a_gram_are_checked_part_by_part():
@@ -291,6 +322,7 @@ SUM_EDGES = [
     ([[41.5, 0.0], [0.0, 0.0], [0.0, 0.0]], "row 0: norm 41.5 > 41"),
     ([[0.0, 0.0], [0.0, 26.5], [0.0, 0.0]], "row 1: norm 26.5 > 26"),  # a negative count
     ([[0.0, 0.0], [0.0, 0.0], [18.8, 18.8]], "row 2: norm 26.6 > 26"),  # the norm, not a max
+    ([[40.0, 0.0], [0.0, 26.5], [0.0, 0.0]], "row 1: norm 26.5 > 26"),  # the row beyond
 ]
 
 
@@ -329,3 +361,13 @@ def test_left_out_table_counts_each_nodes_rounds_late_ones_and_its_first_reason(
         "| 10 | 3 | 2 | describe: node 10: no reply before the deadline |",
     ]
     assert left_out_table(history[2:3]) == "Every merchant contributed to every round."
+
+
+def test_noise_free_histograms_of_a_large_merchant_may_differ_by_rounding():
+    """At ε = ∞ (σ = 0) nothing but rounding separates the row totals: 10⁻⁶ of the total
+    (30 of 3·10⁷ customers) is allowed, more is not."""
+    spec = ReplySpec(shapes={"counts": (2, 2)}, sigmas={"counts": 0.0}, equal_row_totals=True)
+    close = np.array([[1.5e7, 1.5e7], [1.0e7, 2.0e7 + 20]])
+    assert check_reply(Reply(2, payload={"counts": close}), spec) is None
+    apart = np.array([[1.5e7, 1.5e7], [1.0e7, 2.0e7 + 40]])
+    assert "different totals" in check_reply(Reply(2, payload={"counts": apart}), spec)
