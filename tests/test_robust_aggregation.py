@@ -337,3 +337,11 @@ def test_robust_histograms_check_that_every_row_counts_the_same_customers():
         "feature_histograms", {}, spec, [0, 1, 2, 3]
     )
     assert "different totals" in agg.log.rejected[3] and agg.log.contributors == (0, 1, 2)
+
+
+def test_moments_of_a_merchant_at_exactly_3_sigma_are_combined_robustly():
+    at_threshold = [
+        _merchant(n, 3.0, [3.0 * m, 0.0], [3.0, 3.0]) for n, m in enumerate([0.1, 0.2, 0.6])
+    ]
+    sums = _combine(at_threshold)  # σ_count = 1: 3.0 qualifies, so the median mean is used
+    np.testing.assert_allclose(sums["sum"], [0.2 * 9.0, 0.0])
