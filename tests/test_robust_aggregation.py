@@ -345,3 +345,15 @@ def test_moments_of_a_merchant_at_exactly_3_sigma_are_combined_robustly():
     ]
     sums = _combine(at_threshold)  # σ_count = 1: 3.0 qualifies, so the median mean is used
     np.testing.assert_allclose(sums["sum"], [0.2 * 9.0, 0.0])
+
+
+def test_the_size_estimates_noise_uses_the_exact_ratio_of_bins_to_features():
+    """3 features of 4 bins, σ = 1: a size qualifies from 3·√(4/3) ≈ 3.46, so 3.2 customers
+    are summed plainly (a bin of 3 kept), not combined robustly (where it would be cleared)."""
+    counts = np.tile([2.2, 1.0, 0.0, 0.0], (3, 1))
+    replies = [Reply(n, payload={"counts": counts}) for n in range(3)]
+    spec = ReplySpec(shapes={"counts": (3, 4)}, sigmas={"counts": 1.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], 3 * counts)
