@@ -357,3 +357,29 @@ def test_the_size_estimates_noise_uses_the_exact_ratio_of_bins_to_features():
         "feature_histograms", {}, spec, [0, 1, 2]
     )
     np.testing.assert_allclose(agg.sums["counts"], 3 * counts)
+
+
+def test_moments_qualify_from_3_sigma_of_the_count_at_any_declared_sigma():
+    spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 2.0})  # from 6 customers on
+
+    def combined(count):
+        replies = [_merchant(n, count, [count * m, 0.0], [count, count])
+                   for n, m in enumerate([0.1, 0.2, 0.6])]  # fmt: skip
+        robust = RobustAggregator(ListTransport(replies), min_clients=1)
+        return robust("feature_moments", {}, spec, [0, 1, 2]).sums["sum"][0]
+
+    assert combined(6.0) == pytest.approx(0.2 * 18.0)  # the median mean
+    assert combined(5.9) == pytest.approx(0.9 * 5.9)  # summed plainly
+
+
+def test_an_empty_merchant_without_noise_is_left_out_of_the_histogram_shapes():
+    """At ε = ∞ (σ = 0) a merchant with no customers has size 0: it does not qualify (its
+    shares would be 0/0) and adds nothing."""
+    shape = np.array([[0.5, 0.5, 0.0, 0.0]])
+    replies = [Reply(n, payload={"counts": 10 * shape}) for n in range(2)]
+    replies.append(Reply(2, payload={"counts": np.zeros((1, 4))}))
+    spec = ReplySpec(shapes={"counts": (1, 4)}, sigmas={"counts": 0.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], 20 * shape)
