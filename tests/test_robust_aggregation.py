@@ -370,6 +370,8 @@ def test_moments_qualify_from_3_sigma_of_the_count_at_any_declared_sigma():
 
     assert combined(6.0) == pytest.approx(0.2 * 18.0)  # the median mean
     assert combined(5.9) == pytest.approx(0.9 * 5.9)  # summed plainly
+    spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 0.0})  # no noise: from 1 on
+    assert combined(1.0) == pytest.approx(0.2 * 3.0)
 
 
 def test_an_empty_merchant_without_noise_is_left_out_of_the_histogram_shapes():
