@@ -80,7 +80,9 @@ def square_norm_mechanism(noise_multiplier: float, *, radius: float) -> Gaussian
 DISTANCE_SHARE = 0.05  # of a displacement release's budget, for the distance histogram
 
 
-def displacement_mechanism(noise_multiplier: float, *, radius: float, dim: int) -> GaussianMechanism:
+def displacement_mechanism(
+    noise_multiplier: float, *, radius: float, dim: int
+) -> GaussianMechanism:
     """Per-cluster sums of displacements clip(z − c, r) (k, d), counts (k,) and a histogram of
     distances to the own centre: one customer joins one cluster, adding a displacement of
     norm ≤ r, 1 to its count and 1 to one distance bin. Clipping around the customer's own

@@ -81,9 +81,7 @@ def ecommerce_schema(categories: Sequence[str] = ECOMMERCE_CATEGORIES) -> Featur
         raise ValueError(f"categories must be distinct, got {list(categories)}")
     base = ("browse_minutes", "orders", "spend", "pages_viewed", "reviews", "avg_order_value",
             "recency_days", "tenure_days")  # fmt: skip
-    return FeatureSchema(
-        tuple(KNOWN_FEATURES[n] for n in base) + _shares(names), name="ecommerce"
-    )
+    return FeatureSchema(tuple(KNOWN_FEATURES[n] for n in base) + _shares(names), name="ecommerce")
 
 
 def cdnow_schema() -> FeatureSchema:

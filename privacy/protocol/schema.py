@@ -273,7 +273,9 @@ MAX_SCHEMA_BYTES = 1_000_000  # a schema's TOML text, as a request carries it
 def schema_from_toml(text: object, *, source: str) -> FeatureSchema:
     """A schema from its TOML text (SchemaError naming ``source`` if it is not one)."""
     if not isinstance(text, str) or len(text.encode()) > MAX_SCHEMA_BYTES:
-        raise SchemaError(f"{source}: a feature schema is TOML text of at most {MAX_SCHEMA_BYTES} bytes")
+        raise SchemaError(
+            f"{source}: a feature schema is TOML text of at most {MAX_SCHEMA_BYTES} bytes"
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
