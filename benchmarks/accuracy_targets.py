@@ -16,7 +16,8 @@ puts in site-packages, which would shadow fedseg's own tests.
     python benchmarks/accuracy_targets.py                      # every scenario, 5 seeds
     python benchmarks/accuracy_targets.py --scenarios mix-m20 --seeds 2
 
-Prints a table of medians and writes benchmarks/results/accuracy_targets.json.
+Prints a table of medians and writes benchmarks/results/accuracy_targets.json (each
+finished scenario and seed is kept in accuracy_targets.jsonl first, so a re-run resumes).
 """
 
 from __future__ import annotations
@@ -177,9 +178,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "accuracy_targets.json"))
     args = parser.parse_args()
     names = [s for s in args.scenarios.split(",") if s]
-    jobs = [(name, seed) for name in names for seed in range(args.seeds)]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        rows = [r for batch in pool.map(run_point, jobs) for r in batch]
+    # Each finished (scenario, seed) is appended to a .jsonl beside --out; a re-run skips
+    # those already there (delete the file to start over).
+    done_file = Path(args.out).with_suffix(".jsonl")
+    rows = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
+    done = {(r["scenario"], r["seed"]) for r in rows}
+    jobs = [(n, seed) for n in names for seed in range(args.seeds) if (n, seed) not in done]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool, done_file.open("a") as log:
+        for batch in pool.map(run_point, jobs):
+            log.writelines(json.dumps(r, default=str) + "\n" for r in batch)
+            log.flush()
+            rows += batch
+    rows = [r for r in rows if r["scenario"] in names]
     table = summarize(rows)
     print(f"{'scenario':22} {'method':26} {'ε':>5} {'cost ratio':>10} {'ARI':>6} {'differs':>7} "
           f"{'rounds':>6} {'ε spent':>7} {'s':>6}")  # fmt: skip

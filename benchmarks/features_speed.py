@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fedseg.client.feature_specs import feature_spec
-from fedseg.client.features import DEFAULT_CATEGORIES, build_features, default_feature_specs
+from fedseg.client.features import build_features
+from fedseg.privacy.protocol.builtin import ECOMMERCE_CATEGORIES as DEFAULT_CATEGORIES
+from fedseg.privacy.protocol.builtin import ecommerce_schema, known_feature
 from fedseg.privacy.pseudonyms import Pseudonymizer
 
 RESULTS = Path(__file__).parent / "results" / "features_speed.json"
@@ -91,7 +92,7 @@ def pandas_groupby_features(events: pd.DataFrame, categories: tuple[str, ...]) -
     shares = pd.crosstab(events["user_id"], events["category"], normalize="index")
     for c in categories:
         table[f"share_{c}"] = shares[c].reindex(table.index) if c in shares else 0.0
-    names = [s.name for s in default_feature_specs(categories)]
+    names = list(ecommerce_schema(categories).names)
     return table[names].astype(np.float64)
 
 
@@ -144,14 +145,14 @@ def main() -> None:
     start = time.perf_counter()
     events = synthetic_events(n_events, n_users, rng)
     generate_s = time.perf_counter() - start
-    extras = default_feature_specs() + tuple(
-        feature_spec(n) for n in ("sessions", "last_event_days", "purchases", "carts")
+    extras = ecommerce_schema().features + tuple(
+        known_feature(n) for n in ("sessions", "last_event_days", "purchases", "carts")
     )
 
     rows = []
     fast_s, fast = timed(lambda: build_features(events), args.repeats)
-    rows.append(("fedseg build_features (default specs)", n_events, fast_s))
-    extra_s, _ = timed(lambda: build_features(events, specs=extras), args.repeats)
+    rows.append(("fedseg build_features (default schema)", n_events, fast_s))
+    extra_s, _ = timed(lambda: build_features(events, features=extras), args.repeats)
     rows.append(("fedseg build_features (+ sessions, extras)", n_events, extra_s))
     sample = head(events, int(args.pandas_events))
     pandas_s, baseline = timed(lambda: pandas_groupby_features(sample, DEFAULT_CATEGORIES), 1)

@@ -36,6 +36,7 @@ from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.audit import audit
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.plan import RunPlan
+from fedseg.privacy.protocol.builtin import ecommerce_schema
 from fedseg.simulations.backends.replay import arrays, record
 from fedseg.simulations.data.federation import write_federation
 from fedseg.simulations.data.neighbours import extreme_customer
@@ -105,7 +106,7 @@ def sampler(path: Path, task: str, payload: dict, kind: str, z: float):
         data_path=str(path), merchant_id="m0", as_of=AS_OF,
         policy=MerchantPolicy(epsilon_cap=math.inf), simulation_seed=0,
     )  # fmt: skip
-    node = build_node(settings)
+    node = build_node(settings, ecommerce_schema())  # the run's schema (events with categories)
     node.noise_seed = None  # OS entropy, as deployed (the ledger is reset below)
     plan = AcceptedPlan(RunPlan((Release(kind, z, count=10**9),)))
 

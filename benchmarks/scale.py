@@ -8,21 +8,28 @@ and the same data clustered by scikit-learn KMeans(n_init=1) in one process as t
 baseline (ratio = simulation ÷ sklearn). ``--profile`` adds the top functions by
 cumulative time (cProfile) for the largest case.
 
-    python benchmarks/scale.py [--quick] [--profile]
+    python benchmarks/scale.py [--quick] [--profile] [--cases 10000x100] [--rounds 10]
+                               [--baseline main --repeat 2] [--out results/scale.json]
+
+With ``--baseline REF`` each case also runs with fedseg as of git REF, interleaved, and the
+row of this tree gives its time ÷ the baseline's (models compared by digest).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import json
 import pstats
+import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from baseline import baseline_path, run_child
 from fedseg.simulations.data.mixture import gaussian_mixture_federation, write_mixture_federation
 from fedseg.simulations.experiments.runner import simulate
 from sklearn.cluster import KMeans
@@ -33,7 +40,17 @@ DIMS, K, ROUNDS, EPSILON = 8, 5, 10, 1.0
 RESULTS = Path(__file__).parent / "results" / "scale.json"
 
 
-def run_case(merchants: int, per_merchant: int, *, profile: bool) -> dict:
+def run_case(
+    merchants: int,
+    per_merchant: int,
+    *,
+    profile: bool,
+    baseline: Path | None,
+    repeat: int,
+    rounds: int = ROUNDS,
+) -> list[dict]:
+    """Rows for this case: this tree (and, with ``baseline``, the earlier one), each
+    simulation in its own process, interleaved ``repeat`` times; the best run of each."""
     mixture = gaussian_mixture_federation(
         n=merchants * per_merchant, d=DIMS, k=K, merchants=merchants, alpha=1.0, seed=0
     )
@@ -41,36 +58,72 @@ def run_case(merchants: int, per_merchant: int, *, profile: bool) -> dict:
         started = time.perf_counter()
         data_dir = write_mixture_federation(mixture, Path(scratch) / "fed", fmt="parquet")
         write_s = time.perf_counter() - started
-        config = {"k": K, "epsilon": EPSILON, "rounds": ROUNDS, "seed": 0}
-        profiler = cProfile.Profile() if profile else None
+        x = np.vstack(mixture.parts)
+        del mixture
+        started = time.perf_counter()
+        KMeans(n_clusters=K, n_init=1, random_state=0).fit(x)
+        sklearn_s = time.perf_counter() - started
+        del x
+        trees = {"this tree": None, **({"baseline": baseline} if baseline else {})}
+        runs: dict[str, list[dict]] = {name: [] for name in trees}
+        for _ in range(repeat):
+            for name, path in trees.items():
+                args = [__file__, "--child", str(data_dir), "--rounds", str(rounds),
+                        *(["--profile"] if profile else [])]  # fmt: skip
+                out = run_child(args, pythonpath=path)
+                runs[name].append(json.loads(out.strip().splitlines()[-1]))
+    rows = []
+    for name, results in runs.items():
+        best = min(results, key=lambda r: r["simulate_s"])
+        rows.append({
+            "tree": name, "merchants": merchants, "customers": merchants * per_merchant,
+            "write_s": write_s, **best, "us_per_message": 1e6 * best["simulate_s"] / best["messages"],
+            "sklearn_s": sklearn_s, "ratio_vs_sklearn": best["simulate_s"] / sklearn_s,
+            "all_simulate_s": [r["simulate_s"] for r in results],
+        })  # fmt: skip
+    if baseline:
+        rows[0]["vs_baseline"] = rows[0]["simulate_s"] / rows[1]["simulate_s"]
+    return rows
+
+
+def child(data_dir: str, *, profile: bool, rounds: int = ROUNDS) -> None:
+    """One simulation of ``data_dir`` with whichever fedseg this process imports."""
+    import fedseg.client.app  # noqa: F401 - imports before the clock, as for scikit-learn
+    import fedseg.server.app  # noqa: F401
+
+    config = {"k": K, "epsilon": EPSILON, "rounds": rounds, "seed": 0, "as-of": "2026-01-01"}
+    profiler = cProfile.Profile() if profile else None
+    with tempfile.TemporaryDirectory(prefix="fedseg-scale-out-") as out:
         started, cpu_started = time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
-        result = simulate(data_dir, config, out_dir=Path(scratch) / "out", evaluate=False)
+        result = simulate(data_dir, config, out_dir=out, evaluate=False)
         if profiler:
             profiler.disable()
-        sim_s = time.perf_counter() - started
-        sim_cpu_s = time.process_time() - cpu_started
-    x = np.vstack(mixture.parts)
-    started = time.perf_counter()
-    KMeans(n_clusters=K, n_init=1, random_state=0).fit(x)
-    sklearn_s = time.perf_counter() - started
-    messages = sum(h.get("asked", 0) for h in result.model.history) + merchants  # + describe
-    row = {
-        "merchants": merchants,
-        "customers": merchants * per_merchant,
+        row = {"simulate_s": time.perf_counter() - started,
+               "simulate_cpu_s": time.process_time() - cpu_started}  # fmt: skip
+        model_bytes = (Path(out) / "model.json").read_bytes()
+    history = result.model.history
+    row.update({
         "rounds": result.metrics["rounds"],
-        "write_s": write_s,
-        "simulate_s": sim_s,
-        "simulate_cpu_s": sim_cpu_s,
-        "messages": messages,
-        "us_per_message": 1e6 * sim_s / messages,
-        "sklearn_s": sklearn_s,
-        "ratio_vs_sklearn": sim_s / sklearn_s,
-    }
+        "messages": sum(h.get("asked", 0) for h in history) + len(history and history[0].get("contributors", [])),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model_sha256": hashlib.sha256(_without_timings(model_bytes)).hexdigest(),
+    })  # fmt: skip
     if profiler:
         row["profile_top"] = _top(profiler)
-    return row
+    print(json.dumps(row))
+
+
+def _without_timings(model_json: bytes) -> bytes:
+    """model.json less its wall-clock fields: equal digests mean the same model."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return json.dumps(strip(json.loads(model_json)), sort_keys=True).encode()
 
 
 def _top(profiler: cProfile.Profile, n: int = 25) -> str:
@@ -84,33 +137,47 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small cases only (CI smoke run)")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest case")
     parser.add_argument("--cases", help="e.g. 1000x100,100x10000 (merchants x customers each)")
+    parser.add_argument("--baseline", help="git ref to time in the same job (e.g. main)")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each tree")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="at most this many Lloyd rounds")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args.child, profile=args.profile, rounds=args.rounds)
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         cases = tuple(tuple(int(v) for v in c.split("x")) for c in args.cases.split(","))
+    baseline = baseline_path(args.baseline) if args.baseline else None
     rows = []
-    for i, (merchants, per_merchant) in enumerate(cases):
+    for merchants, per_merchant in cases:
         profile = args.profile and merchants == max(c[0] for c in cases)  # many merchants
-        rows.append(run_case(merchants, per_merchant, profile=profile))
-        _print_row(rows[-1], header=i == 0)
+        for row in run_case(merchants, per_merchant, profile=profile, baseline=baseline,
+                            repeat=args.repeat, rounds=args.rounds):  # fmt: skip
+            rows.append(row)
+            _print_row(row, header=len(rows) == 1)
     for row in rows:
         if "profile_top" in row:
             print(row["profile_top"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"cases": rows, "dims": DIMS, "k": K, "epsilon": EPSILON}, indent=2)
-    )
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cases": rows, "dims": DIMS, "k": K, "epsilon": EPSILON,
+                                    "rounds": args.rounds, "baseline": args.baseline}, indent=2))  # fmt: skip
+    print(f"wrote {args.out}")
 
 
 def _print_row(row: dict, *, header: bool) -> None:
-    columns = ("merchants", "customers", "rounds", "write_s", "simulate_s", "simulate_cpu_s",
-               "messages", "us_per_message", "sklearn_s", "ratio_vs_sklearn")  # fmt: skip
+    columns = ("tree", "merchants", "customers", "rounds", "simulate_s", "simulate_cpu_s",
+               "messages", "us_per_message", "peak_rss_mb", "ratio_vs_sklearn", "model_sha256")  # fmt: skip
     if header:
         print(" | ".join(f"{c:>14}" for c in columns))
     print(
         " | ".join(
-            f"{row[c]:>14,.3f}" if isinstance(row[c], float) else f"{row[c]:>14,}" for c in columns
+            f"{row[c]:>14,.3f}"
+            if isinstance(row[c], float)
+            else f"{row[c][:12]:>14}"
+            if isinstance(row[c], str)
+            else f"{row[c]:>14,}"
+            for c in columns
         )
     )
 

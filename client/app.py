@@ -28,6 +28,7 @@ from fedseg.privacy.protocol.codes import CODES, reason
 from fedseg.privacy.protocol.records import from_records, to_records
 from fedseg.privacy.protocol.schema import FeatureSchema, SchemaError, schema_from_toml
 from fedseg.privacy.protocol.tasks import MESSAGE_KINDS
+from fedseg.privacy.published.identity import fedseg_version, same_major_version
 from fedseg.privacy.secagg import SecAggError
 from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.clientapp import ClientApp
@@ -133,6 +134,7 @@ def _answer(task: str, message: Message, context: Context) -> Message:
         text = payload.get("schema")
         if not isinstance(text, str):
             raise SchemaError(f"{RUN_SCHEMA}: 'describe' must carry the schema as TOML text")
+        _check_server_version(payload.get("fedseg_version"))
         node = _node(context, text)
         context.state[SCHEMA_STATE] = ConfigRecord({"schema": text})
         return _reply(node.describe(), payload, message)
@@ -160,6 +162,16 @@ def _answer(task: str, message: Message, context: Context) -> Message:
         return _reply(reply, payload, message)
     finally:  # what the plan has used stays counted, whatever happened
         context.state[PLAN_STATE] = ConfigRecord({"state": plan.to_state()})
+
+
+def _check_server_version(theirs: object) -> None:
+    """Refuse a run of another major fedseg version: its requests and models may mean other
+    things. (A server that does not say its version predates the check and is served.)"""
+    if theirs is not None and not same_major_version(str(theirs)):
+        raise BadRequest(
+            f"the server runs fedseg {str(theirs)[:40]}, this merchant fedseg "
+            f"{fedseg_version()}: another major version; upgrade one side"
+        )
 
 
 def _accepted_plan(context: Context) -> AcceptedPlan:

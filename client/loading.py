@@ -140,10 +140,13 @@ def _kept(frame: pd.DataFrame, checks: RowChecks, label: str) -> pd.DataFrame:
 def _pseudonymize_column(user_ids: pd.Series, pseudonymizer: Pseudonymizer, kind: str) -> pd.Series:
     """Hash each distinct id once; events keep a compact categorical column."""
     codes, uniques = pd.factorize(user_ids)
-    hashed = pseudonymizer.pseudonymize(uniques.tolist())  # plain str: no per-item Arrow reads
+    hashed = pseudonymizer.pseudonymize_distinct(uniques.tolist())  # plain str, not Arrow reads
     if kind == "features":
-        rows = [hashed[c] for c in codes.tolist()]
-        return pd.Series(rows, index=user_ids.index, name="user_id", dtype="str")
+        if len(hashed) == len(codes):  # one row per customer, the rule: rows already in order
+            rows = pd.Index(hashed, dtype="str")
+        else:
+            rows = pd.Index(hashed, dtype="str").take(codes)
+        return pd.Series(rows, index=user_ids.index, name="user_id")
     pseudonyms = pd.Index(hashed, dtype="str")
     return pd.Series(
         pd.Categorical.from_codes(codes, categories=pseudonyms),

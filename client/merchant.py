@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from fedseg.client.errors import DataError
+from fedseg.client.feature_cache import load_or_build
 from fedseg.client.features import customer_features
 from fedseg.client.lifetime import offer_lifetime_value
 from fedseg.client.loading import load_merchant_table
@@ -25,6 +25,7 @@ from fedseg.client.node import MerchantNode
 from fedseg.client.policy import MerchantPolicy
 from fedseg.client.recommender.offer import offer_recommender
 from fedseg.client.secure import SecureIdentity, SessionMemory
+from fedseg.client.tables import MERCHANT_SUFFIXES
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.protocol import run
 from fedseg.privacy.protocol.schema import FeatureSchema
@@ -36,7 +37,6 @@ from fedseg.privacy.secagg import (
     simulation_signing_key,
 )
 
-MERCHANT_SUFFIXES = (".csv", ".parquet")
 log = logging.getLogger("fedseg.merchant")
 
 
@@ -107,11 +107,12 @@ def build_node(settings: MerchantSettings, schema: FeatureSchema) -> MerchantNod
     else:
         pseudonymizer = Pseudonymizer.for_simulation(settings.merchant_id, settings.simulation_seed)
     as_of = as_of_timestamp(settings.as_of)
-    features, schema, report = customer_features(
+    prepared = load_or_build(settings, schema, lambda: customer_features(
         settings.data_path, pseudonymizer=pseudonymizer, schema=schema, as_of=as_of,
         strict=settings.strict,
-    )  # fmt: skip
-    log.info("merchant %s: %s", settings.merchant_id, report.summary())  # its own log only
+    ))  # fmt: skip
+    cached = " (prepared features from this merchant's cache)" if prepared.from_cache else ""
+    log.info("merchant %s: %s%s", settings.merchant_id, prepared.summary, cached)  # own log only
     ledger_path = Path(settings.state_dir) / "ledger.json" if settings.state_dir else None
     policy = settings.policy
     ledger = PrivacyLedger(
@@ -120,8 +121,8 @@ def build_node(settings: MerchantSettings, schema: FeatureSchema) -> MerchantNod
     )  # fmt: skip
     seed = settings.simulation_seed
     node = MerchantNode(
-        features.to_numpy(dtype=np.float64),
-        schema=schema,
+        prepared.matrix,
+        schema=prepared.schema,
         ledger=ledger,
         policy=policy,
         noise_seed=None if seed is None else (seed, _stable_int(settings.merchant_id)),
@@ -129,13 +130,13 @@ def build_node(settings: MerchantSettings, schema: FeatureSchema) -> MerchantNod
     node.secure_identity = secure_identity(settings)
     offer_recommender(
         node,
-        customer_ids=[str(u) for u in features.index],
+        customer_ids=prepared.customer_ids,
         load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
         holdout_last=settings.holdout_last,
     )
     offer_lifetime_value(
         node,
-        customer_ids=[str(u) for u in features.index],
+        customer_ids=prepared.customer_ids,
         load_events=lambda: _item_events(settings.data_path, pseudonymizer, as_of),
         as_of=as_of,
     )

@@ -79,6 +79,7 @@ class MerchantNode:
         self.noise_seed = None if noise_seed is None else tuple(noise_seed)
         self.secure_identity = None  # who the merchant is in secure rounds (client/secure.py)
         self._scaled: tuple[FeatureScaling, np.ndarray] | None = None
+        self._scaled_key: tuple | None = None  # the raw scaling fields _scaled came from
         self._model_space: np.ndarray | None = None
         self._handlers: dict[str, Handler] = {
             "feature_histograms": _ranges,
@@ -143,12 +144,16 @@ class MerchantNode:
     def scaled(self, payload: Mapping[str, Any]) -> tuple[FeatureScaling, np.ndarray]:
         """The request's public scaling and the customers in that standardized space, reused
         while the request's scaling stays the same (it does every Lloyd round)."""
+        key = _scaling_key(payload)
+        if key is not None and self._scaled is not None and self._scaled_key == key:
+            return self._scaled  # the same bytes as last time: the same parse and checks
         try:
             scaling = FeatureScaling.from_payload(payload, names=self.names, log=self.schema.log)
         except ValueError as exc:
             raise BadRequest(f"the request's scaling: {exc}") from None
         if self._scaled is None or self._scaled[0] != scaling:
             self._scaled = (scaling, scaling.transform(self.features))
+        self._scaled_key = key
         return self._scaled
 
     def model_space(self) -> np.ndarray:
@@ -157,6 +162,19 @@ class MerchantNode:
         if self._model_space is None:
             self._model_space = self.schema.to_model_space(self.features)
         return self._model_space
+
+
+def _scaling_key(payload: Mapping[str, Any]) -> tuple | None:
+    """The scaling fields of a request as bytes (None if any is not a float64 vector):
+    equal keys parse to the same scaling, so a node skips the parse and the checks it
+    passed before (a few hundred µs a message at 10,000 merchants)."""
+    parts = []
+    for name in ("lower", "upper", "mean", "scale"):
+        value = payload.get(name)
+        if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.ndim != 1:
+            return None
+        parts.append(value.tobytes())
+    return tuple(parts)
 
 
 def raise_budget(release: Release) -> None:

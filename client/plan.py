@@ -9,6 +9,7 @@ of times; what the merchant charges is built from its own mechanism (privacy/rel
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
@@ -98,9 +99,22 @@ class AcceptedPlan:
         self.used[release.name] = used
 
     def to_state(self) -> str:
-        return json.dumps({"plan": self.plan.to_json(), "used": self.used})
+        # json.dumps({"plan": ..., "used": ...}) with the plan's quoted text made once per
+        # plan: the state is written after every message (the same bytes as before).
+        return f'{{"plan": {_quoted_plan(self.plan)}, "used": {json.dumps(self.used)}}}'
 
     @classmethod
     def from_state(cls, text: str) -> AcceptedPlan:
         data = json.loads(text)
-        return cls(RunPlan.from_json(data["plan"]), dict(data["used"]))
+        return cls(_parsed_plan(data["plan"]), dict(data["used"]))
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted_plan(plan: RunPlan) -> str:
+    return json.dumps(plan.to_json())
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_plan(text: str) -> RunPlan:
+    """``RunPlan.from_json`` once per plan text (a RunPlan is immutable)."""
+    return RunPlan.from_json(text)

@@ -2,7 +2,9 @@
 
 ``sqlite:///shop.db`` is relative to the working directory, ``sqlite:////data/shop.db``
 absolute. SQLite is read with the standard library; other databases go through
-SQLAlchemy, and PostgreSQL needs its driver: ``pip install 'fedseg[postgres]'``.
+SQLAlchemy, and PostgreSQL needs its driver: ``pip install 'fedseg[postgres]'``. A SQLite
+file given as a path (``shop.db``, or ``merchants/<merchant_id>.db`` in a federation) is its
+only table, else its ``events`` or ``features`` table.
 
 Credentials never sit in the URL, where process lists, shell history and logs show it:
 a URL with a password is refused. The password comes from a file named in the URL
@@ -72,22 +74,51 @@ def read_sql(url: str) -> pd.DataFrame:
     return _read_sqlalchemy(url, label, tables[0])
 
 
-def _read_sqlite(label: str, path_part: str, table: str) -> pd.DataFrame:
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_DEFAULT_TABLES = ("events", "features")
+
+
+def read_sqlite_file(path: Path, *, limit: int | None = None) -> pd.DataFrame:
+    """A SQLite database file given as a path (``shop.db``, ``merchants/north.db``): its only
+    table, else its ``events`` or ``features`` table (its first ``limit`` rows, if given)."""
+    return _read_sqlite(str(path), "/" + str(path), None, limit=limit)
+
+
+def _read_sqlite(
+    label: str, path_part: str, table: str | None, *, limit: int | None = None
+) -> pd.DataFrame:
     # sqlite:///relative.db has path "/relative.db"; sqlite:////abs.db has "//abs.db".
     db_path = Path(path_part[1:] if path_part.startswith("/") else path_part)
     if not db_path.is_file():
         raise DataError(f"{label}: database file {db_path} not found")
     try:
         with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as connection:
-            names = [r[0] for r in connection.execute("SELECT name FROM sqlite_master")]
+            names = [
+                r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type IN "
+                                                 "('table', 'view') ORDER BY name")
+            ]  # fmt: skip
+            table = table or _only_table(label, names)
             if table not in names:
                 raise DataError(
                     f"{label}: no table {table!r} (tables: {', '.join(names) or 'none'})"
                 )
             quoted = '"' + table.replace('"', '""') + '"'
-            return pd.read_sql_query(f"SELECT * FROM {quoted}", connection)
+            rows = "" if limit is None else f" LIMIT {int(limit)}"
+            return pd.read_sql_query(f"SELECT * FROM {quoted}{rows}", connection)
     except sqlite3.Error as exc:
         raise DataError(f"{label}: unreadable SQLite database ({_first_line(exc)})") from None
+
+
+def _only_table(label: str, names: list[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    for name in _DEFAULT_TABLES:
+        if name in names:
+            return name
+    listed = ", ".join(names) or "none"
+    raise DataError(
+        f"{label}: which table? (tables: {listed}); name one as sqlite:///{label}?table=NAME"
+    )
 
 
 def _read_sqlalchemy(url: str, label: str, table: str) -> pd.DataFrame:

@@ -139,6 +139,8 @@ def _flag_duplicate_vectors(users: np.ndarray, values: np.ndarray, checks: RowCh
     Kept rows hold finite values only, and ``+ 0.0`` turns -0.0 into 0.0, so two rows
     are equal (as ``DataFrame.duplicated`` compares them) exactly when their bits are."""
     kept = np.flatnonzero(checks.keep)
+    if len(kept) == 0 or np.bincount(users[kept]).max() <= 1:
+        return  # equal rows need an equal user: one row per customer (the usual) has none
     rows = np.column_stack([users[kept], (values[kept] + 0.0).view(np.int64)])
     _, first = np.unique(rows, axis=0, return_index=True)  # a stable sort: first copies
     duplicate = np.ones(len(kept), dtype=bool)

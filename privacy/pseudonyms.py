@@ -19,6 +19,8 @@ from pathlib import Path
 MIN_KEY_BYTES = 32
 _SUBKEY_LABEL = b"fedseg/pseudonym/v1/"
 _SIMULATION_LABEL = b"fedseg/simulation-key/v1/"
+_FINGERPRINT_LABEL = b"fedseg/key-fingerprint/v1"
+_SHA256_BLOCK = 64
 
 
 class PseudonymKeyError(ValueError):
@@ -39,20 +41,41 @@ class Pseudonymizer:
             raise ValueError("pseudonym purpose must be a non-empty string")
         self.purpose = purpose
         self._subkey = hmac.digest(bytes(key), _SUBKEY_LABEL + purpose.encode(), "sha256")
+        # HMAC (RFC 2104) with its two keyed SHA-256 states computed once: per id only the
+        # message and the inner digest are hashed, about 2.7x faster than hmac.digest,
+        # which sets the key up again on every call (BENCHMARKS.md, "Engineering notes").
+        block = self._subkey.ljust(_SHA256_BLOCK, b"\0")  # a 32-byte key is never pre-hashed
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def __repr__(self) -> str:  # never show key material
         return f"Pseudonymizer(purpose={self.purpose!r})"
+
+    def fingerprint(self) -> str:
+        """A keyed digest naming this key and purpose (e.g. in a cache key) that reveals
+        nothing of the key: HMAC-SHA256(subkey, label), hex."""
+        return hmac.digest(self._subkey, _FINGERPRINT_LABEL, "sha256").hex()
 
     def pseudonymize(self, ids: Iterable[str]) -> list[str]:
         """Return one 64-hex-character pseudonym per id, in order.
 
         Each distinct id is hashed once (a customer usually has many events)."""
         ids = list(ids)
-        cache = {uid: self._one(uid) for uid in dict.fromkeys(ids)}
+        distinct = list(dict.fromkeys(ids))
+        cache = dict(zip(distinct, self.pseudonymize_distinct(distinct), strict=True))
         return [cache[uid] for uid in ids]
 
-    def _one(self, uid: str) -> str:
-        return hmac.digest(self._subkey, str(uid).encode("utf-8"), "sha256").hex()
+    def pseudonymize_distinct(self, ids: Iterable[str]) -> list[str]:
+        """``pseudonymize`` for ids known to be distinct (no look-up table)."""
+        inner, outer = self._inner.copy, self._outer.copy
+        out = []
+        for uid in ids:
+            digest = inner()
+            digest.update(str(uid).encode("utf-8"))
+            final = outer()
+            final.update(digest.digest())
+            out.append(final.hexdigest())
+        return out
 
     @classmethod
     def for_simulation(

@@ -77,8 +77,8 @@ class SegmentationConfig:
             raise ValueError("lifetime-share must be ≥ 0 and leave a share for the segmentation")
         if not self.lifetime_horizon > 0:
             raise ValueError(f"lifetime-horizon must be positive, got {self.lifetime_horizon}")
-        if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2 (one segment is no segmentation), got {self.k}")
         if not (self.epsilon > 0):
             raise ValueError(f"epsilon must be positive (or inf), got {self.epsilon}")
         if not (0 < self.delta < 1):

@@ -83,22 +83,6 @@ class SegmentModel:
             rows.append(row)
         return rows
 
-    def to_sklearn(self):
-        """A fitted scikit-learn pipeline (scaling → KMeans) whose ``predict`` matches ours."""
-        from sklearn.cluster import KMeans
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import FunctionTransformer
-
-        kmeans = KMeans(n_clusters=self.k, n_init=1)
-        kmeans.cluster_centers_ = self.centres_standardized.copy()
-        kmeans.n_features_in_ = self.scaling.dim
-        kmeans._n_threads = 1
-        kmeans.labels_ = np.arange(self.k)
-        kmeans.inertia_ = float("nan")
-        kmeans.n_iter_ = len(self.history)
-        scale = FunctionTransformer(self.scaling.transform, validate=True)
-        return make_pipeline(scale.fit(np.zeros((1, self.scaling.dim))), kmeans)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "k": self.k,

@@ -19,13 +19,15 @@ _DISPLAY = {
 }
 
 
-def _cell(feature: str, value: float, unit: str) -> str:
-    if unit == "fraction":
+def feature_cell(feature: str, value: float, unit: str = "") -> str:
+    """A value in original units as the tables show it (fractions as percentages)."""
+    if unit == "fraction" or (not unit and feature.startswith(("share_", "spend_share_"))):
         return f"{100 * value:.0f}%"
     return _DISPLAY.get(feature, (feature, "{:.3g}"))[1].format(value)
 
 
-def _heading(feature: str, unit: str) -> str:
+def feature_heading(feature: str, unit: str = "") -> str:
+    """A feature's short column heading (``recency (d)``, ``basket (EUR)``)."""
     if feature in _DISPLAY:
         return _DISPLAY[feature][0]
     name = feature.replace("_", " ")
@@ -35,7 +37,7 @@ def _heading(feature: str, unit: str) -> str:
 def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
     """Markdown table; segments whose noisy size is below ``min_size`` show no profile."""
     units = model.extras.get("units", {})
-    heads = [_heading(f, units.get(f, "")) for f in model.features]
+    heads = [feature_heading(f, units.get(f, "")) for f in model.features]
     lines = [
         "| segment | name | customers (noisy) | " + " | ".join(heads) + " |",
         "|---|---|---|" + "---|" * len(heads),
@@ -44,7 +46,7 @@ def segment_table(model: SegmentModel, *, min_size: float = 0.0) -> str:
         if row["size"] < min_size:
             cells = ["(suppressed: fewer than the threshold)"] + [""] * (len(heads) - 1)
         else:
-            cells = [_cell(f, row[f], units.get(f, "")) for f in model.features]
+            cells = [feature_cell(f, row[f], units.get(f, "")) for f in model.features]
         lines.append(
             f"| {row['segment']} | {row['name']} | {row['size']} | " + " | ".join(cells) + " |"
         )

@@ -21,6 +21,7 @@ from fedseg.privacy.mechanisms import GaussianMechanism
 from fedseg.privacy.plan import RunPlan
 from fedseg.privacy.protocol.codes import describe as describe_code
 from fedseg.privacy.protocol.schema import FeatureSchema
+from fedseg.privacy.published.identity import fedseg_version
 from fedseg.server.aggregation import Aggregate, ReplySpec, RoundFailed, aggregate_plain
 from fedseg.server.config import SegmentationConfig
 from fedseg.server.transport import Payload, Reply, Transport
@@ -120,8 +121,8 @@ class Rounds:
         are the operator's."""
         started = time.perf_counter()
         digest = schema.digest()
-        replies = self.transport.request("describe", {"schema": schema.to_toml()}, nodes,
-                                         max_bytes=0)  # fmt: skip
+        request = {"schema": schema.to_toml(), "fedseg_version": fedseg_version()}
+        replies = self.transport.request("describe", request, nodes, max_bytes=0)
         why = dict.fromkeys(nodes, "no reply before the deadline")
         why.update(
             {r.node_id: _schema_disagreement(r, digest) for r in replies if r.node_id in why}

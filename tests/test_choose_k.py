@@ -32,7 +32,7 @@ def test_k_ranges(text, ks):
     assert parse_k_range(text) == ks
 
 
-@pytest.mark.parametrize("text", ["", "a-b", "0-3", "2,2", "5-3"])
+@pytest.mark.parametrize("text", ["", "a-b", "0-3", "1", "2,2", "5-3"])
 def test_bad_k_ranges_are_refused(text):
     with pytest.raises(KRangeError, match="--k"):
         parse_k_range(text)

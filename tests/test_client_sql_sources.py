@@ -16,7 +16,9 @@ import pytest
 from fedseg.client.loading import DataError, load_merchant_table
 from fedseg.client.sql_sources import _password, redact, restore_url
 from fedseg.client.tables import source_label
+from fedseg.privacy.protocol.builtin import numeric_table_schema
 from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.published.identity import stamp
 
 PSEUDO = Pseudonymizer.for_simulation("sql", 0)
 SECRET = "s3cr3t-pa55"
@@ -60,6 +62,8 @@ def test_fedseg_assign_reads_a_sqlite_url(tmp_path):
                    "upper": [10.0, 10.0], "mean": [2.5, 2.5], "scale": [2.5, 2.5]},
         "centroids_standardized": [[-1.0, -1.0], [1.0, 1.0]],
     }  # fmt: skip
+    schema = numeric_table_schema(names)  # as the server stamps a model of a features table
+    model |= stamp(run_id="test") | {"schema": schema.to_dict(), "schema_digest": schema.digest()}
     (tmp_path / "model.json").write_text(json.dumps(model))
     out = tmp_path / "labels.csv"
     result = subprocess.run(

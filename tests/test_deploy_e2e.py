@@ -114,7 +114,7 @@ def test_supernode_killed_mid_run_drops_out_and_the_report_says_when(tmp_path):
     dead_id = str(next(i for i, name in result.node_names.items() if name == "m01"))
     assert all(dead_id in h.get("rejected", {}) for h in result.model.history[crash + 1 :])
     table = (result.out_dir / "contributors.md").read_text()
-    assert f"| {crash + 2} | feature_moments | m00, m02 | m01 |" in table
+    assert f"| {crash + 1} | feature_moments | m00, m02 | m01 |" in table
 
 
 def test_demo_stopped_by_sigterm_midway_leaves_no_process(tmp_path):
@@ -126,8 +126,8 @@ def test_demo_stopped_by_sigterm_midway_leaves_no_process(tmp_path):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        # SuperLink + its SuperExec + two SuperNodes (+ their SuperExecs) are up. Short-lived
-        # processes (a ClientApp per message) come and go, so collect every one seen.
+        # SuperLink + its SuperExec + two SuperNodes (their ClientApps are threads) are up;
+        # the ServerApp comes later. Collect every process seen.
         started: set[int] = set()
         while len(started) < 4 and time.monotonic() < deadline:
             assert demo.poll() is None, demo.stderr.read()

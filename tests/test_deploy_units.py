@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -151,6 +152,12 @@ def test_cli_superlink_without_certificates_exits_with_one_line(tmp_path):
 
 
 def test_cli_supernode_insecure_dry_run_warns_and_prints_command(tmp_path):
+    from fedseg.privacy.pseudonyms import write_key_file
+
+    pd.DataFrame({"user_id": ["a", "b"], "spend": [1.0, 2.0]}).to_csv(
+        tmp_path / "shop.csv", index=False
+    )
+    write_key_file(tmp_path / "shop.key")
     done = subprocess.run(
         [sys.executable, "-m", "fedseg.simulations.cli.main", "supernode", "--superlink", "h:9093",
          "--data", "shop.csv", "--key-file", "shop.key", "--epsilon-cap", "3",
@@ -276,3 +283,54 @@ def test_cli_app_writes_a_project_with_absolute_model_dir(tmp_path):
     declared = loaded["tool"]["flwr"]["app"]["config"]
     assert declared["k"] == 7 and declared["round-timeout"] == 45.0
     assert declared["out-dir"] == str((tmp_path / "models").resolve())
+
+
+# -- the SuperNode launcher: one long-lived ClientApp worker, a short poll while busy ----
+
+
+def test_supernode_runs_through_the_launcher_unless_flowers_own_model_is_asked():
+    from fedseg.simulations.backends.supernode import without_isolation
+
+    common = dict(superlink="h:1", node_config={"a": 1}, runtime_port=7, ca_cert=None,
+                  auth_private_key=None, insecure=True)  # fmt: skip
+    fast = supernode_command(**common)
+    assert fast[1:3] == ["-m", "fedseg.simulations.backends.supernode"]
+    assert fast[fast.index("--poll-interval") + 1] == "0.2"
+    flower = fast[fast.index("--") + 1 :]
+    assert flower[0] == "flower-supernode" and flower[flower.index("--port") + 1] == "7"
+    plain = supernode_command(**common, worker=False, poll_interval=None)
+    assert plain == flower
+    assert without_isolation(["--x", "--isolation", "subprocess", "--isolation=process", "-y"]) == [
+        "--x",
+        "-y",
+    ]
+
+
+def test_busy_polling_shortens_flowers_waits_only_while_a_run_is_active(monkeypatch):
+    import inspect
+
+    import flwr.supernode.start_client_internal as internal
+    from fedseg.simulations.backends import supernode
+
+    # The waits it replaces are still Flower's: a Flower upgrade that changes them fails here.
+    source = inspect.getsource(internal)
+    assert f"time.sleep({supernode.FLOWER_IDLE_WAIT_S:g})" in source and "time.sleep(0.5)" in source
+    slept = []
+    monkeypatch.setattr(supernode.time, "sleep", slept.append)
+    clock = supernode.BusyPolling(poll_s=0.2, busy_window_s=60.0)
+    clock.sleep(3)  # idle: Flower's own wait
+    pull = clock.wrap_pull(lambda: 42)
+    assert not clock.task_ready.is_set()
+    assert pull() == 42  # a message arrived: busy, and the worker beside it is woken
+    assert clock.task_ready.is_set()
+    clock.sleep(3)
+    assert slept == [3, 0.2]
+    # Waiting for its own ClientApp's reply: woken by it at once, never a 0.5 s sleep.
+    clock.reply_pushed.set()
+    started = clock.monotonic()
+    clock.sleep(0.5)
+    assert clock.monotonic() - started < supernode.LOCAL_WAIT_S and not clock.reply_pushed.is_set()
+    clock.sleep(0.5)  # no reply yet: at most LOCAL_WAIT_S before the SuperNode looks again
+    assert clock.monotonic() - started >= supernode.LOCAL_WAIT_S * 0.9
+    assert slept == [3, 0.2]
+    assert clock.monotonic() > 0  # everything else is the real time module

@@ -67,6 +67,17 @@ def test_flwr_run_in_the_project_fits_the_builtin_federation(tmp_path):
             "fedseg: cluster_displacements: 2 of 2 merchants contributed" in output
         )  # logged rounds
         assert (ROOT / "pyproject.toml").read_bytes() == before
+        # The operator's view afterwards: `flwr log RUN_ID --show` has every round and the model.
+        run_id = re.search(r"Successfully started run (\d+)", output).group(1)
+        shown = subprocess.run(
+            ["flwr", "log", run_id, "--show"], cwd=ROOT, env=env, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        log = shown.stdout + shown.stderr
+        assert shown.returncode == 0, log[-3000:]
+        assert "fedseg: describe: 2 of 2 merchants contributed, 0 left out" in log
+        assert log.count("fedseg: cluster_displacements: 2 of 2 merchants contributed") >= 2, log
+        assert f"fedseg: wrote {out / 'model.json'} and report.md" in log
     finally:
         for pid in processes_of(home):  # the local SuperLink outlives `flwr run`: stop it
             try:

@@ -106,12 +106,18 @@ def test_private_run_spends_at_most_its_budget_and_finds_the_blobs(mixture_feder
     assert len(model["centroids"]) == 3 and len(model["centroids"][0]) == 4
 
 
-def test_sklearn_export_predicts_like_the_model(mixture_federation, tmp_path):
+def test_sklearn_estimator_of_a_published_model_predicts_like_the_model(
+    mixture_federation, tmp_path
+):
+    from fedseg import DPKMeans
+
     model = simulate(
         mixture_federation, {"k": 3, "epsilon": 2.0, "seed": 0}, out_dir=tmp_path, evaluate=False
     ).model
     x, _ = pooled_features(mixture_federation, seed=0)
-    np.testing.assert_array_equal(model.to_sklearn().predict(x), model.predict(x))
+    estimator = DPKMeans.from_model(tmp_path / "model.json")
+    np.testing.assert_array_equal(estimator.predict(x), model.predict(x))
+    assert list(estimator.feature_names_in_) == list(model.features)
 
 
 def test_reusing_statistics_skips_the_histograms_and_keeps_the_scaler(mixture_federation, tmp_path):

@@ -10,17 +10,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("privacy", "client", "server", "simulations")
-# Flower is imported by the two apps, the one message codec below them, and the simulation
-# backends; algorithm code never imports it.
+# Flower is imported by the two apps, the one message codec below them, the simulation
+# backends and the operator's Control API calls of a local deployment; algorithm code never
+# imports it.
 FLOWER_ALLOWED = {
     "client/app.py",
     "server/app.py",
     "privacy/protocol/records.py",
+    "simulations/backends/clientapp_worker.py",
     "simulations/backends/flower_run.py",
     "simulations/backends/inprocess.py",
     "simulations/backends/ray_engine.py",
     "simulations/backends/replay.py",
+    "simulations/backends/supernode.py",
     "simulations/backends/tracing.py",
+    "simulations/deploy/control.py",
 }
 FORBIDDEN = {  # part → fedseg parts it must not import
     "privacy": {"client", "server", "simulations"},

@@ -27,6 +27,7 @@ from scipy.optimize import linear_sum_assignment
 MERCHANTS, HOSTILE = 10, (0, 1)
 BASE = {"k": 3, "epsilon": 4.0, "delta": 1e-6, "seed": 1}
 
+
 ATTACKS = {  # each maps a merchant's honest payload to what it sends
     "scale_all_x100": lambda p: {k: v * 100 for k, v in p.items()},
     "scale_counts_x100": lambda p: {k: v * 100 if k == "counts" else v for k, v in p.items()},
@@ -162,6 +163,51 @@ def test_spoiling_its_histograms_does_not_free_a_merchants_counts(federation, ho
 @pytest.mark.slow
 def test_robust_aggregation_costs_little_without_attack(federation, honest):
     assert centre_error(honest, fit(federation, "median")) < 0.10
+
+
+DESCRIBE_LIES = {  # what a merchant once could declare at describe time, to steer the ranges
+    "narrow_ranges": lambda digest: {"schema_digest": digest, "lower": np.full(3, -0.01),
+                                     "upper": np.full(3, 0.01), "log": np.zeros(3)},
+    "nan_ranges": lambda digest: {"schema_digest": digest, "lower": np.full(3, np.nan),
+                                  "upper": np.full(3, -np.inf)},
+    "huge_array": lambda digest: {"schema_digest": digest, "lower": np.zeros(10_000_000)},
+    "other_schema": lambda digest: {"schema_digest": "0" * 64},
+    "extra_text": lambda digest: {"schema_digest": digest, "log": "1,1,1"},  # no array bytes
+}  # fmt: skip
+
+
+def lying_at_describe(lie: str):
+    """The real ClientApp, but partitions HOSTILE answer describe with ``lie``."""
+
+    def app(message: Message, context: Context) -> Message:
+        reply = client_app(message, context)
+        pid = int(context.node_config["partition-id"])
+        if pid not in HOSTILE or message.metadata.message_type != "query.describe":
+            return reply
+        digest = from_records(reply.content)["schema_digest"]
+        return Message(to_records(DESCRIBE_LIES[lie](digest)), reply_to=message)
+
+    return app
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lie", sorted(DESCRIBE_LIES))
+def test_a_merchant_cannot_set_ranges_or_stop_the_run_at_describe(federation, honest, lie):
+    """Ranges and log flags are the operator's: a merchant's describe reply holds the
+    schema's digest and nothing else, or that merchant is left out (and named)."""
+    attacked = fit(federation, "sum", client=lying_at_describe(lie))
+    assert centre_error(honest, attacked) < 0.10
+    describe = attacked["history"][0]
+    assert describe["task"] == "describe"
+    for node in (HOSTILE[0] + 2, HOSTILE[1] + 2):
+        assert node not in describe["contributors"]
+        why = describe["rejected"][str(node)]
+        if lie in ("narrow_ranges", "nan_ranges", "huge_array"):  # refused before decoding
+            assert "bytes of arrays, a digest has none" in why
+        for entry in attacked["history"][2:]:  # every noisy round, without them
+            assert node not in entry["contributors"]
+            assert "(describe)" in entry["rejected"][str(node)]
+    assert len(describe["contributors"]) == MERCHANTS - len(HOSTILE)
 
 
 # -- broken and slow merchants ------------------------------------------------------------

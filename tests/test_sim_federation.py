@@ -69,7 +69,9 @@ def test_layout_errors_name_the_problem(tmp_path):
     with pytest.raises(FederationLayoutError, match="no merchants/ directory"):
         read_federation(tmp_path)
     (tmp_path / "merchants").mkdir()
-    with pytest.raises(FederationLayoutError, match="no .csv or .parquet"):
+    with pytest.raises(
+        FederationLayoutError, match="no .csv, .parquet or SQLite .db merchant files"
+    ):
         read_federation(tmp_path)
     pd.DataFrame({"user_id": [1], "name": ["x"]}).to_csv(tmp_path / "merchants/a.csv", index=False)
     with pytest.raises(FederationLayoutError, match=r"a\.csv.*'name'.*not numeric"):

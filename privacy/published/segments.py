@@ -36,15 +36,19 @@ class PublishedSegments:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "model.json") -> PublishedSegments:
+        missing = [name for name in ("scaler", "centroids_standardized") if name not in data]
+        if missing:
+            raise ModelError(f"{source}: not a fedseg model (no field {missing[0]!r})")
         try:
             scaling = FeatureScaling.from_dict(data["scaler"])
-            centres = np.asarray(data["centroids_standardized"], dtype=np.float64)
-        except KeyError as missing:
-            raise ModelError(f"{source}: not a fedseg model (no field {missing})") from None
+        except KeyError as key:
+            raise ModelError(f"{source}: field 'scaler' has no entry {key}") from None
         except (TypeError, ValueError) as exc:
-            raise ModelError(
-                f"{source}: field 'scaler' or 'centroids_standardized': {exc}"
-            ) from None
+            raise ModelError(f"{source}: field 'scaler': {exc}") from None
+        try:
+            centres = np.asarray(data["centroids_standardized"], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: field 'centroids_standardized': {exc}") from None
         if centres.ndim != 2 or centres.shape[1] != scaling.dim or not len(centres):
             raise ModelError(
                 f"{source}: field 'centroids_standardized' has shape {centres.shape}, "

@@ -18,8 +18,10 @@ from typing import Annotated
 
 import typer
 from fedseg.simulations.deploy.commands import (
+    DEFAULT_POLL_S,
     DEPLOY_ROUND_TIMEOUT_S,
     app_run_config,
+    require_tls,
     superlink_command,
     supernode_command,
     write_app_project,
@@ -32,7 +34,7 @@ INSECURE_HELP = "Run without TLS and SuperNode authentication (local tests only)
 
 
 def keygen(out: Annotated[Path, Opt(help="Key file to create (refuses to overwrite)")]) -> None:
-    """Create a merchant's secret HMAC pseudonym key (owner-readable only). Keep it private."""
+    """Create your secret HMAC pseudonym key (owner-readable only; keep it)."""
     from fedseg.privacy.pseudonyms import write_key_file
 
     if out.exists():
@@ -46,7 +48,7 @@ def certs(
     host: Annotated[list[str] | None, Opt(help="Address merchants dial (repeat)")] = None,
     supernode: Annotated[list[str] | None, Opt(help="Also make key pair NAME.key/.pub")] = None,
 ) -> None:
-    """Trial CA + SuperLink TLS certificate (and SuperNode keys). Not for production."""
+    """Trial CA and TLS certificates, and SuperNode keys (not for production)."""
     tls = write_tls_certificates(out, hosts=host or ["127.0.0.1", "localhost"])
     typer.echo(f"wrote {tls.ca_cert}, {tls.server_cert}, {tls.server_key} (CA key: {tls.ca_key})")
     for name in supernode or []:
@@ -58,8 +60,9 @@ def certs(
 def secagg_key(
     out: Annotated[Path, Opt(help="Private key file to create (refuses to overwrite)")],
 ) -> None:
-    """A merchant's long-term signing key for secure aggregation: keep the file, send the
-    printed public key to the operator for the federation's roster."""
+    """Your signing key for secure aggregation (its public key goes to the operator).
+
+    Keep the file; the printed public key goes into the federation's roster."""
     from fedseg.privacy.secagg import generate_signing_key
 
     if out.exists():
@@ -72,9 +75,11 @@ def roster(
     out: Annotated[Path, Opt(help="Roster file to write")],
     merchant: Annotated[list[str], Opt(help="NAME=PUBLIC_KEY_HEX of one merchant (repeat)")],
 ) -> None:
-    """The federation's roster of merchants' signing keys. Every merchant must get this file
-    from a channel the operator cannot tamper with (it is what stops a server inventing
-    merchants), and pins it in its node config (`secagg-roster`)."""
+    """The federation's roster of merchants' signing keys, for secure aggregation.
+
+    Every merchant must get this file from a channel the operator cannot tamper with (it is
+    what stops a server inventing merchants), and pins it in its node config
+    (`secagg-roster`)."""
     from fedseg.privacy.secagg import FederationRoster, save_roster
 
     keys = {}
@@ -92,7 +97,7 @@ def supernode_key(
     out: Annotated[Path, Opt(help="Directory for NAME.key and NAME.pub")],
     name: Annotated[str, Opt(help="File name stem, e.g. your merchant id")],
 ) -> None:
-    """A merchant's SuperNode key pair: keep NAME.key, send NAME.pub to the operator."""
+    """Your SuperNode key pair: keep NAME.key, send NAME.pub to the operator."""
     keys = write_node_keypair(out, name)
     typer.echo(f"wrote {keys.private_key} (keep) and {keys.public_key} (send to the operator)")
 
@@ -107,7 +112,7 @@ def app_project(
     min_clients: Annotated[int, Opt(help="Fewest merchants a round may aggregate")] = 2,
     round_timeout: Annotated[float, Opt(help="Seconds a round waits")] = DEPLOY_ROUND_TIMEOUT_S,
 ) -> None:
-    """Write the fedseg Flower app project (pyproject.toml only) for `flwr run`."""
+    """Write the Flower app project (pyproject.toml only) for `flwr run`."""
     config = app_run_config(
         {
             "k": k, "epsilon": epsilon, "delta": delta, "rounds": rounds,
@@ -127,7 +132,7 @@ def superlink(
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
 ) -> None:
-    """Start the operator's flower-superlink: TLS, SuperNode authentication, no installs."""
+    """Start the flower-superlink: TLS, SuperNode authentication, no installs."""
     tls = None
     if certs is not None:
         tls = TlsFiles(
@@ -139,7 +144,7 @@ def superlink(
 
 def supernode(
     superlink: Annotated[str, Opt(help="SuperLink address HOST:PORT")],
-    data: Annotated[str, Opt(help="Your data: .csv, .parquet or sqlite:///db?table=events")],
+    data: Annotated[str, Opt(help="Your data: .csv, .parquet, .db or sqlite:///db?table=events")],
     key_file: Annotated[Path, Opt(help="Your HMAC pseudonym key (fedseg keygen)")],
     epsilon_cap: Annotated[float, Opt(help="Most ε your customers may ever be charged")],
     state_dir: Annotated[Path, Opt(help="Keeps your privacy ledger across runs")],
@@ -153,10 +158,35 @@ def supernode(
         Path | None, Opt(help="The federation's roster, pinned (secure aggregation)")
     ] = None,
     runtime_port: Annotated[int, Opt(help="Local port of the SuperNode (0: any)")] = 0,
+    poll_interval: Annotated[
+        float, Opt(help="Seconds between asks for work while a run is active (Flower: 3)")
+    ] = DEFAULT_POLL_S,
+    process_per_message: Annotated[
+        bool, Opt("--process-per-message", help="Flower's own: a ClientApp process per message")
+    ] = False,
+    strict: Annotated[
+        bool, Opt("--strict", help="Refuse a table with any bad row (e.g. an unknown event name)")
+    ] = False,
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
-    dry_run: Annotated[bool, Opt("--dry-run", help="Print the command only")] = False,
+    dry_run: Annotated[
+        bool, Opt("--dry-run", help="Check everything, print the command only")
+    ] = False,
 ) -> None:
-    """Start this merchant's flower-supernode with the fedseg ClientApp settings."""
+    """Start your flower-supernode with the fedseg ClientApp (inputs checked first).
+
+    Data, key, cap, state directory, certificates and roster are all read before the
+    SuperNode starts; the first problem stops it with one line naming the option."""
+    from fedseg.simulations.deploy.preflight import check_merchant_inputs
+
+    if (signing_key is None) != (secagg_roster is None):
+        raise ValueError("secure aggregation needs both --signing-key and --secagg-roster")
+    if not insecure:  # supernode_command warns about insecure mode itself
+        require_tls({"--ca-cert": ca_cert, "--auth-key": auth_key}, insecure=False, who="supernode")
+    report = check_merchant_inputs(
+        data=data, key_file=key_file, epsilon_cap=epsilon_cap, state_dir=state_dir,
+        strict=strict, signing_key=signing_key, secagg_roster=secagg_roster,
+    )  # fmt: skip
+    typer.echo(report.summary(), err=True)
     node_config = {
         "data-path": data if "://" in data else str(Path(data).resolve()),
         "merchant-id": merchant_id or Path(data.split("?")[0]).stem,
@@ -164,14 +194,16 @@ def supernode(
         "epsilon-cap": float(epsilon_cap),
         "state-dir": str(state_dir.resolve()),
     }
-    if (signing_key is None) != (secagg_roster is None):
-        raise ValueError("secure aggregation needs both --signing-key and --secagg-roster")
+    if strict:
+        node_config["strict"] = True
     if signing_key is not None:
         node_config["signing-key"] = str(signing_key.resolve())
         node_config["secagg-roster"] = str(secagg_roster.resolve())
     command = supernode_command(
         superlink=superlink, node_config=node_config, runtime_port=runtime_port or free_port(),
         ca_cert=ca_cert, auth_private_key=auth_key, insecure=insecure,
+        poll_interval=None if process_per_message else poll_interval,
+        worker=not process_per_message,
     )  # fmt: skip
     _launch(command, insecure=insecure, dry_run=dry_run)
 
@@ -189,7 +221,7 @@ def demo_deploy(
     out: Annotated[Path | None, Opt(help="Keep everything here (default: a temp dir)")] = None,
     insecure: Annotated[bool, Opt("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
-    """A real SuperLink and SuperNodes on 127.0.0.1 with TLS and auth, one run end to end."""
+    """A real SuperLink and SuperNodes on 127.0.0.1, one run end to end."""
     from fedseg.server.report import render_report
     from fedseg.simulations.data.federation import write_federation
     from fedseg.simulations.data.synthetic import generate_federation
@@ -220,7 +252,7 @@ def contributors(
     model: Annotated[Path, Opt(help="model.json written by the ServerApp")],
     nodes: Annotated[Path | None, Opt(help='JSON {"merchant": node_id} from registration')] = None,
 ) -> None:
-    """Which merchant contributed to which round of a run (from model.json's history)."""
+    """Which merchant contributed to which round (model.json's history)."""
     import json
 
     from fedseg.simulations.deploy.demo import contributors_per_round, render_contributions
@@ -244,15 +276,15 @@ def _launch(command: list[str], *, insecure: bool, dry_run: bool) -> None:
     os.execv(executable, [executable, *command[1:]])
 
 
-def register_deploy_commands(app: typer.Typer) -> None:
-    """Add the deployment commands to ``app``."""
-    app.command("keygen")(keygen)
-    app.command("certs")(certs)
-    app.command("supernode-key")(supernode_key)
-    app.command("secagg-key")(secagg_key)
-    app.command("roster")(roster)
-    app.command("app")(app_project)
-    app.command("superlink")(superlink)
-    app.command("supernode")(supernode)
-    app.command("demo-deploy")(demo_deploy)
-    app.command("contributors")(contributors)
+def register_deploy_commands(app: typer.Typer, *, merchant: str, operator: str) -> None:
+    """Add the deployment commands to ``app``, under the merchants' and operators' panels."""
+    for name, command in (
+        ("keygen", keygen), ("supernode-key", supernode_key), ("secagg-key", secagg_key),
+        ("supernode", supernode),
+    ):  # fmt: skip
+        app.command(name, rich_help_panel=merchant)(command)
+    for name, command in (
+        ("certs", certs), ("roster", roster), ("app", app_project), ("superlink", superlink),
+        ("demo-deploy", demo_deploy), ("contributors", contributors),
+    ):  # fmt: skip
+        app.command(name, rich_help_panel=operator)(command)

@@ -1,4 +1,7 @@
-"""The `fedseg` command line: generate, simulate, sweep, assign."""
+"""fedseg: federated customer segmentation with differential privacy (docs/contract.md).
+
+Every command has --help; bad input ends with one line naming the flag or file, exit 2.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,28 @@ app = typer.Typer(
 )
 
 Opt = typer.Option
+RESEARCH, MERCHANT, OPERATOR = "Simulate and research", "Merchants", "Operators"
 
 
-@app.command()
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"fedseg {version('fedseg')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        Opt("--version", callback=_show_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command(rich_help_panel=RESEARCH)
 def generate(
     out: Annotated[Path, Opt(help="Directory to write the federation to")],
     users: Annotated[int, Opt(help="Customers in total")] = 20_000,
@@ -40,14 +62,7 @@ def generate(
     typer.echo(f"wrote {len(fed.merchants)} merchants, {fed.n_users} customers to {path}")
 
 
-def _parse_epsilon(text: str) -> float:
-    value = float(text)
-    if not (value > 0):
-        raise ValueError(f"--epsilon must be positive or inf, got {text}")
-    return value
-
-
-@app.command()
+@app.command(rich_help_panel=RESEARCH)
 def simulate(
     data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
     dataset: Annotated[str | None, Opt(help="synthetic, cdnow or ml-100k")] = None,
@@ -57,8 +72,10 @@ def simulate(
     rounds: Annotated[int, Opt(help="DP Lloyd rounds")] = 2,
     features: Annotated[
         str | None,
-        Opt(help="The feature schema: a TOML file or ecommerce/cdnow/movielens "
-            "(default: the federation's, docs/segmentation.md)"),
+        Opt(
+            help="The feature schema: a TOML file or ecommerce/cdnow/movielens "
+            "(default: the federation's, docs/segmentation.md)"
+        ),
     ] = None,
     noise: Annotated[str, Opt(help="local or distributed")] = "local",
     secure_agg: Annotated[bool, Opt("--secure-agg", help="Secure aggregation")] = False,
@@ -103,9 +120,25 @@ def simulate(
         ),
     ] = False,
     out: Annotated[Path, Opt(help="Output directory")] = Path("fedseg-out"),
+    strict: Annotated[
+        bool,
+        Opt(
+            "--strict", help="Refuse a merchant table with any bad row (e.g. an unknown event name)"
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, Opt("--json", help="Print metrics.json's figures as JSON instead of the tables")
+    ] = False,
 ) -> None:
-    """Run a federated segmentation simulation and print the segments and privacy report."""
+    """Fit segments over a federation; print them and the privacy report."""
     from fedseg.server.config import SegmentationConfig
+    from fedseg.simulations.cli import output
+    from fedseg.simulations.cli.inputs import (
+        check_dataset,
+        check_k,
+        inspect_federation,
+        parse_epsilon,
+    )
     from fedseg.simulations.experiments.choose_k import parse_k_range
     from fedseg.simulations.experiments.runner import simulate as run
     from fedseg.simulations.experiments.runner import write_report
@@ -113,7 +146,7 @@ def simulate(
     ks = parse_k_range(k)
     run_config = {
         "k": ks[0],
-        "epsilon": _parse_epsilon(epsilon),
+        "epsilon": parse_epsilon(epsilon),
         "delta": delta,
         "rounds": rounds,
         "noise": noise,
@@ -138,18 +171,44 @@ def simulate(
     if lifetime_value:
         run_config["lifetime-value"] = True
     if epsilon_cap is not None:
-        run_config["sim-epsilon-cap"] = _parse_epsilon(epsilon_cap)
+        run_config["sim-epsilon-cap"] = parse_epsilon(epsilon_cap, flag="--epsilon-cap")
     SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work
+    if data is None:
+        check_dataset(dataset or "synthetic")
     with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
         data_dir = _federation_dir(data, dataset, Path(scratch), seed=seed)
+        tables = inspect_federation(data_dir, as_of=as_of or "", strict=strict)
+        check_k(ks, tables, where=str(data or f"the built-in {dataset or 'synthetic'} data"))
+        output.err.print(output.load_table(tables))
+        output.report_lines(tables)
         if len(ks) > 1:
             return _choose_k(data_dir, run_config, ks, out=out, backend=backend)
         result = run(
             data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace, state_dir=state_dir
         )
-    typer.echo(write_report(result))
-    typer.echo(json.dumps(result.metrics, indent=2))
-    typer.echo(f"wrote {out / 'model.json'}, {out / 'metrics.json'}, {out / 'report.md'}")
+    write_report(result)
+    files = [out / "model.json", out / "metrics.json", out / "report.md"]
+    if as_json:
+        typer.echo(json.dumps(result.metrics, indent=2))
+        return
+    _truth_notice(result.metrics, data)
+    for table in (
+        output.segment_table(result.model),
+        output.run_table(result.model, result.metrics, target=run_config["epsilon"]),
+        output.privacy_table(result.model.privacy),
+    ):
+        output.out.print(table)
+    output.out.print(output.files_line(files), markup=False)
+
+
+def _truth_notice(metrics: dict, data: Path | None) -> None:
+    """One line when truth.csv does not list every customer (ARI/NMI cover the rest)."""
+    missing = int(metrics.get("truth_missing", 0))
+    if missing:
+        where = data / "truth.csv" if data is not None else "the built-in truth"
+        covered = metrics["n_users"] - missing
+        typer.echo(f"{where}: {missing:,} of {metrics['n_users']:,} customers have no planted "
+                   f"segment; ARI and NMI cover the other {covered:,}", err=True)  # fmt: skip
 
 
 def _choose_k(data_dir: Path, run_config: dict, ks: tuple[int, ...], *, out: Path, backend: str):
@@ -181,7 +240,7 @@ def _federation_dir(data: Path | None, dataset: str | None, scratch: Path, *, se
     return write_federation(fed, scratch / name)
 
 
-@app.command()
+@app.command(rich_help_panel=RESEARCH)
 def sweep(
     data: Annotated[Path | None, Opt(help="A federation directory (see `fedseg generate`)")] = None,
     dataset: Annotated[str | None, Opt(help="synthetic, mixture, cdnow or ml-100k")] = None,
@@ -211,11 +270,20 @@ def sweep(
     backend: Annotated[str | None, Opt(help="inprocess or ray")] = None,
     workers: Annotated[int, Opt(help="Parallel runs (processes); 0 = inline")] = 2,
     out: Annotated[Path, Opt(help="Output directory (resumable)")] = Path("fedseg-sweep"),
+    as_json: Annotated[
+        bool, Opt("--json", help="Print the medians over seeds as JSON records instead")
+    ] = False,
 ) -> None:
-    """Run an ε × seed grid; write results.csv, tradeoff.png and report.html (resumable)."""
+    """Run an ε × seed grid: results.csv, plots and report.html (resumable)."""
+    from fedseg.simulations.cli import output
+    from fedseg.simulations.cli.inputs import check_k, inspect_federation
     from fedseg.simulations.experiments.scenario import load_scenario, scenario_from_mapping
     from fedseg.simulations.experiments.sweep import run_sweep
-    from fedseg.simulations.reports.html_report import summary_table, write_sweep_report
+    from fedseg.simulations.reports.html_report import (
+        SUMMARY_HEADINGS,
+        summary_table,
+        write_sweep_report,
+    )
 
     if data is not None and dataset is not None:
         raise ValueError("give --data or --dataset, not both")
@@ -230,34 +298,55 @@ def sweep(
     }  # fmt: skip
     values = {**base, **{key: v for key, v in flags.items() if v is not None}}
     plan = scenario_from_mapping(values, where=str(scenario or "flags"))
-    result = run_sweep(plan, out, workers=workers)
+    if plan.data:  # a folder without merchants, or too few customers, fails here, not per run
+        check_k((plan.k,), inspect_federation(Path(plan.data)), where=plan.data)
+    result = run_sweep(plan, out, workers=workers, progress=not as_json)
+    failed = result.results[result.results["status"] != "ok"]
+    if len(failed) == len(result.results):
+        raise ValueError(
+            f"all {len(failed)} runs failed; the first: {failed['error'].iloc[0]} "
+            f"(every error: {result.csv_path})"
+        )
     paths = write_sweep_report(out, result.results)
-    typer.echo(summary_table(result.results).to_string(index=False))
-    failed = int((result.results["status"] != "ok").sum())
-    if failed:
-        typer.echo(f"{failed} run(s) failed; see the error column of {result.csv_path}", err=True)
-    typer.echo(f"wrote {result.csv_path}, {paths['ε vs accuracy']}, {paths['report']}")
+    summary = summary_table(result.results)
+    if as_json:  # ε = ∞ as "inf", as --epsilons takes it (JSON has no infinity)
+        epsilon = summary["epsilon"].map(lambda e: "inf" if e == float("inf") else e)
+        typer.echo(summary.assign(epsilon=epsilon).to_json(orient="records", indent=2))
+        return
+    output.out.print(output.sweep_table(summary, SUMMARY_HEADINGS))
+    if len(failed):
+        typer.echo(
+            f"{len(failed)} run(s) failed; see the error column of {result.csv_path}", err=True
+        )
+    files = [result.csv_path, *(p for p in paths.values())]
+    output.out.print(output.files_line(files), markup=False)
 
 
-@app.command()
+@app.command(rich_help_panel=MERCHANT)
 def assign(
     model: Annotated[Path, Opt(help="model.json published by the server")],
-    data: Annotated[Path, Opt(help="This merchant's events or features file")],
+    data: Annotated[Path, Opt(help="Your events or features: .csv, .parquet, .db or a SQL URL")],
     out: Annotated[Path, Opt(help="CSV to write: user_id, segment, segment_name")] = Path(
         "assignments.csv"
     ),
+    strict: Annotated[
+        bool, Opt("--strict", help="Refuse a table with any bad row (e.g. an unknown event name)")
+    ] = False,
 ) -> None:
-    """Label this merchant's own customers with the published segments, locally."""
-    from fedseg.client.assign import assign_segments
+    """Label your own customers with a published model, locally."""
+    from fedseg.client.assign import assign_with_report
+    from fedseg.simulations.cli import output
 
-    table = assign_segments(model, data)
+    table, report = assign_with_report(model, data, strict=strict)
+    typer.echo(report.summary(), err=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    typer.echo(f"wrote {len(table)} customers to {out}")
+    output.out.print(output.assignment_table(table))
+    output.out.print(f"wrote {len(table):,} customers to {out}", markup=False)
 
 
 ledger = typer.Typer(no_args_is_help=True, help="A merchant's own privacy ledger.")
-app.add_typer(ledger, name="ledger")
+app.add_typer(ledger, name="ledger", rich_help_panel=MERCHANT)
 
 
 @ledger.command("show")
@@ -300,7 +389,7 @@ def _ledger_delta(path: Path) -> float:
 
 from fedseg.simulations.cli.deploy import register_deploy_commands  # noqa: E402
 
-register_deploy_commands(app)  # keygen, certs, app, superlink, supernode, demo-deploy, ...
+register_deploy_commands(app, merchant=MERCHANT, operator=OPERATOR)
 
 
 def main() -> None:

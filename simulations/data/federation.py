@@ -2,7 +2,8 @@
 
 On disk::
 
-    DIR/merchants/<merchant_id>.csv | .parquet   one table per merchant (events or features)
+    DIR/merchants/<merchant_id>.csv | .parquet | .db   one table per merchant (events or
+                                                 features; .db: a SQLite file)
     DIR/items.csv                                optional catalogue
     DIR/truth.csv                                optional: merchant_id, user_id, segment
     DIR/federation.toml                          optional public run parameters (as_of,
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 from fedseg.client.loading import DataError
+from fedseg.client.sql_sources import SQLITE_SUFFIXES, read_sqlite_file
+from fedseg.client.tables import MERCHANT_SUFFIXES
 
 EVENT_COLUMNS = ("user_id", "timestamp", "event", "item_id", "price")
 TRUTH_COLUMNS = ("merchant_id", "user_id", "segment")
@@ -116,9 +119,11 @@ def read_federation(directory: str | Path) -> Federation:
     merchant_dir = root / "merchants"
     if not merchant_dir.is_dir():
         raise FederationLayoutError(f"{root}: no merchants/ directory (expected {merchant_dir})")
-    paths = sorted(p for p in merchant_dir.iterdir() if p.suffix in (".csv", ".parquet"))
+    paths = sorted(p for p in merchant_dir.iterdir() if p.suffix in MERCHANT_SUFFIXES)
     if not paths:
-        raise FederationLayoutError(f"{merchant_dir}: no .csv or .parquet merchant files")
+        raise FederationLayoutError(
+            f"{merchant_dir}: no .csv, .parquet or SQLite .db merchant files"
+        )
     stems = [p.stem for p in paths]
     duplicated = sorted({s for s in stems if stems.count(s) > 1})
     if duplicated:
@@ -141,6 +146,8 @@ def table_columns(path: Path) -> list[str]:
     """A merchant file's column names, without reading its rows."""
     if path.suffix == ".csv":
         return list(pd.read_csv(path, nrows=0).columns)
+    if path.suffix in SQLITE_SUFFIXES:
+        return list(read_sqlite_file(path, limit=0).columns)
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
@@ -149,6 +156,8 @@ def table_columns(path: Path) -> list[str]:
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path)
+    if path.suffix in SQLITE_SUFFIXES:
+        return read_sqlite_file(path)
     return pd.read_parquet(path)
 
 

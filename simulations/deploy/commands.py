@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from fedseg.simulations.deploy.pki import TlsFiles
 log = logging.getLogger(__name__)
 
 DEPLOY_ROUND_TIMEOUT_S = 120.0  # a dead SuperNode costs one round this long, never forever
+DEFAULT_POLL_S = 0.2  # a SuperNode's poll while a run is active (Flower alone: 3 s)
+FLOWER_POLL_S = 3.0
 APP_NAME = "fedseg-segmentation"
 
 
@@ -33,10 +36,12 @@ class InsecureRefused(ValueError):
     """TLS material is missing and insecure mode was not asked for explicitly."""
 
 
-def require_tls(certificate_paths: Sequence[Path | None], *, insecure: bool, who: str) -> bool:
+def require_tls(certificates: Mapping[str, Path | None], *, insecure: bool, who: str) -> bool:
     """True when TLS is on; refuse (``InsecureRefused``) when a file is missing unless insecure.
 
-    In insecure mode certificates are ignored, and a warning says what that means."""
+    ``certificates`` maps each option (``--ca-cert``) to its file, so the refusal names the
+    option and the path. In insecure mode certificates are ignored, and a warning says what
+    that means."""
     if insecure:
         log.warning(
             "%s: INSECURE mode - traffic between merchants and the operator is unencrypted "
@@ -44,10 +49,14 @@ def require_tls(certificate_paths: Sequence[Path | None], *, insecure: bool, who
             who,
         )
         return False
-    missing = [str(p) if p else "no file given" for p in certificate_paths if not _is_file(p)]
+    missing = [
+        f"{option} {path}: no such file" if path else f"{option} not given"
+        for option, path in certificates.items()
+        if not _is_file(path)
+    ]
     if missing:
         raise InsecureRefused(
-            f"{who}: refusing to start without TLS (missing: {', '.join(missing)}); "
+            f"{who}: refusing to start without TLS ({'; '.join(missing)}); "
             "create trial certificates with `fedseg certs --out DIR`, "
             "or pass --insecure explicitly for a local test"
         )
@@ -67,11 +76,13 @@ def superlink_command(
     database: str | None = None,
 ) -> list[str]:
     """``flower-superlink`` with TLS on every API and SuperNode authentication enabled."""
-    secure = require_tls(
-        [tls.ca_cert, tls.server_cert, tls.server_key] if tls else [None],
-        insecure=insecure,
-        who="superlink",
-    )
+    files = (
+        {"--certs ca.crt": tls.ca_cert, "--certs server.crt": tls.server_cert,
+         "--certs server.key": tls.server_key}
+        if tls
+        else {"--certs": None}
+    )  # fmt: skip
+    secure = require_tls(files, insecure=insecure, who="superlink")
     command = [
         "flower-superlink",
         "--host",
@@ -105,10 +116,25 @@ def supernode_command(
     ca_cert: Path | None,
     auth_private_key: Path | None,
     insecure: bool = False,
+    poll_interval: float | None = DEFAULT_POLL_S,
+    worker: bool = True,
 ) -> list[str]:
-    """``flower-supernode`` for one merchant: TLS to the SuperLink and its own auth key."""
-    secure = require_tls([ca_cert, auth_private_key], insecure=insecure, who="supernode")
+    """``flower-supernode`` for one merchant: TLS to the SuperLink and its own auth key.
+
+    By default through fedseg's launcher (simulations/backends/supernode.py): one
+    long-lived ClientApp process and a ``poll_interval`` poll while a run is active.
+    ``worker=False, poll_interval=None`` is Flower's own process model and waits."""
+    secure = require_tls(
+        {"--ca-cert": ca_cert, "--auth-key": auth_private_key}, insecure=insecure, who="supernode"
+    )
+    launcher = []
+    if worker or poll_interval is not None:
+        launcher = [sys.executable, "-m", "fedseg.simulations.backends.supernode"]
+        launcher += ["--poll-interval", str(poll_interval or FLOWER_POLL_S)]
+        launcher += [] if worker else ["--no-worker"]
+        launcher += ["--"]
     command = [
+        *launcher,
         "flower-supernode",
         "--superlink",
         superlink,
@@ -148,7 +174,7 @@ def _toml_value(value: Any) -> str:
 
 def connection_entry(address: str, *, ca_cert: Path | None, insecure: bool = False) -> dict:
     """One ``[superlink.<name>]`` table of ``$FLWR_HOME/config.toml`` for the ``flwr`` CLI."""
-    if require_tls([ca_cert], insecure=insecure, who="flwr connection"):
+    if require_tls({"root-certificates": ca_cert}, insecure=insecure, who="flwr connection"):
         return {"address": address, "root-certificates": str(Path(ca_cert).resolve())}
     return {"address": address, "insecure": True}
 

@@ -11,8 +11,9 @@ simulation of the same federation and seed. Every process started is stopped bef
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from fedseg.simulations.data.federation import public_parameters
 from fedseg.simulations.deploy.commands import app_run_config
 from fedseg.simulations.deploy.local import LocalDeployment, Merchant
 from fedseg.simulations.deploy.processes import DeploymentError
-from fedseg.simulations.experiments.runner import merchant_files
+from fedseg.simulations.experiments.runner import default_schema_file, merchant_files
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class DemoResult:
     node_names: dict[int, str]  # SuperLink node id → merchant id
     contributions: list[dict[str, Any]]  # per round: who contributed, who did not
     leftovers: list[int]  # pids still alive after cleanup (always empty unless a bug)
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds of each step
 
 
 def demo_merchants(
@@ -100,11 +102,15 @@ def run_demo(
     insecure: bool = False,
     kill: KillPlan | None = None,
     timeout_s: float = 900.0,
+    deployment_options: Mapping[str, Any] | None = None,
 ) -> DemoResult:
     """Deploy the federation in ``data_dir`` locally, run fedseg once, stop everything."""
     work_dir = Path(work_dir).resolve()
     out_dir = work_dir / "out"
     overrides = {**public_parameters(data_dir), **(run_config or {}), "out-dir": str(out_dir)}
+    if not overrides.get("features"):  # the operator's schema, chosen as a simulation does
+        work_dir.mkdir(parents=True, exist_ok=True)
+        overrides["features"] = str(default_schema_file(Path(data_dir), work_dir))
     if test_seed is not None:
         overrides["seed"] = test_seed
     config = app_run_config(overrides)
@@ -112,18 +118,30 @@ def run_demo(
     merchants = demo_merchants(Path(data_dir), work_dir, epsilon_cap=cap, test_seed=test_seed)
     if config.get("secure-agg"):  # the operator's copy of the roster the merchants pinned
         config["secagg-roster"] = str(work_dir / "secagg-roster.json")
-    with LocalDeployment(work_dir, insecure=insecure) as deployment:
+    if not config.get("expected-nodes"):  # the run is submitted while the SuperNodes start
+        config["expected-nodes"] = len(merchants)
+    clock = _Phases()
+    with LocalDeployment(work_dir, insecure=insecure, **(deployment_options or {})) as deployment:
         deployment.start_superlink()
+        clock.lap("superlink")
         for merchant in merchants:
             deployment.add_merchant(merchant)
+        clock.lap("register")
+        for merchant in merchants:
             deployment.start_supernode(merchant.merchant_id)
+        # Submitted at once: the SuperLink starts the ServerApp while the SuperNodes start,
+        # and the ServerApp waits for all of them (expected-nodes) before its first round.
+        run_id = deployment.submit(config)
+        clock.lap("submit")
         for merchant in merchants:
             deployment.wait_connected(merchant.merchant_id)
-        run_id = deployment.submit(config)
+        clock.lap("supernodes")
         if kill is not None:
             _kill_when_due(deployment, kill)
         status = deployment.wait_for_run(run_id, out_dir, timeout_s=timeout_s)
+        clock.lap("run")
         names = deployment.node_names()
+    clock.lap("stop")
     leftovers = deployment.processes.leftovers()
     if not (out_dir / "model.json").exists():
         raise DeploymentError(
@@ -132,7 +150,21 @@ def run_demo(
     model = SegmentModel.load(out_dir / "model.json")
     contributions = contributors_per_round(model.history, names)
     _write_summary(out_dir, run_id, status, names, contributions)
-    return DemoResult(model, run_id, status, out_dir, names, contributions, leftovers)
+    return DemoResult(
+        model, run_id, status, out_dir, names, contributions, leftovers, clock.seconds
+    )
+
+
+class _Phases:
+    """Wall seconds of each step of the demo (benchmarks/deploy_speed.py reads them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name], self._last = now - self._last, now
 
 
 def contributors_per_round(

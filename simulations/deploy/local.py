@@ -1,8 +1,9 @@
 """A whole fedseg deployment on one machine: one SuperLink, one SuperNode per merchant.
 
 Real Flower processes on 127.0.0.1 with free ports, TLS and SuperNode authentication,
-driven through the same commands an operator and merchants type (``flwr supernode
-register``, ``flwr run``, ``flwr ls``). Used by ``fedseg demo-deploy`` and the
+driven through the requests an operator's ``flwr supernode register``, ``flwr run`` and
+``flwr ls`` send (simulations/deploy/control.py, from this process; ``flwr`` itself for
+anything else). Used by ``fedseg demo-deploy`` and the
 end-to-end tests. ``LocalDeployment`` is a context manager: leaving it stops every
 process it started (and their children), also on errors and at interpreter exit.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fedseg.simulations.deploy.commands import (
+    DEFAULT_POLL_S,
     connection_entry,
     node_config_arg,
     superlink_command,
@@ -26,6 +28,7 @@ from fedseg.simulations.deploy.commands import (
     write_app_project,
     write_flwr_config,
 )
+from fedseg.simulations.deploy.control import OperatorControl
 from fedseg.simulations.deploy.pki import (
     DEFAULT_HOSTS,
     NodeKeyFiles,
@@ -90,6 +93,10 @@ class LocalDeployment:
     work_dir: Path
     insecure: bool = False
     startup_timeout_s: float = 60.0
+    # How each SuperNode runs (simulations/backends/supernode.py): one long-lived ClientApp
+    # process, and this poll while a run is active; False / None: Flower's own.
+    worker: bool = True
+    poll_interval: float | None = DEFAULT_POLL_S
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +106,7 @@ class LocalDeployment:
         self.processes = ProcessGroup(self.work_dir / "logs", env=env)
         self.tls: TlsFiles | None = None
         self.port = 0
+        self.control: OperatorControl | None = None  # the SuperLink's Control API, once up
 
     def __enter__(self) -> LocalDeployment:
         return self
@@ -122,6 +130,9 @@ class LocalDeployment:
             address, ca_cert=self.tls and self.tls.ca_cert, insecure=self.insecure
         )
         write_flwr_config(self.flwr_home, {CONNECTION: entry}, default=CONNECTION)
+        self.control = OperatorControl(
+            address, ca_cert=self.tls and self.tls.ca_cert, insecure=self.insecure
+        )
         service = self.processes.start("superlink", _resolve(command), cwd=self.work_dir)
         self.wait_until(
             lambda: "Uvicorn running" in service.log_tail(50), service, "SuperLink start"
@@ -132,22 +143,18 @@ class LocalDeployment:
         keys = write_node_keypair(self.work_dir / "node-keys", merchant.merchant_id)
         node = Node(merchant, keys)
         if register:
-            reply = self.flwr(
-                "supernode", "register", str(keys.public_key), CONNECTION, "--format", "json"
-            )
-            node.node_id = int(reply["node-id"])
+            node.node_id = self.control.register_node(keys.public_key)
         self.nodes[merchant.merchant_id] = node
         return node
 
     def submit(self, run_config: Mapping[str, Any]) -> int:
-        """Write the app project with ``run_config`` and ``flwr run`` it; return the run id."""
+        """Write the app project with ``run_config`` and submit it as ``flwr run`` does; return
+        the run id."""
         app_dir = write_app_project(self.work_dir / "app", run_config).parent
-        reply = self.flwr("run", str(app_dir), CONNECTION, "--format", "json")
-        return int(reply["run-id"])
+        return self.control.start_run(app_dir)
 
     def run_status(self, run_id: int) -> str:
-        runs = self.flwr("ls", CONNECTION, "--format", "json")["runs"]
-        return next(str(r["status"]) for r in runs if int(r["run-id"]) == run_id)
+        return self.control.run_status(run_id)
 
     def wait_for_run(self, run_id: int, out_dir: Path, *, timeout_s: float) -> str:
         """Wait until the run is finished (model.json written or status ``finished:*``)."""
@@ -158,8 +165,8 @@ class LocalDeployment:
                 status = self.run_status(run_id)
                 if status.startswith(_FINISHED):
                     return status
-                next_check = time.monotonic() + 30.0  # each `flwr ls` costs ~1 s CPU
-            time.sleep(0.5)
+                next_check = time.monotonic() + 5.0
+            time.sleep(0.2)
         raise DeploymentError(
             f"run {run_id}: not finished after {timeout_s:.0f} s (last status {status})"
         )
@@ -175,6 +182,8 @@ class LocalDeployment:
             ca_cert=self.tls and self.tls.ca_cert,
             auth_private_key=None if self.insecure else node.keys.private_key,
             insecure=self.insecure,
+            poll_interval=self.poll_interval,
+            worker=self.worker,
         )
         node.service = self.processes.start(
             f"supernode-{merchant_id}", _resolve(command), cwd=self.work_dir

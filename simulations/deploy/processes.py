@@ -166,7 +166,10 @@ class ProcessGroup:
 
     def stop_all(self, *, grace_s: float = 5.0) -> None:
         """Stop every service, newest first (SuperNodes before the SuperLink), then any
-        detached descendant still carrying this deployment's marker."""
+        detached descendant still carrying this deployment's marker. Services started after
+        the first (the SuperNodes) are signalled together, so they wind down in parallel."""
+        for service in self.services[1:]:
+            _signal_group(service.pid, signal.SIGTERM)
         for service in reversed(self.services):
             self.stop(service, grace_s=grace_s)
         for sig in (signal.SIGTERM, signal.SIGKILL):

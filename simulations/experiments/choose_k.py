@@ -110,8 +110,10 @@ def parse_k_range(text: str) -> tuple[int, ...]:
             ks = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
         raise KRangeError(f"--k: expected 5, 2-10 or 2,4,8; got {text!r}") from None
-    if not ks or min(ks) < 1 or len(set(ks)) != len(ks):
-        raise KRangeError(f"--k: need distinct values >= 1, got {text!r}")
+    if not ks or len(set(ks)) != len(ks):
+        raise KRangeError(f"--k: need distinct values, got {text!r}")
+    if min(ks) < 2:
+        raise KRangeError(f"--k: a segmentation needs at least 2 segments, got {text!r}")
     return tuple(sorted(ks))
 
 

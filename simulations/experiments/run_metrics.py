@@ -25,10 +25,15 @@ from typing import Any
 import numpy as np
 from fedseg.privacy.published.segments import nearest_centre
 from fedseg.server.model import SegmentModel
-from fedseg.simulations.experiments.metrics import kmeans_cost, partition_metrics, reference_cost
+from fedseg.simulations.experiments.metrics import (
+    cost_ratio,
+    kmeans_cost,
+    partition_metrics,
+    reference_cost,
+    reference_kmeans,
+)
 from fedseg.simulations.experiments.runner import pooled_features
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,13 @@ def evaluate_point(model: SegmentModel, pooled: PooledData, *, seed: int) -> dic
         )
     seed = max(seed, 0)
     z = model.scaling.transform(pooled.x)
-    reference_z = KMeans(n_clusters=model.k, n_init=10, random_state=seed).fit(z)
+    reference_z = reference_kmeans(z, model.k, seed=seed)
     errors = centroid_errors(model.centres_standardized, reference_z.cluster_centers_)
     metrics: dict[str, Any] = {
-        "cost_ratio": kmeans_cost(pooled.x, model.centroids) / pooled.reference_cost,
-        "cost_ratio_model_space": kmeans_cost(z, model.centres_standardized)
-        / float(reference_z.inertia_),
+        "cost_ratio": cost_ratio(kmeans_cost(pooled.x, model.centroids), pooled.reference_cost),
+        "cost_ratio_model_space": cost_ratio(
+            kmeans_cost(z, model.centres_standardized), float(reference_z.inertia_)
+        ),
     }
     if pooled.truth is not None:
         labels = nearest_centre(z, model.centres_standardized)

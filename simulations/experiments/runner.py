@@ -47,7 +47,7 @@ class SimulationResult:
 def merchant_files(data_dir: Path) -> list[Path]:
     files = sorted(p for p in (data_dir / "merchants").glob("*") if p.suffix in MERCHANT_SUFFIXES)
     if not files:
-        raise ValueError(f"{data_dir}: no merchants/*.csv or *.parquet files")
+        raise ValueError(f"{data_dir}: no merchants/*.csv, *.parquet or SQLite *.db files")
     return files
 
 
@@ -162,11 +162,7 @@ def pooled_features(
     ``as_of`` defaults to the federation's public one (federation.toml), as the merchants'."""
     as_of = as_of or public_parameters(data_dir).get("as-of") or None
     truth_path = data_dir / "truth.csv"
-    truth = (
-        pd.read_csv(truth_path, dtype={"user_id": str, "merchant_id": str})
-        if truth_path.exists()
-        else None
-    )
+    truth = read_truth(truth_path) if truth_path.exists() else None
     rows, labels = [], []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, max(seed, 0))
@@ -187,7 +183,28 @@ def pooled_features(
         raise DataError(f"{data_dir}: no merchant file could be loaded for the evaluation")
     x = np.vstack(rows)
     y = np.concatenate(labels) if truth is not None else None
+    if y is not None and np.isnan(y).all():
+        raise DataError(f"{truth_path}: lists none of the federation's {len(x):,} customers")
     return x, y
+
+
+TRUTH_COLUMNS = ("merchant_id", "user_id", "segment")
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """truth.csv (merchant_id, user_id, segment), or one line naming the file and column."""
+    try:
+        truth = pd.read_csv(path, dtype={"user_id": str, "merchant_id": str})
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable truth file ({type(exc).__name__})") from None
+    missing = [c for c in TRUTH_COLUMNS if c not in truth.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r} (needs {', '.join(TRUTH_COLUMNS)})")
+    segment = pd.to_numeric(truth["segment"], errors="coerce")
+    bad = np.flatnonzero(segment.isna().to_numpy())
+    if len(bad):
+        raise DataError(f"{path}: row {bad[0] + 1}: column 'segment' is not a number")
+    return truth.assign(segment=segment)
 
 
 def evaluate_model(

@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Panels of the trade-off picture: (column, axis label, reference line).
 TRADEOFF_PANELS = (
@@ -30,6 +32,7 @@ TRADEOFF_PANELS = (
 )
 INF_GAP = 3.0  # ∞ is drawn this factor to the right of the largest finite ε
 MOVEMENT_FLOOR = 1e-3
+PROFILE_COLOURS = "RdBu_r"  # diverging: below average blue, above red
 
 
 def epsilon_positions(epsilons: Sequence[float]) -> tuple[np.ndarray, float | None]:
@@ -99,36 +102,83 @@ def _epsilon_axis(ax, epsilons: Sequence[float]) -> None:
     ax.set_xlabel("total ε of the run (log scale)")
 
 
-def plot_profiles(model: Mapping, path: str | Path, *, title: str = "") -> Path:
+def plot_profiles(model: Mapping, path: str | Path, *, subtitle: str = "") -> Path:
     """Segments × features: cells show centres in original units, colour their z-score."""
+    return _save(profiles_figure(model, subtitle=subtitle), path)
+
+
+def profiles_figure(model: Mapping, *, subtitle: str = "") -> Figure:
+    """The profiles picture; ``subtitle`` says which run it shows (setting, ε, seed)."""
     features = list(model["features"])
     profiles = model["profiles"]
     z = np.asarray(model["centroids_standardized"], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.85 * len(features), 1.2 + 0.55 * len(profiles)))
+    fig, ax = plt.subplots(figsize=(2.6 + 0.9 * len(features), 1.8 + 0.55 * len(profiles)))
     limit = max(float(np.abs(z).max()), 1e-9)
-    ax.imshow(z, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    image = ax.imshow(z, cmap=PROFILE_COLOURS, vmin=-limit, vmax=limit, aspect="auto")
     for i, row in enumerate(profiles):
         for j, feature in enumerate(features):
-            ax.text(j, i, _short(row[feature]), ha="center", va="center", fontsize=8)
+            ax.text(j, i, cell_label(feature, row[feature]), ha="center", va="center",
+                    fontsize=9, color=readable_text_colour(image.to_rgba(z[i, j])))  # fmt: skip
     ax.set_xticks(
         range(len(features)), [f.replace("_", " ") for f in features], rotation=40, ha="right"
     )
     ax.set_yticks(
         range(len(profiles)), [f"{r['segment']}. {r['name']} ({r['size']:,})" for r in profiles]
     )
-    ax.set_title(title or "Segment profiles (centres in original units; colour = standardized)")
-    return _save(fig, path)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    colorbar.set_label("centre, standardized\n(0 = average customer)")
+    title = "Segment profiles: centres in original units, colour = standardized"
+    ax.set_title(f"{title}\n{subtitle}" if subtitle else title)
+    return fig
+
+
+def cell_label(feature: str, value: float) -> str:
+    """A centre as its cell shows it: shares in percent, two significant digits below 1, so a
+    small but distinctive centre (0.15 orders) never reads as 0; no scientific notation."""
+    if feature.startswith(("share_", "spend_share_")):
+        percent = 100 * value
+        if abs(percent) >= 1:
+            return f"{percent:.0f}%"
+        return f"{percent:.1f}%" if abs(percent) >= 0.1 else ("0%" if value == 0 else "≈0%")
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2g}" if abs(value) >= 0.001 else ("0" if value == 0 else "≈0")
+
+
+def readable_text_colour(background: Sequence[float]) -> str:
+    """Black or white, whichever contrasts more with an RGB(A) cell (WCAG luminance)."""
+    return "black" if _contrast("black", background) >= _contrast("white", background) else "white"
+
+
+def _contrast(text: str, background: Sequence[float]) -> float:
+    from matplotlib.colors import to_rgb
+
+    lighter, darker = sorted((_luminance(to_rgb(text)), _luminance(background[:3])), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def _luminance(rgb: Sequence[float]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour with channels in [0, 1]."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
 def plot_convergence(histories: Mapping[str, Sequence[Mapping]], path: str | Path) -> Path:
-    """Largest centre movement per DP Lloyd round (standardized units), one line per run.
+    """Largest centre movement per DP Lloyd round (standardized units), one line per run."""
+    return _save(convergence_figure(histories), path)
 
-    Movements below MOVEMENT_FLOOR (a converged noiseless run moves ~1e-12) sit on the floor.
-    """
+
+def convergence_figure(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
+    """The convergence picture. Movements below MOVEMENT_FLOOR (a converged noiseless run
+    moves ~1e-12) sit on the floor."""
     fig, ax = plt.subplots(figsize=(6.2, 4.0))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(histories), 1)))
     for colour, (label, history) in zip(colours, histories.items(), strict=False):
-        rounds = [h for h in history if h.get("task") == "cluster_displacements" and "movement" in h]
+        rounds = [
+            h for h in history if h.get("task") == "cluster_displacements" and "movement" in h
+        ]
         if rounds:
             ax.plot(
                 [h["round"] for h in rounds],
@@ -139,21 +189,14 @@ def plot_convergence(histories: Mapping[str, Sequence[Mapping]], path: str | Pat
             )
     ax.set_yscale("log")
     ax.set_ylim(bottom=MOVEMENT_FLOOR / 2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     ax.set_xlabel("DP Lloyd round")
     ax.set_ylabel("largest centre movement (standardized units)")
     ax.set_title("Convergence per round")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _short(value: float) -> str:
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+    return fig
 
 
 def _save(fig, path: str | Path, *, layout: bool = True) -> Path:
