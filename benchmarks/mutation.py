@@ -9,9 +9,14 @@ fail (or time out) is killed. This driver only
 - copies the working tree (tracked and untracked files, so uncommitted edits count) into a
   temporary directory per worker and points ``fedseg.*`` at the copy, so nothing is ever
   mutated in the checkout you are editing;
-- picks each module's tests (``MODULES``), checks they pass unmutated, and runs cosmic-ray's
-  own ``init`` and ``exec`` (``--jobs N``: N HTTP workers on localhost, cosmic-ray's ``http``
-  distributor, each in its own copy);
+- picks each module's tests (``MODULES``: tiers, quick unit tests first, the shipped apps
+  last; a mutant reaches a tier only by surviving the ones before), checks they pass
+  unmutated, and runs cosmic-ray's own ``init`` and ``exec`` (``--jobs N``: N HTTP workers on
+  localhost, cosmic-ray's ``http`` distributor, each in its own copy);
+- runs each tier in a fresh pytest forked from a warm server per copy (third-party imports
+  done once, fedseg never imported before the fork);
+- skips mutants inside type annotations (never evaluated under ``from __future__ import
+  annotations``) and, with ``--sample N``, all but N mutants drawn with ``--seed``;
 - prints one row per module (mutants, killed, survived, score = killed / (killed +
   survived)) and every survivor with its line and diff, and writes
   benchmarks/results/mutation.json.
@@ -21,6 +26,7 @@ Usage:
     python benchmarks/mutation.py server/robust.py         # one module (its tests from MODULES)
     python benchmarks/mutation.py server/robust.py --tests tests/test_robust_aggregation.py
     python benchmarks/mutation.py --jobs 2                 # two workers (2-core machine)
+    python benchmarks/mutation.py server/validation.py --jobs 2 --sample 200 --seed 0
 """
 
 from __future__ import annotations

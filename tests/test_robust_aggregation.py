@@ -337,3 +337,51 @@ def test_robust_histograms_check_that_every_row_counts_the_same_customers():
         "feature_histograms", {}, spec, [0, 1, 2, 3]
     )
     assert "different totals" in agg.log.rejected[3] and agg.log.contributors == (0, 1, 2)
+
+
+def test_moments_of_a_merchant_at_exactly_3_sigma_are_combined_robustly():
+    at_threshold = [
+        _merchant(n, 3.0, [3.0 * m, 0.0], [3.0, 3.0]) for n, m in enumerate([0.1, 0.2, 0.6])
+    ]
+    sums = _combine(at_threshold)  # σ_count = 1: 3.0 qualifies, so the median mean is used
+    np.testing.assert_allclose(sums["sum"], [0.2 * 9.0, 0.0])
+
+
+def test_the_size_estimates_noise_uses_the_exact_ratio_of_bins_to_features():
+    """3 features of 4 bins, σ = 1: a size qualifies from 3·√(4/3) ≈ 3.46, so 3.2 customers
+    are summed plainly (a bin of 3 kept), not combined robustly (where it would be cleared)."""
+    counts = np.tile([2.2, 1.0, 0.0, 0.0], (3, 1))
+    replies = [Reply(n, payload={"counts": counts}) for n in range(3)]
+    spec = ReplySpec(shapes={"counts": (3, 4)}, sigmas={"counts": 1.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], 3 * counts)
+
+
+def test_moments_qualify_from_3_sigma_of_the_count_at_any_declared_sigma():
+    spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 2.0})  # from 6 customers on
+
+    def combined(count):
+        replies = [_merchant(n, count, [count * m, 0.0], [count, count])
+                   for n, m in enumerate([0.1, 0.2, 0.6])]  # fmt: skip
+        robust = RobustAggregator(ListTransport(replies), min_clients=1)
+        return robust("feature_moments", {}, spec, [0, 1, 2]).sums["sum"][0]
+
+    assert combined(6.0) == pytest.approx(0.2 * 18.0)  # the median mean
+    assert combined(5.9) == pytest.approx(0.9 * 5.9)  # summed plainly
+    spec = ReplySpec(shapes=MOMENTS.shapes, sigmas={"count": 0.0})  # no noise: from 1 on
+    assert combined(1.0) == pytest.approx(0.2 * 3.0)
+
+
+def test_an_empty_merchant_without_noise_is_left_out_of_the_histogram_shapes():
+    """At ε = ∞ (σ = 0) a merchant with no customers has size 0: it does not qualify (its
+    shares would be 0/0) and adds nothing."""
+    shape = np.array([[0.5, 0.5, 0.0, 0.0]])
+    replies = [Reply(n, payload={"counts": 10 * shape}) for n in range(2)]
+    replies.append(Reply(2, payload={"counts": np.zeros((1, 4))}))
+    spec = ReplySpec(shapes={"counts": (1, 4)}, sigmas={"counts": 0.0})
+    agg = RobustAggregator(ListTransport(replies), min_clients=1)(
+        "feature_histograms", {}, spec, [0, 1, 2]
+    )
+    np.testing.assert_allclose(agg.sums["counts"], 20 * shape)
