@@ -181,7 +181,11 @@ def main() -> None:
     # Each finished (scenario, seed) is appended to a .jsonl beside --out; a re-run skips
     # those already there (delete the file to start over).
     done_file = Path(args.out).with_suffix(".jsonl")
-    rows = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
+    rows = (
+        [json.loads(line) for line in done_file.read_text().splitlines()]
+        if done_file.exists()
+        else []
+    )
     done = {(r["scenario"], r["seed"]) for r in rows}
     jobs = [(n, seed) for n in names for seed in range(args.seeds) if (n, seed) not in done]
     with ProcessPoolExecutor(max_workers=args.workers) as pool, done_file.open("a") as log:
