@@ -79,7 +79,7 @@ def segment_table(model: SegmentModel) -> Table:
     features = [f for f in KEY_FEATURES if f in model.features] or list(model.features)
     features = features[:MOST_FEATURES]
     rfm = {row["segment"]: row for row in model.extras.get("rfm") or []}
-    caption = "centres in original units; sizes carry DP noise"
+    caption = "members' DP means in original units; sizes and values carry DP noise"
     if len(features) < len(model.features):
         caption += f"; all {len(model.features)} features in report.md"
     table = Table(title=f"{model.k} segments", title_justify="left", caption=caption)
@@ -117,7 +117,7 @@ def run_table(model: SegmentModel, metrics: Mapping[str, Any], *, target: float)
     table.add_row(
         "DP Lloyd rounds",
         str(metrics.get("rounds", "")),
-        "stops once centres move less than the noise",
+        "after one initialization round (at ε = ∞: until centres stop moving)",
     )
     if "ari" in metrics:
         table.add_row("ARI / NMI", f"{metrics['ari']:.3f} / {metrics['nmi']:.3f}",

@@ -103,7 +103,8 @@ def _epsilon_axis(ax, epsilons: Sequence[float]) -> None:
 
 
 def plot_profiles(model: Mapping, path: str | Path, *, subtitle: str = "") -> Path:
-    """Segments × features: cells show centres in original units, colour their z-score."""
+    """Segments × features: cells show the members' DP means in original units, colour the
+    centre's z-score."""
     return _save(profiles_figure(model, subtitle=subtitle), path)
 
 
@@ -127,7 +128,7 @@ def profiles_figure(model: Mapping, *, subtitle: str = "") -> Figure:
     )
     colorbar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     colorbar.set_label("centre, standardized\n(0 = average customer)")
-    title = "Segment profiles: centres in original units, colour = standardized"
+    title = "Segment profiles: members' DP means, colour = standardized centre"
     ax.set_title(f"{title}\n{subtitle}" if subtitle else title)
     return fig
 
