@@ -44,10 +44,12 @@ def pooled_summaries(data_dir: Path, model, seed: int):
     rows = []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, seed)
-        features, specs, _ = customer_features(path, pseudonymizer=pseudonymizer, as_of=as_of)
+        features, _, _ = customer_features(
+            path, pseudonymizer=pseudonymizer, schema=model.schema, as_of=as_of
+        )
         events, _ = load_merchant_table(path, pseudonymizer=pseudonymizer, as_of=as_of)
         s = purchase_summaries(events, [str(u) for u in features.index], as_of)
-        segment = model.predict(features[[sp.name for sp in specs]].to_numpy(np.float64))
+        segment = model.predict(features.to_numpy(np.float64))  # the model's schema order
         rows.append(np.column_stack([segment, s.x, s.t_x, s.age, s.spend])[s.bought])
     return np.vstack(rows)
 
