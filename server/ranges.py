@@ -16,6 +16,7 @@ from fedseg.privacy.protocol.schema import FeatureSchema
 DECADES = 6.0  # unknown sides span 10^-6 .. 10^6 around the known side (or 0)
 TAIL = 0.001  # private bounds: the 0.1 % and 99.9 % noisy quantiles
 KEEP_PUBLIC = 0.5  # a public box is kept unless the found range is narrower than this share
+TRIM_SIGMAS = 2.0  # a kept run of bins ends at its outermost bin holding this many σ
 
 
 def range_edges(schema: FeatureSchema, bins: int) -> np.ndarray:
@@ -49,6 +50,8 @@ def bounds_from_histograms(
     bins until thin mass passes its test), widened to the edges of the bins they fall in
     (geometric bins are coarse, so a bound never cuts into the bin its quantile lies in)."""
     mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
+    if sigma > 0:
+        mass = trim_kept_ends(mass, noisy_counts, sigma)
     lower, upper = [], []
     for m, e in zip(mass, edges, strict=True):
         occupied = np.flatnonzero(m > 0)
@@ -64,6 +67,22 @@ def bounds_from_histograms(
         lower.append(e[first])
         upper.append(e[last + 1])
     return np.array(lower), np.array(upper)
+
+
+def trim_kept_ends(mass: np.ndarray, noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
+    """``mass`` without the kept bins outside the outermost ones holding at least σ.
+
+    A group of merged bins that passes the significance test keeps all its bins; a
+    geometric group spans two decades, so the empty bins in it (clipped noise, ~0.4σ each)
+    would carry a quantile bound far beyond the data. A feature with no bin of σ keeps all."""
+    strong = (mass > 0) & (noisy_counts >= TRIM_SIGMAS * sigma)
+    out = mass.copy()
+    for j, row in enumerate(strong):
+        hits = np.flatnonzero(row)
+        if hits.size:
+            out[j, : hits[0]] = 0.0
+            out[j, hits[-1] + 1 :] = 0.0
+    return out
 
 
 def significant_mass(noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
@@ -197,6 +216,31 @@ def found_bounds(
     return lower, upper, np.maximum(fallback, 1e-9)
 
 
+def degenerate_columns(
+    noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    """Features whose significant mass has a spread below one bin: the standard deviation of
+    the denoised, trimmed histogram (bin midpoints clipped to the bounds) is less than that
+    of a uniform over the fullest bin (its width / √12), e.g. a pixel column that is 0 for
+    nearly every customer. Any scale found for them is noise or a handful of customers."""
+    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
+    if sigma > 0:
+        mass = trim_kept_ends(mass, noisy_counts, sigma)
+    out = []
+    for m, e, a, b in zip(mass, edges, lower, upper, strict=True):
+        total = m.sum()
+        if total <= 0:
+            out.append(False)
+            continue
+        lo_e, hi_e = np.clip(e[:-1], a, b), np.clip(e[1:], a, b)
+        mids = (lo_e + hi_e) / 2
+        mu = mids @ m / total
+        std = np.sqrt(((mids - mu) ** 2) @ m / total)
+        fullest = int(np.argmax(m))
+        out.append(bool(std < (hi_e[fullest] - lo_e[fullest]) / np.sqrt(12)))
+    return np.array(out, dtype=bool)
+
+
 def denoise_histograms(noisy_counts: np.ndarray, noise_sigma: float) -> np.ndarray:
     """Noisy counts with the bins noise alone could explain set to zero.
 
@@ -217,7 +261,9 @@ def denoise_histograms(noisy_counts: np.ndarray, noise_sigma: float) -> np.ndarr
             break
         merged = noisy_counts.reshape(n_features, n_bins // group, group).sum(axis=2)
         levels.append(np.repeat(_significant(merged, noise_sigma * np.sqrt(group)), group, axis=1))
-    kept_mass = np.stack([np.where(kept, counts, 0.0).sum(axis=1) for kept in levels])
+    # Compare levels on the unclipped counts: a kept bin of pure noise adds zero on average,
+    # whereas its clipped count adds ~0.4σ, which would favour the coarsest level.
+    kept_mass = np.stack([np.where(kept, noisy_counts, 0.0).sum(axis=1) for kept in levels])
     finest_good = np.argmax(kept_mass >= 0.9 * kept_mass.max(axis=0), axis=0)
     kept = np.stack([levels[level][j] for j, level in enumerate(finest_good)])
     kept_counts = np.where(kept, counts, 0.0)

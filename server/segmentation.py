@@ -93,10 +93,11 @@ class SegmentationRun:
             scaling, marginals, statistics = self._earlier(earlier)
             basis = variances = None
         else:
-            statistics, fallback, marginals = self._ranges(z[releases.RANGES])
+            statistics, fallback, degenerate, marginals = self._ranges(z[releases.RANGES])
             scaling, basis, variances, n_hat = self._moments(
-                statistics["lower"], statistics["upper"], fallback, z[releases.MOMENTS]
-            )
+                statistics["lower"], statistics["upper"], fallback, degenerate,
+                z[releases.MOMENTS],
+            )  # fmt: skip
             statistics["customers"] = n_hat
             if releases.SQUARE_NORM in z:
                 marginals["square_norm"] = self._square_norm(scaling, z[releases.SQUARE_NORM])
@@ -127,8 +128,9 @@ class SegmentationRun:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _ranges(self, z: float) -> tuple[dict, np.ndarray, dict]:
-        """Found bounds (model space), the fallback scales, and the marginals."""
+    def _ranges(self, z: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+        """Found bounds (model space), the fallback scales, the degenerate features and the
+        marginals."""
         d = self.dim
         edges = ranges.range_edges(self.schema, self.cfg.range_bins)
         mechanism = releases.histogram_mechanism(z, n_features=d)
@@ -146,9 +148,12 @@ class SegmentationRun:
         self.rounds.sizes = {node: (n, size_sigma) for node, n in agg.sizes.items()}
         denoised = ranges.denoise_histograms(counts, sigma) if sigma > 0 else counts
         marginals = {"counts": denoised.tolist(), "edges": edges.tolist()}
-        return {"lower": lower, "upper": upper}, fallback, marginals
+        degenerate = self.cfg.private & ranges.degenerate_columns(
+            counts, edges, sigma, lower, upper
+        )
+        return {"lower": lower, "upper": upper}, fallback, degenerate, marginals
 
-    def _moments(self, lower, upper, fallback, z: float):
+    def _moments(self, lower, upper, fallback, degenerate, z: float):
         """The published scaling (known bounds only, mean and scale from the DP moments),
         the DP projection when d > PROJECT_ABOVE, and the noisy customer count."""
         d, project = self.dim, self.dim > PROJECT_ABOVE
@@ -164,18 +169,17 @@ class SegmentationRun:
             agg.sums, lower, upper, names=self.schema.names, log=self.schema.log,
             sigma_second=agg.noise_sigmas["square"], fallback_scale=fallback,
         )  # fmt: skip
-        basis = variances = None
-        if project:
-            p = min(self.cfg.k, d)
-            basis, variances = standardize.projection_from_moments(agg.sums, scaling, p)
-        # The found bounds only bound the moments' sensitivity: displacement clipping bounds
-        # every later release, so the clustering clips only to the schema's known bounds (a
-        # found bound that cuts a cluster would move its centre).
         known_lo, known_hi = self.schema.model_bounds()
-        scaling = replace(
-            scaling, lower=tuple(np.nan_to_num(known_lo, nan=-np.inf)),
-            upper=tuple(np.nan_to_num(known_hi, nan=np.inf)),
-        )  # fmt: skip
+        clustering = standardize.clustering_scaling(
+            scaling, known_lo, known_hi, degenerate=degenerate
+        )
+        basis = variances = None
+        if project:  # u lives in the found box; the projection is in the published space
+            basis, variances = standardize.projection_from_moments(
+                agg.sums, replace(scaling, scale=clustering.scale), min(self.cfg.k, d),
+                sigma_second=agg.noise_sigmas["second"],
+            )  # fmt: skip
+        scaling = clustering
         return scaling, basis, variances, max(float(agg.sums["count"][0]), 1.0)
 
     def _square_norm(self, scaling: FeatureScaling, z: float) -> float:

@@ -9,6 +9,7 @@ the count (sensitivity 1), Σu (‖u‖ ≤ √d), Σu² (‖u²‖ ≤ √d) an
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from fedseg.privacy.scaling import FeatureScaling, unit_box
@@ -63,9 +64,17 @@ def scaling_from_moments(
 
 
 def projection_from_moments(
-    noisy: dict[str, np.ndarray], scaling: FeatureScaling, p: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``p`` principal directions (d, p) and variances (p,) in standardized space."""
+    noisy: dict[str, np.ndarray], scaling: FeatureScaling, p: int, *, sigma_second: float = 0.0
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Top-``p`` principal directions (d, p) and variances (p,) in standardized space.
+
+    The noise of Σuuᵀ (std ``sigma_second`` per entry) spreads the eigenvalues of the noisy
+    covariance up to about 2·w·√d (the semicircle edge of a symmetric noise matrix with
+    entries of std w, here w the rms entry noise in standardized units); each variance is
+    taken as its excess over that edge, and directions without excess are dropped (none
+    left: ``(None, None)``, i.e. no projection). Without this, at a few thousand customers
+    and d ≈ 60 the noise's eigenvalues (~60) dwarf the data's and the candidate cells would
+    be drawn far outside the data."""
     n = max(float(noisy["count"][0]), 1.0)
     centre, half = unit_box(np.asarray(scaling.lower), np.asarray(scaling.upper))
     mean_u = (np.asarray(scaling.mean) - centre) / half
@@ -73,6 +82,44 @@ def projection_from_moments(
     cov_u = gram / n - np.outer(mean_u, mean_u)
     s = half / np.asarray(scaling.scale)
     cov_z = cov_u * np.outer(s, s)
+    d = len(s)
+    # symmetrizing halves the off-diagonal noise variance
+    w = sigma_second / n / np.sqrt(2) * float(np.sqrt(np.mean(np.outer(s, s) ** 2)))
+    edge = 2.0 * w * np.sqrt(d)
     values, vectors = np.linalg.eigh(cov_z)
     order = np.argsort(values)[::-1][:p]
-    return vectors[:, order], np.maximum(values[order], 0.0)
+    excess = values[order] - edge
+    keep = excess > 0
+    if not keep.any():
+        return None, None
+    return vectors[:, order[keep]], excess[keep]
+
+
+def clustering_scaling(
+    scaling: FeatureScaling,
+    known_lower: np.ndarray,
+    known_upper: np.ndarray,
+    *,
+    degenerate: np.ndarray,
+) -> FeatureScaling:
+    """The published scaling: clipped to the schema's known bounds only, except that a
+    degenerate feature (``ranges.degenerate_columns``) is clipped to its found bounds and its
+    scale is at least their half-width.
+
+    Found bounds only bound the moments' sensitivity; displacement clipping bounds every
+    later release, and a found bound that cuts a cluster would move its centre. A degenerate
+    feature holds no cluster the histograms can see: unclipped, its scale (a fraction of one
+    bin) would put its rare other values thousands of units away and let them dominate every
+    distance, so it is confined to ±1 around its mean."""
+    found_lo, found_hi = np.asarray(scaling.lower), np.asarray(scaling.upper)
+    lower = np.where(degenerate, found_lo, np.nan_to_num(known_lower, nan=-np.inf))
+    upper = np.where(degenerate, found_hi, np.nan_to_num(known_upper, nan=np.inf))
+    lower = np.where(np.isnan(known_lower), lower, np.maximum(lower, known_lower))
+    upper = np.where(np.isnan(known_upper), upper, np.minimum(upper, known_upper))
+    scale = np.where(
+        degenerate, np.maximum(scaling.scale, (found_hi - found_lo) / 2), scaling.scale
+    )
+    return replace(
+        scaling, lower=tuple(float(v) for v in lower), upper=tuple(float(v) for v in upper),
+        scale=tuple(float(v) for v in scale),
+    )  # fmt: skip
