@@ -226,8 +226,9 @@ def _refine_shape(
 def found_bounds(
     noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, schema: FeatureSchema,
     *, private: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Clip bounds (model space) and a fallback scale per feature from the range histograms.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Clip bounds (model space), a fallback scale, and for thin columns the matched shape's
+    location and its noise variance (``location_variance``; elsewhere NaN and ∞) per feature.
 
     Bounds are the noisy ``TAIL`` quantiles of the significant mass, widened by a bin. For
     columns too thin for significant bins (a few hundred customers), a matched Gaussian shape
@@ -251,8 +252,27 @@ def found_bounds(
         upper = np.where(thin, mu + 6 * s_fit,
                          np.where(wide, np.maximum(upper, mu + 4 * s_fit), upper))  # fmt: skip
         fallback = np.where(thin, s_fit, fallback)
+        location_var = np.where(
+            thin, location_variance(edges, mu, s_fit, amplitude, sigma), np.inf
+        )  # fmt: skip
+        location = np.where(thin, mu, np.nan)
+    else:
+        location, location_var = np.full(len(lower), np.nan), np.full(len(lower), np.inf)
     lower, upper = shrink_bounds(lower, upper, schema, keep_public=KEEP_PUBLIC, reliable=reliable)
-    return lower, upper, np.maximum(fallback, 1e-9)
+    return lower, upper, np.maximum(fallback, 1e-9), location, location_var
+
+
+def location_variance(
+    edges: np.ndarray, mu: np.ndarray, s: np.ndarray, amplitude: np.ndarray, sigma: float
+) -> np.ndarray:
+    """Noise variance of a matched shape's location: the inverse Fisher information of μ in
+    counts n̂·t_b(μ, s) + N(0, σ²), t_b the shape's mass in bin b, i.e.
+    σ² / (n̂² Σ_b (∂t_b/∂μ)²), with ∂t_b/∂μ = (φ(a_b) − φ(a_{b+1}))/s at a = (edge − μ)/s."""
+    a = (np.clip(edges, -1e12, 1e12) - mu[:, None]) / s[:, None]
+    density = np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi)
+    slope = -np.diff(density, axis=1) / s[:, None]
+    information = amplitude**2 * np.sum(slope**2, axis=1) / max(sigma, 1e-12) ** 2
+    return 1.0 / np.maximum(information, 1e-300)
 
 
 def degenerate_columns(

@@ -93,9 +93,9 @@ class SegmentationRun:
             scaling, marginals, statistics = self._earlier(earlier)
             basis = variances = None
         else:
-            statistics, fallback, degenerate, marginals = self._ranges(z[releases.RANGES])
+            statistics, histogram, degenerate, marginals = self._ranges(z[releases.RANGES])
             scaling, basis, variances, n_hat = self._moments(
-                statistics["lower"], statistics["upper"], fallback, degenerate,
+                statistics["lower"], statistics["upper"], histogram, degenerate,
                 z[releases.MOMENTS],
             )  # fmt: skip
             statistics["customers"] = n_hat
@@ -128,9 +128,9 @@ class SegmentationRun:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _ranges(self, z: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
-        """Found bounds (model space), the fallback scales, the degenerate features and the
-        marginals."""
+    def _ranges(self, z: float) -> tuple[dict, dict, np.ndarray, dict]:
+        """Found bounds (model space), the histograms' scale and location estimates, the
+        degenerate features and the marginals."""
         d = self.dim
         edges = ranges.range_edges(self.schema, self.cfg.range_bins)
         mechanism = releases.histogram_mechanism(z, n_features=d)
@@ -139,7 +139,7 @@ class SegmentationRun:
             "feature_histograms", releases.RANGES, {"edges": edges}, mechanism, spec
         )
         counts, sigma = agg.sums["counts"], agg.noise_sigmas["counts"]
-        lower, upper, fallback = ranges.found_bounds(
+        lower, upper, fallback, location, location_var = ranges.found_bounds(
             counts, edges, sigma, self.schema, private=self.cfg.private
         )
         # A merchant's row totals are its customer count plus noise of std σ·√(bins/d) on
@@ -151,9 +151,10 @@ class SegmentationRun:
         degenerate = self.cfg.private & ranges.degenerate_columns(
             counts, edges, sigma, lower, upper
         )
-        return {"lower": lower, "upper": upper}, fallback, degenerate, marginals
+        histogram = {"scale": fallback, "location": location, "location_var": location_var}
+        return {"lower": lower, "upper": upper}, histogram, degenerate, marginals
 
-    def _moments(self, lower, upper, fallback, degenerate, z: float):
+    def _moments(self, lower, upper, histogram, degenerate, z: float):
         """The published scaling (known bounds only, mean and scale from the DP moments),
         the DP projection when d > PROJECT_ABOVE, and the noisy customer count."""
         d, project = self.dim, self.dim > PROJECT_ABOVE
@@ -167,7 +168,9 @@ class SegmentationRun:
         )
         scaling = standardize.scaling_from_moments(
             agg.sums, lower, upper, names=self.schema.names, log=self.schema.log,
-            sigma_second=agg.noise_sigmas["square"], fallback_scale=fallback,
+            sigma_second=agg.noise_sigmas["square"], fallback_scale=histogram["scale"],
+            sigma_sum=agg.noise_sigmas["sum"], location=histogram["location"],
+            location_var=histogram["location_var"],
         )  # fmt: skip
         known_lo, known_hi = self.schema.model_bounds()
         clustering = standardize.clustering_scaling(
