@@ -41,6 +41,7 @@ MAX_CANDIDATES_PER_K = 20
 MIN_CELL_SIGMAS = 1.0  # an initial cell should hold this many σ of the sums' noise
 INIT_RADIUS = 1.0  # × √d: the initialization round's displacement radius
 RADIUS_CAP = 2.0  # × √d: the first Lloyd radius at most
+NOISE_TO_SPREAD = 0.08  # a centre's predicted noise error ÷ the init's distance quantile
 RADIUS_QUANTILE = 0.9  # of the distances to the own centre: the next Lloyd radius
 UNCLIPPED = 1e12  # at ε = ∞ nothing is clipped (a mechanism still needs a finite bound)
 CONVERGED = 1e-9  # at ε = ∞ Lloyd stops once no centre moves more than this
@@ -105,9 +106,10 @@ class SegmentationRun:
             centres = _centres_of(self.warm_start, self.cfg.k, self.dim)
             radius = float(statistics.get("radius", RADIUS_CAP * math.sqrt(self.dim)))
         else:
-            centres, radius = self._initial_centres(
+            centres, spread = self._initial_centres(
                 scaling, statistics["customers"], basis, variances, z[releases.INIT]
             )
+            radius = self._first_lloyd_radius(spread, statistics["customers"], z[releases.LLOYD])
         centres, last, radius = self._lloyd(scaling, centres, radius, z[releases.LLOYD])
         statistics["radius"] = radius
         statistics = {k: v.tolist() if isinstance(v, np.ndarray) else v
@@ -197,7 +199,8 @@ class SegmentationRun:
         return float(agg.sums["square_norm"][0])
 
     def _initial_centres(self, scaling, n_hat: float, basis, variances, z: float):
-        """k centres from over-complete candidate cells, and the first Lloyd radius."""
+        """k centres from over-complete candidate cells, and the 95 % quantile of the
+        customers' distances to their cells (at most the initialization's radius)."""
         d, k = self.dim, self.cfg.k
         r0 = INIT_RADIUS * math.sqrt(d)
         probe = self.rounds.expected_noise(releases.displacement_mechanism(z, radius=r0, dim=d))
@@ -216,7 +219,22 @@ class SegmentationRun:
             radius = _next_radius(agg, d, 0.95, cap=r0)
         centres = init.seed_from_cells(cells, agg.sums["counts"], k, min_count=min_count,
                                        rng=self.rng)  # fmt: skip
-        return centres, min(radius * 1.5, RADIUS_CAP * math.sqrt(d))
+        return centres, radius
+
+    def _first_lloyd_radius(self, spread: float, n_hat: float, z: float) -> float:
+        """``spread`` (the initialization's 95 % distance quantile) × a factor from 1.5 down
+        to 0.5, so that a typical centre's predicted noise error (σ of the Lloyd sums at
+        radius r, × √d, ÷ n̂/k customers) stays within NOISE_TO_SPREAD of the spread; at most
+        RADIUS_CAP·√d. Everything here is public or released: the plan's σ, k, d and n̂.
+
+        A smaller radius cuts the noise in proportion and leaves a symmetric cluster's centre
+        a fixed point; a few hundred customers per cluster (small tables at ε = 8) need it,
+        tens of thousands do not (the factor stays 1.5)."""
+        d, k = self.dim, self.cfg.k
+        unit = self.rounds.expected_noise(releases.displacement_mechanism(z, radius=1.0, dim=d))
+        error_per_radius = unit["sums"] * math.sqrt(d) / max(n_hat / k, 1.0)
+        factor = float(np.clip(NOISE_TO_SPREAD / max(error_per_radius, 1e-12), 0.5, 1.5))
+        return min(spread * factor, RADIUS_CAP * math.sqrt(d))
 
     def _lloyd(self, scaling, centres: np.ndarray, radius: float, z: float):
         """DP Lloyd rounds; returns the centres, the last round's aggregate and radius."""
