@@ -41,6 +41,7 @@ MAX_CANDIDATES_PER_K = 20
 MIN_CELL_SIGMAS = 1.0  # an initial cell should hold this many σ of the sums' noise
 INIT_RADIUS = 1.0  # × √d: the initialization round's displacement radius
 RADIUS_CAP = 2.0  # × √d: the first Lloyd radius at most
+CELL_ERROR = 0.6  # a seed cell's predicted noise error ÷ the init radius, at most
 NOISE_TO_SPREAD = 0.08  # a centre's predicted noise error ÷ the init's distance quantile
 RADIUS_QUANTILE = 0.9  # of the distances to the own centre: the next Lloyd radius
 UNCLIPPED = 1e12  # at ε = ∞ nothing is clipped (a mechanism still needs a finite bound)
@@ -212,13 +213,22 @@ class SegmentationRun:
         for _ in range(self.cfg.init_rounds):
             agg = self._displacement_round(releases.INIT, scaling, cells, radius, z)
             min_count = _min_count(agg)
-            cells, kept = lloyd.displacement_update(
+            moved, kept = lloyd.displacement_update(
                 cells, agg.sums["sums"], agg.sums["counts"], min_count=min_count, max_step=radius
             )
+            if basis is not None:  # candidates drawn in the DP-PCA subspace: shrink to them
+                moved = init.shrink_steps(
+                    cells, moved, agg.sums["counts"], sigma_sums=agg.noise_sigmas["sums"]
+                )
+            cells = moved
             self.rounds.history[-1].update(cells=m, kept=int(kept.sum()), radius=radius)
             radius = _next_radius(agg, d, 0.95, cap=r0)
-        centres = init.seed_from_cells(cells, agg.sums["counts"], k, min_count=min_count,
-                                       rng=self.rng)  # fmt: skip
+        # A seed cell's noise error σ_sums·√d / count should be within CELL_ERROR of r0: a
+        # cell of a few dozen customers in d ≈ 60 moves by noise about as far as the data are
+        # wide, and k-means++ seeded from such cells put 8 of digits' 10 centres outside it.
+        clean = agg.noise_sigmas["sums"] * math.sqrt(d) / (CELL_ERROR * r0)
+        centres = init.seed_from_cells(cells, agg.sums["counts"], k,
+                                       min_count=max(min_count, clean), rng=self.rng)  # fmt: skip
         return centres, radius
 
     def _first_lloyd_radius(self, spread: float, n_hat: float, z: float) -> float:
