@@ -8,6 +8,8 @@ well-populated cells' means gives k centres. Server-side post-processing only.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.cluster import KMeans
 
@@ -61,3 +63,9 @@ def shrink_steps(
     length = np.sum(step**2, axis=1)
     factor = np.clip(1.0 - noise / np.maximum(length, 1e-300), 0.0, 1.0)
     return before + factor[:, None] * step
+
+
+def clean_cell_count(sigma_sums: float, dim: int, radius: float, cell_error: float) -> float:
+    """The count above which a cell's noisy mean (error σ_sums·√d / count) is within
+    ``cell_error`` × ``radius`` of its customers' mean."""
+    return sigma_sums * math.sqrt(dim) / (cell_error * radius)

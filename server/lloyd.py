@@ -48,3 +48,15 @@ def displacement_update(
         norms = np.linalg.norm(step, axis=1, keepdims=True)
         step *= np.minimum(1.0, max_step / np.maximum(norms, 1e-300))
     return centres + step, kept
+
+
+def noise_limited_radius(
+    spread: float, sigma_per_radius: float, *, dim: int, per_cluster: float,
+    noise_to_spread: float, least: float = 0.5, most: float = 1.5,
+) -> float:  # fmt: skip
+    """The first Lloyd radius: ``spread`` × a factor in [``least``, ``most``] such that a
+    centre's predicted noise error r·σ₁·√d / (customers per cluster) — σ₁ the sums' noise std
+    at radius 1 — stays within ``noise_to_spread`` of ``spread``."""
+    error_per_radius = sigma_per_radius * math.sqrt(dim) / max(per_cluster, 1.0)
+    factor = noise_to_spread / max(error_per_radius, 1e-12)
+    return spread * float(np.clip(factor, least, most))

@@ -226,7 +226,7 @@ class SegmentationRun:
         # A seed cell's noise error σ_sums·√d / count should be within CELL_ERROR of r0: a
         # cell of a few dozen customers in d ≈ 60 moves by noise about as far as the data are
         # wide, and k-means++ seeded from such cells put 8 of digits' 10 centres outside it.
-        clean = agg.noise_sigmas["sums"] * math.sqrt(d) / (CELL_ERROR * r0)
+        clean = init.clean_cell_count(agg.noise_sigmas["sums"], d, r0, CELL_ERROR)
         centres = init.seed_from_cells(cells, agg.sums["counts"], k,
                                        min_count=max(min_count, clean), rng=self.rng)  # fmt: skip
         return centres, radius
@@ -242,9 +242,10 @@ class SegmentationRun:
         tens of thousands do not (the factor stays 1.5)."""
         d, k = self.dim, self.cfg.k
         unit = self.rounds.expected_noise(releases.displacement_mechanism(z, radius=1.0, dim=d))
-        error_per_radius = unit["sums"] * math.sqrt(d) / max(n_hat / k, 1.0)
-        factor = float(np.clip(NOISE_TO_SPREAD / max(error_per_radius, 1e-12), 0.5, 1.5))
-        return min(spread * factor, RADIUS_CAP * math.sqrt(d))
+        radius = lloyd.noise_limited_radius(
+            spread, unit["sums"], dim=d, per_cluster=n_hat / k, noise_to_spread=NOISE_TO_SPREAD
+        )
+        return min(radius, RADIUS_CAP * math.sqrt(d))
 
     def _lloyd(self, scaling, centres: np.ndarray, radius: float, z: float):
         """DP Lloyd rounds; returns the centres, the last round's aggregate and radius."""
