@@ -232,11 +232,12 @@ class SegmentationConfig:
         return cls(**_read(cls, run_config), **parts)
 
 
-def check_keys(keys: Iterable[str], *, known: Collection[str], where: str = "run config") -> None:
-    """Refuse keys that nothing reads: one line naming each, and the nearest known key."""
+def check_keys(keys: Iterable[str], *, known: Collection[str]) -> None:
+    """Refuse run-config keys that nothing reads: one line naming each, with the nearest
+    known key when one is close."""
     unknown = [unknown_key(key, known) for key in keys if key not in known]
     if unknown:
-        raise ValueError(f"{where}: {'; '.join(unknown)}")
+        raise ValueError(f"run config: {'; '.join(unknown)}")
 
 
 def unknown_key(key: str, known: Collection[str]) -> str:
