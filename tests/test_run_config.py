@@ -20,7 +20,8 @@ from fedseg.simulations.experiments.runner import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Every key the server reads, a value other than its default, and where it lands.
+# Every key the server reads, a value other than its default (but for the two that conflict
+# with secure aggregation, tried on their own below), and where it lands.
 KEYS = {
     "k": (3, lambda c: c.k),
     "epsilon": (0.5, lambda c: c.epsilon),
@@ -65,6 +66,10 @@ def test_every_key_reaches_its_setting_under_its_old_name():
         key: value for key, (value, _) in KEYS.items()
     }
     assert set(KEYS) == set(SegmentationConfig.defaults())  # no setting left out of the table
+    alone = SegmentationConfig.from_run_config(
+        {"aggregation": "median", "recommender-model": "dpsgd"}
+    )
+    assert (alone.aggregation, alone.recommender.model) == ("median", "dpsgd")
 
 
 def test_run_config_strings_are_read_as_flower_and_the_cli_send_them():
