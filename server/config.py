@@ -24,7 +24,7 @@ DEFAULT_RECOMMENDER_SHARE = 0.9  # of the run's ε, as benchmarked (docs/recomme
 DEFAULT_LIFETIME_SHARE = 0.5  # of the run's ε, as benchmarked (docs/lifetime_value.md)
 # What else the one run config Flower gives both apps carries: where the ServerApp writes
 # (server/app.py), the simulated merchants' federation, ledgers, cap and hold-out
-# (client/app.py), the simulation's run id and the simulator's dropout (simulations/).
+# (client/merchant.py), the simulation's run id and the simulator's dropout (simulations/).
 KEYS_BESIDE_SETTINGS = ("out-dir", "sim-run-id", "sim-data-dir", "sim-state-dir",
                         "sim-epsilon-cap", "sim-holdout-last", "dropout")  # fmt: skip
 

@@ -94,7 +94,7 @@ def test_a_key_like_no_known_one_is_refused_by_name():
 
 def test_keys_the_apps_and_simulations_add_are_known():
     """Beside the settings, the run config carries where the ServerApp writes and what the
-    simulated merchants and the simulator read (client/app.py, simulations/)."""
+    simulated merchants and the simulator read (client/merchant.py, simulations/)."""
     others = {"out-dir": "out", "sim-run-id": "r1", "sim-data-dir": "fed", "sim-state-dir": "",
               "sim-epsilon-cap": 2.0, "sim-holdout-last": True, "dropout": 0.1}  # fmt: skip
     assert SegmentationConfig.from_run_config(others) == SegmentationConfig()
