@@ -141,7 +141,7 @@ class LifetimeValueRun:
 
     def fit(self, scaling: FeatureScaling, centres: np.ndarray, profiles: list[dict]) -> dict:
         """Both rounds; the published ``lifetime_value`` block of model.json."""
-        z, horizon = self.rounds.noise, self.rounds.cfg.lifetime_horizon
+        z, horizon = self.rounds.noise, self.rounds.cfg.lifetime.horizon
         mechanism = releases.lifetime_histogram_mechanism(z[releases.LIFETIME_HISTOGRAMS])
         shapes = {"purchases": (self.grid.purchase_cells,), "spend": (self.grid.spend_cells,)}
         agg = self.rounds.gaussian_round(
