@@ -39,6 +39,9 @@ from fedseg.server.rounds import Rounds
 PROJECT_ABOVE = 16  # d above this: the initialization works in a DP-PCA subspace of k dims
 MAX_CANDIDATES_PER_K = 20
 MIN_CELL_SIGMAS = 1.0  # an initial cell should hold this many σ of the sums' noise
+# ... in a projection: clusters there fill whole cells, and fewer cells put more clusters
+# in one cell (Google's k = 64: 873 cells kept 4 blends, 1280 none; BENCHMARKS.md)
+MIN_CELL_SIGMAS_PROJECTED = 0.5
 INIT_RADIUS = 1.0  # × √d: the initialization round's displacement radius
 RADIUS_CAP = 2.0  # × √d: the first Lloyd radius at most
 RADIUS_QUANTILE = 0.9  # of the distances to the own centre: the next Lloyd radius
@@ -196,9 +199,8 @@ class SegmentationRun:
         d, k = self.dim, self.cfg.k
         r0 = INIT_RADIUS * math.sqrt(d)
         probe = self.rounds.expected_noise(releases.displacement_mechanism(z, radius=r0, dim=d))
-        m = init.candidate_count(
-            n_hat, k, MIN_CELL_SIGMAS * probe["sums"], most=MAX_CANDIDATES_PER_K * k
-        )
+        per_cell = MIN_CELL_SIGMAS_PROJECTED if basis is not None else MIN_CELL_SIGMAS
+        m = init.candidate_count(n_hat, k, per_cell * probe["sums"], most=MAX_CANDIDATES_PER_K * k)
         cells = init.gaussian_candidates(m, d, self.rng, basis=basis, variances=variances)
         radius = r0
         for _ in range(self.cfg.init_rounds):
