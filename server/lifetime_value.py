@@ -1,12 +1,13 @@
 """Customer lifetime value per segment under DP: BG/NBD + Gamma-Gamma (docs/lifetime_value.md).
 
 Round 1 (`lifetime_histograms`) sums every merchant's noisy counts of customers per public
-cell of (T, x, t_x/T) and of (x, m); the server drops cells the noise could explain (2.5σ of
-the sum) and fits BG/NBD by grouped maximum likelihood on the cells' probabilities
-(server/lifetime_cells.py), Gamma-Gamma on the spend cells' representatives.
+cell of (T, x, t_x/T), of (x, m) and, per published segment, of a public activity measure;
+the server drops cells the noise could explain (2.5σ of the sum), fits BG/NBD by grouped
+maximum likelihood on the cells' probabilities (server/lifetime_cells.py), Gamma-Gamma on the
+spend cells' representatives, and sets each segment's bound from its activity cells.
 Round 2 (`lifetime_sums`) sends the fitted models and the published segmentation back; each
 merchant sums its customers' expected purchases, P(alive) and expected value per segment,
-each clipped to a public per-segment bound. Everything published is post-processing of these
+each clipped to the segment's bound. Everything published is post-processing of these
 two releases and the published centres.
 
 The models are fitted once over all segments, not one per segment: segments are chosen on
