@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from fedseg.client.errors import DataError
-from fedseg.client.merchant import MerchantSettings, build_node, simulation_source
+from fedseg.client.merchant import MerchantSettings, build_node, simulation_settings
 from fedseg.client.node import BadRequest, MerchantNode
 from fedseg.client.plan import AcceptedPlan, OutsidePlan, PlanRefused, accept_plan
 from fedseg.client.policy import MerchantPolicy
@@ -55,7 +55,7 @@ def settings_from_context(context: Context) -> MerchantSettings:
     node, run = context.node_config, context.run_config
     as_of = str(run.get("as-of", ""))
     if "data-path" not in node and "partition-id" in node:
-        return _simulation_settings(int(node["partition-id"]), run, as_of)
+        return simulation_settings(int(node["partition-id"]), run)
     data_path = str(node.get("data-path", ""))
     # Node-config `seed` is a deterministic test mode (tests only, never in production):
     # the pseudonym key and the noise seed then follow (seed, merchant-id) as in a simulation.
@@ -71,31 +71,6 @@ def settings_from_context(context: Context) -> MerchantSettings:
         strict=str(node.get("strict", "false")).lower() in ("1", "true", "yes"),
         secagg_roster=str(node.get("secagg-roster", "")),
         signing_key=str(node.get("signing-key", "")),
-    )
-
-
-def _simulation_settings(partition_id: int, run, as_of: str) -> MerchantSettings:
-    """A simulated merchant: the simulator is every party, so its run config sets all."""
-    if "sim-data-dir" not in run:
-        raise DataError("simulation: no federation (run config 'sim-data-dir')")
-    source = simulation_source(str(run["sim-data-dir"]), partition_id)
-    state_root = str(run.get("sim-state-dir", ""))
-    cap = run.get("sim-epsilon-cap", run.get("epsilon", 1.0))
-    own = {
-        "epsilon-cap": cap,
-        "delta": run.get("delta", 1e-6),
-        "collusion": run.get("collusion", 0),
-    }
-    policy = MerchantPolicy.from_mapping(own, where="simulation run config")
-    return MerchantSettings(
-        data_path=str(source),
-        merchant_id=source.stem,
-        policy=policy,
-        as_of=as_of,
-        state_dir=str(Path(state_root) / source.stem) if state_root else "",
-        simulation_seed=max(int(run.get("seed", 0)), 0),
-        holdout_last=str(run.get("sim-holdout-last", False)).lower() in ("1", "true", "yes"),
-        secagg_roster=str(run.get("secagg-roster", "")),
     )
 
 

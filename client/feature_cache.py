@@ -81,10 +81,8 @@ def load_or_build(
     process."""
     key = cache_key(settings, schema) if settings.state_dir else ""
     folder = Path(settings.state_dir) / CACHE_DIR if key else None
-    if folder is not None:
-        cached = _read(folder, key)
-        if cached is not None:
-            return cached
+    if folder is not None and (cached := _read(folder, key)) is not None:
+        return cached
     features, applied, report = build()
     names = list(applied.names)
     ordered = features if list(features.columns) == names else features[names]
@@ -101,6 +99,15 @@ def load_or_build(
         except OSError as exc:  # a full disk costs speed, never the run
             log.warning("feature cache: not written (%s)", exc)
     return prepared
+
+
+def cached_features(
+    settings: MerchantSettings, schema: FeatureSchema | None
+) -> PreparedFeatures | None:
+    """The entry ``settings``' data has under ``schema`` in its state directory, if one
+    was built from the same file, key, schema and code (None otherwise)."""
+    key = cache_key(settings, schema) if settings.state_dir else ""
+    return _read(Path(settings.state_dir) / CACHE_DIR, key) if key else None
 
 
 def cache_key(settings: MerchantSettings, schema: FeatureSchema | None) -> str:

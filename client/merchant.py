@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,31 @@ def _merchant_files(data_dir: str) -> tuple[Path, ...]:
     if not folder.is_dir():
         raise DataError(f"{data_dir}: no merchants/ folder")
     return tuple(sorted(p for p in folder.iterdir() if p.suffix in MERCHANT_SUFFIXES))
+
+
+def simulation_settings(partition_id: int, run: Mapping) -> MerchantSettings:
+    """A simulated merchant: the simulator is every party, so its run config sets all."""
+    if "sim-data-dir" not in run:
+        raise DataError("simulation: no federation (run config 'sim-data-dir')")
+    source = simulation_source(str(run["sim-data-dir"]), partition_id)
+    state_root = str(run.get("sim-state-dir", ""))
+    cap = run.get("sim-epsilon-cap", run.get("epsilon", 1.0))
+    own = {
+        "epsilon-cap": cap,
+        "delta": run.get("delta", 1e-6),
+        "collusion": run.get("collusion", 0),
+    }
+    policy = MerchantPolicy.from_mapping(own, where="simulation run config")
+    return MerchantSettings(
+        data_path=str(source),
+        merchant_id=source.stem,
+        policy=policy,
+        as_of=str(run.get("as-of", "")),
+        state_dir=str(Path(state_root) / source.stem) if state_root else "",
+        simulation_seed=max(int(run.get("seed", 0)), 0),
+        holdout_last=str(run.get("sim-holdout-last", False)).lower() in ("1", "true", "yes"),
+        secagg_roster=str(run.get("secagg-roster", "")),
+    )
 
 
 def build_node(settings: MerchantSettings, schema: FeatureSchema) -> MerchantNode:

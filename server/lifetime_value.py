@@ -158,7 +158,7 @@ class LifetimeValueRun:
 
     def fit(self, scaling: FeatureScaling, centres: np.ndarray, profiles: list[dict]) -> dict:
         """Both rounds; the published ``lifetime_value`` block of model.json."""
-        z, horizon = self.rounds.noise, self.rounds.cfg.lifetime_horizon
+        z, horizon = self.rounds.noise, self.rounds.cfg.lifetime.horizon
         k, grid = len(centres), self.grid
         segmentation = {
             **scaling.to_payload(), "centres": np.asarray(centres, dtype=np.float64)

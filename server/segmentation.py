@@ -127,8 +127,9 @@ class SegmentationRun:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _ranges(self, z: float) -> tuple[dict, np.ndarray, dict]:
-        """Found bounds (model space), the fallback scales, and the marginals."""
+    def _ranges(self, z: float) -> tuple[dict, tuple[np.ndarray, np.ndarray], dict]:
+        """Found bounds (model space), the fallback scales and whether each saw the whole
+        distribution, and the marginals."""
         d = self.dim
         edges = ranges.range_edges(self.schema, self.cfg.range_bins)
         mechanism = releases.histogram_mechanism(z, n_features=d)
@@ -137,7 +138,7 @@ class SegmentationRun:
             "feature_histograms", releases.RANGES, {"edges": edges}, mechanism, spec
         )
         counts, sigma = agg.sums["counts"], agg.noise_sigmas["counts"]
-        lower, upper, fallback = ranges.found_bounds(
+        lower, upper, fallback, whole = ranges.found_bounds(
             counts, edges, sigma, self.schema, private=self.cfg.private
         )
         # A merchant's row totals are its customer count plus noise of std σ·√(bins/d) on
@@ -146,7 +147,7 @@ class SegmentationRun:
         self.rounds.sizes = {node: (n, size_sigma) for node, n in agg.sizes.items()}
         denoised = ranges.denoise_histograms(counts, sigma) if sigma > 0 else counts
         marginals = {"counts": denoised.tolist(), "edges": edges.tolist()}
-        return {"lower": lower, "upper": upper}, fallback, marginals
+        return {"lower": lower, "upper": upper}, (fallback, whole), marginals
 
     def _moments(self, lower, upper, fallback, z: float):
         """The published scaling (known bounds only, mean and scale from the DP moments),
@@ -162,7 +163,8 @@ class SegmentationRun:
         )
         scaling = standardize.scaling_from_moments(
             agg.sums, lower, upper, names=self.schema.names, log=self.schema.log,
-            sigma_second=agg.noise_sigmas["square"], fallback_scale=fallback,
+            sigma_second=agg.noise_sigmas["square"], sigma_sum=agg.noise_sigmas["sum"],
+            fallback_scale=fallback[0], fallback_whole=fallback[1],
         )  # fmt: skip
         basis = variances = None
         if project:

@@ -37,6 +37,30 @@ def test_cached_evaluation_matches_the_runners(small_federation, tmp_path):
             assert got[key] == pytest.approx(value, rel=1e-12), key
 
 
+def test_simulate_evaluates_what_the_merchants_loaded_without_reading_again(
+    small_federation, tmp_path, monkeypatch
+):
+    import fedseg.client.merchant as merchant
+    import fedseg.simulations.experiments.runner as runner
+
+    built = []
+
+    def counted(path, **kwargs):
+        built.append(Path(path).name)
+        return real(path, **kwargs)
+
+    real = merchant.customer_features
+    monkeypatch.setattr(merchant, "customer_features", counted)
+    monkeypatch.setattr(runner, "customer_features", counted)
+    result = simulate(
+        small_federation, {"k": 3, "epsilon": 4.0, "seed": 2}, out_dir=tmp_path / "run"
+    )
+    assert sorted(built) == sorted(p.name for p in (small_federation / "merchants").iterdir())
+    expected = evaluate_model(result.model, small_federation, seed=2)  # the files, read again
+    for key, value in expected.items():
+        assert result.metrics[key] == pytest.approx(value, rel=1e-12), key
+
+
 def test_sweep_writes_one_row_per_point_with_spent_epsilon_and_error_rows(
     small_federation, tmp_path
 ):

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from fedseg.client.app import app as client_app
 from fedseg.client.errors import DataError
+from fedseg.client.feature_cache import cached_features
 from fedseg.client.features import customer_features
-from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp
+from fedseg.client.merchant import MERCHANT_SUFFIXES, as_of_timestamp, simulation_settings
 from fedseg.privacy import releases
 from fedseg.privacy.protocol.builtin import ecommerce_schema, numeric_table_schema
 from fedseg.privacy.protocol.schema import FeatureSchema
@@ -71,8 +72,8 @@ def simulate(
     n_merchants = len(merchant_files(data_dir))
     with tempfile.TemporaryDirectory(prefix="fedseg-state-") as scratch:
         # In one process merchants can keep throw-away ledgers in memory; Ray's workers
-        # share them through files.
-        if state_dir is None and backend == "ray":
+        # share them through files, and the evaluation reads what each merchant prepared.
+        if state_dir is None and (backend == "ray" or evaluate):
             state_dir = scratch
         config = {
             **public_parameters(data_dir),
@@ -107,19 +108,19 @@ def simulate(
         else:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         wall = time.perf_counter() - started
-    model = SegmentModel.load(out_dir / "model.json")
-    metrics = {
-        "epsilon_spent": model.privacy["epsilon"],
-        "delta": model.privacy["delta"],
-        "n_merchants": n_merchants,
-        "rounds": sum(1 for h in model.history if h.get("task") == releases.LLOYD),
-        "wall_s": wall,
-    }
-    if evaluate:
-        seed, as_of = int(run_config.get("seed", 0)), config["as-of"]
-        metrics.update(evaluate_model(model, data_dir, seed=seed, as_of=as_of))
-        files, seed = merchant_files(data_dir), int(run_config.get("seed", 0))
-        metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
+        model = SegmentModel.load(out_dir / "model.json")
+        metrics = {
+            "epsilon_spent": model.privacy["epsilon"],
+            "delta": model.privacy["delta"],
+            "n_merchants": n_merchants,
+            "rounds": sum(1 for h in model.history if h.get("task") == releases.LLOYD),
+            "wall_s": wall,
+        }
+        if evaluate:
+            seed = int(config.get("seed", 0))
+            metrics.update(evaluate_loaded(model, data_dir, config))
+            files = merchant_files(data_dir)
+            metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
 
@@ -174,18 +175,10 @@ def pooled_features(
             continue
         rows.append(features.to_numpy(dtype=np.float64))
         if truth is not None:
-            mine = truth[truth["merchant_id"] == path.stem]
-            segment = dict(
-                zip(pseudonymizer.pseudonymize(mine["user_id"]), mine["segment"], strict=True)
-            )
-            labels.append(features.index.map(segment).to_numpy(dtype=np.float64, na_value=np.nan))
+            labels.append(_planted(truth, path.stem, features.index, max(seed, 0)))
     if not rows:
         raise DataError(f"{data_dir}: no merchant file could be loaded for the evaluation")
-    x = np.vstack(rows)
-    y = np.concatenate(labels) if truth is not None else None
-    if y is not None and np.isnan(y).all():
-        raise DataError(f"{truth_path}: lists none of the federation's {len(x):,} customers")
-    return x, y
+    return _stacked(rows, labels, truth_path)
 
 
 TRUTH_COLUMNS = ("merchant_id", "user_id", "segment")
@@ -207,10 +200,64 @@ def read_truth(path: Path) -> pd.DataFrame:
     return truth.assign(segment=segment)
 
 
+def loaded_features(
+    data_dir: Path, run_config: dict[str, Any], schema: FeatureSchema | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The features every merchant of a finished simulation prepared for it, as its node
+    used them (read from its state directory under ``sim-state-dir``; the files are not
+    read again), stacked, with planted segments if truth.csv exists. A merchant whose table
+    did not load took no part and is left out."""
+    truth_path = data_dir / "truth.csv"
+    truth = read_truth(truth_path) if truth_path.exists() else None
+    rows, labels = [], []
+    for partition, path in enumerate(merchant_files(data_dir)):
+        settings = simulation_settings(partition, run_config)
+        prepared = cached_features(settings, schema)
+        if prepared is None:
+            continue
+        rows.append(prepared.matrix)
+        if truth is not None:
+            labels.append(
+                _planted(truth, path.stem, prepared.customer_ids, settings.simulation_seed)
+            )
+    if not rows:
+        raise DataError(f"{data_dir}: no merchant prepared features for the evaluation")
+    return _stacked(rows, labels, truth_path)
+
+
+def _planted(truth: pd.DataFrame, merchant: str, customer_ids, seed: int) -> np.ndarray:
+    """The planted segment of each of a merchant's customers (NaN: not in truth.csv)."""
+    mine = truth[truth["merchant_id"] == merchant]
+    pseudonymizer = Pseudonymizer.for_simulation(merchant, seed)
+    segment = dict(zip(pseudonymizer.pseudonymize(mine["user_id"]), mine["segment"], strict=True))
+    return pd.Index(list(customer_ids)).map(segment).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _stacked(rows: list, labels: list, truth_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.vstack(rows)
+    y = np.concatenate(labels) if labels else None
+    if y is not None and np.isnan(y).all():
+        raise DataError(f"{truth_path}: lists none of the federation's {len(x):,} customers")
+    return x, y
+
+
+def evaluate_loaded(model: SegmentModel, data_dir: Path, run_config: dict[str, Any]) -> dict:
+    """``evaluate_model`` on what the merchants of the finished run loaded."""
+    x, truth = loaded_features(data_dir, run_config, model.schema)
+    return _evaluation(model, x, truth, seed=int(run_config.get("seed", 0)))
+
+
 def evaluate_model(
     model: SegmentModel, data_dir: Path, *, seed: int, as_of: str | None = None
 ) -> dict[str, Any]:
+    """The model's clustering metrics on the federation's files, read again."""
     x, truth = pooled_features(data_dir, seed=seed, as_of=as_of, schema=model.schema)
+    return _evaluation(model, x, truth, seed=seed)
+
+
+def _evaluation(
+    model: SegmentModel, x: np.ndarray, truth: np.ndarray | None, *, seed: int
+) -> dict[str, Any]:
     z = model.scaling.transform(x)
     metrics = clustering_metrics(
         x,
