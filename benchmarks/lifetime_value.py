@@ -5,7 +5,10 @@ cdnow --lifetime-value`, 10 merchants, local noise). The reference, in the same 
 customer's (x, t_x, T, m) from the same events and as-of, pooled over merchants, `lifetimes`'
 BetaGeoFitter and GammaGammaFitter fitted on all of them (non-private), and per segment of
 the published model the mean of each customer's conditional expected purchases over the
-horizon, P(alive) and expected value (expected purchases × expected order value).
+horizon, P(alive) and expected value (expected purchases × expected order value). Each
+segment's error is split (on the true customers, no noise): the published model alone, the
+round-2 sums without noise (body clipped at the segment's bound B plus the tail) and the body
+alone (the tail dropped).
 
     python benchmarks/lifetime_value.py                  # ε = 1, seeds 0-4
     python benchmarks/lifetime_value.py --epsilons 1,8,inf --seeds 3
@@ -92,6 +95,29 @@ def reference(pooled: np.ndarray, k: int, horizon: float) -> list[dict]:
     ]  # fmt: skip
 
 
+def decomposition(pooled: np.ndarray, published: dict) -> list[dict]:
+    """Where a segment's error comes from, per segment on the true customers: the published
+    BG/NBD model unclipped (the fit's error alone), and the round-2 sums without noise
+    (body clipped at the segment's bound B plus the tail up to the cap; and the body alone,
+    what is left when the tail is dropped)."""
+    from fedseg.privacy.published import lifetime
+
+    seg, x, t_x, age, _ = pooled.T
+    seg = seg.astype(int)
+    params = [published["bgnbd"][n] for n in ("r", "alpha", "a", "b")]
+    g = lifetime.expected_purchases(published["horizon_days"], params, x, t_x, age)
+    rows = []
+    for s, (bound, cap) in enumerate(
+        zip(published["purchase_bounds"], published["purchase_caps"], strict=True)
+    ):
+        mine = g[seg == s] if (seg == s).any() else np.zeros(1)
+        body = float(np.minimum(mine, bound).mean())
+        tail = float(np.clip(mine - bound, 0.0, cap - bound).mean())
+        rows.append({"model_only": float(mine.mean()), "body": body, "body_and_tail": body + tail,
+                     "above_bound": float((mine > bound).mean()), "bound": float(bound)})  # fmt: skip
+    return rows
+
+
 def one_run(epsilon: float, seed: int, root: Path, noise: str = "local") -> dict:
     from fedseg.simulations.data.datasets import load_dataset
     from fedseg.simulations.data.federation import write_federation
@@ -105,12 +131,17 @@ def one_run(epsilon: float, seed: int, root: Path, noise: str = "local") -> dict
         config.update({"secure-agg": True, "noise": "distributed"})
     result = simulate(data_dir, config, out_dir=root / f"out-{epsilon}-{seed}", evaluate=False)
     published = result.model.extras["lifetime_value"]
-    ref = reference(pooled_summaries(data_dir, result.model, seed), result.model.k,
-                    published["horizon_days"])  # fmt: skip
+    pooled = pooled_summaries(data_dir, result.model, seed)
+    ref = reference(pooled, result.model.k, published["horizon_days"])
+    parts = decomposition(pooled, published)
     rows = []
-    for dp, nonprivate in zip(published["segments"], ref, strict=True):
-        error = dp["expected_purchases"] / nonprivate["expected_purchases"] - 1
-        rows.append({"dp": dp, "reference": nonprivate, "relative_error": error})
+    for dp, nonprivate, part in zip(published["segments"], ref, parts, strict=True):
+        truth = nonprivate["expected_purchases"]
+        error = dp["expected_purchases"] / truth - 1
+        part = {name: v / truth - 1 if name in ("model_only", "body", "body_and_tail") else v
+                for name, v in part.items()}  # fmt: skip
+        rows.append({"dp": dp, "reference": nonprivate, "relative_error": error,
+                     "error_without_noise": part})  # fmt: skip
     return {"epsilon": epsilon, "seed": seed, "noise": noise, "epsilon_spent": result.model.privacy["epsilon"],
             "bgnbd": published["bgnbd"], "gamma_gamma": published["gamma_gamma"], "segments": rows}  # fmt: skip
 
@@ -118,19 +149,22 @@ def one_run(epsilon: float, seed: int, root: Path, noise: str = "local") -> dict
 def table(runs: list[dict]) -> str:
     lines = [
         "| ε | seed | segment | buyers (DP / true) | E[purchases] DP | lifetimes | error | "
-        "P(alive) DP / lifetimes | E[value] DP / lifetimes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "P(alive) DP / lifetimes | E[value] DP / lifetimes | B | above B | "
+        "model alone | body + tail | body alone |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         for row in run["segments"]:
-            dp, ref = row["dp"], row["reference"]
+            dp, ref, part = row["dp"], row["reference"], row["error_without_noise"]
             lines.append(
                 f"| {run['epsilon']:g} | {run['seed']} | {dp['segment']} | "
                 f"{dp['buyers']:.0f} / {ref['buyers']} | {dp['expected_purchases']:.3f} | "
                 f"{ref['expected_purchases']:.3f} | {100 * row['relative_error']:+.1f}% | "
                 f"{dp['p_alive']:.3f} / {ref['p_alive']:.3f} | "
                 f"{dp['expected_value']:.2f} / {ref['expected_value']:.2f}"
-                f"{'' if dp.get('reliable', True) else ' (flagged: too few buyers)'} |"
+                f"{'' if dp.get('reliable', True) else ' (flagged: too few buyers)'} | "
+                f"{part['bound']:.2f} | {part['above_bound']:.1%} | {part['model_only']:+.1%} | "
+                f"{part['body_and_tail']:+.1%} | {part['body']:+.1%} |"
             )
     return "\n".join(lines)
 

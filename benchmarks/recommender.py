@@ -35,7 +35,7 @@ from fedseg.client.recommender import (
 from fedseg.client.recommender.check import content_gain_statistics
 from fedseg.privacy.accounting import PlannedRelease, Release, calibrate
 from fedseg.privacy.ledger import PrivacyLedger
-from fedseg.server.config import SegmentationConfig
+from fedseg.server.config import RecommenderConfig
 from fedseg.server.recommender import (
     choose_items,
     fit_recommender,
@@ -54,7 +54,7 @@ from sklearn.cluster import KMeans
 
 DELTA = 1e-6
 SEGMENTATION_SHARE, POPULARITY_SHARE, SEGMENT_SHARE = 0.1, 0.5, 0.0
-CONTENT_SHARE = SegmentationConfig().content_share
+CONTENT_SHARE = RecommenderConfig().content_share
 OUT = Path(__file__).parent / "results" / "recommender.json"
 
 

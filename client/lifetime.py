@@ -63,15 +63,24 @@ def purchase_summaries(
     )
 
 
-def lifetime_histograms(s: PurchaseSummaries, grid: lifetime.LifetimeGrid) -> dict[str, np.ndarray]:
-    """Raw counts: customers per purchase cell, and per spend cell for those with x ≥ 1."""
+def lifetime_histograms(
+    s: PurchaseSummaries, segments: np.ndarray, k: int, grid: lifetime.LifetimeGrid
+) -> dict[str, np.ndarray]:
+    """Raw counts: customers per purchase cell, per spend cell for those with x ≥ 1, and per
+    (segment, activity bin) cell, flattened segment by segment."""
     b = s.bought
     purchases = np.bincount(
         grid.purchase_cell(s.x[b], s.t_x[b], s.age[b]), minlength=grid.purchase_cells
     )
     repeat = b & (s.x >= 1)
     spend = np.bincount(grid.spend_cell(s.x[repeat], s.spend[repeat]), minlength=grid.spend_cells)
-    return {"purchases": purchases.astype(np.float64), "spend": spend.astype(np.float64)}
+    cells = segments[b] * grid.activity_bins + grid.activity_bin(s.x[b], s.t_x[b], s.age[b])
+    activity = np.bincount(cells, minlength=k * grid.activity_bins)
+    return {
+        "purchases": purchases.astype(np.float64),
+        "spend": spend.astype(np.float64),
+        "activity": activity.astype(np.float64),
+    }
 
 
 def lifetime_sums(
@@ -138,25 +147,21 @@ class LifetimeTasks:
         self, node: MerchantNode, payload: Mapping[str, Any], planned: Release
     ) -> Answer:
         mechanism = releases.lifetime_histogram_mechanism(planned.noise_multiplier)
+        segments, k = _segments(node, payload)
         summaries = self.summaries()
         return Answer(
             mechanism.as_release(planned.name),
-            lambda rng: lifetime_histograms(summaries, self.grid),
+            lambda rng: lifetime_histograms(summaries, segments, k, self.grid),
             mechanism,
         )
 
     def lifetime_sums(
         self, node: MerchantNode, payload: Mapping[str, Any], planned: Release
     ) -> Answer:
-        centres = payload.get("centres")
-        if not isinstance(centres, np.ndarray) or centres.ndim != 2 or len(centres) < 1:
-            raise BadRequest("field 'centres' must be a 2-d array")
-        scaling, z = node.scaled(payload)
-        if centres.shape[1] != scaling.dim or not np.all(np.isfinite(centres)):
-            raise BadRequest(f"'centres' has shape {centres.shape} for {scaling.dim} features")
-        request = LifetimeRequest.from_payload(payload, len(centres))
+        segments, k = _segments(node, payload)
+        request = LifetimeRequest.from_payload(payload, k)
         mechanism = releases.lifetime_sums_mechanism(planned.noise_multiplier)
-        summaries, segments = self.summaries(), nearest_centre(z, centres.astype(np.float64))
+        summaries = self.summaries()
         return Answer(
             mechanism.as_release(planned.name),
             lambda rng: lifetime_sums(summaries, segments, request),
@@ -183,6 +188,17 @@ def offer_lifetime_value(
     tasks = LifetimeTasks(customer_ids, load_events, as_of)
     node.register("lifetime_histograms", tasks.lifetime_histograms)
     node.register("lifetime_sums", tasks.lifetime_sums)
+
+
+def _segments(node: MerchantNode, payload: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """Each customer's segment of the published centres in the request, and their number."""
+    centres = payload.get("centres")
+    if not isinstance(centres, np.ndarray) or centres.ndim != 2 or len(centres) < 1:
+        raise BadRequest("field 'centres' must be a 2-d array")
+    scaling, z = node.scaled(payload)
+    if centres.shape[1] != scaling.dim or not np.all(np.isfinite(centres)):
+        raise BadRequest(f"'centres' has shape {centres.shape} for {scaling.dim} features")
+    return nearest_centre(z, centres.astype(np.float64)), len(centres)
 
 
 _BOUNDS = ("purchase_bounds", "purchase_caps", "value_bounds", "value_caps")

@@ -138,7 +138,7 @@ def content_check_mechanism(noise_multiplier: float, *, candidates: int) -> Gaus
 
 # Budget split inside the lifetime releases: the purchase pattern drives every published
 # figure, the spend cells only the value (docs/lifetime_value.md).
-LIFETIME_HISTOGRAM_SHARES = {"purchases": 0.7, "spend": 0.3}
+LIFETIME_HISTOGRAM_SHARES = {"purchases": 0.6, "spend": 0.25, "activity": 0.15}
 LIFETIME_SUM_SHARES = {
     "purchases": 0.3, "purchases_tail": 0.2, "alive": 0.1,
     "value": 0.15, "value_tail": 0.1, "counts": 0.15,
@@ -146,13 +146,14 @@ LIFETIME_SUM_SHARES = {
 
 
 def lifetime_histogram_mechanism(noise_multiplier: float) -> GaussianMechanism:
-    """Counts of customers per public cell: (T, x, t_x/T) cells for BG/NBD and (x, m) cells
-    for Gamma-Gamma (privacy/published/lifetime.py). One customer (all its purchases collapse
-    into one summary first) is one count in one purchase cell, and one count in one spend cell
-    if it has a repeat purchase: each part moves by at most 1."""
-    return GaussianMechanism(
-        noise_multiplier, {"purchases": 1.0, "spend": 1.0}, shares=LIFETIME_HISTOGRAM_SHARES
-    )
+    """Counts of customers per public cell: (T, x, t_x/T) cells for BG/NBD, (x, m) cells for
+    Gamma-Gamma and (segment, activity rate) cells for the segments' bounds
+    (privacy/published/lifetime.py). One customer (all its purchases collapse into one summary
+    first, and it is in one segment of the published centres) is one count in one purchase
+    cell, one in one activity cell, and one in one spend cell if it has a repeat purchase: each
+    part moves by at most 1."""
+    parts = dict.fromkeys(LIFETIME_HISTOGRAM_SHARES, 1.0)
+    return GaussianMechanism(noise_multiplier, parts, shares=LIFETIME_HISTOGRAM_SHARES)
 
 
 def lifetime_sums_mechanism(noise_multiplier: float) -> GaussianMechanism:

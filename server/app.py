@@ -74,11 +74,12 @@ def log_round(entry: dict) -> None:
 def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentModel:
     rng = np.random.default_rng(cfg.seed if cfg.seed >= 0 else None)
     ledger = PrivacyLedger(None, epsilon_cap=cfg.epsilon, delta=cfg.delta)
-    warm = _read_model(cfg.warm_start)
-    statistics = _read_model(cfg.statistics_from)
-    catalogue = _read_catalogue(cfg.items) if cfg.recommender else None  # fail before any round
-    if catalogue is not None and not _has_attributes(catalogue):
-        cfg = replace(cfg, content_share=0.0)  # nothing for the content check to decide
+    warm = _read_model(cfg.warm_start.centres_from)
+    statistics = _read_model(cfg.warm_start.statistics_from)
+    recommender = cfg.recommender
+    catalogue = _read_catalogue(recommender.items) if recommender.enabled else None  # fail early
+    if catalogue is not None and not _has_attributes(catalogue):  # nothing for the check to decide
+        cfg = replace(cfg, recommender=replace(recommender, content_share=0.0))
     schema = load_schema(cfg.features)  # the operator's, before anything is sent
     aggregate = _aggregator(transport, ledger, cfg)
     rounds = Rounds(transport, cfg, ledger, aggregate=aggregate, on_round=on_round)
@@ -87,14 +88,14 @@ def fit_model(transport, cfg: SegmentationConfig, *, on_round=None) -> SegmentMo
     extras = {
         **segmentation_extras(fitted),
         "as_of": as_of(cfg.as_of).isoformat(),
-        "aggregation": "secure" if cfg.secure_agg else cfg.aggregation,
+        "aggregation": "secure" if cfg.secagg.enabled else cfg.aggregation,
     }
     labels = marketing.rfm_labels(fitted)
     if labels is not None:
         extras["rfm"] = labels
-    if cfg.recommender:
+    if cfg.recommender.enabled:
         extras["recommender"] = _fit_recommender(rounds, fitted, catalogue, rng)
-    if cfg.lifetime_value:
+    if cfg.lifetime.enabled:
         extras["lifetime_value"] = marketing.fit_lifetime_value(rounds, fitted)
     extras["actions"] = marketing.actions(fitted, extras, catalogue)
     return SegmentModel(
@@ -134,15 +135,16 @@ def segmentation_extras(fitted: SegmentationFit) -> dict:
 
 
 def _aggregator(transport, ledger: PrivacyLedger, cfg: SegmentationConfig):
-    if cfg.secure_agg:
-        if not cfg.secagg_roster:
+    secagg = cfg.secagg
+    if secagg.enabled:
+        if not secagg.roster:
             raise ValueError(
                 "secure-agg needs the federation's roster (run config 'secagg-roster')"
             )
         return SecureAggregator(
-            transport, ledger, roster=load_roster(cfg.secagg_roster),
-            distributed=cfg.noise == "distributed", dropout_tolerance=cfg.dropout_tolerance,
-            collusion=cfg.collusion, min_clients=cfg.min_clients,
+            transport, ledger, roster=load_roster(secagg.roster),
+            distributed=cfg.noise == "distributed", dropout_tolerance=secagg.dropout_tolerance,
+            collusion=secagg.collusion, min_clients=cfg.min_clients,
             round_timeout=cfg.round_timeout or None,
         )  # fmt: skip
     if cfg.aggregation != "sum":
@@ -171,10 +173,10 @@ def _fit_recommender(
     from fedseg.server.recommender.rounds import RecommenderRun, segmentation_payload
 
     # Robust aggregators combine cluster estimates only; the recommender sums plainly then.
-    if not rounds.cfg.secure_agg:
+    if not rounds.cfg.secagg.enabled:
         rounds = replace(rounds, aggregate=None)
     item_ids = catalogue["item_id"].tolist()
-    if rounds.cfg.recommender_model == "dpsgd":
+    if rounds.cfg.recommender.model == "dpsgd":
         segmentation = segmentation_payload(fitted.scaling, fitted.centres, catalogue)
         model = DpsgdRun(rounds).fit(segmentation, len(item_ids), rng)
         return {**model.to_dict(), "item_ids": item_ids}

@@ -23,25 +23,26 @@ def planned_kinds(
     seg = cfg.segmentation_share
     kinds = [(releases.LLOYD, cfg.lloyd_share, lloyd_rounds(cfg))]
     if init:
-        kinds.append((releases.INIT, seg * cfg.init_share, cfg.init_rounds))
+        kinds.append((releases.INIT, seg * cfg.shares.init, cfg.init_rounds))
     if statistics:
-        kinds.append((releases.RANGES, seg * cfg.range_share, 1))
-        kinds.append((releases.MOMENTS, seg * cfg.moments_share, 1))
-        if cfg.square_norm_share > 0:
-            kinds.append((releases.SQUARE_NORM, seg * cfg.square_norm_share, 1))
-    if cfg.profiles_share > 0:
-        kinds.append((releases.PROFILES, seg * cfg.profiles_share, 1))
-    if cfg.recommender_share > 0 and cfg.recommender_model == "dpsgd":  # every local step
-        steps = cfg.fedavg_rounds * cfg.dpsgd_steps
-        kinds.append((releases.DPSGD, cfg.recommender_share, steps))
-    elif cfg.recommender_share > 0:  # content check, then popularity and Gram in equal halves
-        check = cfg.recommender_share * cfg.content_share
-        half = (cfg.recommender_share - check) / 2
+        kinds.append((releases.RANGES, seg * cfg.shares.ranges, 1))
+        kinds.append((releases.MOMENTS, seg * cfg.shares.moments, 1))
+        if cfg.shares.square_norm > 0:
+            kinds.append((releases.SQUARE_NORM, seg * cfg.shares.square_norm, 1))
+    if cfg.shares.profiles > 0:
+        kinds.append((releases.PROFILES, seg * cfg.shares.profiles, 1))
+    recommender = cfg.recommender
+    if recommender.share > 0 and recommender.model == "dpsgd":  # every local step
+        steps = recommender.fedavg_rounds * recommender.dpsgd_steps
+        kinds.append((releases.DPSGD, recommender.share, steps))
+    elif recommender.share > 0:  # content check, then popularity and Gram in equal halves
+        check = recommender.share * recommender.content_share
+        half = (recommender.share - check) / 2
         kinds += [(releases.POPULARITY, half, 1), (releases.GRAM, half, 1)]
         if check > 0:
             kinds.append((releases.CONTENT_CHECK, check, 1))
-    if cfg.lifetime_share > 0:  # the cell histograms, then the per-segment sums, in halves
-        half = cfg.lifetime_share / 2
+    if cfg.lifetime.share > 0:  # the cell histograms, then the per-segment sums, in halves
+        half = cfg.lifetime.share / 2
         kinds += [(releases.LIFETIME_HISTOGRAMS, half, 1), (releases.LIFETIME_SUMS, half, 1)]
     return kinds
 
@@ -77,9 +78,9 @@ def run_plan(cfg: SegmentationConfig, *, statistics: bool = True, init: bool = T
     return RunPlan(
         planned,
         noise=cfg.noise,
-        secure=cfg.secure_agg,
-        dropout_tolerance=cfg.dropout_tolerance,
-        collusion=cfg.collusion,
+        secure=cfg.secagg.enabled,
+        dropout_tolerance=cfg.secagg.dropout_tolerance,
+        collusion=cfg.secagg.collusion,
     )
 
 

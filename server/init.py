@@ -18,11 +18,18 @@ def gaussian_candidates(
     m: int, dim: int, rng: np.random.Generator, *, basis: np.ndarray | None = None,
     variances: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """``m`` points ~ N(0, I) in standardized space, or N(0, V diag(λ) Vᵀ) with a basis."""
+    """``m`` points ~ N(0, I) in standardized space, or, with a basis, on the shell where
+    N(0, V diag(λ) Vᵀ) concentrates: y = √p · g/‖g‖ · √λ, g ~ N(0, I_p). In p = k ≫ 1
+    dimensions a Gaussian candidate of small norm is nearer to every cluster than the
+    rest are and captures several clusters at once (hubness: on Google's k = 64 setting
+    one cell took 5 clusters); at a common norm the nearest candidate is independent
+    from one cluster to the next."""
     if basis is None:
         return rng.standard_normal((m, dim))
-    y = rng.standard_normal((m, basis.shape[1])) * np.sqrt(np.maximum(variances, 1e-12))
-    return y @ basis.T
+    p = basis.shape[1]
+    g = rng.standard_normal((m, p))
+    g *= math.sqrt(p) / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return (g * np.sqrt(np.maximum(variances, 1e-12))) @ basis.T
 
 
 def candidate_count(n: float, k: int, min_cell: float, *, most: int) -> int:

@@ -1,11 +1,13 @@
 """Customer lifetime value per segment under DP: BG/NBD + Gamma-Gamma (docs/lifetime_value.md).
 
 Round 1 (`lifetime_histograms`) sums every merchant's noisy counts of customers per public
-cell of (T, x, t_x/T) and of (x, m); the server drops cells the noise could explain (3σ of
-the sum) and fits both models by grouped maximum likelihood on the cells' representatives.
+cell of (T, x, t_x/T), of (x, m) and, per published segment, of a public activity measure;
+the server drops cells the noise could explain (2.5σ of the sum), fits BG/NBD by grouped
+maximum likelihood on the cells' probabilities (server/lifetime_cells.py), Gamma-Gamma on the
+spend cells' representatives, and sets each segment's bound from its activity cells.
 Round 2 (`lifetime_sums`) sends the fitted models and the published segmentation back; each
 merchant sums its customers' expected purchases, P(alive) and expected value per segment,
-each clipped to a public per-segment bound. Everything published is post-processing of these
+each clipped to the segment's bound. Everything published is post-processing of these
 two releases and the published centres.
 
 The models are fitted once over all segments, not one per segment: segments are chosen on
@@ -23,6 +25,7 @@ import numpy as np
 from fedseg.privacy import releases
 from fedseg.privacy.published import lifetime
 from fedseg.privacy.scaling import FeatureScaling
+from fedseg.server import lifetime_cells
 from fedseg.server.aggregation import ReplySpec
 from fedseg.server.rounds import Rounds
 from scipy.optimize import minimize
@@ -33,11 +36,15 @@ NOISE_THRESHOLD = 2.5
 # Several starts: from one start alone the BG/NBD likelihood of noisy cells can run off to a
 # degenerate optimum (b → ∞, nobody ever drops out).
 BGNBD_STARTS = ((1.0, 10.0, 1.0, 1.0), (0.3, 50.0, 0.6, 3.0), (0.5, 100.0, 0.3, 1.0))
-BOUND_FACTOR = 4.0
 PURCHASE_CAP = 25.0  # expected purchase days a year beyond this count as this (public)
+# A segment's bound B_s: 1.5× the top of its activity bins holding more than 2σ of noisy
+# buyers, between 0.5 and 20 (below the cap, so the tail keeps a share of the range).
+ACTIVITY_THRESHOLD = 2.0
+BOUND_FACTOR = 1.5
+SMALLEST_BOUND, LARGEST_BOUND = 0.5, 20.0
 TAIL_THRESHOLD = 3.0  # a segment's tail sum below 3σ is taken as 0
 VALUE_CAP_FACTOR = 5.0  # the expected value's tail reaches 5× the segment's bound
-RELIABLE_SIGMAS = 10.0  # a segment's figures are flagged unless its buyers exceed 10σ of the count  # B_s = this × the expected purchases of an active centre customer
+RELIABLE_SIGMAS = 10.0  # a segment's figures are flagged unless its buyers exceed 10σ of the count
 GAMMA_GAMMA_STARTS = ((2.0, 3.0, 20.0), (5.0, 4.0, 20.0))
 
 
@@ -47,6 +54,16 @@ def fit_bgnbd(x, t_x, age, weights, starts=BGNBD_STARTS) -> np.ndarray:
     x, t_x, age = (np.asarray(v, dtype=np.float64)[keep] for v in (x, t_x, age))
     ll = lambda p: lifetime.bgnbd_log_likelihood(p, x, t_x, age)  # noqa: E731
     return _fit(ll, np.asarray(weights)[keep], starts)
+
+
+def fit_bgnbd_cells(counts, grid: lifetime.LifetimeGrid, starts=BGNBD_STARTS) -> np.ndarray:
+    """(r, α, a, b) maximizing the grouped likelihood Σ n_c · log P(cell c | T) over the
+    purchase cells (server/lifetime_cells.py); cells nobody can be in are ignored."""
+    points = lifetime_cells.cell_points(grid)
+    possible = np.isfinite(lifetime_cells.cell_log_probabilities(BGNBD_STARTS[0], grid, points))
+    keep = possible & (np.asarray(counts) > 0)
+    ll = lambda p: lifetime_cells.cell_log_probabilities(p, grid, points)[keep]  # noqa: E731
+    return _fit(ll, np.asarray(counts, dtype=np.float64)[keep], starts)
 
 
 def fit_gamma_gamma(x, m, weights, starts=GAMMA_GAMMA_STARTS) -> np.ndarray:
@@ -99,37 +116,37 @@ class LifetimeModels:
     def from_histograms(
         cls, purchases: np.ndarray, spend: np.ndarray, sigmas: dict, grid: lifetime.LifetimeGrid
     ) -> LifetimeModels:
-        x, t_x, age, possible = grid.purchase_representatives()
-        w = np.where(possible, denoised(purchases, sigmas["purchases"]), 0.0)
-        bgnbd = fit_bgnbd(x, t_x, age, w)
+        w = denoised(purchases, sigmas["purchases"])
+        bgnbd = fit_bgnbd_cells(w, grid)
         xs, m, possible = grid.spend_representatives()
         ws = np.where(possible, denoised(spend, sigmas["spend"]), 0.0)
         gg = fit_gamma_gamma(xs, m, ws)
         gg[1] = max(gg[1], 1.01)  # the mean order value p·v/(q − 1) needs q > 1
-        return cls(bgnbd, gg, float(w.sum()))
+        _, _, _, possible = grid.purchase_representatives()
+        return cls(bgnbd, gg, float(w[possible].sum()))
 
 
 def purchase_bounds(
-    models: LifetimeModels, profiles: list[dict], horizon: float, *, largest: float = 12.0
+    activity: np.ndarray, sigma: float, horizon: float, grid: lifetime.LifetimeGrid
 ) -> np.ndarray:
     """Each segment's public bound B_s between the body and the tail of one customer's
-    expected purchases: BOUND_FACTOR times what the model expects of the segment's centre if it
-    were still active (t_x = T), between 0.5 and ``largest``. Only the published centres and model enter, so the bound is
-    post-processing; a bound near the segment's typical value keeps the body's noise small,
-    and the tail (up to PURCHASE_CAP) catches the heavy buyers where there are many."""
+    expected purchases, from its noisy activity counts (privacy/published/lifetime.py): from
+    the segment's fullest bin, up the bins while they stand clear of the noise
+    (ACTIVITY_THRESHOLD σ; a noise bin above the buyers cannot raise the bound unless it
+    adjoins them), then BOUND_FACTOR × the last bin's upper edge over the horizon (the fitted
+    model expects up to ~1.5× the prior's figure of the same customer); LARGEST_BOUND if the
+    run reaches the open top bin. Nearly every buyer is below B_s, and B_s stays near the
+    segment's own buyers, which keeps the body's noise (∝ B_s) small. Post-processing of the
+    `lifetime_histograms` release."""
+    counts = np.asarray(activity, dtype=np.float64).reshape(-1, grid.activity_bins)
+    upper = np.asarray(grid.activity[1:]) * BOUND_FACTOR * horizon / 365.0
     bounds = []
-    for row in profiles:
-        if not {"orders", "recency_days", "tenure_days"} <= set(row):
-            bounds.append(largest)
-            continue
-        x = max(float(row["orders"]) - 1.0, 0.0)
-        age = max(float(row["tenure_days"]) + float(row["recency_days"]), 1.0)
-        active = lifetime.expected_purchases(horizon, models.bgnbd, x, age, age)
-        # A fit from very few or very noisy cells can leave the formula undefined at the centre.
-        bounds.append(
-            float(np.clip(BOUND_FACTOR * active, 0.5, largest)) if np.isfinite(active) else largest
-        )
-    return np.asarray(bounds)
+    for row in counts:
+        top = int(np.argmax(row))
+        while top + 1 < len(row) and row[top + 1] > ACTIVITY_THRESHOLD * sigma:
+            top += 1
+        bounds.append(upper[top] if top < len(upper) else LARGEST_BOUND)
+    return np.clip(bounds, SMALLEST_BOUND, LARGEST_BOUND)
 
 
 @dataclass
@@ -141,17 +158,24 @@ class LifetimeValueRun:
 
     def fit(self, scaling: FeatureScaling, centres: np.ndarray, profiles: list[dict]) -> dict:
         """Both rounds; the published ``lifetime_value`` block of model.json."""
-        z, horizon = self.rounds.noise, self.rounds.cfg.lifetime_horizon
+        z, horizon = self.rounds.noise, self.rounds.cfg.lifetime.horizon
+        k, grid = len(centres), self.grid
+        segmentation = {
+            **scaling.to_payload(), "centres": np.asarray(centres, dtype=np.float64)
+        }  # fmt: skip
         mechanism = releases.lifetime_histogram_mechanism(z[releases.LIFETIME_HISTOGRAMS])
-        shapes = {"purchases": (self.grid.purchase_cells,), "spend": (self.grid.spend_cells,)}
+        shapes = {
+            "purchases": (grid.purchase_cells,), "spend": (grid.spend_cells,),
+            "activity": (k * grid.activity_bins,),
+        }  # fmt: skip
         agg = self.rounds.gaussian_round(
-            "lifetime_histograms", releases.LIFETIME_HISTOGRAMS, {}, mechanism,
+            "lifetime_histograms", releases.LIFETIME_HISTOGRAMS, segmentation, mechanism,
             ReplySpec(shapes=shapes, sigmas={}),
         )  # fmt: skip
         models = LifetimeModels.from_histograms(
-            agg.sums["purchases"], agg.sums["spend"], agg.noise_sigmas, self.grid
+            agg.sums["purchases"], agg.sums["spend"], agg.noise_sigmas, grid
         )
-        bounds = purchase_bounds(models, profiles, horizon)
+        bounds = purchase_bounds(agg.sums["activity"], agg.noise_sigmas["activity"], horizon, grid)
         order_values = [float(row.get("avg_order_value", 0.0)) for row in profiles]
         order_value = np.maximum(2 * models.mean_order_value, np.asarray(order_values))
         order_value = np.where(np.isfinite(order_value) & (order_value > 0), order_value, 1.0)
@@ -162,11 +186,9 @@ class LifetimeValueRun:
             "value_caps": VALUE_CAP_FACTOR * bounds * order_value,
         }  # fmt: skip
         payload = {
-            **scaling.to_payload(), "centres": np.asarray(centres, dtype=np.float64),
-            "bgnbd": models.bgnbd, "gamma_gamma": models.gamma_gamma,
+            **segmentation, "bgnbd": models.bgnbd, "gamma_gamma": models.gamma_gamma,
             "horizon": np.array([horizon]), **limits,
         }  # fmt: skip
-        k = len(centres)
         mechanism = releases.lifetime_sums_mechanism(z[releases.LIFETIME_SUMS])
         spec = ReplySpec(shapes=dict.fromkeys(releases.LIFETIME_SUM_SHARES, (k,)), sigmas={})
         agg = self.rounds.gaussian_round(

@@ -56,6 +56,6 @@ def fit_lifetime_value(rounds: Rounds, fitted: SegmentationFit) -> dict:
     """The lifetime-value rounds (server/lifetime_value.py), within the same budget."""
     from fedseg.server.lifetime_value import LifetimeValueRun
 
-    if not rounds.cfg.secure_agg:  # robust aggregators combine cluster estimates only
+    if not rounds.cfg.secagg.enabled:  # robust aggregators combine cluster estimates only
         rounds = replace(rounds, aggregate=None)
     return LifetimeValueRun(rounds).fit(fitted.scaling, fitted.centres, profiles(fitted))

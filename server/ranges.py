@@ -226,20 +226,25 @@ def _refine_shape(
 def found_bounds(
     noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, schema: FeatureSchema,
     *, private: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Clip bounds (model space), a fallback scale, and for thin columns the matched shape's
-    location and its noise variance (``location_variance``; elsewhere NaN and ∞) per feature.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per feature: clip bounds (model space), a fallback scale from the range histograms,
+    whether that scale saw the feature's whole distribution, and for thin columns the
+    matched shape's location and its noise variance (``location_variance``; elsewhere NaN
+    and ∞).
 
     Bounds are the noisy ``TAIL`` quantiles of the significant mass, widened by a bin. For
     columns too thin for significant bins (a few hundred customers), a matched Gaussian shape
     over all bins gives location and scale: bounds μ ± 6s; otherwise, unless the histogram
     is well resolved, the bounds hold at least μ ± 4s of that shape (noisy quantiles cut thin
     tails). A publicly bounded feature keeps its public box unless the found range is much
-    narrower and well resolved (``shrink_bounds``). At ε = ∞: the exact occupied range."""
+    narrower and well resolved (``shrink_bounds``). At ε = ∞: the exact occupied range.
+    The fallback scale is whole for thin columns (the matched shape spans every bin) and
+    where the significant bins hold nearly every customer; otherwise it misses the mass
+    that is spread too thinly to pass the noise."""
     tail = TAIL if private else 0.0
     lower, upper = bounds_from_histograms(noisy_counts, edges, sigma, tail=tail, widen=int(private))
     _, fallback, _ = histogram_scale(noisy_counts, edges, sigma, lower, upper)
-    reliable = None
+    reliable, whole = None, np.ones(len(lower), dtype=bool)
     if private:
         mu, s_fit, amplitude = matched_location_scale(noisy_counts, edges)
         kept = significant_mass(noisy_counts, sigma)
@@ -252,6 +257,7 @@ def found_bounds(
         upper = np.where(thin, mu + 6 * s_fit,
                          np.where(wide, np.maximum(upper, mu + 4 * s_fit), upper))  # fmt: skip
         fallback = np.where(thin, s_fit, fallback)
+        whole = thin | reliable
         location_var = np.where(
             thin, location_variance(edges, mu, s_fit, amplitude, sigma), np.inf
         )  # fmt: skip
@@ -259,7 +265,7 @@ def found_bounds(
     else:
         location, location_var = np.full(len(lower), np.nan), np.full(len(lower), np.inf)
     lower, upper = shrink_bounds(lower, upper, schema, keep_public=KEEP_PUBLIC, reliable=reliable)
-    return lower, upper, np.maximum(fallback, 1e-9), location, location_var
+    return lower, upper, np.maximum(fallback, 1e-9), whole, location, location_var
 
 
 def location_variance(

@@ -39,9 +39,13 @@ from fedseg.server.rounds import Rounds
 PROJECT_ABOVE = 16  # d above this: the initialization works in a DP-PCA subspace of k dims
 MAX_CANDIDATES_PER_K = 20
 MIN_CELL_SIGMAS = 1.0  # an initial cell should hold this many σ of the sums' noise
+# ... in a projection: clusters there fill whole cells, and fewer cells put more clusters
+# in one cell (Google's k = 64: 873 cells kept 4 blends, 1280 none; BENCHMARKS.md)
+MIN_CELL_SIGMAS_PROJECTED = 0.5
 INIT_RADIUS = 1.0  # × √d: the initialization round's displacement radius
 RADIUS_CAP = 2.0  # × √d: the first Lloyd radius at most
 CELL_ERROR = 0.6  # a seed cell's predicted noise error ÷ the init radius, at most
+CELL_ERROR_PROJECTED = 0.8  # ... in a projection, whose cells are half as full
 NOISE_TO_SPREAD = 0.08  # a centre's predicted noise error ÷ the init's distance quantile
 RADIUS_QUANTILE = 0.9  # of the distances to the own centre: the next Lloyd radius
 UNCLIPPED = 1e12  # at ε = ∞ nothing is clipped (a mechanism still needs a finite bound)
@@ -132,8 +136,8 @@ class SegmentationRun:
     # -- stages ---------------------------------------------------------------------------
 
     def _ranges(self, z: float) -> tuple[dict, dict, np.ndarray, dict]:
-        """Found bounds (model space), the histograms' scale and location estimates, the
-        degenerate features and the marginals."""
+        """Found bounds (model space), the histograms' scale (and whether it saw the whole
+        distribution) and location estimates, the degenerate features and the marginals."""
         d = self.dim
         edges = ranges.range_edges(self.schema, self.cfg.range_bins)
         mechanism = releases.histogram_mechanism(z, n_features=d)
@@ -142,7 +146,7 @@ class SegmentationRun:
             "feature_histograms", releases.RANGES, {"edges": edges}, mechanism, spec
         )
         counts, sigma = agg.sums["counts"], agg.noise_sigmas["counts"]
-        lower, upper, fallback, location, location_var = ranges.found_bounds(
+        lower, upper, fallback, whole, location, location_var = ranges.found_bounds(
             counts, edges, sigma, self.schema, private=self.cfg.private
         )
         # A merchant's row totals are its customer count plus noise of std σ·√(bins/d) on
@@ -154,7 +158,8 @@ class SegmentationRun:
         degenerate = self.cfg.private & ranges.degenerate_columns(
             counts, edges, sigma, lower, upper
         )
-        histogram = {"scale": fallback, "location": location, "location_var": location_var}
+        histogram = {"scale": fallback, "whole": whole, "location": location,
+                     "location_var": location_var}  # fmt: skip
         return {"lower": lower, "upper": upper}, histogram, degenerate, marginals
 
     def _moments(self, lower, upper, histogram, degenerate, z: float):
@@ -171,9 +176,9 @@ class SegmentationRun:
         )
         scaling = standardize.scaling_from_moments(
             agg.sums, lower, upper, names=self.schema.names, log=self.schema.log,
-            sigma_second=agg.noise_sigmas["square"], fallback_scale=histogram["scale"],
-            sigma_sum=agg.noise_sigmas["sum"], location=histogram["location"],
-            location_var=histogram["location_var"],
+            sigma_second=agg.noise_sigmas["square"], sigma_sum=agg.noise_sigmas["sum"],
+            fallback_scale=histogram["scale"], fallback_whole=histogram["whole"],
+            location=histogram["location"], location_var=histogram["location_var"],
         )  # fmt: skip
         known_lo, known_hi = self.schema.model_bounds()
         clustering = standardize.clustering_scaling(
@@ -205,9 +210,8 @@ class SegmentationRun:
         d, k = self.dim, self.cfg.k
         r0 = INIT_RADIUS * math.sqrt(d)
         probe = self.rounds.expected_noise(releases.displacement_mechanism(z, radius=r0, dim=d))
-        m = init.candidate_count(
-            n_hat, k, MIN_CELL_SIGMAS * probe["sums"], most=MAX_CANDIDATES_PER_K * k
-        )
+        per_cell = MIN_CELL_SIGMAS_PROJECTED if basis is not None else MIN_CELL_SIGMAS
+        m = init.candidate_count(n_hat, k, per_cell * probe["sums"], most=MAX_CANDIDATES_PER_K * k)
         cells = init.gaussian_candidates(m, d, self.rng, basis=basis, variances=variances)
         radius = r0
         for _ in range(self.cfg.init_rounds):
@@ -226,7 +230,8 @@ class SegmentationRun:
         # A seed cell's noise error σ_sums·√d / count should be within CELL_ERROR of r0: a
         # cell of a few dozen customers in d ≈ 60 moves by noise about as far as the data are
         # wide, and k-means++ seeded from such cells put 8 of digits' 10 centres outside it.
-        clean = init.clean_cell_count(agg.noise_sigmas["sums"], d, r0, CELL_ERROR)
+        cell_error = CELL_ERROR_PROJECTED if basis is not None else CELL_ERROR
+        clean = init.clean_cell_count(agg.noise_sigmas["sums"], d, r0, cell_error)
         centres = init.seed_from_cells(cells, agg.sums["counts"], k,
                                        min_count=max(min_count, clean), rng=self.rng)  # fmt: skip
         return centres, radius

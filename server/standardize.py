@@ -35,35 +35,44 @@ def scaling_from_moments(
     names: tuple[str, ...],
     log: tuple[bool, ...],
     sigma_second: float = 0.0,
-    fallback_scale: np.ndarray | None = None,
     sigma_sum: float = 0.0,
+    fallback_scale: np.ndarray | None = None,
+    fallback_whole: np.ndarray | None = None,
     location: np.ndarray | None = None,
     location_var: np.ndarray | None = None,
 ) -> FeatureScaling:
     """Mean and standard deviation of the clipped features from noisy moments.
 
-    Where the noisy variance is not at least 3 of its own noise standard deviations
-    (σ of Σu² / n), the standard deviation falls back to ``fallback_scale`` (the
-    histogram's robust scale), or to a quarter of the box if there is none. Where the range
-    histograms give a ``location`` with finite noise variance ``location_var`` (a thin
-    column's matched shape), the mean is the inverse-variance average of it and the
-    moments' mean (noise variance (σ of Σu · half-width / n)²): at a few hundred customers
-    in a box of ±6 scales the moments' mean is the noisier one."""
+    The noisy variance v = Σu²/n − (Σu/n)² carries noise of std ν = √(σ₂² + (2ū σ₁)²) / n
+    (σ₂, σ₁: the noise of Σu² and Σu). Where v is below 3ν it is not resolved and the
+    standard deviation falls back to ``fallback_scale`` (the histogram's, or a quarter of
+    the box if there is none) — where ``fallback_whole`` says that scale saw the whole
+    distribution. A histogram that kept only its significant bins misses thinly spread
+    mass and understates the scale, so elsewhere the variance is at least max(v, 0) + ν:
+    a scale too small lets an unresolved feature dominate every distance, one too large
+    only mutes it.
+
+    Where the range histograms give a ``location`` with finite noise variance
+    ``location_var`` (a thin column's matched shape), the mean is the inverse-variance
+    average of it and the moments' mean (noise variance (σ₁ · half-width / n)²): at a few
+    hundred customers in a box of ±6 scales the moments' mean is the noisier one."""
     n = max(float(noisy["count"][0]), 1.0)
     mean_u = np.clip(noisy["sum"] / n, -1.0, 1.0)
     var_u = noisy["square"] / n - mean_u**2
     centre, half = unit_box(lower, upper)
+    nu = np.hypot(sigma_second, 2.0 * mean_u * sigma_sum) / n
     if location is not None and location_var is not None and sigma_sum > 0:
         has = np.isfinite(location_var) & np.isfinite(location)
         moment_var = (sigma_sum * half / n) ** 2
         w = np.where(has, moment_var / (moment_var + np.where(has, location_var, 1.0)), 0.0)
         mean = (1 - w) * (centre + half * mean_u) + w * np.nan_to_num(location)
         mean_u = np.clip((mean - centre) / half, -1.0, 1.0)
-        var_u = noisy["square"] / n - (noisy["sum"] / n) ** 2
     fallback = (
         (fallback_scale / half) ** 2 if fallback_scale is not None else np.full_like(half, 1 / 16)
     )
-    var_u = np.where(var_u >= 3.0 * sigma_second / n, var_u, fallback)
+    whole = np.ones(len(half), dtype=bool) if fallback_whole is None else fallback_whole
+    unresolved = np.where(whole, fallback, np.maximum(fallback, np.maximum(var_u, 0.0) + nu))
+    var_u = np.where(var_u >= 3.0 * nu, var_u, unresolved)
     var_u = np.clip(np.nan_to_num(var_u, nan=1 / 16), 1e-6, 1.0)
     if fallback_scale is not None:  # never finer than a tenth of the histogram's scale
         var_u = np.maximum(var_u, (0.1 * fallback_scale / half) ** 2)

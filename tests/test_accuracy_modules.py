@@ -174,3 +174,46 @@ def test_noise_assessment_names_only_clean_segments_and_says_what_to_change():
         noise="local", merchants=16,
     )  # fmt: skip
     assert quiet.warnings == () and quiet.nameable.all()
+
+
+def _moments(n, sum_u, square_u):
+    return {"count": np.array([n]), "sum": np.array(sum_u), "square": np.array(square_u)}
+
+
+def test_unresolved_variance_counts_the_mean_noise_and_never_trusts_a_partial_histogram():
+    from fedseg.server.standardize import scaling_from_moments
+
+    # Box [0, 1] (centre 0.5, half 0.5); n = 100; ū = -0.8, noisy Σu²/n = 0.65 → v = 0.01.
+    # ν = √(σ₂² + (2·0.8·σ₁)²)/n with σ₂ = 1, σ₁ = 2.5 → √(1 + 16)/100 = 0.0412: v < 3ν.
+    noisy = _moments(100.0, [-80.0, -80.0], [65.0, 65.0])
+    lower, upper = np.zeros(2), np.ones(2)
+    kwargs = dict(names=("a", "b"), log=(False, False), sigma_second=1.0, sigma_sum=2.5)
+    fallback = np.array([0.01, 0.01])  # the histogram's scale: var_u = (0.01/0.5)² = 0.0004
+    scaling = scaling_from_moments(
+        noisy, lower, upper, **kwargs, fallback_scale=fallback,
+        fallback_whole=np.array([True, False]),
+    )  # fmt: skip
+    nu = math.sqrt(17) / 100
+    # a: the histogram saw the whole distribution, its scale stands
+    assert scaling.scale[0] == pytest.approx(0.01)
+    # b: it did not; the variance is at least v + ν
+    assert scaling.scale[1] == pytest.approx(0.5 * math.sqrt(0.01 + nu))
+    assert scaling.mean[1] == pytest.approx(0.5 - 0.5 * 0.8)
+    # Without the mean's noise (σ₁ = 0): ν = 0.01, v is still below 3ν.
+    alone = scaling_from_moments(
+        noisy, lower, upper, **{**kwargs, "sigma_sum": 0.0}, fallback_scale=fallback,
+        fallback_whole=np.array([False, False]),
+    )  # fmt: skip
+    assert alone.scale[1] == pytest.approx(0.5 * math.sqrt(0.01 + 0.01))
+
+
+def test_a_resolved_variance_is_taken_as_it_is():
+    from fedseg.server.standardize import scaling_from_moments
+
+    noisy = _moments(10_000.0, [0.0], [2_500.0])  # v = 0.25, ν = √(1 + 0)/10⁴
+    scaling = scaling_from_moments(
+        noisy, np.array([-2.0]), np.array([2.0]), names=("a",), log=(False,),
+        sigma_second=1.0, sigma_sum=1.0, fallback_scale=np.array([0.1]),
+        fallback_whole=np.array([False]),
+    )  # fmt: skip
+    assert scaling.scale[0] == pytest.approx(2.0 * 0.5)

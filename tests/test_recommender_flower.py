@@ -20,7 +20,12 @@ from fedseg.privacy.protocol.builtin import ecommerce_schema
 from fedseg.privacy.pseudonyms import Pseudonymizer
 from fedseg.privacy.published.recommender import RecommenderModel
 from fedseg.server.budget import noise_plan
-from fedseg.server.config import SegmentationConfig
+from fedseg.server.config import (
+    RecommenderConfig,
+    SecureAggConfig,
+    SegmentationConfig,
+    StageShares,
+)
 from fedseg.server.model import SegmentModel
 from fedseg.server.recommender.rounds import (
     SCORER_CANDIDATES,
@@ -166,7 +171,8 @@ def test_secure_aggregation_with_distributed_noise(tmp_path):
 
 
 def test_budget_split_gives_the_recommender_ninety_percent_in_three_releases():
-    cfg = SegmentationConfig(k=3, epsilon=2.0, rounds=4, recommender=True)
+    on = RecommenderConfig(enabled=True)
+    cfg = SegmentationConfig(k=3, epsilon=2.0, rounds=4, recommender=on)
     z = noise_plan(cfg)
     counts = {"cluster_displacements": 4}
     precision = {name: counts.get(name, 1) / v**2 for name, v in z.items()}
@@ -175,7 +181,9 @@ def test_budget_split_gives_the_recommender_ninety_percent_in_three_releases():
     assert precision["recommender_gram"] / total == pytest.approx(0.405, rel=1e-9)
     assert precision["recommender_content_check"] / total == pytest.approx(0.09, rel=1e-9)
     assert precision["feature_ranges"] / total == pytest.approx(0.1 * 0.15, rel=1e-9)
-    unchecked = noise_plan(SegmentationConfig(recommender=True, content_share=0.0))
+    unchecked = noise_plan(
+        SegmentationConfig(recommender=RecommenderConfig(enabled=True, content_share=0.0))
+    )
     assert "recommender_content_check" not in unchecked
     plain = noise_plan(SegmentationConfig(k=3, epsilon=2.0, rounds=4))
     assert set(plain) == {"feature_ranges", "feature_moments", "init_displacements",
@@ -183,14 +191,13 @@ def test_budget_split_gives_the_recommender_ninety_percent_in_three_releases():
 
 
 def test_config_keeps_validating_shares():
-    assert SegmentationConfig(recommender=True).recommender_share == 0.9
-    assert SegmentationConfig(recommender=True, recommender_share=0.5).lloyd_share == pytest.approx(
-        0.5 * (1 - 0.15 - 0.10 - 0.25 - 0.10)
-    )
+    assert RecommenderConfig(enabled=True).share == 0.9
+    half = SegmentationConfig(recommender=RecommenderConfig(enabled=True, share=0.5))
+    assert half.lloyd_share == pytest.approx(0.5 * (1 - 0.15 - 0.10 - 0.25 - 0.10))
     with pytest.raises(ValueError, match="budget shares"):
-        SegmentationConfig(recommender=True, recommender_share=1.0)
+        RecommenderConfig(enabled=True, share=1.0)
     with pytest.raises(ValueError, match="budget shares"):
-        SegmentationConfig(range_share=0.5, init_share=0.5)
+        StageShares(ranges=0.5, init=0.5)
 
 
 def test_catalogue_errors_name_the_file_and_row(tmp_path):
@@ -316,7 +323,7 @@ def test_dpsgd_recommender_through_the_apps_plain_and_secure(tmp_path):
     assert any(f.name.endswith("train.recommender_train.pb") for f in traced)
     _assert_nothing_of_a_customer_sent(fed, traced, seed=6)  # trained parameters only
     secure = simulate(fed, {**base, "secure-agg": True}, out_dir=tmp_path / "secure")
-    steps = SegmentationConfig().dpsgd_steps
+    steps = RecommenderConfig().dpsgd_steps
     for result in (plain, secure):
         published = result.model.extras["recommender"]
         assert published["kind"] == "dp-sgd"
@@ -339,7 +346,7 @@ def test_dpsgd_recommender_through_the_apps_plain_and_secure(tmp_path):
 
 def test_dpsgd_refuses_distributed_noise():
     with pytest.raises(ValueError, match="every local step"):
-        SegmentationConfig(recommender=True, recommender_model="dpsgd", secure_agg=True,
-                           noise="distributed")  # fmt: skip
+        SegmentationConfig(recommender=RecommenderConfig(enabled=True, model="dpsgd"),
+                           secagg=SecureAggConfig(enabled=True), noise="distributed")  # fmt: skip
     with pytest.raises(ValueError, match="recommender-model"):
-        SegmentationConfig(recommender=True, recommender_model="neural")
+        RecommenderConfig(enabled=True, model="neural")

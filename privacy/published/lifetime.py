@@ -25,6 +25,13 @@ FREQUENCY_CAP = 30  # a customer with more repeat days counts in the top cell
 AGE_EDGES = tuple(float(v) for v in np.linspace(0.0, 730.0, 6))  # T in days; ≥ 730 in the top
 RECENCY_BINS = 6  # t_x / T in equal sixths (customers with x = 0 have t_x = 0: one cell)
 SPEND_EDGES = (0, 5, 10, 15, 20, 30, 40, 60, 90, 140, 250, 500)  # mean repeat spend (currency)
+# Per segment, customers per bin of their activity: expected purchases in the next 365 days
+# under a public prior BG/NBD model, log-spaced to an open top bin. The server sets each
+# segment's bound on expected purchases from where its buyers are (server/lifetime_value.py).
+# The prior is Fader, Hardie & Lee's (2005) published CDNOW fit, α in days (4.414 weeks): a
+# fixed public constant, so the bin depends on the customer's own (x, t_x, T) alone.
+ACTIVITY_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+ACTIVITY_PRIOR = (0.243, 4.414 * 7, 0.793, 2.426)  # (r, α, a, b)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class LifetimeGrid:
     age: tuple[float, ...] = AGE_EDGES
     recency_bins: int = RECENCY_BINS
     spend: tuple[float, ...] = SPEND_EDGES
+    activity: tuple[float, ...] = ACTIVITY_EDGES
 
     @property
     def purchase_cells(self) -> int:
@@ -44,6 +52,16 @@ class LifetimeGrid:
     @property
     def spend_cells(self) -> int:
         return len(self.frequency) * len(self.spend)
+
+    @property
+    def activity_bins(self) -> int:
+        return len(self.activity)
+
+    def activity_bin(self, x: np.ndarray, t_x: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """The bin of each buyer's expected purchases in 365 days under ACTIVITY_PRIOR."""
+        x, t_x, age = (np.asarray(v, dtype=np.float64) for v in (x, t_x, age))
+        activity = np.nan_to_num(expected_purchases(365.0, ACTIVITY_PRIOR, x, t_x, age))
+        return np.searchsorted(self.activity, activity, side="right") - 1
 
     def purchase_cell(self, x: np.ndarray, t_x: np.ndarray, age: np.ndarray) -> np.ndarray:
         """The (T, x, t_x/T) cell of each customer."""

@@ -34,7 +34,7 @@ class DpsgdRun:
     rounds: Rounds
 
     def fit(self, segmentation: dict, n_items: int, rng: np.random.Generator) -> NeuralRecommender:
-        """cfg.fedavg_rounds rounds from parameters drawn with ``rng``."""
+        """cfg.recommender.fedavg_rounds rounds from parameters drawn with ``rng``."""
         import torch
         from fedseg.privacy.published.neural import (
             NeuralRecommender,
@@ -46,13 +46,13 @@ class DpsgdRun:
         k = len(segmentation["centres"])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         parameters = init_parameters(n_items, k, EMBEDDING_DIM, generator)
-        cfg, z = self.rounds.cfg, self.rounds.noise[releases.DPSGD]
-        for _ in range(cfg.fedavg_rounds):
+        recommender, z = self.rounds.cfg.recommender, self.rounds.noise[releases.DPSGD]
+        for _ in range(recommender.fedavg_rounds):
             wire = to_wire(parameters)
             request = dict(segmentation, **wire, learning_rate=DPSGD_LEARNING_RATE)
             spec = ReplySpec(shapes={name: value.shape for name, value in wire.items()}, sigmas={})
             release = releases.dpsgd_release(
-                z, steps=cfg.dpsgd_steps, sampling_rate=DPSGD_SAMPLING_RATE
+                z, steps=recommender.dpsgd_steps, sampling_rate=DPSGD_SAMPLING_RATE
             )
             # The noise is added at every local step: the sum carries no noise of its own.
             agg = self.rounds.noisy_round("recommender_train", request, spec, release=release)

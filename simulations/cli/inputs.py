@@ -57,7 +57,8 @@ def inspect_federation(
     ``as_of`` is the run's (default: the federation's, else the next UTC midnight). A table
     that cannot be used is kept with its one-line problem: its merchant sits the run out;
     with ``strict``, a table with any bad row (an unknown event name…) stops the run."""
-    when = as_of_timestamp(as_of or public_parameters(data_dir).get("as-of", ""))
+    public = public_parameters(data_dir)  # a bad federation.toml fails before any table
+    when = as_of_timestamp(as_of or public.get("as-of", ""))
     tables = []
     for path in merchant_files(data_dir):
         pseudonymizer = Pseudonymizer.for_simulation(path.stem, 0)  # ids are only counted

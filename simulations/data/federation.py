@@ -22,6 +22,7 @@ import pandas as pd
 from fedseg.client.loading import DataError
 from fedseg.client.sql_sources import SQLITE_SUFFIXES, read_sqlite_file
 from fedseg.client.tables import MERCHANT_SUFFIXES
+from fedseg.server.config import unknown_key
 
 EVENT_COLUMNS = ("user_id", "timestamp", "event", "item_id", "price")
 TRUTH_COLUMNS = ("merchant_id", "user_id", "segment")
@@ -30,6 +31,7 @@ FORMATS = ("auto", "csv", "parquet")
 # Above this many rows in total, `fmt="auto"` writes Parquet (CSV is slow and large).
 PARQUET_THRESHOLD_ROWS = 1_000_000
 FEDERATION_FILE = "federation.toml"
+PUBLIC_PARAMETERS = ("as_of", "features")  # what federation.toml may declare
 
 
 class FederationLayoutError(DataError):
@@ -105,6 +107,9 @@ def public_parameters(directory: str | Path) -> dict[str, str]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise FederationLayoutError(f"{path}: not a TOML file ({exc})") from None
+    unknown = [unknown_key(key, PUBLIC_PARAMETERS) for key in data if key not in PUBLIC_PARAMETERS]
+    if unknown:  # e.g. a misspelt as_of, which would silently leave the default
+        raise FederationLayoutError(f"{path}: {'; '.join(unknown)}")
     out = {"as-of": str(data["as_of"])} if "as_of" in data else {}
     if "features" in data:
         features = str(data["features"])

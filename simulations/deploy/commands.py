@@ -12,7 +12,6 @@ and then a warning is logged.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from fedseg.server.config import SegmentationConfig
+from fedseg.server.config import SegmentationConfig, check_keys
 from fedseg.simulations.deploy.pki import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -191,13 +190,10 @@ def app_run_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]
     """Every run_config key the ServerApp reads, with deployment defaults, then ``overrides``.
 
     ``flwr run --run-config`` may only override keys the app declares, so all are declared."""
-    config = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(SegmentationConfig)}
+    config = SegmentationConfig.defaults()
     config.update({"round-timeout": DEPLOY_ROUND_TIMEOUT_S, "out-dir": "fedseg-out"})
+    check_keys(overrides or {}, known=config)
     for key, value in (overrides or {}).items():
-        if key not in config:
-            raise ValueError(
-                f"run config: unknown key {key!r} (known: {', '.join(sorted(config))})"
-            )
         config[key] = type(config[key])(value) if not isinstance(config[key], bool) else bool(value)
     SegmentationConfig.from_run_config(config)  # fail here, not on the SuperLink
     if not math.isfinite(config["round-timeout"]) or config["round-timeout"] <= 0:

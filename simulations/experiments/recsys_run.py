@@ -106,7 +106,7 @@ def _baselines(metrics, parts, train, shape, run_config, rng) -> dict[str, dict[
     for items, segment in zip(train.items, train.segments, strict=True):
         counts[segment, items] += 1
     z = recsys_eval.segment_popularity_noise(
-        epsilon=cfg.epsilon, delta=cfg.delta, recommender_share=cfg.recommender_share
+        epsilon=cfg.epsilon, delta=cfg.delta, recommender_share=cfg.recommender.share
     )
     private = recsys_eval.dp_segment_popularity(
         parts, n_items=n_items, n_segments=k, noise_multiplier=z, rng=rng,
