@@ -217,3 +217,32 @@ def test_a_resolved_variance_is_taken_as_it_is():
         fallback_whole=np.array([False]),
     )  # fmt: skip
     assert scaling.scale[0] == pytest.approx(2.0 * 0.5)
+
+
+def test_projected_candidates_lie_on_the_gaussians_shell():
+    from fedseg.server import init
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((20, 4)))[0]  # (d = 20, p = 4), orthonormal
+    variances = np.array([4.0, 1.0, 0.25, 0.01])
+    cells = init.gaussian_candidates(500, 20, rng, basis=basis, variances=variances)
+    y = cells @ basis / np.sqrt(variances)  # back to the standard Gaussian's coordinates
+    assert np.allclose(np.linalg.norm(y, axis=1), 2.0)  # √p, every one
+    assert np.allclose(cells, y * np.sqrt(variances) @ basis.T)  # inside the subspace
+    assert abs(np.mean(y[:, 0])) < 0.2  # directions still uniform (mean ≈ 0, std 1)
+    assert np.std(y[:, 0]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_no_candidate_is_a_hub_for_many_clusters_in_high_dimension():
+    """64 clusters in the 64 dimensions of their own projection (Google's k = 64 layout):
+    with N(0, Σ) candidates a few small-norm ones were the nearest to 3–5 clusters each."""
+    from fedseg.privacy.published.segments import nearest_centre
+    from fedseg.server import init
+
+    rng = np.random.default_rng(3)
+    p = 64
+    centres = rng.standard_normal((p, p))
+    centres *= math.sqrt(p) / np.linalg.norm(centres, axis=1, keepdims=True)
+    cells = init.gaussian_candidates(1280, p, rng, basis=np.eye(p), variances=np.ones(p))
+    captured = np.bincount(nearest_centre(centres, cells), minlength=len(cells))
+    assert captured.max() <= 2, np.bincount(captured)
