@@ -12,18 +12,20 @@ NON_PRIVATE_ROUNDS = 30
 
 
 def planned_kinds(
-    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True
-) -> list[tuple[str, float, int]]:
+    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True,
+    projected: bool = False,
+) -> list[tuple[str, float, int]]:  # fmt: skip
     """(release kind, share of the run's budget, count) of every release the run makes.
 
     A warm start skips the feature statistics (ranges, moments) and the initialization;
     reusing an earlier model's statistics (``statistics-from``) skips the statistics. Their
-    shares go to the rest.
+    shares go to the rest. An initialization in a DP projection (``projected``) has one
+    more round within its share, splitting its cells (server/init.py ``split_cells``).
     """
     seg = cfg.segmentation_share
     kinds = [(releases.LLOYD, cfg.lloyd_share, lloyd_rounds(cfg))]
     if init:
-        kinds.append((releases.INIT, seg * cfg.shares.init, cfg.init_rounds))
+        kinds.append((releases.INIT, seg * cfg.shares.init, cfg.init_rounds + int(projected)))
     if statistics:
         kinds.append((releases.RANGES, seg * cfg.shares.ranges, 1))
         kinds.append((releases.MOMENTS, seg * cfg.shares.moments, 1))
@@ -54,10 +56,11 @@ def lloyd_rounds(cfg: SegmentationConfig) -> int:
 
 
 def noise_plan(
-    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True
-) -> dict[str, float]:
+    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True,
+    projected: bool = False,
+) -> dict[str, float]:  # fmt: skip
     """Noise multiplier per release kind, calibrated before anything is released."""
-    kinds = planned_kinds(cfg, statistics=statistics, init=init)
+    kinds = planned_kinds(cfg, statistics=statistics, init=init, projected=projected)
     # calibrate() wants per-release shares summing to 1; ρ of a kind is count × share.
     per_release = {name: share / count for name, share, count in kinds}
     total = sum(per_release.values())
@@ -68,12 +71,16 @@ def noise_plan(
     return calibrate(plan, epsilon=cfg.epsilon, delta=cfg.delta)
 
 
-def run_plan(cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True) -> RunPlan:
+def run_plan(
+    cfg: SegmentationConfig, *, statistics: bool = True, init: bool = True,
+    projected: bool = False,
+) -> RunPlan:  # fmt: skip
     """The plan the merchants accept: every planned release with its noise multiplier."""
-    z = noise_plan(cfg, statistics=statistics, init=init)
+    parts = {"statistics": statistics, "init": init, "projected": projected}
+    z = noise_plan(cfg, **parts)
     planned = tuple(
         Release(name, z[name], count=count, sampling_rate=_rate(name))
-        for name, _, count in planned_kinds(cfg, statistics=statistics, init=init)
+        for name, _, count in planned_kinds(cfg, **parts)
     )
     return RunPlan(
         planned,

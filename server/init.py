@@ -32,6 +32,23 @@ def gaussian_candidates(
     return (g * np.sqrt(np.maximum(variances, 1e-12))) @ basis.T
 
 
+def split_cells(
+    cells: np.ndarray, rng: np.random.Generator, *, basis: np.ndarray | None = None,
+    offset: float = 1e-3,
+) -> np.ndarray:  # fmt: skip
+    """Each cell as two candidates just either side of its mean along a random direction
+    (in the projection, if any): the bisector between them runs through the mean, so two
+    clusters blended in one cell fall on opposite sides (their means are symmetric about
+    it) and the next displacement round separates them; a single cluster is halved, and
+    the weighted k-means over cells joins its halves again."""
+    p = cells.shape[1] if basis is None else basis.shape[1]
+    v = rng.standard_normal((len(cells), p))
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    if basis is not None:
+        v = v @ basis.T
+    return np.concatenate([cells + offset * v, cells - offset * v])
+
+
 def candidate_count(n: float, k: int, min_cell: float, *, most: int) -> int:
     """As many cells as the data fill with ``min_cell`` customers each, between 2k and most."""
     return int(np.clip(n / max(min_cell, 1.0), 2 * k, most))

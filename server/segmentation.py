@@ -92,7 +92,11 @@ class SegmentationRun:
         self.rounds.members = tuple(nodes)
         self.rounds.describe(self.schema, nodes)
         earlier = self.warm_start or self.statistics_from
-        plan = run_plan(self.cfg, statistics=earlier is None, init=self.warm_start is None)
+        # a projection needs the feature moments' Gram matrix: only in a fresh fit
+        projected = earlier is None and self.dim > PROJECT_ABOVE
+        plan = run_plan(
+            self.cfg, statistics=earlier is None, init=self.warm_start is None, projected=projected
+        )
         self.rounds.agree(plan, nodes)
         z = self.rounds.noise
         if earlier is not None:
@@ -214,9 +218,15 @@ class SegmentationRun:
         m = init.candidate_count(n_hat, k, per_cell * probe["sums"], most=MAX_CANDIDATES_PER_K * k)
         cells = init.gaussian_candidates(m, d, self.rng, basis=basis, variances=variances)
         radius = r0
-        for _ in range(self.cfg.init_rounds):
+        planned = next(r.count for r in self.rounds.plan.releases if r.name == releases.INIT)
+        counts, kept = np.zeros(m), np.zeros(m, dtype=bool)
+        for round_no in range(planned):
+            if round_no and basis is not None:  # split the fullest cells (at least k)
+                fullest = np.argsort(counts)[::-1][: max(int(kept.sum()), k)]
+                cells = init.split_cells(cells[fullest], self.rng, basis=basis)
+                m = len(cells)
             agg = self._displacement_round(releases.INIT, scaling, cells, radius, z)
-            min_count = _min_count(agg)
+            counts, min_count = agg.sums["counts"], _min_count(agg)
             moved, kept = lloyd.displacement_update(
                 cells, agg.sums["sums"], agg.sums["counts"], min_count=min_count, max_step=radius
             )
