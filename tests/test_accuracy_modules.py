@@ -246,3 +246,38 @@ def test_no_candidate_is_a_hub_for_many_clusters_in_high_dimension():
     cells = init.gaussian_candidates(1280, p, rng, basis=np.eye(p), variances=np.ones(p))
     captured = np.bincount(nearest_centre(centres, cells), minlength=len(cells))
     assert captured.max() <= 2, np.bincount(captured)
+
+
+def test_splitting_a_cell_parts_two_clusters_blended_in_it():
+    from fedseg.privacy.published.segments import nearest_centre
+    from fedseg.server import init
+
+    rng = np.random.default_rng(1)
+    p = 64
+    u = rng.standard_normal(p)
+    u /= np.linalg.norm(u)
+    c1, c2 = 7 * u, -7 * u  # two tight clusters whose one cell's mean is their midpoint 0
+    points = np.vstack([c1 + 0.015 * rng.standard_normal((200, p)),
+                        c2 + 0.015 * rng.standard_normal((200, p))])  # fmt: skip
+    parted = 0
+    for _ in range(20):
+        halves = init.split_cells(np.zeros((1, p)), rng, basis=np.eye(p))
+        assert halves.shape == (2, p)
+        assert np.allclose(halves.mean(axis=0), 0.0)  # the bisector runs through the mean
+        side = nearest_centre(points, halves)
+        parted += len(set(side[:200])) == 1 and len(set(side[200:])) == 1 and side[0] != side[-1]
+    assert parted >= 19  # |u·v| ≳ 0.002 is enough; a random v gives ~1/8
+
+
+def test_a_projected_initialization_plans_one_more_round_in_the_same_share():
+    from fedseg.privacy import releases
+    from fedseg.server.budget import planned_kinds
+    from fedseg.server.config import SegmentationConfig
+
+    cfg = SegmentationConfig()
+    flat = {name: (share, n) for name, share, n in planned_kinds(cfg)}
+    projected = {name: (share, n) for name, share, n in planned_kinds(cfg, projected=True)}
+    assert projected[releases.INIT] == (flat[releases.INIT][0], cfg.init_rounds + 1)
+    assert {k: v for k, v in projected.items() if k != releases.INIT} == {
+        k: v for k, v in flat.items() if k != releases.INIT
+    }
