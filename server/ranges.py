@@ -143,7 +143,6 @@ def shrink_bounds(
 
 def matched_location_scale(
     noisy_counts: np.ndarray, edges: np.ndarray, *, grid: int = 48, max_bin_share: float = 0.6,
-    sigma: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Per feature the Gaussian (μ, s) whose binned shape best matches the noisy histogram,
     and its amplitude (the customers it accounts for): least squares with a free amplitude,
@@ -151,12 +150,8 @@ def matched_location_scale(
     of a column whose few hundred customers are spread too thinly for any one bin to be
     significant. Every feature counts the same customers, so a second pass keeps only
     shapes whose amplitude is within a factor 2 of the features' median amplitude (a noise
-    spike in one narrow bin is a good match only for a tiny amplitude).
-
-    With the histograms' noise std ``sigma``, the narrowest shape whose fit is within one
-    standard error of the best is taken (a very wide shape spread over the coarse far bins
-    can match noise as well as the data do: wine seed 3 found a scale of 10⁴), and the
-    coarse (μ, s) grid is then refined between its neighbouring points."""
+    spike in one narrow bin is a good match only for a tiny amplitude). The coarse (μ, s)
+    grid is then refined between its neighbouring points."""
     from scipy.special import ndtr
 
     fits = []
@@ -181,28 +176,14 @@ def matched_location_scale(
         amps_free.append(th[i, j] / tt[i, j])
     n_hat = max(float(np.median(amps_free)), 1.0)
     mus, scales, amps = [], [], []
-    for (t, th, tt, s_grid, mu_grid), h, e in zip(fits, noisy_counts, edges, strict=True):
+    for (_, th, tt, s_grid, mu_grid), h, e in zip(fits, noisy_counts, edges, strict=True):
         fit = np.nan_to_num(2 * n_hat * th - n_hat**2 * tt, nan=-np.inf)
         i, j = np.unravel_index(np.argmax(fit), fit.shape)
-        if sigma > 0:
-            i, j = _narrowest_tied(fit, t, i, j, 2 * n_hat * sigma)
         mu, s = _refine_shape(h, np.clip(e, -1e12, 1e12), n_hat, mu_grid, j, s_grid[i])
         mus.append(mu)
         scales.append(s)
         amps.append(n_hat)
     return np.array(mus), np.array(scales), np.array(amps)
-
-
-def _narrowest_tied(
-    fit: np.ndarray, t: np.ndarray, i: int, j: int, scale_of_se: float
-) -> tuple[int, int]:
-    """The narrowest (s index, μ index) whose fit is within one standard error of the best
-    (i, j): the fit 2n̂·t·h − n̂²‖t‖² of two shapes differs by noise of std 2n̂σ‖t − t_best‖."""
-    best = np.nan_to_num(t[i, j])
-    se = scale_of_se * np.sqrt(np.sum((np.nan_to_num(t) - best) ** 2, axis=2))
-    tied = fit >= fit[i, j] - se
-    narrowest = int(np.flatnonzero(tied.any(axis=1))[0])
-    return narrowest, int(np.argmax(np.where(tied[narrowest], fit[narrowest], -np.inf)))
 
 
 def _refine_shape(
