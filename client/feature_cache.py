@@ -82,6 +82,10 @@ def load_or_build(
     key = cache_key(settings, schema) if settings.state_dir else ""
     folder = Path(settings.state_dir) / CACHE_DIR if key else None
     if folder is not None and (cached := _read(folder, key)) is not None:
+        try:  # the entry's time says when it was last used (cached_features' ``since``)
+            os.utime(folder / "meta.json")
+        except OSError:
+            pass
         return cached
     features, applied, report = build()
     names = list(applied.names)
@@ -102,12 +106,19 @@ def load_or_build(
 
 
 def cached_features(
-    settings: MerchantSettings, schema: FeatureSchema | None
+    settings: MerchantSettings, schema: FeatureSchema | None, *, since: float = 0.0
 ) -> PreparedFeatures | None:
     """The entry ``settings``' data has under ``schema`` in its state directory, if one
-    was built from the same file, key, schema and code (None otherwise)."""
+    was built from the same file, key, schema and code and built or used at or after
+    ``since`` (a time.time(); None otherwise)."""
     key = cache_key(settings, schema) if settings.state_dir else ""
-    return _read(Path(settings.state_dir) / CACHE_DIR, key) if key else None
+    folder = Path(settings.state_dir) / CACHE_DIR
+    try:
+        if not key or (folder / "meta.json").stat().st_mtime < since:
+            return None
+    except OSError:
+        return None
+    return _read(folder, key)
 
 
 def cache_key(settings: MerchantSettings, schema: FeatureSchema | None) -> str:

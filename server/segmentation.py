@@ -219,9 +219,10 @@ class SegmentationRun:
         cells = init.gaussian_candidates(m, d, self.rng, basis=basis, variances=variances)
         radius = r0
         planned = next(r.count for r in self.rounds.plan.releases if r.name == releases.INIT)
+        split_round = planned - 1 if planned > self.cfg.init_rounds else -1  # the extra one
         counts, kept = np.zeros(m), np.zeros(m, dtype=bool)
         for round_no in range(planned):
-            if round_no and basis is not None:  # split the fullest cells (at least k)
+            if round_no == split_round:  # split the fullest cells (at least k)
                 fullest = np.argsort(counts)[::-1][: max(int(kept.sum()), k)]
                 cells = init.split_cells(cells[fullest], self.rng, basis=basis)
                 m = len(cells)

@@ -158,3 +158,25 @@ def test_sweep_with_the_recommender_reports_its_hit_rates(tmp_path):
     assert row["recommender.hr_at_10"] > 0.2
     assert row["recommender.baselines.segment_popularity.hr_at_10"] > 0.2
     assert row["recommender.evaluated_customers"] > 800
+
+
+def test_an_earlier_runs_cached_features_are_not_this_runs(small_federation, tmp_path):
+    import time
+
+    from fedseg.client.errors import DataError
+    from fedseg.simulations.experiments.runner import loaded_features
+
+    state = tmp_path / "state"  # kept: the second run draws on the same ledgers
+    config = {"k": 3, "epsilon": 4.0, "seed": 2, "sim-epsilon-cap": 8.0}
+    first = simulate(small_federation, config, out_dir=tmp_path / "a", state_dir=state)
+    assert first.metrics["n_merchants_evaluated"] == 3
+    time.sleep(0.3)  # past the clock slack: the first run's entries are now an earlier run's
+    second = simulate(small_federation, config, out_dir=tmp_path / "b", state_dir=state)
+    assert second.metrics["n_merchants_evaluated"] == 3  # used from the cache: this run's
+    assert second.metrics["n_users"] == first.metrics["n_users"]
+    run_config = {"sim-data-dir": str(small_federation), "sim-state-dir": str(state),
+                  "seed": 2, "as-of": first.model.extras["as_of"]}  # fmt: skip
+    with pytest.raises(DataError, match="no merchant prepared features"):
+        loaded_features(small_federation, run_config, first.model.schema, since=time.time() + 5)
+    x, _, names = loaded_features(small_federation, run_config, first.model.schema, since=0.0)
+    assert len(names) == 3 and len(x) == first.metrics["n_users"]

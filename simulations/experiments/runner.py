@@ -36,6 +36,7 @@ from fedseg.simulations.experiments.metrics import clustering_metrics
 from fedseg.simulations.experiments.recsys_run import recommender_evaluation, recommender_settings
 
 BACKENDS = ("inprocess", "ray")
+CLOCK_SLACK_S = 0.1  # file times come from a coarser clock than time.time() (a tick)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def simulate(
         config.update(recommender_settings(data_dir, run_config, evaluate=evaluate))
         if _on(config.get("secure-agg")) and not config.get("secagg-roster"):
             config["secagg-roster"] = str(simulation_roster_file(data_dir, config, scratch))
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         if backend == "inprocess":
             from fedseg.simulations.backends.inprocess import run_inprocess
 
@@ -118,7 +119,7 @@ def simulate(
         }
         if evaluate:
             seed = int(config.get("seed", 0))
-            metrics.update(evaluate_loaded(model, data_dir, config))
+            metrics.update(evaluate_loaded(model, data_dir, config, since=began))
             files = merchant_files(data_dir)
             metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -201,28 +202,31 @@ def read_truth(path: Path) -> pd.DataFrame:
 
 
 def loaded_features(
-    data_dir: Path, run_config: dict[str, Any], schema: FeatureSchema | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The features every merchant of a finished simulation prepared for it, as its node
-    used them (read from its state directory under ``sim-state-dir``; the files are not
-    read again), stacked, with planted segments if truth.csv exists. A merchant whose table
-    did not load took no part and is left out."""
+    data_dir: Path, run_config: dict[str, Any], schema: FeatureSchema | None, *, since: float
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The features every merchant of a simulation started at ``since`` (time.time())
+    prepared for it, as its node used them (read from its state directory under
+    ``sim-state-dir``; the files are not read again), stacked, with planted segments if
+    truth.csv exists, and the merchants evaluated. A merchant whose table did not load, or
+    that never received a request (a dropped ``describe``), took no part and is left out;
+    so is an entry an earlier run left in a kept state directory."""
     truth_path = data_dir / "truth.csv"
     truth = read_truth(truth_path) if truth_path.exists() else None
-    rows, labels = [], []
+    rows, labels, names = [], [], []
     for partition, path in enumerate(merchant_files(data_dir)):
         settings = simulation_settings(partition, run_config)
-        prepared = cached_features(settings, schema)
+        prepared = cached_features(settings, schema, since=since - CLOCK_SLACK_S)
         if prepared is None:
             continue
         rows.append(prepared.matrix)
+        names.append(path.stem)
         if truth is not None:
             labels.append(
                 _planted(truth, path.stem, prepared.customer_ids, settings.simulation_seed)
             )
     if not rows:
         raise DataError(f"{data_dir}: no merchant prepared features for the evaluation")
-    return _stacked(rows, labels, truth_path)
+    return (*_stacked(rows, labels, truth_path), names)
 
 
 def _planted(truth: pd.DataFrame, merchant: str, customer_ids, seed: int) -> np.ndarray:
@@ -241,10 +245,14 @@ def _stacked(rows: list, labels: list, truth_path: Path) -> tuple[np.ndarray, np
     return x, y
 
 
-def evaluate_loaded(model: SegmentModel, data_dir: Path, run_config: dict[str, Any]) -> dict:
-    """``evaluate_model`` on what the merchants of the finished run loaded."""
-    x, truth = loaded_features(data_dir, run_config, model.schema)
-    return _evaluation(model, x, truth, seed=int(run_config.get("seed", 0)))
+def evaluate_loaded(
+    model: SegmentModel, data_dir: Path, run_config: dict[str, Any], *, since: float
+) -> dict:
+    """``evaluate_model`` on what the merchants of the run started at ``since`` loaded,
+    with how many merchants that was."""
+    x, truth, names = loaded_features(data_dir, run_config, model.schema, since=since)
+    metrics = _evaluation(model, x, truth, seed=int(run_config.get("seed", 0)))
+    return {**metrics, "n_merchants_evaluated": len(names)}
 
 
 def evaluate_model(
