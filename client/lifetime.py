@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from fedseg.client.features import build_features
-from fedseg.client.node import Answer, BadRequest
+from fedseg.client.node import Answer, BadRequest, centres_field
 from fedseg.privacy import releases
 from fedseg.privacy.accounting import Release
 from fedseg.privacy.protocol.builtin import known_feature
@@ -192,13 +192,9 @@ def offer_lifetime_value(
 
 def _segments(node: MerchantNode, payload: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """Each customer's segment of the published centres in the request, and their number."""
-    centres = payload.get("centres")
-    if not isinstance(centres, np.ndarray) or centres.ndim != 2 or len(centres) < 1:
-        raise BadRequest("field 'centres' must be a 2-d array")
     scaling, z = node.scaled(payload)
-    if centres.shape[1] != scaling.dim or not np.all(np.isfinite(centres)):
-        raise BadRequest(f"'centres' has shape {centres.shape} for {scaling.dim} features")
-    return nearest_centre(z, centres.astype(np.float64)), len(centres)
+    centres = centres_field(payload, scaling.dim)
+    return nearest_centre(z, centres), len(centres)
 
 
 _BOUNDS = ("purchase_bounds", "purchase_caps", "value_bounds", "value_caps")

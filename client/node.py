@@ -34,6 +34,7 @@ from fedseg.privacy.releases import NoisePlacement
 from fedseg.privacy.scaling import FeatureScaling, to_unit
 
 LOCAL = NoisePlacement()
+MAX_CENTRES = 100_000  # centres or candidate cells in one request
 
 
 class BadRequest(ValueError):
@@ -215,7 +216,7 @@ def _displacements(node: MerchantNode, payload: Mapping[str, Any], planned: Rele
     """Per-cluster sums of displacements from the request's centres clipped to its radius,
     counts, and the histogram of distances to the own centre."""
     scaling, z = node.scaled(payload)
-    centres = _centres(payload, scaling.dim)
+    centres = centres_field(payload, scaling.dim)
     radius = _radius(payload)
     edges = _array(payload, "distance_edges", ndim=1, open_end=True)
     if edges.size < 2 or edges[0] < 0 or np.any(np.diff(edges) <= 0):
@@ -234,7 +235,7 @@ def _profiles(node: MerchantNode, payload: Mapping[str, Any], planned: Release) 
     """Per-segment sums of the features in original units mapped into the request's box
     (each customer in the segment the published centres give it), and counts."""
     scaling, z = node.scaled(payload)
-    centres = _centres(payload, scaling.dim)
+    centres = centres_field(payload, scaling.dim)
     lower, upper = _box(node, payload)
     mechanism = releases.profiles_mechanism(planned.noise_multiplier, dim=scaling.dim)
 
@@ -258,10 +259,14 @@ def _square_norm(node: MerchantNode, payload: Mapping[str, Any], planned: Releas
     )
 
 
-def _centres(payload: Mapping[str, Any], dim: int) -> np.ndarray:
+def centres_field(payload: Mapping[str, Any], dim: int) -> np.ndarray:
+    """The request's centres (or cells): finite, ``dim`` wide, 1 to MAX_CENTRES of them (a
+    server cannot make the merchant build an n × 10⁸ distance matrix)."""
     centres = _array(payload, "centres", ndim=2)
-    if centres.shape[1] != dim or len(centres) < 1:
-        raise BadRequest(f"'centres' has shape {centres.shape} for {dim} features")
+    if centres.shape[1] != dim or not 1 <= len(centres) <= MAX_CENTRES:
+        raise BadRequest(
+            f"'centres' has shape {centres.shape} for {dim} features (at most {MAX_CENTRES:,})"
+        )
     return centres
 
 

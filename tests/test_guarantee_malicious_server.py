@@ -160,3 +160,13 @@ def test_the_plan_is_readable_only_as_a_plan(federation):
     group.answer("describe", DESCRIBE)
     for broken in ("{", json.dumps({"version": 1}), json.dumps({"version": 99, "releases": []})):
         assert code_of(group.ask("plan", {"plan": broken})) == reason("bad_request")
+
+
+def test_a_request_cannot_make_the_merchant_hold_unbounded_centres():
+    import numpy as np
+    from fedseg.client.node import MAX_CENTRES, BadRequest, centres_field
+
+    assert centres_field({"centres": np.zeros((MAX_CENTRES, 2))}, 2).shape == (MAX_CENTRES, 2)
+    for bad in (np.zeros((MAX_CENTRES + 1, 2)), np.zeros((0, 2)), np.zeros((3, 5))):
+        with pytest.raises(BadRequest, match="'centres' has shape"):
+            centres_field({"centres": bad}, 2)
