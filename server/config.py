@@ -94,9 +94,7 @@ class RecommenderConfig:
         if self.enabled and self.share == 0:
             object.__setattr__(self, "share", DEFAULT_RECOMMENDER_SHARE)
         if self.share < 0:
-            raise ValueError(
-                "budget shares must be ≥ 0 and leave a positive share for Lloyd rounds"
-            )
+            raise ValueError(f"recommender-share must be ≥ 0, got {self.share}")
         if self.share >= 1:
             raise ValueError(
                 "budget shares: recommender-share must leave a share for the segmentation"

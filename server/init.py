@@ -21,9 +21,8 @@ def gaussian_candidates(
     """``m`` points ~ N(0, I) in standardized space, or, with a basis, on the shell where
     N(0, V diag(λ) Vᵀ) concentrates: y = √p · g/‖g‖ · √λ, g ~ N(0, I_p). In p = k ≫ 1
     dimensions a Gaussian candidate of small norm is nearer to every cluster than the
-    rest are and captures several clusters at once (hubness: on Google's k = 64 setting
-    one cell took 5 clusters); at a common norm the nearest candidate is independent
-    from one cluster to the next."""
+    rest are and captures several clusters at once (hubness; BENCHMARKS.md); at a common
+    norm the nearest candidate is independent from one cluster to the next."""
     if basis is None:
         return rng.standard_normal((m, dim))
     p = basis.shape[1]

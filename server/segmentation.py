@@ -40,7 +40,7 @@ PROJECT_ABOVE = 16  # d above this: the initialization works in a DP-PCA subspac
 MAX_CANDIDATES_PER_K = 20
 MIN_CELL_SIGMAS = 1.0  # an initial cell should hold this many σ of the sums' noise
 # ... in a projection: clusters there fill whole cells, and fewer cells put more clusters
-# in one cell (Google's k = 64: 873 cells kept 4 blends, 1280 none; BENCHMARKS.md)
+# in one cell (BENCHMARKS.md, high dimension)
 MIN_CELL_SIGMAS_PROJECTED = 0.5
 INIT_RADIUS = 1.0  # × √d: the initialization round's displacement radius
 RADIUS_CAP = 2.0  # × √d: the first Lloyd radius at most
