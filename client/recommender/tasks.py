@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from fedseg.client.node import Answer, BadRequest
+from fedseg.client.node import Answer, BadRequest, centres_field
 from fedseg.client.recommender.check import content_gain
 from fedseg.client.recommender.gram import item_gram, item_popularity
 from fedseg.client.recommender.histories import CustomerHistories, build_histories
@@ -64,7 +64,7 @@ class RecommenderTasks:
 
     def item_gram(self, node: MerchantNode, payload: Mapping[str, Any], planned: Release) -> Answer:
         """Round 2: the noisy Gram over `item_index` + segment columns, as its triangle."""
-        n_items, n_segments = len(_catalogue(payload)), len(_array(payload, "centres", ndim=2))
+        n_items, n_segments = len(_catalogue(payload)), len(centres_field(payload, node.schema.dim))
         item_index = payload.get("item_index")
         if not isinstance(item_index, np.ndarray) or item_index.ndim != 1 or not len(item_index):
             raise RecommenderRequestError("field 'item_index' must be a non-empty 1-d array")
@@ -95,7 +95,7 @@ class RecommenderTasks:
             model = RecommenderModel.from_arrays(payload)
         except ValueError as exc:
             raise RecommenderRequestError(f"the published model: {exc}") from None
-        n_items, n_segments = len(_catalogue(payload)), len(_array(payload, "centres", ndim=2))
+        n_items, n_segments = len(_catalogue(payload)), len(centres_field(payload, node.schema.dim))
         if model.n_items != n_items or model.n_segments != n_segments:
             raise RecommenderRequestError("the published model does not match the catalogue")
         mechanism = releases.content_check_mechanism(
@@ -143,7 +143,7 @@ class RecommenderTasks:
 
     def _histories(self, node: MerchantNode, payload: Mapping[str, Any]) -> CustomerHistories:
         catalogue = _catalogue(payload)
-        centres = _array(payload, "centres", ndim=2)
+        centres = centres_field(payload, node.schema.dim)
         key = centres.tobytes() + "\x1f".join(map(str, catalogue)).encode()
         if self._cache is None or self._cache[0] != key:
             segments = local_segments(node, payload, centres)
