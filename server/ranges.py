@@ -10,6 +10,8 @@ own size. Everything here is post-processing of one noisy histogram per feature 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from fedseg.privacy.protocol.schema import FeatureSchema
 
@@ -49,9 +51,7 @@ def bounds_from_histograms(
     noise alone could not explain (``denoise_histograms``, which merges
     bins until thin mass passes its test), widened to the edges of the bins they fall in
     (geometric bins are coarse, so a bound never cuts into the bin its quantile lies in)."""
-    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
-    if sigma > 0:
-        mass = trim_kept_ends(mass, noisy_counts, sigma)
+    mass = kept_mass(noisy_counts, sigma, trim=True)
     lower, upper = [], []
     for m, e in zip(mass, edges, strict=True):
         occupied = np.flatnonzero(m > 0)
@@ -67,6 +67,16 @@ def bounds_from_histograms(
         lower.append(e[first])
         upper.append(e[last + 1])
     return np.array(lower), np.array(upper)
+
+
+def kept_mass(noisy_counts: np.ndarray, sigma: float, *, trim: bool = False) -> np.ndarray:
+    """The histograms' mass noise alone could not explain (``denoise_histograms``; at σ = 0
+    the counts themselves), with ``trim`` cut to the outermost strong bins
+    (``trim_kept_ends``)."""
+    if sigma <= 0:
+        return np.maximum(noisy_counts, 0)
+    mass = denoise_histograms(noisy_counts, sigma)
+    return trim_kept_ends(mass, noisy_counts, sigma) if trim else mass
 
 
 def trim_kept_ends(mass: np.ndarray, noisy_counts: np.ndarray, sigma: float) -> np.ndarray:
@@ -101,7 +111,7 @@ def histogram_scale(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, standard deviation and kept mass of each feature's denoised histogram, bin
     midpoints clipped to the bounds (the scale when the moments are too noisy)."""
-    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
+    mass = kept_mass(noisy_counts, sigma)
     means, stds, kept = [], [], []
     for m, e, a, b in zip(mass, edges, lower, upper, strict=True):
         mids = np.clip((e[:-1] + e[1:]) / 2, a, b)
@@ -152,17 +162,13 @@ def matched_location_scale(
     shapes whose amplitude is within a factor 2 of the features' median amplitude (a noise
     spike in one narrow bin is a good match only for a tiny amplitude). The coarse (μ, s)
     grid is then refined between its neighbouring points."""
-    from scipy.special import ndtr
-
     fits = []
     for h, e in zip(noisy_counts, edges, strict=True):
         finite = np.clip(e, -1e12, 1e12)
         widths = np.diff(finite)
         s_grid = np.geomspace(max(widths[widths > 0].min(), 1e-9), max(np.ptp(finite), 1e-9), grid)
         mu_grid = finite
-        t = np.diff(
-            ndtr((finite[None, None, :] - mu_grid[None, :, None]) / s_grid[:, None, None]), axis=2
-        )
+        t = _shape_masses(finite, mu_grid, s_grid)
         # A shape inside one bin matches any single noise spike; real columns of unknown
         # range spread over several of these bins.
         t = np.where(t.max(axis=2, keepdims=True) <= max_bin_share, t, np.nan)
@@ -192,26 +198,40 @@ def _refine_shape(
 ) -> tuple[float, float]:  # fmt: skip
     """The best (μ, s) of the amplitude-``n_hat`` Gaussian on a fine grid between the coarse
     grid's neighbours of (μ_j, s) (the coarse s grid steps by ~1.8×)."""
-    from scipy.special import ndtr
-
     mu_fine = np.linspace(mu_grid[max(j - 1, 0)], mu_grid[min(j + 1, len(mu_grid) - 1)], steps)
     s_fine = s * np.geomspace(1 / 1.8, 1.8, steps)
-    t = np.diff(
-        ndtr((edges[None, None, :] - mu_fine[None, :, None]) / s_fine[:, None, None]), axis=2
-    )
+    t = _shape_masses(edges, mu_fine, s_fine)
     fit = 2 * n_hat * (t @ h) - n_hat**2 * np.sum(t * t, axis=2)
     a, b = np.unravel_index(np.argmax(fit), fit.shape)
     return float(mu_fine[b]), float(s_fine[a])
 
 
+def _shape_masses(edges: np.ndarray, mus: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """(scales, mus, bins): each Gaussian N(μ, s²)'s mass in each bin of ``edges``."""
+    from scipy.special import ndtr
+
+    z = (edges[None, None, :] - mus[None, :, None]) / scales[:, None, None]
+    return np.diff(ndtr(z), axis=2)
+
+
+@dataclass(frozen=True)
+class FoundRanges:
+    """What the range histograms say per feature (model space)."""
+
+    lower: np.ndarray  # clip bounds
+    upper: np.ndarray
+    scale: np.ndarray  # the histograms' scale, the fallback of the moments' one
+    whole: np.ndarray  # whether that scale saw the whole distribution
+    location: np.ndarray  # a thin column's matched-shape location (NaN elsewhere)
+    location_var: np.ndarray  # its noise variance (``location_variance``; ∞ elsewhere)
+
+
 def found_bounds(
     noisy_counts: np.ndarray, edges: np.ndarray, sigma: float, schema: FeatureSchema,
     *, private: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Per feature: clip bounds (model space), a fallback scale from the range histograms,
-    whether that scale saw the feature's whole distribution, and for thin columns the
-    matched shape's location and its noise variance (``location_variance``; elsewhere NaN
-    and ∞).
+) -> FoundRanges:  # fmt: skip
+    """Per feature: clip bounds, a fallback scale, whether it is whole, and for thin
+    columns the matched shape's location (``FoundRanges``).
 
     Bounds are the noisy ``TAIL`` quantiles of the significant mass, widened by a bin. For
     columns too thin for significant bins (a few hundred customers), a matched Gaussian shape
@@ -246,7 +266,7 @@ def found_bounds(
     else:
         location, location_var = np.full(len(lower), np.nan), np.full(len(lower), np.inf)
     lower, upper = shrink_bounds(lower, upper, schema, keep_public=KEEP_PUBLIC, reliable=reliable)
-    return lower, upper, np.maximum(fallback, 1e-9), whole, location, location_var
+    return FoundRanges(lower, upper, np.maximum(fallback, 1e-9), whole, location, location_var)
 
 
 def location_variance(
@@ -272,9 +292,7 @@ def degenerate_columns(
     features whose significant bins hold most customers (70 % of the median row total, the
     share below which ``found_bounds`` calls a column thin) qualify: a thin column's one
     significant bin is a spike among mass the histogram cannot resolve."""
-    mass = denoise_histograms(noisy_counts, sigma) if sigma > 0 else np.maximum(noisy_counts, 0)
-    if sigma > 0:
-        mass = trim_kept_ends(mass, noisy_counts, sigma)
+    mass = kept_mass(noisy_counts, sigma, trim=True)
     n_hat = float(np.median(noisy_counts.sum(axis=1)))
     out = []
     for m, e, a, b in zip(mass, edges, lower, upper, strict=True):

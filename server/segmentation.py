@@ -103,11 +103,9 @@ class SegmentationRun:
             scaling, marginals, statistics = self._earlier(earlier)
             basis = variances = None
         else:
-            statistics, histogram, degenerate, marginals = self._ranges(z[releases.RANGES])
-            scaling, basis, variances, n_hat = self._moments(
-                statistics["lower"], statistics["upper"], histogram, degenerate,
-                z[releases.MOMENTS],
-            )  # fmt: skip
+            found, degenerate, marginals = self._ranges(z[releases.RANGES])
+            statistics = {"lower": found.lower, "upper": found.upper}
+            scaling, basis, variances, n_hat = self._moments(found, degenerate, z[releases.MOMENTS])
             statistics["customers"] = n_hat
             if releases.SQUARE_NORM in z:
                 marginals["square_norm"] = self._square_norm(scaling, z[releases.SQUARE_NORM])
@@ -139,9 +137,9 @@ class SegmentationRun:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _ranges(self, z: float) -> tuple[dict, dict, np.ndarray, dict]:
-        """Found bounds (model space), the histograms' scale (and whether it saw the whole
-        distribution) and location estimates, the degenerate features and the marginals."""
+    def _ranges(self, z: float) -> tuple[ranges.FoundRanges, np.ndarray, dict]:
+        """What the range histograms say per feature, the degenerate features and the
+        marginals."""
         d = self.dim
         edges = ranges.range_edges(self.schema, self.cfg.range_bins)
         mechanism = releases.histogram_mechanism(z, n_features=d)
@@ -150,9 +148,7 @@ class SegmentationRun:
             "feature_histograms", releases.RANGES, {"edges": edges}, mechanism, spec
         )
         counts, sigma = agg.sums["counts"], agg.noise_sigmas["counts"]
-        lower, upper, fallback, whole, location, location_var = ranges.found_bounds(
-            counts, edges, sigma, self.schema, private=self.cfg.private
-        )
+        found = ranges.found_bounds(counts, edges, sigma, self.schema, private=self.cfg.private)
         # A merchant's row totals are its customer count plus noise of std σ·√(bins/d) on
         # their mean: later counts must add up to it.
         size_sigma = mechanism.sigmas()["counts"] * math.sqrt((edges.shape[1] - 1) / d)
@@ -160,13 +156,11 @@ class SegmentationRun:
         denoised = ranges.denoise_histograms(counts, sigma) if sigma > 0 else counts
         marginals = {"counts": denoised.tolist(), "edges": edges.tolist()}
         degenerate = self.cfg.private & ranges.degenerate_columns(
-            counts, edges, sigma, lower, upper
+            counts, edges, sigma, found.lower, found.upper
         )
-        histogram = {"scale": fallback, "whole": whole, "location": location,
-                     "location_var": location_var}  # fmt: skip
-        return {"lower": lower, "upper": upper}, histogram, degenerate, marginals
+        return found, degenerate, marginals
 
-    def _moments(self, lower, upper, histogram, degenerate, z: float):
+    def _moments(self, found: ranges.FoundRanges, degenerate: np.ndarray, z: float):
         """The published scaling (known bounds only, mean and scale from the DP moments),
         the DP projection when d > PROJECT_ABOVE, and the noisy customer count."""
         d, project = self.dim, self.dim > PROJECT_ABOVE
@@ -174,6 +168,7 @@ class SegmentationRun:
         shapes = {"count": (1,), "sum": (d,), "square": (d,)}
         if project:
             shapes["second"] = (d, d)
+        lower, upper = found.lower, found.upper
         payload = {"lower": lower, "upper": upper, "gram": int(project)}
         agg = self.rounds.gaussian_round(
             "feature_moments", releases.MOMENTS, payload, mechanism, ReplySpec(shapes, sigmas={})
@@ -181,8 +176,8 @@ class SegmentationRun:
         scaling = standardize.scaling_from_moments(
             agg.sums, lower, upper, names=self.schema.names, log=self.schema.log,
             sigma_second=agg.noise_sigmas["square"], sigma_sum=agg.noise_sigmas["sum"],
-            fallback_scale=histogram["scale"], fallback_whole=histogram["whole"],
-            location=histogram["location"], location_var=histogram["location_var"],
+            fallback_scale=found.scale, fallback_whole=found.whole,
+            location=found.location, location_var=found.location_var,
         )  # fmt: skip
         known_lo, known_hi = self.schema.model_bounds()
         clustering = standardize.clustering_scaling(
