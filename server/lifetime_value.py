@@ -60,8 +60,7 @@ def fit_bgnbd_cells(counts, grid: lifetime.LifetimeGrid, starts=BGNBD_STARTS) ->
     """(r, α, a, b) maximizing the grouped likelihood Σ n_c · log P(cell c | T) over the
     purchase cells (server/lifetime_cells.py); cells nobody can be in are ignored."""
     points = lifetime_cells.cell_points(grid)
-    possible = np.isfinite(lifetime_cells.cell_log_probabilities(BGNBD_STARTS[0], grid, points))
-    keep = possible & (np.asarray(counts) > 0)
+    keep = grid.purchase_representatives()[3] & (np.asarray(counts) > 0)
     ll = lambda p: lifetime_cells.cell_log_probabilities(p, grid, points)[keep]  # noqa: E731
     return _fit(ll, np.asarray(counts, dtype=np.float64)[keep], starts)
 
