@@ -162,11 +162,24 @@ def test_the_plan_is_readable_only_as_a_plan(federation):
         assert code_of(group.ask("plan", {"plan": broken})) == reason("bad_request")
 
 
-def test_a_request_cannot_make_the_merchant_hold_unbounded_centres():
-    import numpy as np
-    from fedseg.client.node import MAX_CENTRES, BadRequest, centres_field
+def test_a_request_cannot_make_the_merchant_hold_unbounded_centres(federation, tmp_path):
+    """A lying server asks for displacements to 100,001 'centres' (an n × 10⁵ distance
+    matrix at the merchant): refused with a code before anything is charged."""
+    from fedseg.client.node import MAX_CENTRES
+    from fedseg.server import lloyd
 
-    assert centres_field({"centres": np.zeros((MAX_CENTRES, 2))}, 2).shape == (MAX_CENTRES, 2)
-    for bad in (np.zeros((MAX_CENTRES + 1, 2)), np.zeros((0, 2)), np.zeros((3, 5))):
-        with pytest.raises(BadRequest, match="'centres' has shape"):
-            centres_field({"centres": bad}, 2)
+    group = merchants(federation, **{"sim-state-dir": str(tmp_path)})
+    group.answer("describe", DESCRIBE)
+    group.answer("plan", plan(Release("cluster_displacements", 5.0, count=2)))
+    scaling = {"lower": np.full(2, -np.inf), "upper": np.full(2, np.inf),
+               "mean": np.zeros(2), "scale": np.ones(2)}  # fmt: skip
+    request = {**scaling, "release": "cluster_displacements", "radius": 1.0,
+               "distance_edges": lloyd.distance_edges(2), "request_id": 0}  # fmt: skip
+    huge = group.ask(
+        "cluster_displacements", {**request, "centres": np.zeros((MAX_CENTRES + 1, 2))}
+    )
+    assert code_of(huge) == reason("bad_request")
+    assert charged(tmp_path) == []
+    fair = group.answer("cluster_displacements", {**request, "centres": np.zeros((3, 2))})
+    assert fair["sums"].shape == (3, 2)
+    assert charged(tmp_path) == [("cluster_displacements", 5.0)]

@@ -25,7 +25,7 @@ def traced_run(tmp_path):
     trace = tmp_path / "trace"
     simulate(
         fed,
-        {"k": 3, "epsilon": 1.0, "rounds": 3, "seed": 5},
+        {"k": 3, "epsilon": 1.0, "rounds": 3, "seed": 5, "lifetime-value": True},
         out_dir=tmp_path / "out",
         trace_dir=trace,
         evaluate=False,
@@ -49,9 +49,9 @@ def _add_dirty_merchants(fed, table) -> None:
 
 def test_every_client_message_is_traced(traced_run):
     _, files = traced_run
-    # 4 usable merchants × (describe + plan + ranges + moments + 1 init round + 2 Lloyd rounds
-    # + profiles), and the unusable one's error replies
-    assert len(files) >= 4 * 8
+    # 4 usable merchants × (describe + plan + ranges + moments + 1 init round + 3 Lloyd rounds
+    # + profiles + the two lifetime-value rounds), and the unusable one's error replies
+    assert len(files) >= 4 * 11
     assert all(f.stat().st_size > 0 for f in files)
     errors = [f for f in files if _is_error(f.read_bytes())]
     assert errors and all(_error_reason(f.read_bytes()).startswith("fedseg:") for f in errors)
