@@ -180,3 +180,25 @@ def test_an_earlier_runs_cached_features_are_not_this_runs(small_federation, tmp
         loaded_features(small_federation, run_config, first.model.schema, since=time.time() + 5)
     x, _, names = loaded_features(small_federation, run_config, first.model.schema, since=0.0)
     assert len(names) == 3 and len(x) == first.metrics["n_users"]
+
+
+def test_disagreement_is_the_matched_share_of_customers_in_another_segment():
+    import numpy as np
+    from fedseg.simulations.experiments.metrics import disagreement
+
+    # segments 0 ↔ 1 and 1 ↔ 0 match (2 + 2 customers); the fifth has no partner segment
+    assert disagreement(np.array([0, 0, 1, 1, 2]), np.array([1, 1, 0, 0, 0])) == pytest.approx(0.2)
+    assert disagreement(np.array([2, 2, 0]), np.array([0, 0, 1])) == 0.0  # relabelled only
+
+
+def test_metrics_name_the_partition_without_planted_segments(small_federation, tmp_path):
+    untold = tmp_path / "fed"
+    (untold / "merchants").mkdir(parents=True)
+    for path in (small_federation / "merchants").iterdir():
+        (untold / "merchants" / path.name).write_bytes(path.read_bytes())
+    metrics = simulate(untold, {"k": 3, "epsilon": 4.0, "seed": 2}, out_dir=tmp_path / "o").metrics
+    assert "ari" not in metrics and 0.0 <= metrics["disagreement"] < 0.05
+    assert (
+        json.loads((tmp_path / "o" / "metrics.json").read_text())["disagreement"]
+        == (metrics["disagreement"])
+    )

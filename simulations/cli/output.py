@@ -25,7 +25,7 @@ KEY_FEATURES = ("orders", "spend", "avg_order_value", "recency_days", "browse_mi
 MOST_FEATURES = 5
 # The sweep's terminal table: what ε costs, in the model's own terms.
 SWEEP_COLUMNS = ("setting", "epsilon", "runs", "epsilon_spent", "cost_ratio_model_space", "ari",
-                 "nmi", "empty_clusters", "recommender.recall_at_20",
+                 "nmi", "disagreement", "empty_clusters", "recommender.recall_at_20",
                  "recommender.ndcg_at_10_full", "wall_s")  # fmt: skip
 MOST_LOAD_ROWS = 12  # merchants listed one by one; the rest are summed (all with problems)
 
@@ -126,6 +126,9 @@ def run_table(model: SegmentModel, metrics: Mapping[str, Any], *, target: float)
     if ratio is not None:
         table.add_row("k-means cost ratio", f"{ratio:.3f}", "÷ non-private scikit-learn KMeans "
                       "in the model's feature space (1 = as good)")  # fmt: skip
+    if "disagreement" in metrics:
+        table.add_row("segment differs", f"{metrics['disagreement']:.1%}", "customers in another "
+                      "segment than non-private KMeans puts them (matched; 0 = the same)")  # fmt: skip
     table.add_row("wall time", f"{metrics.get('wall_s', 0.0):.1f} s", "")
     return table
 

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 from fedseg.privacy.published.segments import nearest_centre
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -44,7 +45,9 @@ def clustering_metrics(
     seed: int = 0,
     model_space: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """cost_ratio in original units; ARI/NMI against planted segments when known.
+    """cost_ratio in original units; ARI/NMI against planted segments when known; with
+    ``model_space`` the share of customers whose segment differs from the non-private fit's
+    (``disagreement``, the partition measure where no segments were planted).
 
     ``model_space`` = (pooled rows, centres) in the standardized space the model was fitted
     in: its cost ratio is the one to read. ``cost_ratio`` compares, in original units,
@@ -53,18 +56,27 @@ def clustering_metrics(
     (docs/segmentation.md).
     """
     out = {"cost_ratio": cost_ratio(kmeans_cost(x, centres), reference_cost(x, k, seed=seed))}
+    space, space_centres = model_space if model_space is not None else (x, centres)
+    labels = nearest_centre(space, space_centres)
     if model_space is not None:
-        z, centres_z = model_space
-        reference = reference_cost(z, k, seed=seed)
-        out["cost_ratio_model_space"] = cost_ratio(kmeans_cost(z, centres_z), reference)
-    if truth is not None:
-        labels = (
-            nearest_centre(model_space[0], model_space[1])
-            if model_space
-            else nearest_centre(x, centres)
+        reference = reference_kmeans(space, k, seed=seed)
+        out["cost_ratio_model_space"] = cost_ratio(
+            kmeans_cost(space, space_centres), float(reference.inertia_)
         )
+        out["disagreement"] = disagreement(labels, reference.labels_)
+    if truth is not None:
         out.update(partition_metrics(truth, labels))
     return out
+
+
+def disagreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of customers whose segment differs between two partitions, after matching
+    segments one to one (0 = the same partition)."""
+    ka, kb = int(a.max()) + 1, int(b.max()) + 1
+    table = np.zeros((ka, kb))
+    np.add.at(table, (a, b), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return float(1.0 - table[rows, cols].sum() / len(a))
 
 
 def partition_metrics(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -27,6 +27,7 @@ from fedseg.privacy.published.segments import nearest_centre
 from fedseg.server.model import SegmentModel
 from fedseg.simulations.experiments.metrics import (
     cost_ratio,
+    disagreement,
     kmeans_cost,
     partition_metrics,
     reference_cost,
@@ -85,8 +86,9 @@ def evaluate_point(model: SegmentModel, pooled: PooledData, *, seed: int) -> dic
             kmeans_cost(z, model.centres_standardized), float(reference_z.inertia_)
         ),
     }
+    labels = nearest_centre(z, model.centres_standardized)
+    metrics["disagreement"] = disagreement(labels, reference_z.labels_)
     if pooled.truth is not None:
-        labels = nearest_centre(z, model.centres_standardized)
         metrics.update(partition_metrics(pooled.truth, labels))
     metrics["n_users"] = int(len(pooled.x))
     metrics["empty_clusters"] = int(np.sum(model.segment_sizes < 1))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from fedseg.privacy.protocol.schema import FeatureSchema
 from fedseg.privacy.published.segments import nearest_centre
-from scipy.optimize import linear_sum_assignment
+from fedseg.simulations.experiments.metrics import disagreement
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
@@ -47,15 +47,6 @@ class Reference:
 def cost(e: np.ndarray, centres: np.ndarray) -> float:
     labels = nearest_centre(e, centres)
     return float(np.sum((e - centres[labels]) ** 2))
-
-
-def disagreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of customers whose segment differs, after matching segments one to one."""
-    ka, kb = int(a.max()) + 1, int(b.max()) + 1
-    table = np.zeros((ka, kb))
-    np.add.at(table, (a, b), 1)
-    rows, cols = linear_sum_assignment(-table)
-    return float(1.0 - table[rows, cols].sum() / len(a))
 
 
 def score(

@@ -20,6 +20,7 @@ SUMMARY_METRICS = (
     ("cost_ratio_model_space", "cost ratio (model space; 1 = as good as KMeans)"),
     ("ari", "ARI"),
     ("nmi", "NMI"),
+    ("disagreement", "segment differs from KMeans (share of customers)"),
     ("centroid_error", "centroid error"),
     ("empty_clusters", "empty clusters"),
     ("bytes_per_client_round", "bytes / client / round"),

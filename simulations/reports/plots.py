@@ -29,6 +29,7 @@ TRADEOFF_PANELS = (
         1.0,
     ),
     ("ari", "ARI against planted segments\n(1 = perfect recovery)", None),
+    ("disagreement", "customers in another segment than\nnon-private KMeans (0 = the same)", 0.0),
 )
 INF_GAP = 3.0  # ∞ is drawn this factor to the right of the largest finite ε
 MOVEMENT_FLOOR = 1e-3
@@ -53,7 +54,8 @@ def quartiles(results: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def plot_tradeoff(results: pd.DataFrame, path: str | Path) -> Path:
-    """ε (log axis, ∞ at the right) vs cost ratio and ARI: median line, quartile band."""
+    """ε (log axis, ∞ at the right) vs cost ratio, ARI and the share of customers whose
+    segment differs from KMeans': median line, quartile band."""
     panels = [p for p in TRADEOFF_PANELS if p[0] in results.columns]
     fig, axes = plt.subplots(
         1, max(len(panels), 1), figsize=(6.2 * len(panels), 4.4), squeeze=False
