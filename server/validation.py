@@ -7,7 +7,8 @@ per-merchant noise around the feasible range, so an honest reply is rejected wit
 probability below 1e-8 per checked value.
 
 The size rule can run before anything is deserialized: ``oversized`` needs only the
-byte count the transport reads off the message (``ArrayRecord.count_bytes()``).
+byte count the transport reads off the message (``records.array_bytes``: the lengths
+of the packed arrays).
 """
 
 from __future__ import annotations

@@ -60,16 +60,14 @@ def assert_no_per_customer_array(files, sizes) -> None:
 
 def traced_arrays(data: bytes) -> list[np.ndarray]:
     """Every array in one traced message (``--trace`` writes Flower's protobuf bytes)."""
-    from fedseg.privacy.wire import decode_array
-    from flwr.app import ArrayRecord
+    from fedseg.privacy.protocol.records import from_records
     from flwr.common.serde import message_from_proto
     from flwr.proto.message_pb2 import Message as ProtoMessage
 
     message = message_from_proto(ProtoMessage.FromString(data))
     if message.has_error():  # an error reply carries a code, no content
         return []
-    records = message.content.values()
-    return [decode_array(a) for r in records if isinstance(r, ArrayRecord) for a in r.values()]
+    return [v for v in from_records(message.content).values() if isinstance(v, np.ndarray)]
 
 
 def accepted_plan(count: int = 100, placement: str = "", **noise: float):

@@ -15,12 +15,13 @@ import pytest
 from conftest import run_on_grid, write_blob_federation
 from fedseg.client.app import app as client_app
 from fedseg.privacy.protocol.records import from_records, to_records
+from fedseg.privacy.wire import pack
 from fedseg.server.aggregation import RoundFailed
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.server.validation import left_out_table
 from fedseg.simulations.backends.inprocess import InProcessGrid, run_inprocess
-from flwr.app import Array, Context, Message
+from flwr.app import Context, Message
 from flwr.serverapp import ServerApp
 from scipy.optimize import linear_sum_assignment
 
@@ -226,7 +227,7 @@ def misbehaving_client(message: Message, context: Context) -> Message:
         and not reply.has_error()
         and message.metadata.message_type not in ("query.describe", "query.plan")
     ):
-        reply.content["arrays"]["padding"] = Array(np.zeros(200_000))
+        reply.content["arrays"]["padding"] = pack(np.zeros(200_000))
     return reply
 
 

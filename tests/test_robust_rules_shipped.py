@@ -16,11 +16,11 @@ import pytest
 from conftest import write_blob_federation
 from fedseg.client.app import app as client_app
 from fedseg.privacy.protocol.records import from_records, to_records
-from fedseg.privacy.wire import RAW_STYPE
+from fedseg.privacy.wire import pack
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
 from fedseg.simulations.backends.inprocess import run_inprocess
-from flwr.app import Array, Context, Message
+from flwr.app import Context, Message
 
 HIST, MOMENTS = ("feature_ranges",), ("feature_moments",)
 CLUSTER = ("init_displacements", "cluster_displacements", "segment_profiles")
@@ -74,8 +74,7 @@ def hostile_client(message: Message, context: Context) -> Message:
     if reply.has_error() or task not in NOISY:
         return reply
     if pid == UNDECODABLE:  # 400 kB that claim to be one float: decoding it would fail
-        junk = Array(dtype="<f8", shape=(1,), stype=RAW_STYPE, data=bytes(400_000))
-        reply.content["arrays"]["padding"] = junk
+        reply.content["arrays"]["padding"] = pack(np.zeros(1)) + bytes(400_000)
         return reply
     rewrite, rounds, _ = REWRITES.get(pid, (None, (), ""))
     if task not in rounds:
@@ -162,7 +161,7 @@ def hostile_describe(message: Message, context: Context) -> Message:
     if message.metadata.message_type != "query.describe" or reply.has_error():
         return reply
     if pid == HUGE_DECLARATION:
-        reply.content["arrays"]["lower"] = Array(np.zeros(1_000_000))
+        reply.content["arrays"]["lower"] = pack(np.zeros(1_000_000))
         return reply
     if pid not in DESCRIBE_REWRITES:
         return reply

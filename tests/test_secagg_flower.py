@@ -14,7 +14,7 @@ from fedseg.client.secure import SecureIdentity, SessionMemory
 from fedseg.privacy.ledger import PrivacyLedger
 from fedseg.privacy.releases import displacement_mechanism
 from fedseg.privacy.secagg import SecAggLimits, simulation_roster, simulation_signing_key
-from fedseg.privacy.wire import RAW_STYPE, array_fields, decode_array
+from fedseg.privacy.wire import pack, unpack
 from fedseg.server.aggregation import ReplySpec, RoundFailed
 from fedseg.server.app import app as server_app
 from fedseg.server.model import SegmentModel
@@ -22,7 +22,7 @@ from fedseg.server.secure import SecureAggregator
 from fedseg.server.transport import Reply
 from fedseg.simulations.backends.inprocess import InProcessGrid, run_inprocess
 from fedseg.simulations.experiments.runner import simulate, simulation_roster_file
-from flwr.app import Array, Context, Message
+from flwr.app import Context, Message
 
 
 def test_secure_sum_gives_the_plain_model_without_noise(mixture_federation, tmp_path):
@@ -334,8 +334,8 @@ def _rewriting_at(stage: str, partition: int, rewrite):
 
 
 def _add_junk(content):  # 2^61 added to every masked word: in range of no honest sum
-    masked = decode_array(content["arrays"]["masked"]) + np.uint64(2**61)
-    content["arrays"]["masked"] = Array(*array_fields(masked))
+    masked = unpack(content["arrays"]["masked"]) + np.uint64(2**61)
+    content["arrays"]["masked"] = pack(masked)
 
 
 def test_a_merchant_adding_junk_to_its_masked_words_aborts_the_run_with_nothing_published(
@@ -355,9 +355,7 @@ def _add_notes(content):
 
 
 def _pad_undecodable(content):  # 400 kB that claim to be one float: decoding them would fail
-    content["arrays"]["padding"] = Array(
-        dtype="<f8", shape=(1,), stype=RAW_STYPE, data=bytes(400_000)
-    )
+    content["arrays"]["padding"] = pack(np.zeros(1)) + bytes(400_000)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,12 @@
 """The message codec both apps use: a payload dict ↔ a Flower ``RecordDict``.
 
-Arrays travel raw (privacy/wire.py) in one ArrayRecord ``arrays``; scalars, strings and lists
-in one ConfigRecord ``config``. Anything else in a received message is refused, on both
-sides alike. This is the one module below the apps that imports Flower.
+Arrays travel packed (privacy/wire.py), one ``bytes`` value each, in one ConfigRecord
+``arrays``; scalars, strings and lists in one ConfigRecord ``config``. Anything else in a
+received message is refused, on both sides alike. Every message is four Flower objects
+(the message, its RecordDict, two records) whatever it carries, where Flower's own
+``ArrayRecord`` adds two per array (the ``Array`` and its chunk), each one more request
+between a deployment's processes. This is the one module below the apps that imports
+Flower.
 """
 
 from __future__ import annotations
@@ -11,39 +15,39 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from fedseg.privacy.wire import array_fields, decode_array
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from fedseg.privacy.wire import pack, unpack
+from flwr.app import ConfigRecord, RecordDict
 
 RECORDS = ("arrays", "config")
 
 
 def to_records(payload: Mapping[str, Any]) -> RecordDict:
-    """Arrays into the ArrayRecord, everything else into the ConfigRecord."""
-    # Filled item by item: ArrayRecord(array_dict=...) builds every Array a second time.
-    arrays = ArrayRecord()
-    config = {}
+    """Arrays packed into the ``arrays`` record, everything else into ``config``."""
+    arrays, config = {}, {}
     for key, value in payload.items():
         if isinstance(value, np.ndarray):
-            arrays[key] = Array(*array_fields(value))
+            arrays[key] = pack(value)
         else:
             config[key] = value
-    return RecordDict({"arrays": arrays, "config": ConfigRecord(config)})
+    return RecordDict({"arrays": ConfigRecord(arrays), "config": ConfigRecord(config)})
 
 
 def from_records(records: RecordDict) -> dict[str, Any]:
-    """The payload back; ValueError on a record this codec never writes."""
+    """The payload back; ValueError on a record or value this codec never writes."""
     payload: dict[str, Any] = {}
     for name, record in records.items():
-        if name == "arrays" and isinstance(record, ArrayRecord):
-            payload.update({k: decode_array(a) for k, a in record.items()})
-        elif name == "config" and isinstance(record, ConfigRecord):
-            payload.update(dict(record))
-        else:
+        if not isinstance(record, ConfigRecord) or name not in RECORDS:
             raise ValueError(f"unexpected record {name!r}")
+        if name == "arrays":
+            payload.update({key: unpack(blob) for key, blob in record.items()})
+        else:
+            payload.update(dict(record))
     return payload
 
 
 def array_bytes(records: RecordDict) -> int:
-    """Bytes of the arrays of a message, read before decoding any of them."""
+    """Bytes of the arrays of a message as they travel, read before decoding any of them."""
     arrays = records.get("arrays")
-    return arrays.count_bytes() if isinstance(arrays, ArrayRecord) else 0
+    if not isinstance(arrays, ConfigRecord):
+        return 0
+    return sum(len(blob) for blob in arrays.values() if isinstance(blob, bytes))
