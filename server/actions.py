@@ -9,9 +9,12 @@ item catalogue. Nothing here reads a merchant's data, so it is post-processing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TOP_CATEGORIES = 3
 
@@ -73,6 +76,8 @@ def top_categories(scores: np.ndarray, catalogue: pd.DataFrame) -> list[str]:
     column = "category" if "category" in catalogue.columns else "genres"
     if column not in catalogue.columns:
         return []
+    import pandas as pd  # only with a catalogue, which the caller has read with pandas
+
     labels = catalogue[column].fillna("").astype(str).str.split("|").str[0]
     mass = pd.Series(np.maximum(scores, 0.0)).groupby(labels.to_numpy()).sum()
     mass = mass[mass.index != ""].sort_values(ascending=False)
@@ -83,6 +88,8 @@ def price_band(scores: np.ndarray, catalogue: pd.DataFrame) -> str | None:
     """The catalogue price quartile where the segment's popularity-weighted median item sits."""
     if "price" not in catalogue.columns:
         return None
+    import pandas as pd
+
     price = pd.to_numeric(catalogue["price"], errors="coerce").to_numpy(dtype=np.float64)
     known = np.isfinite(price) & (np.maximum(scores, 0.0) > 0)
     if not known.any():

@@ -211,6 +211,7 @@ class GridTransport:
         self.deployed = type(grid).__module__ == "flwr.superlink.grid.http_grid"
         if self.deployed:
             _quick_object_retries()
+            _prompt_log_flush()
 
     def node_ids(self) -> list[int]:
         return list(self.grid.get_node_ids())
@@ -228,7 +229,7 @@ class GridTransport:
             if time.monotonic() > deadline:
                 raise RoundFailed(f"only {count} merchants connected within {timeout:.0f} s")
             seen = count
-            time.sleep(0.5)
+            time.sleep(0.1)
 
     def request(
         self,
@@ -288,6 +289,29 @@ def _quick_object_retries() -> None:
         http_grid.pull_objects = functools.partial(
             http_grid.pull_objects, initial_backoff=0.02, backoff_cap=0.5
         )
+
+
+def _prompt_log_flush() -> None:
+    """When the ServerApp returns, Flower's ``flush_logs`` waits for the log queue to empty
+    and then a fixed 1 s more "for the PushLogs call to complete", before the run's output
+    is pushed. Here it waits for the queue and one upload interval; logs are never lost
+    either way: Flower joins the uploader, which sends what is left, after the output."""
+    try:
+        from flwr.common.constant import LOG_UPLOAD_INTERVAL
+        from flwr.superlink.runtime import run_serverapp
+    except ImportError:  # pragma: no cover - another Flower layout: keep its own wait
+        return
+    run_serverapp.flush_logs = functools.partial(_flush_logs, interval=LOG_UPLOAD_INTERVAL)
+
+
+def _flush_logs(log_queue, timeout: float = 3.0, *, interval: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not log_queue.empty():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+    return True
 
 
 def send_and_receive(grid: Grid, messages: Sequence[Message], *, timeout: float | None):

@@ -334,3 +334,42 @@ def test_busy_polling_shortens_flowers_waits_only_while_a_run_is_active(monkeypa
     assert clock.monotonic() - started >= supernode.LOCAL_WAIT_S * 0.9
     assert slept == [3, 0.2]
     assert clock.monotonic() > 0  # everything else is the real time module
+
+
+@pytest.mark.parametrize(("code", "status", "stderr"), [(0, 0, ""), (3, 3, ""), ("bad", 1, "bad")])
+def test_a_stopped_supernode_exits_at_once_with_flowers_code_and_its_logs(code, status, stderr):
+    # Flower's exit handlers have run when SystemExit reaches the launcher; the teardown of
+    # every loaded module (1-2 s) is skipped, as are atexit hooks, and nothing printed is lost.
+    script = (
+        "import atexit, logging, sys\n"
+        "from fedseg.simulations.backends.supernode import _exit_now\n"
+        "atexit.register(print, 'teardown ran')\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
+        "print('buffered', end='')\n"
+        "logging.getLogger('fedseg').info('logged')\n"
+        f"try:\n    sys.exit({code!r})\nexcept SystemExit as done:\n    _exit_now(done.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == status
+    assert done.stdout.startswith("buffered") and "logged" in done.stdout
+    assert "teardown ran" not in done.stdout and done.stderr.strip() == stderr
+
+
+def test_the_serverapps_last_log_flush_waits_for_the_queue_not_a_fixed_second(monkeypatch):
+    import queue
+
+    from fedseg.server import app as server_app
+
+    slept = []
+    monkeypatch.setattr(server_app.time, "sleep", slept.append)
+    logs = queue.Queue()
+    assert server_app._flush_logs(logs, interval=0.2) and slept == [0.2]
+    logs.put("line")  # never consumed: gives up at the timeout, as Flower's does
+    monkeypatch.setattr(server_app.time, "monotonic", iter(range(100)).__next__)
+    assert not server_app._flush_logs(logs, timeout=3.0, interval=0.2)
+    # Flower's own: the queue, then 1 s more. A Flower upgrade that changes it fails here.
+    import inspect
+
+    from flwr.supercore.logger import flush_logs
+
+    assert "time.sleep(min(1, remaining))" in inspect.getsource(flush_logs)

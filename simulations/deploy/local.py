@@ -46,6 +46,7 @@ from fedseg.simulations.deploy.processes import (
 
 CONNECTION = "fedseg-local"
 _FINISHED = "finished:"
+SUPEREXEC_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,13 @@ class LocalDeployment:
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).resolve()
         self.flwr_home = self.work_dir / "flwr-home"
-        env = {**os.environ, "FLWR_HOME": str(self.flwr_home), "FLWR_TELEMETRY_ENABLED": "0"}
+        env = {
+            **os.environ,
+            "FLWR_HOME": str(self.flwr_home),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            # The SuperLink's SuperExec looks for a submitted run every 1 s by default.
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPEREXEC_POLL_S),
+        }
         self.processes = ProcessGroup(self.work_dir / "logs", env=env)
         self.tls: TlsFiles | None = None
         self.port = 0
