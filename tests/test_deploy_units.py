@@ -318,7 +318,11 @@ def test_busy_polling_shortens_flowers_waits_only_while_a_run_is_active(monkeypa
     slept = []
     monkeypatch.setattr(supernode.time, "sleep", slept.append)
     clock = supernode.BusyPolling(poll_s=0.2, busy_window_s=60.0)
+    clock.sleep(3)  # just started: busy, its run may be submitted already
+    clock.last_message -= 61.0
     clock.sleep(3)  # idle: Flower's own wait
+    assert slept == [0.2, 3]
+    del slept[0]
     pull = clock.wrap_pull(lambda: 42)
     assert not clock.task_ready.is_set()
     assert pull() == 42  # a message arrived: busy, and the worker beside it is woken
@@ -373,3 +377,14 @@ def test_the_serverapps_last_log_flush_waits_for_the_queue_not_a_fixed_second(mo
     from flwr.supercore.logger import flush_logs
 
     assert "time.sleep(min(1, remaining))" in inspect.getsource(flush_logs)
+
+
+def test_the_superexec_poll_fedseg_sets_is_the_one_flower_reads(tmp_path, monkeypatch):
+    from fedseg.simulations.deploy.commands import SUPERLINK_ENV
+    from fedseg.simulations.deploy.local import LocalDeployment
+    from flwr.supercore.superexec import run_superexec
+
+    for name, value in SUPERLINK_ENV.items():
+        monkeypatch.setenv(name, value)
+        assert run_superexec._get_task_poll_interval() == float(value) < 1.0
+    assert LocalDeployment(tmp_path).processes.env.items() >= SUPERLINK_ENV.items()

@@ -15,7 +15,7 @@ passed through, and
 - replaces the module-level ``time`` of ``flwr.supernode.start_client_internal`` by a
   clock whose ``sleep`` asks the SuperLink every ``--poll-interval`` seconds (and looks for
   its own ClientApp's reply when the worker says it pushed one, at least every 50 ms) for
-  ``--busy-window`` seconds after the last message, then falls
+  ``--busy-window`` seconds after the last message (or the start), then falls
   back to Flower's own waits.
 
     python -m fedseg.simulations.backends.supernode [--poll-interval S] [--no-worker] \\
@@ -49,7 +49,9 @@ class BusyPolling:
 
     def __init__(self, poll_s: float, busy_window_s: float) -> None:
         self.poll_s, self.busy_window_s = poll_s, busy_window_s
-        self.last_message = float("-inf")
+        # A SuperNode just started is as busy as one that just answered: its run is often
+        # submitted already, and Flower's 3 s wait made the first round seconds longer.
+        self.last_message = time.monotonic()
         # With the ClientApp worker in this process: it is told when a message is stored,
         # and tells when its reply is, so neither side waits out a poll for the other.
         self.task_ready, self.reply_pushed = threading.Event(), threading.Event()

@@ -20,6 +20,7 @@ import typer
 from fedseg.simulations.deploy.commands import (
     DEFAULT_POLL_S,
     DEPLOY_ROUND_TIMEOUT_S,
+    SUPERLINK_ENV,
     app_run_config,
     require_tls,
     superlink_command,
@@ -139,6 +140,7 @@ def superlink(
             certs / "ca.crt", certs / "ca.key", certs / "server.crt", certs / "server.key"
         )
     command = superlink_command(port=port, host=host, tls=tls, insecure=insecure, database=database)
+    os.environ.update({k: v for k, v in SUPERLINK_ENV.items() if k not in os.environ})
     _launch(command, insecure=insecure, dry_run=dry_run)
 
 

@@ -66,6 +66,10 @@ def _is_file(path: Path | None) -> bool:
     return path is not None and Path(path).is_file()
 
 
+# The SuperLink's SuperExec looks for a submitted run every 1 s unless told otherwise.
+SUPERLINK_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
+
+
 def superlink_command(
     *,
     port: int,

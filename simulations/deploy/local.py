@@ -21,6 +21,7 @@ from typing import Any
 
 from fedseg.simulations.deploy.commands import (
     DEFAULT_POLL_S,
+    SUPERLINK_ENV,
     connection_entry,
     node_config_arg,
     superlink_command,
@@ -46,7 +47,6 @@ from fedseg.simulations.deploy.processes import (
 
 CONNECTION = "fedseg-local"
 _FINISHED = "finished:"
-SUPEREXEC_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,7 @@ class LocalDeployment:
             **os.environ,
             "FLWR_HOME": str(self.flwr_home),
             "FLWR_TELEMETRY_ENABLED": "0",
-            # The SuperLink's SuperExec looks for a submitted run every 1 s by default.
-            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPEREXEC_POLL_S),
+            **SUPERLINK_ENV,
         }
         self.processes = ProcessGroup(self.work_dir / "logs", env=env)
         self.tls: TlsFiles | None = None
