@@ -115,12 +115,16 @@ def child(data_dir: str, *, profile: bool, rounds: int = ROUNDS) -> None:
     print(json.dumps(row))
 
 
+_NOT_THE_MODEL = ("seconds", "run_id", "created")
+
+
 def _without_timings(model_json: bytes) -> bytes:
-    """model.json less its wall-clock fields: equal digests mean the same model."""
+    """model.json less its wall-clock fields and its run's identity (the simulator's random
+    run id, the time it was made): equal digests mean the same model."""
 
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+            return {k: strip(v) for k, v in value.items() if k not in _NOT_THE_MODEL}
         return [strip(v) for v in value] if isinstance(value, list) else value
 
     return json.dumps(strip(json.loads(model_json)), sort_keys=True).encode()

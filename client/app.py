@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from fedseg.client.errors import DataError
@@ -55,7 +56,7 @@ def settings_from_context(context: Context) -> MerchantSettings:
     node, run = context.node_config, context.run_config
     as_of = str(run.get("as-of", ""))
     if "data-path" not in node and "partition-id" in node:
-        return simulation_settings(int(node["partition-id"]), run)
+        return _simulated_settings(int(node["partition-id"]), run)
     data_path = str(node.get("data-path", ""))
     # Node-config `seed` is a deterministic test mode (tests only, never in production):
     # the pseudonym key and the noise seed then follow (seed, merchant-id) as in a simulation.
@@ -72,6 +73,28 @@ def settings_from_context(context: Context) -> MerchantSettings:
         secagg_roster=str(node.get("secagg-roster", "")),
         signing_key=str(node.get("signing-key", "")),
     )
+
+
+class _SimulatedSettings:
+    """Simulated merchants' settings, parsed once per run config rather than per message:
+    a run's config is the same on every message, so while it compares equal (values and
+    their types) each merchant's settings are the ones parsed before."""
+
+    def __init__(self) -> None:
+        self.run: list[tuple] = []
+        self.by_partition: dict[int, MerchantSettings] = {}
+
+    def __call__(self, partition_id: int, run: Mapping) -> MerchantSettings:
+        items = [(key, type(value), value) for key, value in run.items()]
+        if items != self.run:
+            self.run, self.by_partition = items, {}
+        settings = self.by_partition.get(partition_id)
+        if settings is None:
+            settings = self.by_partition[partition_id] = simulation_settings(partition_id, run)
+        return settings
+
+
+_simulated_settings = _SimulatedSettings()
 
 
 def _node(context: Context, schema_text: str) -> MerchantNode:

@@ -105,13 +105,21 @@ class AcceptedPlan:
 
     @classmethod
     def from_state(cls, text: str) -> AcceptedPlan:
-        data = json.loads(text)
-        return cls(_parsed_plan(data["plan"]), dict(data["used"]))
+        plan, used = _parsed_state(text)
+        return cls(plan, dict(used))
 
 
 @functools.lru_cache(maxsize=64)
 def _quoted_plan(plan: RunPlan) -> str:
     return json.dumps(plan.to_json())
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_state(text: str) -> tuple[RunPlan, tuple[tuple[str, int], ...]]:
+    """A state's plan and uses, parsed once per text: every merchant of a simulation is at
+    the same point of the same plan, so their states are the same few texts."""
+    data = json.loads(text)
+    return _parsed_plan(data["plan"]), tuple(dict(data["used"]).items())
 
 
 @functools.lru_cache(maxsize=64)

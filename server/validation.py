@@ -45,7 +45,7 @@ class ReplySpec:
     sizes: Mapping[int, tuple[float, float]] | None = None
 
     def expected_bytes(self) -> int:
-        return sum(8 * int(np.prod(s)) for s in self.shapes.values())
+        return sum(8 * math.prod(s) for s in self.shapes.values())
 
     def max_bytes(self) -> int:
         """Largest acceptable reply: anything bigger is refused before deserializing."""

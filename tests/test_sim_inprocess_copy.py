@@ -50,3 +50,13 @@ def test_an_error_reply_is_copied():
     reply = Message(Error(code=2, reason="boom"), reply_to=request)
     copy = copied(reply)
     assert copy.has_error() and copy.error.reason == "boom"
+
+
+def test_grid_gives_every_message_and_reply_its_own_id():
+    from fedseg.simulations.backends.inprocess import InProcessGrid
+    from flwr.clientapp import ClientApp
+    from flwr.supercore.run import Run
+
+    grid = InProcessGrid(ClientApp(), 2, run=Run.create_empty(run_id=1))
+    ids = [grid._new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(len(i) == 32 for i in ids)

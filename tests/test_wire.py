@@ -65,3 +65,27 @@ def test_a_packed_array_is_its_data_after_a_short_ascii_header():
 def test_anything_else_is_refused_when_unpacking(blob, needle):
     with pytest.raises(ValueError, match=needle):
         unpack(blob)
+
+
+def test_equal_request_bytes_decode_to_independent_equal_arrays():
+    from fedseg.privacy.protocol import records
+
+    blob = pack(np.arange(6.0).reshape(2, 3))
+    content = records.RecordDict({"arrays": records.ConfigRecord({"centres": blob}),
+                                  "config": records.ConfigRecord({})})  # fmt: skip
+    for _ in range(2):  # merchants writing into their copies (the first decoded, then remembered)
+        records.from_records(content)["centres"][0, 0] = 99.0
+    second = records.from_records(content)["centres"]
+    np.testing.assert_array_equal(second, np.arange(6.0).reshape(2, 3))
+    assert second.flags.writeable and second.dtype == np.float64 and second.shape == (2, 3)
+
+
+def test_remembered_arrays_are_bounded_and_bad_bytes_refused_every_time():
+    from fedseg.privacy.protocol import records
+
+    for i in range(2 * records._RECENT_BLOBS):
+        records._decoded(pack(np.array([float(i)])))
+    assert len(records._recent) <= records._RECENT_BLOBS
+    for _ in range(2):
+        with pytest.raises(ValueError, match="packed array"):
+            records._decoded(b"\x01")

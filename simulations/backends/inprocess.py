@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
-import uuid
+import itertools
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -59,6 +59,12 @@ class InProcessGrid(Grid):
             for pid in range(num_nodes)
         }
         self._replies: dict[str, Message] = {}
+        self._ids = itertools.count(1)
+
+    def _new_id(self) -> str:
+        """A message id unique in this grid: a counter, 32 hex digits as a uuid's (a real
+        SuperLink hashes the message; nothing here reads an id beyond matching replies)."""
+        return f"{next(self._ids):032x}"
 
     def set_run(self, run: Run) -> None:
         self._run = run
@@ -77,7 +83,7 @@ class InProcessGrid(Grid):
         ids = []
         for message in messages:
             message = copied(message)
-            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            message.metadata.__dict__["_message_id"] = self._new_id()
             ids.append(message.metadata.message_id)
             if self.dropout and self._drops.random() < self.dropout:
                 continue  # the merchant went away: no reply, as after a deadline
@@ -101,7 +107,7 @@ class InProcessGrid(Grid):
                 Error(code=CLIENT_APP_ERROR, reason=f"{type(exc).__name__}: {exc}"),
                 reply_to=message,
             )
-        reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+        reply.metadata.__dict__["_message_id"] = self._new_id()
         if self.on_reply is not None:
             self.on_reply(reply)
         return copied(reply)
