@@ -26,7 +26,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from fedseg.client.errors import DataError
 from fedseg.client.load_report import KINDS, LoadReport
 from fedseg.client.schema import (
@@ -39,7 +42,7 @@ from fedseg.client.tables import read_table, source_label
 from fedseg.client.time_window import TimeWindow
 from fedseg.client.typed_tables import type_events, type_features
 from fedseg.client.validation import EXPECTED_DROPS, RowChecks, check_events, check_features
-from fedseg.privacy.pseudonyms import Pseudonymizer
+from fedseg.privacy.pseudonyms import PSEUDONYM_CHARS, Pseudonymizer
 
 __all__ = ["KINDS", "DataError", "LoadReport", "load_merchant_table", "read_table"]
 
@@ -89,7 +92,7 @@ def load_merchant_table(
     if strict:
         _refuse_dropped_rows(checks, label)
     clean = _kept(typed.frame, checks, label)
-    clean["user_id"] = _pseudonymize_column(clean["user_id"], pseudonymizer, kind)
+    clean["user_id"], n_users = _pseudonymize_column(clean["user_id"], pseudonymizer, kind)
     report = LoadReport(
         source=label,
         kind=kind,
@@ -98,7 +101,7 @@ def load_merchant_table(
         dropped=checks.counts(),
         dropped_columns=identifiers,
         ignored_columns=ignored,
-        n_users=int(clean["user_id"].nunique()),
+        n_users=n_users,
         first_rows=checks.first_rows(),
         window=window.describe() if kind == "events" else "",
         event_aliases=aliases,
@@ -137,19 +140,30 @@ def _kept(frame: pd.DataFrame, checks: RowChecks, label: str) -> pd.DataFrame:
     return frame.loc[keep].reset_index(drop=True)
 
 
-def _pseudonymize_column(user_ids: pd.Series, pseudonymizer: Pseudonymizer, kind: str) -> pd.Series:
-    """Hash each distinct id once; events keep a compact categorical column."""
+def _pseudonymize_column(
+    user_ids: pd.Series, pseudonymizer: Pseudonymizer, kind: str
+) -> tuple[pd.Series, int]:
+    """Hash each distinct id once; events keep a compact categorical column. Returns the
+    column and the number of distinct customers."""
     codes, uniques = pd.factorize(user_ids)
-    hashed = pseudonymizer.pseudonymize_distinct(uniques.tolist())  # plain str, not Arrow reads
+    distinct = pseudonym_text(uniques, pseudonymizer)
     if kind == "features":
-        if len(hashed) == len(codes):  # one row per customer, the rule: rows already in order
-            rows = pd.Index(hashed, dtype="str")
-        else:
-            rows = pd.Index(hashed, dtype="str").take(codes)
-        return pd.Series(rows, index=user_ids.index, name="user_id")
-    pseudonyms = pd.Index(hashed, dtype="str")
-    return pd.Series(
-        pd.Categorical.from_codes(codes, categories=pseudonyms),
+        # one row per customer, the rule: rows already in order
+        rows = distinct if len(distinct) == len(codes) else distinct.take(codes)
+        return pd.Series(rows, index=user_ids.index, name="user_id"), len(distinct)
+    column = pd.Series(
+        pd.Categorical.from_codes(codes, categories=distinct),
         index=user_ids.index,
         name="user_id",
     )
+    return column, len(distinct)
+
+
+def pseudonym_text(ids: pd.Index, pseudonymizer: Pseudonymizer) -> pd.Index:
+    """The pseudonyms of distinct text ids as a text index, built from Arrow buffers: the ids
+    reach the HMAC as bytes and the hex digits leave as one buffer (no str per row)."""
+    encoded = pc.cast(pa.array(ids.array, type=pa.large_string()), pa.large_binary())
+    text = pseudonymizer.pseudonymize_encoded(encoded.to_pylist())
+    ends = np.arange(0, len(text) + 1, PSEUDONYM_CHARS, dtype=np.int64)
+    column = pa.LargeStringArray.from_buffers(len(ids), pa.py_buffer(ends), pa.py_buffer(text))
+    return pd.Index(pd.array(column, dtype="str"))

@@ -93,3 +93,21 @@ def test_write_key_file_round_trips_and_is_private(tmp_path):
     assert path.stat().st_mode & 0o077 == 0
     with pytest.raises(FileExistsError):
         write_key_file(path)
+
+
+def test_encoded_pseudonyms_are_the_hex_hmacs_in_one_buffer():
+    ids = ["alice", "", "é", "12345"]
+    subkey = hmac.new(KEY_A, b"fedseg/pseudonym/v1/user_id", hashlib.sha256).digest()
+    expected = "".join(hmac.new(subkey, i.encode(), hashlib.sha256).hexdigest() for i in ids)
+    encoded = Pseudonymizer(KEY_A).pseudonymize_encoded(i.encode() for i in ids)
+    assert encoded == expected.encode("ascii")
+
+
+def test_pseudonym_text_index_matches_the_list_api():
+    import pandas as pd
+    from fedseg.client.loading import pseudonym_text
+
+    ids = pd.Index(pd.array(["u1", "é", "42"], dtype="str"))
+    index = pseudonym_text(ids, Pseudonymizer(KEY_A))
+    assert str(index.dtype) == "str"
+    assert index.tolist() == Pseudonymizer(KEY_A).pseudonymize(["u1", "é", "42"])
