@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> None:
 def _exit_now(code: int | str | None) -> None:
     """End the process without the interpreter's teardown of every loaded module, which
     took 1–2 s of a stopped SuperNode (BENCHMARKS.md, issue 20). Whatever the ClientApp
-    committed is on disk already (its ledger writes are SQLite transactions); only the
-    log streams need flushing."""
+    recorded is on disk already (the ledger is written atomically and fsynced before a
+    reply leaves); only the log streams need flushing."""
     if isinstance(code, str):  # as the interpreter would have printed it
         print(code, file=sys.stderr)
     logging.shutdown()

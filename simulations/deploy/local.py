@@ -104,10 +104,10 @@ class LocalDeployment:
         self.work_dir = Path(self.work_dir).resolve()
         self.flwr_home = self.work_dir / "flwr-home"
         env = {
+            **SUPERLINK_ENV,  # unless the environment sets them, as `fedseg superlink`
             **os.environ,
             "FLWR_HOME": str(self.flwr_home),
             "FLWR_TELEMETRY_ENABLED": "0",
-            **SUPERLINK_ENV,
         }
         self.processes = ProcessGroup(self.work_dir / "logs", env=env)
         self.tls: TlsFiles | None = None
