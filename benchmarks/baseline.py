@@ -1,4 +1,5 @@
-"""Run a benchmark's case against an earlier fedseg in the same job, for ratios.
+"""Run a benchmark's case against an earlier fedseg in the same job, for ratios; and the
+CPU time and memory of a run, its forked workers included.
 
 ``baseline_path(ref)`` unpacks git ``ref`` of this repository into a temporary directory
 laid out as an importable ``fedseg`` package; a child process with that directory first on
@@ -10,14 +11,29 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("client", "server", "privacy", "simulations")
+
+
+def cpu_time() -> float:
+    """CPU seconds of this process and of its children that have ended (an in-process run's
+    forked workers end with the run): ``process_time`` alone misses the workers'."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """Peak resident memory (MB) of this process and of its largest ended child."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def baseline_path(ref: str) -> Path:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from baseline import cpu_time, peak_rss_mb
 
 HERE = Path(__file__).parent
 D, K = 8, 8
@@ -33,11 +34,11 @@ def _fedseg(data: str) -> dict:
     from fedseg.simulations.experiments.runner import simulate
 
     with tempfile.TemporaryDirectory() as out:
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu = time.perf_counter(), cpu_time()
         model = simulate(
             data, {"k": K, "epsilon": 1.0, "delta": 1e-6, "seed": 0}, out_dir=out, evaluate=False
         ).model
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - started, cpu_time() - cpu
     loading = sum(h.get("seconds", 0.0) for h in model.history if h["task"] == "describe")
     fitting = sum(h.get("seconds", 0.0) for h in model.history if h["task"] != "describe")
     return {"wall_s": wall, "cpu_s": cpu, "loading_s": loading, "fit_s": fitting,
@@ -62,7 +63,7 @@ def _sklearn(data: str) -> dict:
 
 def _child(kind: str, data: str) -> None:
     result = _fedseg(data) if kind == "fedseg" else _sklearn(data)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"], result["worker_peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

@@ -23,13 +23,12 @@ import hashlib
 import io
 import json
 import pstats
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from baseline import baseline_path, run_child
+from baseline import baseline_path, cpu_time, peak_rss_mb, run_child
 from fedseg.simulations.data.mixture import gaussian_mixture_federation, write_mixture_federation
 from fedseg.simulations.experiments.runner import simulate
 from sklearn.cluster import KMeans
@@ -94,20 +93,20 @@ def child(data_dir: str, *, profile: bool, rounds: int = ROUNDS) -> None:
     config = {"k": K, "epsilon": EPSILON, "rounds": rounds, "seed": 0, "as-of": "2026-01-01"}
     profiler = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory(prefix="fedseg-scale-out-") as out:
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started = time.perf_counter(), cpu_time()
         if profiler:
             profiler.enable()
         result = simulate(data_dir, config, out_dir=out, evaluate=False)
         if profiler:
             profiler.disable()
         row = {"simulate_s": time.perf_counter() - started,
-               "simulate_cpu_s": time.process_time() - cpu_started}  # fmt: skip
+               "simulate_cpu_s": cpu_time() - cpu_started}  # fmt: skip
         model_bytes = (Path(out) / "model.json").read_bytes()
     history = result.model.history
     row.update({
         "rounds": result.metrics["rounds"],
         "messages": sum(h.get("asked", 0) for h in history) + len(history and history[0].get("contributors", [])),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb()[0], "worker_peak_rss_mb": peak_rss_mb()[1],
         "model_sha256": hashlib.sha256(_without_timings(model_bytes)).hexdigest(),
     })  # fmt: skip
     if profiler:

@@ -8,6 +8,7 @@ ClientApp code path a deployed merchant uses.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -36,6 +37,7 @@ from fedseg.simulations.experiments.metrics import clustering_metrics
 from fedseg.simulations.experiments.recsys_run import recommender_evaluation, recommender_settings
 
 BACKENDS = ("inprocess", "ray")
+AUTO_WORKERS_MIN = 50  # merchants from which an in-process run forks one worker per core
 CLOCK_SLACK_S = 0.1  # file times come from a coarser clock than time.time() (a tick)
 
 
@@ -62,11 +64,14 @@ def simulate(
     trace_dir: str | Path | None = None,
     evaluate: bool = True,
     state_dir: str | Path | None = None,
+    workers: int | None = None,
 ) -> SimulationResult:
     """Fit a model over the federation in ``data_dir``; write model.json, metrics.json, report.md.
 
     Merchants keep their ledgers under ``state_dir``: give the same one to later runs
     (e.g. warm starts) and their spending accumulates; by default it is thrown away.
+    In-process, the merchants are split over ``workers`` forked processes (default: one
+    per core from AUTO_WORKERS_MIN merchants on); the model is the same either way.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +104,7 @@ def simulate(
             run_inprocess(
                 server_app, client_app, num_nodes=n_merchants, run_config=config, on_reply=tracer,
                 dropout=float(run_config.get("dropout", 0.0)),
+                workers=default_workers(n_merchants) if workers is None else workers,
             )  # fmt: skip
         elif backend == "ray":
             from fedseg.simulations.backends.ray_engine import run_ray
@@ -124,6 +130,12 @@ def simulate(
             metrics.update(recommender_evaluation(model, data_dir, files, config, seed=seed))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SimulationResult(model=model, metrics=metrics, out_dir=out_dir)
+
+
+def default_workers(n_merchants: int) -> int:
+    """One worker per core this process may use, once there are enough merchants to keep
+    them busy (forking and pickling cost more than a few merchants' work)."""
+    return len(os.sched_getaffinity(0)) if n_merchants >= AUTO_WORKERS_MIN else 1
 
 
 def default_schema_file(data_dir: Path, folder: str | Path) -> Path:
