@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from baseline import baseline_path, run_child
+from baseline import baseline_path, cpu_time, run_child
 from fedseg.simulations.data.federation import write_federation
 from fedseg.simulations.data.mixture import gaussian_mixture_federation, write_mixture_federation
 from fedseg.simulations.data.synthetic import generate_federation
@@ -43,13 +42,6 @@ from fedseg.simulations.experiments.runner import simulate
 RESULTS = Path(__file__).parent / "results" / "deploy_speed.json"
 VARIANTS = {"fedseg": {}, "flower": {"worker": False, "poll_interval": None}}
 TEST_SEED = 0
-
-
-def cpu_s() -> float:
-    own, children = (
-        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def federation(case: str, root: Path) -> tuple[Path, dict]:
@@ -67,17 +59,17 @@ def rounds(model) -> list[tuple[str, float]]:
 
 
 def in_process(data: Path, config: dict, out: Path) -> dict:
-    started, cpu = time.perf_counter(), cpu_s()
+    started, cpu = time.perf_counter(), cpu_time()
     model = simulate(data, {**config, "seed": TEST_SEED}, out_dir=out, evaluate=False).model
-    return {"wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu,
+    return {"wall_s": time.perf_counter() - started, "cpu_s": cpu_time() - cpu,
             "rounds": rounds(model), "centroids": model.centroids}  # fmt: skip
 
 
 def deployed(data: Path, config: dict, work: Path, variant: str, cap: float) -> dict:
-    started, cpu = time.perf_counter(), cpu_s()
+    started, cpu = time.perf_counter(), cpu_time()
     result = run_demo(data, work, run_config=config, test_seed=TEST_SEED, epsilon_cap=cap,
                       deployment_options=VARIANTS[variant])  # fmt: skip
-    return {"wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu,
+    return {"wall_s": time.perf_counter() - started, "cpu_s": cpu_time() - cpu,
             "phases": result.phases, "rounds": rounds(result.model),
             "centroids": result.model.centroids}  # fmt: skip
 
@@ -91,10 +83,10 @@ def earlier(data: Path, config: dict, work: Path, ref: str, cap: float) -> dict:
 
 
 def _child(data: str, config: str, work: str, cap: str) -> None:
-    started, cpu = time.perf_counter(), cpu_s()
+    started, cpu = time.perf_counter(), cpu_time()
     result = run_demo(data, work, run_config=json.loads(config), test_seed=TEST_SEED,
                       epsilon_cap=float(cap))  # fmt: skip
-    print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu,
+    print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": cpu_time() - cpu,
                       "phases": getattr(result, "phases", {}), "rounds": rounds(result.model),
                       "centroids": np.asarray(result.model.centroids).tolist()}))  # fmt: skip
 

@@ -22,6 +22,7 @@ def fedseg(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["simulate", "--data", "/no/such/dir"], "/no/such/dir"),
         (["simulate", "--epsilon", "-1"], "--epsilon"),
         (["simulate", "--noise", "distributed"], "secure"),
+        (["simulate", "--workers", "-1"], "--workers"),
         (["assign", "--model", "/no/model.json", "--data", "/no/data.csv"], "/no/model.json"),
     ],
 )

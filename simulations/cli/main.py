@@ -86,6 +86,13 @@ def simulate(
         float, Opt(help="Probability that a merchant fails to answer any one message")
     ] = 0.0,
     backend: Annotated[str, Opt(help="inprocess or ray")] = "inprocess",
+    workers: Annotated[
+        int,
+        Opt(
+            help="In-process: forked processes the merchants are split over (0: one per core "
+            "from 50 merchants on); the model is the same for any number"
+        ),
+    ] = 0,
     seed: Annotated[int, Opt(help="Random seed (simulations are reproducible)")] = 0,
     as_of: Annotated[
         str | None,
@@ -173,6 +180,8 @@ def simulate(
     if epsilon_cap is not None:
         run_config["sim-epsilon-cap"] = parse_epsilon(epsilon_cap, flag="--epsilon-cap")
     SegmentationConfig.from_run_config(run_config)  # bad settings fail before any work
+    if workers < 0:
+        raise ValueError(f"--workers must be 0 (one per core) or more, got {workers}")
     if data is None:
         check_dataset(dataset or "synthetic")
     with tempfile.TemporaryDirectory(prefix="fedseg-data-") as scratch:
@@ -184,8 +193,9 @@ def simulate(
         if len(ks) > 1:
             return _choose_k(data_dir, run_config, ks, out=out, backend=backend)
         result = run(
-            data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace, state_dir=state_dir
-        )
+            data_dir, run_config, out_dir=out, backend=backend, trace_dir=trace,
+            state_dir=state_dir, workers=workers or None,
+        )  # fmt: skip
     write_report(result)
     files = [out / "model.json", out / "metrics.json", out / "report.md"]
     if as_json:

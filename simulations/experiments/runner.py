@@ -74,6 +74,8 @@ def simulate(
     per core from AUTO_WORKERS_MIN merchants on); the model is the same either way.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be 1 or more, got {workers}")
     out_dir.mkdir(parents=True, exist_ok=True)
     n_merchants = len(merchant_files(data_dir))
     with tempfile.TemporaryDirectory(prefix="fedseg-state-") as scratch:
