@@ -141,15 +141,19 @@ def is_direct_identifier(column: str) -> bool:
 
 def normalize_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:
     """Rename columns to their normalized names; two columns that collide are an error."""
-    names = [normalize_column_name(c) for c in table.columns]
+    originals = table.columns.tolist()  # one pass: iterating an Arrow-backed Index is slow
+    names = [normalize_column_name(c) for c in originals]
     seen: dict[str, object] = {}
-    for original, name in zip(table.columns, names, strict=True):
+    for original, name in zip(originals, names, strict=True):
         if not name:
             raise DataError(f"{source}: column {original!r} has an empty name")
         if name in seen:
             raise DataError(f"{source}: columns {seen[name]!r} and {original!r} both mean {name!r}")
         seen[name] = original
-    return table.set_axis(names, axis=1)
+    columns = pd.Index(names)
+    if columns.equals(table.columns) and columns.dtype == table.columns.dtype:
+        return table  # already normalized (the usual): no new frame
+    return table.set_axis(columns, axis=1)
 
 
 def detect_kind(columns: list[str], source: str) -> str:
