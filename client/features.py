@@ -221,13 +221,14 @@ def customer_features(
         except ValueError as exc:
             raise DataError(f"{report.source}: {exc}") from None
     table = clean  # indexed by user_id
-    schema = schema or numeric_table_schema([str(c) for c in table.columns])
+    columns = table.columns.tolist()  # one pass: iterating an Arrow-backed Index is slow
+    schema = schema or numeric_table_schema([str(c) for c in columns])
     try:
-        schema.check_columns(list(table.columns), source=report.source)
+        schema.check_columns(columns, source=report.source)
     except SchemaError as exc:
         raise DataError(str(exc)) from None
     names = list(schema.names)
-    ordered = table if list(table.columns) == names else table[names]  # usually already so
+    ordered = table if columns == names else table[names]  # usually already so
     ordered = ordered.astype(np.float64)
     try:
         schema.check_values(ordered.to_numpy(), source=report.source)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fedseg.client.errors import DataError
 from fedseg.client.load_report import KINDS, LoadReport
+from fedseg.client.parsing import text_array
 from fedseg.client.schema import (
     EVENT_COLUMNS,
     detect_kind,
@@ -204,4 +205,4 @@ def pseudonym_text(ids: pd.Index, pseudonymizer: Pseudonymizer) -> pd.Index:
     text = pseudonymizer.pseudonymize_encoded(encoded.to_pylist())
     ends = np.arange(0, len(text) + 1, PSEUDONYM_CHARS, dtype=np.int64)
     column = pa.LargeStringArray.from_buffers(len(ids), pa.py_buffer(ends), pa.py_buffer(text))
-    return pd.Index(pd.array(column, dtype="str"))
+    return pd.Index(text_array(column))

@@ -51,6 +51,8 @@ EVENT_OPTIONAL: tuple[str, ...] = (
     "order_id",
 )
 EVENT_COLUMNS: tuple[str, ...] = EVENT_REQUIRED + EVENT_OPTIONAL
+# The Index pandas makes of a list of column names (text, Arrow-backed in pandas 3).
+_NAMES_DTYPE = pd.Index(["user_id"]).dtype
 # Any of these marks a table as events (then all of EVENT_REQUIRED must be there).
 _EVENT_MARKERS = frozenset({"timestamp", "event", "item_id", "category"})
 
@@ -150,10 +152,10 @@ def normalize_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:
         if name in seen:
             raise DataError(f"{source}: columns {seen[name]!r} and {original!r} both mean {name!r}")
         seen[name] = original
-    columns = pd.Index(names)
-    if columns.equals(table.columns) and columns.dtype == table.columns.dtype:
-        return table  # already normalized (the usual): no new frame
-    return table.set_axis(columns, axis=1)
+    columns = table.columns
+    if names == originals and columns.name is None and columns.dtype == _NAMES_DTYPE:
+        return table  # already normalized (the usual): the frame set_axis would give
+    return table.set_axis(names, axis=1)
 
 
 def detect_kind(columns: list[str], source: str) -> str:

@@ -106,11 +106,15 @@ def _clean_values(name: str, parsed: ParsedColumn) -> pd.Series:
 
 def type_features(table: pd.DataFrame, source: str) -> TypedTable:
     """``user_id`` as text and every other column as float64."""
-    user = parse_text(table["user_id"])
+    user_ids = table["user_id"]
+    user = parse_text(user_ids)
     refuse_unusable(source, "user_id", user.missing, user.bad)
-    names = table.columns.delete(table.columns.get_loc("user_id"))  # no per-name compare
-    if all(_plain_numeric(dtype) for name, dtype in table.dtypes.items() if name != "user_id"):
-        block, missing, bad = _numeric_block(table, names, source)
+    ids = table.columns.get_loc("user_id")
+    # a slice of an Arrow-backed Index costs a fifteenth of a delete; ids usually come first
+    names = table.columns[1:] if ids == 0 else table.columns.delete(ids)
+    if all(_plain_numeric(dtype) for dtype in np.delete(table.dtypes.to_numpy(), ids)):
+        whole = _plain_numeric(user_ids.dtype)
+        block, missing, bad = _numeric_block(table, ids, names, source, whole=whole)
         return TypedTable(None, {"user_id": user}, block, missing, bad, names)
     columns = {"user_id": user}
     for name in names:
@@ -129,18 +133,18 @@ def _plain_numeric(dtype: object) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-def _numeric_block(table: pd.DataFrame, names: pd.Index, source: str):
+def _numeric_block(table: pd.DataFrame, ids: int, names: pd.Index, source: str, *, whole: bool):
     """Typed numeric feature columns (Parquet, SQL) parsed as one float64 block.
 
     Same result as ``parse_number`` column by column (±inf are bad, NaN missing), in
     one array pass instead of a dozen pandas calls per column: merchants with a few
-    hundred customers were dominated by that fixed cost.
+    hundred customers were dominated by that fixed cost. ``ids`` is the position of the
+    ``user_id`` column; ``whole`` says it holds numbers too.
     """
-    if _plain_numeric(table["user_id"].dtype):
-        # All numbers (integer ids): one conversion of the whole frame, then drop the ids;
-        # a pandas call per column costs 20x more on a small table.
-        whole = table.to_numpy(dtype=np.float64, na_value=np.nan)
-        block = np.delete(whole, table.columns.get_loc("user_id"), axis=1)
+    if whole:
+        # one conversion of the whole frame, ids included, then drop them: a pandas call
+        # per column costs 20x more on a small table
+        block = np.delete(table.to_numpy(dtype=np.float64, na_value=np.nan), ids, axis=1)
     else:  # column by column: selecting ``table[names]`` first costs twice the conversion
         columns = (column for name, column in table.items() if name != "user_id")
         block = np.column_stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns])
