@@ -209,8 +209,9 @@ def customer_features(
     from fedseg.privacy.protocol.builtin import numeric_table_schema
 
     clean, report = load_merchant_table(
-        source, pseudonymizer=pseudonymizer, source_name=source_name, as_of=as_of, strict=strict
-    )
+        source, pseudonymizer=pseudonymizer, source_name=source_name, as_of=as_of,
+        strict=strict, user_index=True,
+    )  # fmt: skip
     if report.kind == "events":
         if clean.empty:
             raise DataError(f"{report.source}: no events in the run's window ({report.window})")
@@ -219,14 +220,15 @@ def customer_features(
             return build_features(clean, features=schema, as_of=as_of), schema, report
         except ValueError as exc:
             raise DataError(f"{report.source}: {exc}") from None
-    table = clean.set_index("user_id")
-    schema = schema or numeric_table_schema([str(c) for c in table.columns])
+    table = clean  # indexed by user_id
+    columns = table.columns.tolist()  # one pass: iterating an Arrow-backed Index is slow
+    schema = schema or numeric_table_schema([str(c) for c in columns])
     try:
-        schema.check_columns(list(table.columns), source=report.source)
+        schema.check_columns(columns, source=report.source)
     except SchemaError as exc:
         raise DataError(str(exc)) from None
     names = list(schema.names)
-    ordered = table if list(table.columns) == names else table[names]  # usually already so
+    ordered = table if columns == names else table[names]  # usually already so
     ordered = ordered.astype(np.float64)
     try:
         schema.check_values(ordered.to_numpy(), source=report.source)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fedseg.client.errors import DataError
 from fedseg.client.load_report import KINDS, LoadReport
+from fedseg.client.parsing import text_array
 from fedseg.client.schema import (
     EVENT_COLUMNS,
     detect_kind,
@@ -40,7 +41,7 @@ from fedseg.client.schema import (
 )
 from fedseg.client.tables import read_table, source_label
 from fedseg.client.time_window import TimeWindow
-from fedseg.client.typed_tables import type_events, type_features
+from fedseg.client.typed_tables import TypedTable, type_events, type_features
 from fedseg.client.validation import EXPECTED_DROPS, RowChecks, check_events, check_features
 from fedseg.privacy.pseudonyms import PSEUDONYM_CHARS, Pseudonymizer
 
@@ -55,6 +56,7 @@ def load_merchant_table(
     as_of: object = None,
     floor: object = None,
     strict: bool = False,
+    user_index: bool = False,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read and clean one merchant table of either kind.
 
@@ -69,20 +71,24 @@ def load_merchant_table(
     before ``as_of``) drop and count events ``after as_of`` or ``before floor``; features
     tables have no times and ignore them. ``strict=True`` refuses, with one line, a table
     in which any row breaks a rule (an unknown event name, a bad value, ...); rows
-    outside the time window and exact duplicates are still dropped and counted."""
+    outside the time window and exact duplicates are still dropped and counted.
+    ``user_index=True`` returns a features table indexed by ``user_id`` instead (what
+    ``set_index("user_id")`` gives, without building the table twice)."""
     window = TimeWindow.of(as_of, floor)
     label, raw = _read(source, source_name)
     if raw.shape[1] == 0 or len(raw) == 0:
         raise DataError(f"{label}: empty table (no {'columns' if raw.shape[1] == 0 else 'rows'})")
     raw = normalize_columns(raw, label)
-    identifiers = tuple(c for c in raw.columns if c != "user_id" and is_direct_identifier(c))
+    columns = raw.columns.tolist()
+    identifiers = tuple(c for c in columns if c != "user_id" and is_direct_identifier(c))
     if identifiers:
         raw = raw.drop(columns=list(identifiers))
-    kind = detect_kind(list(raw.columns), label)
+        columns = raw.columns.tolist()
+    kind = detect_kind(columns, label)
     ignored: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     if kind == "events":
-        ignored = tuple(c for c in raw.columns if c not in EVENT_COLUMNS)
+        ignored = tuple(c for c in columns if c not in EVENT_COLUMNS)
         typed = type_events(raw.drop(columns=list(ignored)) if ignored else raw, label)
         checks = check_events(typed, window)
         aliases = typed.columns["event"].renamed
@@ -91,8 +97,14 @@ def load_merchant_table(
         checks = check_features(typed)
     if strict:
         _refuse_dropped_rows(checks, label)
-    clean = _kept(typed.frame, checks, label)
-    clean["user_id"], n_users = _pseudonymize_column(clean["user_id"], pseudonymizer, kind)
+    if typed.block is not None:
+        clean = _kept_block(typed, checks, label, pseudonymizer, user_index=user_index)
+        n_users = len(clean)
+    else:
+        clean = _kept(typed.frame, checks, label)
+        clean["user_id"], n_users = _pseudonymize_column(clean["user_id"], pseudonymizer, kind)
+        if user_index and kind == "features":
+            clean = clean.set_index("user_id")
     report = LoadReport(
         source=label,
         kind=kind,
@@ -131,13 +143,40 @@ def _refuse_dropped_rows(checks: RowChecks, label: str) -> None:
 
 
 def _kept(frame: pd.DataFrame, checks: RowChecks, label: str) -> pd.DataFrame:
+    keep = _any_kept(checks, label)
+    if keep.all():
+        return frame.copy()
+    return frame.loc[keep].reset_index(drop=True)
+
+
+def _any_kept(checks: RowChecks, label: str) -> np.ndarray:
     keep = checks.keep
     if not keep.any():
         reasons = ", ".join(f"{n} {r}" for r, n in checks.counts().items())
         raise DataError(f"{label}: no valid rows ({reasons})")
-    if keep.all():
-        return frame.copy()
-    return frame.loc[keep].reset_index(drop=True)
+    return keep
+
+
+def _kept_block(
+    typed: TypedTable,
+    checks: RowChecks,
+    label: str,
+    pseudonymizer: Pseudonymizer,
+    *,
+    user_index: bool,
+) -> pd.DataFrame:
+    """``_kept`` then ``_pseudonymize_column`` for a float block, building one frame from
+    the kept rows: the same table, without the typed frame, its copy and a re-index."""
+    keep = _any_kept(checks, label)
+    ids = typed.columns["user_id"].values.array
+    # check_features keeps one row per customer, so the kept ids are distinct already
+    users = pseudonym_text(pd.Index(ids if keep.all() else ids[keep]), pseudonymizer)
+    values = typed.block[keep]
+    if user_index:
+        return pd.DataFrame(values, columns=typed.block_names, index=users.rename("user_id"))
+    frame = pd.DataFrame(values, columns=typed.block_names)
+    frame.insert(0, "user_id", pd.Series(users, name="user_id"))
+    return frame
 
 
 def _pseudonymize_column(
@@ -166,4 +205,4 @@ def pseudonym_text(ids: pd.Index, pseudonymizer: Pseudonymizer) -> pd.Index:
     text = pseudonymizer.pseudonymize_encoded(encoded.to_pylist())
     ends = np.arange(0, len(text) + 1, PSEUDONYM_CHARS, dtype=np.int64)
     column = pa.LargeStringArray.from_buffers(len(ids), pa.py_buffer(ends), pa.py_buffer(text))
-    return pd.Index(pd.array(column, dtype="str"))
+    return pd.Index(text_array(column))

@@ -25,6 +25,7 @@ MISSING_TEXT = frozenset(
 )  # fmt: skip
 _MISSING = list(MISSING_TEXT)
 _MISSING_ARROW = pa.array(sorted(MISSING_TEXT))
+_STR = pd.StringDtype(na_value=np.nan)  # pandas' default text dtype, "str"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def parse_text(column: pd.Series) -> ParsedColumn:
     if _plain_integers(column):  # no gaps, no spaces: the digits alone, without pandas' passes
         # Arrow's integer-to-text cast writes what str() does, 5x faster than a list of str
         digits = pc.cast(pa.array(column.to_numpy()), pa.large_string())
-        text = pd.Series(pd.array(digits, dtype="str"), index=column.index, name=column.name)
+        text = pd.Series(text_array(digits), index=column.index, name=column.name)
         return ParsedColumn(text, np.zeros(len(column), dtype=bool), np.zeros(len(column), bool))
     column, bad = _decoded(column)
     if pd.api.types.is_float_dtype(column) and _integral(column):
@@ -54,6 +55,12 @@ def parse_text(column: pd.Series) -> ParsedColumn:
     if missing.any() or bad.any():
         text = text.where(~missing & ~bad)
     return ParsedColumn(text, missing, bad)
+
+
+def text_array(text: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """Arrow text as pandas' ``str`` array, what ``pd.array(text, dtype="str")`` gives
+    without its checks of every value (a tenth of the time on a small column)."""
+    return pd.arrays.ArrowStringArray(text, dtype=_STR)
 
 
 def parse_event(column: pd.Series) -> ParsedColumn:

@@ -51,6 +51,8 @@ EVENT_OPTIONAL: tuple[str, ...] = (
     "order_id",
 )
 EVENT_COLUMNS: tuple[str, ...] = EVENT_REQUIRED + EVENT_OPTIONAL
+# The Index pandas makes of a list of column names (text, Arrow-backed in pandas 3).
+_NAMES_DTYPE = pd.Index(["user_id"]).dtype
 # Any of these marks a table as events (then all of EVENT_REQUIRED must be there).
 _EVENT_MARKERS = frozenset({"timestamp", "event", "item_id", "category"})
 
@@ -141,14 +143,18 @@ def is_direct_identifier(column: str) -> bool:
 
 def normalize_columns(table: pd.DataFrame, source: str) -> pd.DataFrame:
     """Rename columns to their normalized names; two columns that collide are an error."""
-    names = [normalize_column_name(c) for c in table.columns]
+    originals = table.columns.tolist()  # one pass: iterating an Arrow-backed Index is slow
+    names = [normalize_column_name(c) for c in originals]
     seen: dict[str, object] = {}
-    for original, name in zip(table.columns, names, strict=True):
+    for original, name in zip(originals, names, strict=True):
         if not name:
             raise DataError(f"{source}: column {original!r} has an empty name")
         if name in seen:
             raise DataError(f"{source}: columns {seen[name]!r} and {original!r} both mean {name!r}")
         seen[name] = original
+    columns = table.columns
+    if names == originals and columns.name is None and columns.dtype == _NAMES_DTYPE:
+        return table  # already normalized (the usual): the frame set_axis would give
     return table.set_axis(names, axis=1)
 
 

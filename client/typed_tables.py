@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -56,16 +57,27 @@ class TypedTable:
 
     ``frame`` holds the clean values (defaults filled in, cells that are not valid are
     NaN/NaT); ``columns`` the parse of each column. Features tables parsed as one
-    float64 block keep it in ``block`` with per-row ``missing``/``bad`` over all values."""
+    float64 block keep it in ``block`` (columns ``block_names``) with per-row
+    ``missing``/``bad`` over all values, and build ``frame`` only when asked: loading
+    builds its clean table from the block's kept rows instead."""
 
-    frame: pd.DataFrame
+    parsed_frame: pd.DataFrame | None
     columns: dict[str, ParsedColumn]
     block: np.ndarray | None = None
     missing_value: np.ndarray | None = None
     bad_value: np.ndarray | None = None
+    block_names: pd.Index | None = None
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        if self.parsed_frame is not None:
+            return self.parsed_frame
+        frame = pd.DataFrame(self.block, columns=self.block_names)
+        frame.insert(0, "user_id", self.columns["user_id"].values.array)
+        return frame
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.block) if self.block is not None else len(self.parsed_frame)
 
 
 def type_events(table: pd.DataFrame, source: str) -> TypedTable:
@@ -94,14 +106,16 @@ def _clean_values(name: str, parsed: ParsedColumn) -> pd.Series:
 
 def type_features(table: pd.DataFrame, source: str) -> TypedTable:
     """``user_id`` as text and every other column as float64."""
-    user = parse_text(table["user_id"])
+    user_ids = table["user_id"]
+    user = parse_text(user_ids)
     refuse_unusable(source, "user_id", user.missing, user.bad)
-    names = table.columns[table.columns != "user_id"]
-    if all(_plain_numeric(dtype) for name, dtype in table.dtypes.items() if name != "user_id"):
-        block, missing, bad = _numeric_block(table, names, source)
-        frame = pd.DataFrame(block, columns=names, index=table.index)
-        frame.insert(0, "user_id", user.values)
-        return TypedTable(frame.reset_index(drop=True), {"user_id": user}, block, missing, bad)
+    ids = table.columns.get_loc("user_id")
+    # a slice of an Arrow-backed Index costs a fifteenth of a delete; ids usually come first
+    names = table.columns[1:] if ids == 0 else table.columns.delete(ids)
+    if all(_plain_numeric(dtype) for dtype in np.delete(table.dtypes.to_numpy(), ids)):
+        whole = _plain_numeric(user_ids.dtype)
+        block, missing, bad = _numeric_block(table, ids, names, source, whole=whole)
+        return TypedTable(None, {"user_id": user}, block, missing, bad, names)
     columns = {"user_id": user}
     for name in names:
         columns[name] = parse_number(table[name])
@@ -119,16 +133,21 @@ def _plain_numeric(dtype: object) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-def _numeric_block(table: pd.DataFrame, names: pd.Index, source: str):
+def _numeric_block(table: pd.DataFrame, ids: int, names: pd.Index, source: str, *, whole: bool):
     """Typed numeric feature columns (Parquet, SQL) parsed as one float64 block.
 
     Same result as ``parse_number`` column by column (±inf are bad, NaN missing), in
     one array pass instead of a dozen pandas calls per column: merchants with a few
-    hundred customers were dominated by that fixed cost.
+    hundred customers were dominated by that fixed cost. ``ids`` is the position of the
+    ``user_id`` column; ``whole`` says it holds numbers too.
     """
-    # Column by column: selecting ``table[names]`` first costs twice the conversion.
-    columns = (column for name, column in table.items() if name != "user_id")
-    block = np.column_stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns])
+    if whole:
+        # one conversion of the whole frame, ids included, then drop them: a pandas call
+        # per column costs 20x more on a small table
+        block = np.delete(table.to_numpy(dtype=np.float64, na_value=np.nan), ids, axis=1)
+    else:  # column by column: selecting ``table[names]`` first costs twice the conversion
+        columns = (column for name, column in table.items() if name != "user_id")
+        block = np.column_stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns])
     missing_cells = np.isnan(block)
     bad_cells = np.isinf(block)
     unusable = missing_cells.all(axis=0) | (

@@ -121,7 +121,7 @@ def check_features(typed: TypedTable) -> RowChecks:
     _flag_parse(checks, typed, "user_id")
     checks.flag("missing value", typed.missing_value)
     checks.flag("bad value", typed.bad_value)
-    users = pd.factorize(typed.frame["user_id"])[0]  # equal ids, equal codes; missing: -1
+    users = pd.factorize(typed.columns["user_id"].values)[0]  # equal ids, equal codes; missing: -1
     if typed.block is not None:
         _flag_duplicate_vectors(users, typed.block, checks)
     else:
