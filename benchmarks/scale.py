@@ -106,7 +106,7 @@ def child(data_dir: str, *, profile: bool, rounds: int = ROUNDS) -> None:
     row.update({
         "rounds": result.metrics["rounds"],
         "messages": sum(h.get("asked", 0) for h in history) + len(history and history[0].get("contributors", [])),
-        "peak_rss_mb": peak_rss_mb()[0], "worker_peak_rss_mb": peak_rss_mb()[1],
+        **dict(zip(("peak_rss_mb", "worker_peak_rss_mb"), peak_rss_mb(), strict=True)),
         "model_sha256": hashlib.sha256(_without_timings(model_bytes)).hexdigest(),
     })  # fmt: skip
     if profiler:
