@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 from fedseg.client.sql_sources import restore_url
 from fedseg.privacy.protocol import run
 from fedseg.privacy.protocol.schema import FeatureSchema, SchemaError, schema_from_toml
@@ -206,8 +207,7 @@ def _read(folder: Path, key: str) -> PreparedFeatures | None:
 def _write(folder: Path, key: str, prepared: PreparedFeatures) -> None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stem = key[:16]
-    listed = list(prepared.customer_ids)
-    ids = np.array(listed, dtype="S") if listed else np.zeros(0, "S64")
+    ids = _id_bytes(prepared.customer_ids)
     _atomic(folder / f"{stem}.features.npy", lambda f: np.save(f, prepared.matrix))
     _atomic(folder / f"{stem}.ids.npy", lambda f: np.save(f, ids))
     meta = {"key": key, "schema": prepared.schema.to_toml(),
@@ -216,6 +216,17 @@ def _write(folder: Path, key: str, prepared: PreparedFeatures) -> None:
     for old in folder.glob("*.npy"):  # one entry per merchant: drop the previous one
         if not old.name.startswith(stem + "."):
             old.unlink(missing_ok=True)
+
+
+def _id_bytes(customer_ids: Sequence[str]) -> np.ndarray:
+    """The ids as one fixed-width bytes array: straight from the Arrow text buffer when
+    they are a table's pseudonyms (all one width), else one encode per id."""
+    if isinstance(customer_ids, RowIds):
+        raw = customer_ids.fixed_width_bytes()
+        if raw is not None:
+            return raw
+    listed = list(customer_ids)
+    return np.array(listed, dtype="S") if listed else np.zeros(0, "S64")
 
 
 def _atomic(path: Path, write: Callable[[Any], None]) -> None:
@@ -254,6 +265,22 @@ class RowIds(Sequence[str]):
 
     def __init__(self, index) -> None:
         self._index, self._listed = index, None
+
+    def fixed_width_bytes(self) -> np.ndarray | None:
+        """The ids as an ``S`` array read off the index's Arrow buffers if every id has the
+        same (non-zero) width, e.g. pseudonyms; None otherwise."""
+        try:
+            text = pa.array(self._index.array)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
+        if not pa.types.is_large_string(text.type) or text.null_count or not len(text):
+            return None
+        ends = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset :][: len(text) + 1]
+        width = int(ends[1] - ends[0])
+        if width <= 0 or np.any(np.diff(ends) != width):
+            return None
+        data = np.frombuffer(text.buffers()[2], dtype=np.uint8)[ends[0] : ends[-1]]
+        return data.view(f"S{width}").copy()
 
     def _list(self) -> list[str]:
         if self._listed is None:

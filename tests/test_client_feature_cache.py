@@ -159,3 +159,22 @@ def test_node_from_the_cache_answers_like_a_fresh_one(merchant):
     assert fresh.describe().keys() == cached.describe().keys()
     for name, value in fresh.describe().items():
         np.testing.assert_array_equal(value, cached.describe()[name])
+
+
+def test_ids_are_stored_as_the_same_bytes_from_arrow_buffers_or_one_by_one(tmp_path):
+    features = tmp_path / "shop.csv"
+    pd.DataFrame({"user_id": [f"u{i}" for i in range(7)], "spend": range(7)}).to_csv(
+        features, index=False
+    )
+    from fedseg.client.features import customer_features
+
+    table, _, _ = customer_features(features, pseudonymizer=Pseudonymizer(b"k" * 32))
+    for index in (table.index, table.index[2:5], table.index[::-1]):
+        ids = feature_cache.RowIds(index)
+        read = ids.fixed_width_bytes()
+        assert read is not None and read.dtype == np.dtype("S64")
+        assert read.tolist() == [u.encode() for u in ids]
+    assert feature_cache.RowIds(pd.Index(["a", "bb"])).fixed_width_bytes() is None  # widths differ
+    assert feature_cache.RowIds(pd.Index(["a", None])).fixed_width_bytes() is None
+    mixed = feature_cache.RowIds(pd.Index(["a", "bb"]))
+    assert feature_cache._id_bytes(mixed).tolist() == [b"a", b"bb"]
