@@ -5,8 +5,11 @@ Cases (merchants × customers each, d=8 Gaussian mixture, k=5, ε=1, up to 10 DP
 warm-up. Each row: time to write the federation, time of the simulation (every message
 through the real ServerApp/ClientApp and the in-process Grid), messages, µs per message,
 and the same data clustered by scikit-learn KMeans(n_init=1) in one process as the
-baseline (ratio = simulation ÷ sklearn). ``--profile`` adds the top functions by
-cumulative time (cProfile) for the largest case.
+baseline (ratio = simulation ÷ sklearn). The floor is the same number of messages through
+the same in-process Grid (same workers), transport and codec, each merchant decoding the
+request and echoing a reply of a Lloyd round's shape, with no merchant or server work: what
+the messages alone cost on this machine (``ratio_vs_floor`` = simulation ÷ floor).
+``--profile`` adds the top functions by cumulative time (cProfile) for the largest case.
 
     python benchmarks/scale.py [--quick] [--profile] [--cases 10000x100] [--rounds 10]
                                [--baseline main --repeat 2] [--out results/scale.json]
@@ -63,6 +66,8 @@ def run_case(
         KMeans(n_clusters=K, n_init=1, random_state=0).fit(x)
         sklearn_s = time.perf_counter() - started
         del x
+        floor = json.loads(run_child([__file__, "--floor", str(merchants), str(rounds)],
+                                     pythonpath=None).strip().splitlines()[-1])  # fmt: skip
         trees = {"this tree": None, **({"baseline": baseline} if baseline else {})}
         runs: dict[str, list[dict]] = {name: [] for name in trees}
         for _ in range(repeat):
@@ -78,6 +83,8 @@ def run_case(
             "tree": name, "merchants": merchants, "customers": merchants * per_merchant,
             "write_s": write_s, **best, "us_per_message": 1e6 * best["simulate_s"] / best["messages"],
             "sklearn_s": sklearn_s, "ratio_vs_sklearn": best["simulate_s"] / sklearn_s,
+            "floor_s": floor["floor_s"] * best["messages"] / floor["messages"],
+            "ratio_vs_floor": best["simulate_s"] * floor["messages"] / (floor["floor_s"] * best["messages"]),
             "all_simulate_s": [r["simulate_s"] for r in results],
         })  # fmt: skip
     if baseline:
@@ -114,6 +121,52 @@ def child(data_dir: str, *, profile: bool, rounds: int = ROUNDS) -> None:
     print(json.dumps(row))
 
 
+def floor_child(merchants: int, rounds: int) -> None:
+    """The messages alone: ``rounds`` + 7 requests to every merchant (a run's count: describe,
+    plan, ranges, moments, two init rounds, profiles), each decoded by its ClientApp and
+    answered with a Lloyd round's reply, decoded by the server's transport."""
+    from fedseg.privacy.protocol.records import from_records, to_records
+    from fedseg.server.app import GridTransport
+    from fedseg.server.lloyd import DISTANCE_BINS
+    from fedseg.simulations.backends.inprocess import run_inprocess
+    from fedseg.simulations.experiments.runner import default_workers
+    from flwr.app import Message
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    client, server, row = ClientApp(), ServerApp(), {}
+    reply = {
+        "sums": np.zeros((K, DIMS)),
+        "counts": np.zeros(K),
+        "distances": np.zeros(DISTANCE_BINS),
+    }
+
+    @client.train("cluster_displacements")
+    def echo(message, context):
+        request_id = from_records(message.content)["request_id"]
+        return Message(to_records({**reply, "request_id": request_id}), reply_to=message)
+
+    @server.main()
+    def main(grid, context):
+        transport = GridTransport(grid, timeout=None)
+        nodes = transport.node_ids()
+        request = {"centres": np.zeros((K, DIMS)), "radius": 1.0, "release": "lloyd",
+                   "distance_edges": np.arange(DISTANCE_BINS + 1.0),
+                   **{name: np.zeros(DIMS) for name in ("lower", "upper", "mean", "scale")}}  # fmt: skip
+        started = time.perf_counter()
+        for request_id in range(rounds + 7):
+            replies = transport.request(
+                "cluster_displacements", {**request, "request_id": request_id}, nodes
+            )
+            assert len(replies) == len(nodes) and replies[0].error is None, replies[0]
+        row.update(floor_s=time.perf_counter() - started, messages=len(nodes) * (rounds + 7))
+
+    run_inprocess(
+        server, client, num_nodes=merchants, run_config={}, workers=default_workers(merchants)
+    )
+    print(json.dumps(row))
+
+
 _NOT_THE_MODEL = ("seconds", "run_id", "created")
 
 
@@ -145,7 +198,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="at most this many Lloyd rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor:
+        return floor_child(*args.floor)
     if args.child:
         return child(args.child, profile=args.profile, rounds=args.rounds)
     cases = QUICK_CASES if args.quick else CASES
@@ -170,7 +226,8 @@ def main() -> None:
 
 def _print_row(row: dict, *, header: bool) -> None:
     columns = ("tree", "merchants", "customers", "rounds", "simulate_s", "simulate_cpu_s",
-               "messages", "us_per_message", "peak_rss_mb", "ratio_vs_sklearn", "model_sha256")  # fmt: skip
+               "messages", "us_per_message", "peak_rss_mb", "ratio_vs_sklearn", "floor_s",
+               "ratio_vs_floor", "model_sha256")  # fmt: skip
     if header:
         print(" | ".join(f"{c:>14}" for c in columns))
     print(
