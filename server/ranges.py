@@ -164,7 +164,8 @@ def matched_location_scale(
     shapes whose amplitude is within a factor 2 of the features' median amplitude (a noise
     spike in one narrow bin is a good match only for a tiny amplitude). The coarse (μ, s)
     grid is then refined between its neighbouring points."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as threads:  # ufuncs free the GIL
+    cores = min(len(edges), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=cores) as threads:  # the ufuncs free the GIL
         fits = list(threads.map(
             lambda h, e: _coarse_fit(h, e, grid=grid, max_bin_share=max_bin_share),
             noisy_counts, edges,

@@ -92,6 +92,22 @@ def test_matched_shape_finds_the_scale_of_a_thin_column():
     assert np.all((amplitude > 100) & (amplitude < 400))
 
 
+
+def test_the_coarse_shape_grid_one_scale_at_a_time_equals_all_at_once():
+    """The coarse fit builds each scale's masses apart (speed): every t·h and t·t is the
+    same float as from the whole (scales × μ × bins) array at once."""
+    rng = np.random.default_rng(1)
+    edges = ranges.range_edges(numeric_table_schema(["a", "b"]), 40)[0]
+    h = rng.normal(50, 20, len(edges) - 1)
+    th, tt, s_grid, mu_grid = ranges._coarse_fit(h, edges, grid=12, max_bin_share=0.6)
+    finite = np.clip(edges, -1e12, 1e12)
+    t = ranges._shape_masses(finite, finite, s_grid)
+    t = np.where(t.max(axis=2, keepdims=True) <= 0.6, t, np.nan)
+    assert np.array_equal(th, t @ h, equal_nan=True)
+    assert np.array_equal(tt, np.sum(t * t, axis=2), equal_nan=True)
+    assert th.shape == (12, len(edges)) and np.isfinite(th).any()
+
+
 # -- displacement steps -----------------------------------------------------------------------
 
 
