@@ -92,7 +92,6 @@ def test_matched_shape_finds_the_scale_of_a_thin_column():
     assert np.all((amplitude > 100) & (amplitude < 400))
 
 
-
 def test_the_coarse_shape_grid_one_scale_at_a_time_equals_all_at_once():
     """The coarse fit builds each scale's masses apart (speed): every t·h and t·t is the
     same float as from the whole (scales × μ × bins) array at once."""
