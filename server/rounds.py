@@ -97,8 +97,9 @@ class Rounds:
                 release.name, nodes, replies, spec, min_clients=self.cfg.min_clients
             )
         agg.log.seconds = time.perf_counter() - started
+        asked = set(nodes)
         for node in self.members:
-            if node not in nodes:
+            if node not in asked:
                 reason = self.left_out.get(node, "offline: the SuperLink no longer lists it")
                 agg.log.rejected.setdefault(node, f"node {node}: {reason}")
         self.record(agg.log.to_dict())
@@ -153,12 +154,11 @@ class Rounds:
         accepted = [
             r.node_id for r in replies if r.error is None and (r.payload or {}).get("accepted") == 1
         ]
-        answered = {r.node_id: _reason(r) for r in replies if r.node_id not in accepted}
-        why = {
-            n: answered.get(n, "no reply before the deadline") for n in asked if n not in accepted
-        }
+        agreed = set(accepted)  # sets: a list's `in` made this round quadratic in merchants
+        answered = {r.node_id: _reason(r) for r in replies if r.node_id not in agreed}
+        why = {n: answered.get(n, "no reply before the deadline") for n in asked if n not in agreed}
         rejected = {n: f"node {n}: {reason}" for n, reason in why.items()}
-        rejected.update({n: f"node {n}: {self.left_out[n]}" for n in nodes if n not in asked})
+        rejected.update({n: f"node {n}: {self.left_out[n]}" for n in nodes if n in self.left_out})
         for node, reason in why.items():
             self.left_out[node] = f"left out: did not accept the plan ({reason})"
         self.noise = {r.name: r.noise_multiplier for r in plan.releases}
