@@ -17,7 +17,7 @@ def _reference_labels(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.argmin(distances, axis=1)
 
 
-@pytest.mark.parametrize("rows, k", [(3, 2), (100, 5), (5_000, 40)])  # below and above the limit
+@pytest.mark.parametrize("rows, k", [(3, 2), (100, 5), (5_000, 40), (5_000, 320)])  # 1 to 5 blocks
 def test_nearest_centre_matches_the_formula(rows, k):
     rng = np.random.default_rng([rows, k])
     z, centres = rng.normal(size=(rows, 8)), rng.normal(size=(k, 8))
