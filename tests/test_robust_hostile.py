@@ -385,3 +385,25 @@ def test_control_plain_sums_follow_displacements_pushed_to_the_radius(federation
 def test_robust_aggregation_ignores_displacements_pushed_to_the_radius(federation, honest, method):
     """Measured 0.041 gaps with the median (switch robust aggregation off and this fails)."""
     assert centre_error(honest, fit(federation, method, client=pushing_client)) < 0.10
+
+
+def test_a_merchant_whose_cap_refuses_the_plan_is_left_out_of_every_release(
+    small_federation, tmp_path
+):
+    """One merchant's own policy (its node config, as in a deployment) caps ε below the run's:
+    it refuses the plan, and every later round leaves it out for that reason instead of
+    asking it for releases its plan does not cover."""
+    first = sorted((small_federation / "merchants").iterdir())[0]
+    capped = {"data-path": str(first), "seed": 1, "epsilon-cap": 0.5}
+    run_config = {**BASE, "min-clients": 3, "sim-data-dir": str(small_federation),
+                  "features": str(small_federation / "schema.toml"),
+                  "sim-state-dir": str(tmp_path), "out-dir": str(tmp_path)}  # fmt: skip
+    run_inprocess(server_app, client_app, num_nodes=6, run_config=run_config,
+                  node_config=lambda pid: capped if pid == 0 else {})  # fmt: skip
+    describe, plan, *noisy = SegmentModel.load(tmp_path / "model.json").history
+    assert 2 in describe["contributors"] and 2 not in plan["contributors"]
+    assert "plan_refused" in plan["rejected"]["2"]  # a code, nothing of its policy
+    assert len(plan["contributors"]) == 5 and noisy
+    for entry in noisy:
+        assert 2 not in entry["contributors"] and len(entry["contributors"]) == 5
+        assert "did not accept the plan" in entry["rejected"]["2"]
